@@ -1,0 +1,25 @@
+# The project's own commands. Both install what they need (apt + .venv), idempotently.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup run test lint typecheck unit docs bench clean
+
+setup:
+	bash scripts/setup.sh --rucio-server
+
+## run: a grid pilot runs the shipped example job end to end (no outside service needed)
+run: setup
+	$(PY) -m apps.grid_pilot.demo
+
+## test: ruff, mypy (strict) and the whole pytest suite, real services started by the tests
+test: setup
+	$(PY) -m ruff check pilotlib apps tests benchmarks
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+docs: setup
+	$(PY) -m sphinx -W -q -b html docs docs/_build/html
+
+clean:
+	rm -rf docs/_build .pytest_cache .mypy_cache .ruff_cache

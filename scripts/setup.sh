@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian bookworm machine of this kind (run as root).
+# Installs the apt packages pilotlib's tests and example use, creates the project venv (.venv) with
+# pilotlib and its extras, exposes Debian's gfal2 binding to it, and (with --rucio-server) the separate
+# venv that runs a real Rucio server for the transfer tests.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+APT_PACKAGES=(
+  xrootd-server xrootd-client
+  python3-gfal2 gfal2 gfal2-plugin-file gfal2-plugin-xrootd gfal2-plugin-http
+  openssl procps
+)
+PY=${PILOTLIB_PYTHON:-python3.11}
+VENV=${PILOTLIB_VENV:-$here/.venv}
+RUCIO_VENV=${PILOTLIB_RUCIO_VENV:-$here/.venv-rucio}
+RUCIO_SERVER_VERSION=${RUCIO_SERVER_VERSION:-"rucio>=41,<42"}
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+install_venv() {
+  local stamp
+  stamp=$(stamp_of pyproject.toml scripts/setup.sh)
+  if [[ -f "$VENV/.pilotlib-stamp" && "$(cat "$VENV/.pilotlib-stamp")" == "$stamp" ]]; then
+    return
+  fi
+  log "venv: $VENV"
+  [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e ".[all,dev]"
+  link_gfal2
+  echo "$stamp" > "$VENV/.pilotlib-stamp"
+}
+
+link_gfal2() {
+  # Debian's binding is built for CPython 3.11 (same ABI); expose only that one module.
+  local so site
+  so=$(ls /usr/lib/python3/dist-packages/gfal2.cpython-311-*.so 2>/dev/null | head -1 || true)
+  [[ -n "$so" ]] || { log "gfal2 binding not found; gfal copytool unavailable"; return; }
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  mkdir -p "$VENV/debian-gfal2"
+  ln -sf "$so" "$VENV/debian-gfal2/$(basename "$so")"
+  echo "$VENV/debian-gfal2" > "$site/debian-gfal2.pth"
+}
+
+install_rucio_server() {
+  local stamp="$RUCIO_SERVER_VERSION gunicorn"
+  if [[ -f "$RUCIO_VENV/.stamp" && "$(cat "$RUCIO_VENV/.stamp")" == "$stamp" ]]; then
+    return
+  fi
+  log "rucio server venv: $RUCIO_VENV"
+  [[ -x "$RUCIO_VENV/bin/python" ]] || "$PY" -m venv "$RUCIO_VENV"
+  "$RUCIO_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$RUCIO_VENV/bin/python" -m pip install -q "$RUCIO_SERVER_VERSION" gunicorn
+  echo "$stamp" > "$RUCIO_VENV/.stamp"
+}
+
+install_apt
+install_venv
+for arg in "$@"; do
+  case "$arg" in
+    --rucio-server) install_rucio_server ;;
+    *) log "unknown option $arg"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,15 @@
+"""Shared pytest configuration: paths to the repository's example data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    """The repository's ``examples/`` folder."""
+    return REPO / "examples"
