@@ -21,6 +21,7 @@ __all__ = [
     "ListLengthMismatchError",
     "MissingFieldError",
     "PilotError",
+    "TransferError",
     "truncate_diag",
 ]
 
@@ -197,10 +198,11 @@ class Direction(enum.Enum):
 class PilotError(Exception):
     """Base of every error the pilot raises; carries exactly one :class:`ErrorCode`.
 
-    Subclasses fix the code with the class attribute ``code``. ``str(err)`` is the message with the facts.
+    Subclasses fix the code with the class attribute ``code`` (a transfer error sets it from its direction).
+    ``str(err)`` is the message with the facts.
     """
 
-    code: ClassVar[ErrorCode] = ErrorCode.GENERALERROR
+    code: ErrorCode = ErrorCode.GENERALERROR
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message or self.code.message)
@@ -258,3 +260,17 @@ class LfnTooLongError(JobDefinitionError):
     """A file name is longer than 255 characters."""
 
     code = ErrorCode.LFNTOOLONG
+
+
+class TransferError(PilotError):
+    """A file transfer failed; the code is the stage-in or the stage-out one, by direction.
+
+    Subclasses set ``codes = (stage-in code, stage-out code)``.
+    """
+
+    codes: ClassVar[tuple[ErrorCode, ErrorCode]] = (ErrorCode.STAGEINFAILED, ErrorCode.STAGEOUTFAILED)
+
+    def __init__(self, message: str, direction: Direction) -> None:
+        self.direction = direction
+        self.code = self.codes[0] if direction is Direction.STAGE_IN else self.codes[1]
+        super().__init__(message)
