@@ -8,6 +8,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["fixtures.rucio"]
+
 
 @pytest.fixture(scope="session")
 def examples_dir() -> Path:
