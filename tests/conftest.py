@@ -8,6 +8,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["fixtures.xrootd"]
+
 pytest_plugins = ["fixtures.rucio"]
 
 

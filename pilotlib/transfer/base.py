@@ -7,6 +7,7 @@ copytool, so a pilot without it still starts and says clearly what is missing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -14,13 +15,25 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from pilotlib.errors import Direction, ErrorCode, PilotError
+from pilotlib.transfer.errors import EscapingPathError
 
 __all__ = [
+    "MAX_TIMEOUT",
+    "MIN_TIMEOUT",
     "Copytool",
     "Direction",
     "TransferRequest",
     "TransferResult",
+    "failed_result",
+    "local_path",
+    "transfer_timeout",
+    "url_scheme",
 ]
+
+MIN_TIMEOUT = 400.0
+"""Seconds every transfer gets, whatever its size."""
+MAX_TIMEOUT = 3 * 3600.0
+"""No transfer gets more than three hours."""
 
 
 @attrs.frozen
@@ -84,3 +97,61 @@ class Copytool(Protocol):
     def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
         """Transfer the files; one result per request, in order. Never raises for a single file's failure."""
         ...
+
+
+def transfer_timeout(filesize: int | None, extra: float = 0.0) -> float:
+    """The per-file timeout: 400 s plus the size at 1 MB/s, at most 3 h.
+
+    The same limits as PanDAWMS/pilot3 ``pilot/copytool/common.py`` (``get_timeout``).
+
+    Args:
+        filesize: bytes, or None when unknown (then the minimum applies).
+        extra: seconds added before the cap.
+    """
+    size = max(filesize or 0, 0)
+    return min(MIN_TIMEOUT + size / 1e6 + extra, MAX_TIMEOUT)
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of a URL (``"root"`` for ``root://host//path``); ``"file"`` for a bare path."""
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep else "file"
+
+
+def local_path(workdir: Path, path: str, direction: Direction) -> Path:
+    """Resolve a local path from a request against the work directory and refuse one that leaves it.
+
+    A relative path is taken inside ``workdir``. The parent folder is resolved (symbolic links, ``..``) before the
+    check, so a job-defined name can not reach outside the work directory; the last component itself is kept
+    (it may be a symbolic link that a ``symlink`` stage-in made).
+
+    Raises:
+        EscapingPathError: the path is empty or not inside ``workdir`` (STAGEINFAILED / BADOUTPUTFILENAME).
+    """
+    if not path or "\x00" in path:
+        raise EscapingPathError(f"bad local file name {path!r}", direction)
+    root = Path(os.path.realpath(workdir))
+    candidate = root / path.removeprefix("file://")
+    name = candidate.name
+    parent = Path(os.path.realpath(candidate.parent))
+    if name in ("", ".", "..") or not (parent == root or parent.is_relative_to(root)):
+        raise EscapingPathError(f"local path {path!r} leaves the work directory {root}", direction)
+    return parent / name
+
+
+def failed_result(request: TransferRequest, tool: str, error: PilotError, seconds: float = 0.0) -> TransferResult:
+    """The :class:`TransferResult` of a request that failed with ``error``."""
+    remote = request.source if request.direction is Direction.STAGE_IN else request.destination
+    local = request.destination if request.direction is Direction.STAGE_IN else request.source
+    return TransferResult(
+        lfn=request.lfn,
+        direction=request.direction,
+        tool=tool,
+        url=remote,
+        local_path=local,
+        size=request.filesize,
+        seconds=seconds,
+        error=error,
+        ddmendpoint=request.ddmendpoint,
+        guid=request.guid,
+    )
