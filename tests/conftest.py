@@ -8,9 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["fixtures.xrootd"]
-
-pytest_plugins = ["fixtures.rucio"]
+pytest_plugins = ["fixtures.rucio", "fixtures.xrootd"]
 
 
 @pytest.fixture(scope="session")
