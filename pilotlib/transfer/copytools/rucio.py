@@ -1,0 +1,263 @@
+"""The ``rucio`` copytool: rucio-clients downloads by DID (with the RSE chosen by replica selection) and uploads with
+registration.
+
+Requests for this tool name files by DID: on stage-in ``source`` is ``scope:lfn`` (or a replica URL, then downloaded
+as that PFN) and ``ddmendpoint`` the RSE to read from (empty: Rucio picks); on stage-out ``destination`` is
+``scope:lfn`` (or any text: the scope and LFN fields are used) and ``ddmendpoint`` the RSE to write to. The upload
+registers the file (``register_after_upload``) with the request's GUID.
+
+The flow follows PanDAWMS/pilot3 ``pilot/copytool/rucio.py`` (``_stage_in_api``: ``download_pfns`` when a TURL is
+known, else ``download_dids`` with ``rse``, ``no_subdir`` and ``transfer_timeout``; ``_stage_out_api``:
+``UploadClient.upload`` with ``rse``, ``did_scope``, the GUID and the transfer timeout). The rucio-clients API is not
+timeout-safe for every protocol (the posix one ignores ``transfer_timeout``), so each call also runs under a
+watchdog; on expiry the result is a :class:`~pilotlib.transfer.errors.TransferTimeoutError` and the abandoned call's
+partial file is removed when it ends.
+
+``rucio`` is imported only inside this module's methods (R10): without rucio-clients the tool says so in
+:meth:`RucioCopytool.unusable_reason`. The client comes from ``client_factory``; without one, rucio-clients builds
+its own from its usual configuration (``RUCIO_CONFIG`` or ``/opt/rucio/etc/rucio.cfg``), read by rucio, not by
+pilotlib.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pilotlib.errors import Direction, PilotError
+from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.transfer.errors import (
+    ChecksumMismatchError,
+    MissingFileError,
+    StorageUnavailableError,
+    TransferError,
+    TransferTimeoutError,
+)
+
+__all__ = ["DID_SCHEME", "RucioCopytool"]
+
+log = logging.getLogger(__name__)
+
+DID_SCHEME = "rucio"
+"""The pseudo-scheme a copytool lists in ``schemes`` to say that it takes DIDs (``scope:lfn``) rather than URLs."""
+
+ClientFactory = Callable[[], object]
+
+
+def _rucio_log(level: int, msg: str, *args: object) -> None:
+    """rucio-clients' logger function, routed to a child of this module's logger."""
+    logging.getLogger(__name__ + ".client").log(level, msg, *args)
+
+
+class RucioCopytool:
+    """Download and upload through rucio-clients.
+
+    Args:
+        client_factory: builds a ``rucio.client.Client`` (called once per transfer batch); default: rucio's own.
+        tracing: send Rucio traces (off by default).
+        download_retries: attempts rucio-clients makes per replica (its own checksum check included).
+    """
+
+    name = "rucio"
+    schemes: tuple[str, ...] = (DID_SCHEME, "root", "file", "davs", "https", "http", "srm", "gsiftp")
+
+    def __init__(
+        self, client_factory: ClientFactory | None = None, tracing: bool = False, download_retries: int = 1
+    ) -> None:
+        self._client_factory = client_factory
+        self._tracing = tracing
+        self._download_retries = download_retries
+
+    def unusable_reason(self) -> str | None:
+        """None when rucio-clients can be imported, else why not."""
+        if importlib.util.find_spec("rucio") is None or importlib.util.find_spec("rucio.client") is None:
+            return "rucio-clients is not installed (pip install rucio-clients)"
+        return None
+
+    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
+        """Transfer each request in turn; one result per request, never raising for a single file."""
+        results: list[TransferResult] = []
+        client: object | None = None
+        for request in requests:
+            started = time.monotonic()
+            try:
+                if client is None:
+                    client = self._client(request.direction)
+                results.append(self._one(client, request, workdir, started))
+            except TransferError as exc:
+                results.append(failed_result(request, self.name, exc, time.monotonic() - started))
+        return results
+
+    def _client(self, direction: Direction) -> object:
+        try:
+            if self._client_factory is not None:
+                return self._client_factory()
+            from rucio.client import Client  # noqa: PLC0415 - the backend is imported only when used (R10)
+
+            return Client()
+        except Exception as exc:  # rucio raises many types for a bad configuration or an unreachable server
+            raise StorageUnavailableError(f"cannot connect to Rucio: {type(exc).__name__}: {exc}", direction) from exc
+
+    def _one(self, client: object, request: TransferRequest, workdir: Path, started: float) -> TransferResult:
+        if request.direction is Direction.STAGE_IN:
+            target = local_path(workdir, request.destination, request.direction)
+            url = _watchdog(lambda: self._download(client, request, target), request, target)
+            return self._result(request, url, str(target), target, started)
+        source = local_path(workdir, request.source, request.direction)
+        if not source.is_file():
+            raise MissingFileError(f"local file {source} does not exist", request.direction)
+        url = _watchdog(lambda: self._upload(client, request, source), request, None)
+        return self._result(request, url, str(source), source, started)
+
+    def _result(
+        self, request: TransferRequest, url: str, local: str, path: Path, started: float
+    ) -> TransferResult:
+        return TransferResult(
+            lfn=request.lfn,
+            direction=request.direction,
+            tool=self.name,
+            url=url,
+            local_path=local,
+            size=path.stat().st_size,
+            seconds=time.monotonic() - started,
+            ddmendpoint=request.ddmendpoint,
+            guid=request.guid,
+        )
+
+    # -- stage-in -----------------------------------------------------------------------------------------------
+    def _download(self, client: object, request: TransferRequest, target: Path) -> str:
+        from rucio.client.downloadclient import DownloadClient  # noqa: PLC0415 - the backend is imported only when used (R10)
+
+        downloader = DownloadClient(client=client, logger=_rucio_log, tracing=self._tracing)
+        scope, name = _did(request)
+        item: dict[str, Any] = {
+            "did": f"{scope}:{name}",
+            "base_dir": str(target.parent),
+            "no_subdir": True,
+            "transfer_timeout": int(request.timeout),
+        }
+        if request.ddmendpoint:
+            item["rse"] = request.ddmendpoint
+        traces: list[dict[str, Any]] = []
+        try:
+            if "://" in request.source:
+                item["pfn"] = request.source
+                out = downloader.download_pfns([item], 1, traces_copy_out=traces,
+                                               deactivate_file_download_exceptions=True)
+            else:
+                out = downloader.download_dids([item], 1, traces_copy_out=traces,
+                                               deactivate_file_download_exceptions=True)
+        except Exception as exc:  # translate every rucio-clients failure once, here
+            raise _translate(exc, request) from exc
+        _check_download(out, traces, request)
+        downloaded = target.parent / name
+        if downloaded != target:
+            downloaded.replace(target)
+        return _source_url(traces, request)
+
+    # -- stage-out ----------------------------------------------------------------------------------------------
+    def _upload(self, client: object, request: TransferRequest, source: Path) -> str:
+        from rucio.client.uploadclient import UploadClient  # noqa: PLC0415 - the backend is imported only when used (R10)
+
+        uploader = UploadClient(_client=client)
+        uploader.tracing = self._tracing  # the constructor's tracing=False path is broken in rucio-clients 41
+        scope, name = _did(request)
+        item: dict[str, Any] = {
+            "path": str(source),
+            "rse": request.ddmendpoint,
+            "did_scope": scope,
+            "did_name": name,
+            "register_after_upload": True,
+            "transfer_timeout": int(request.timeout),
+        }
+        if request.guid:
+            item["guid"] = request.guid
+        try:
+            uploader.upload([item], ignore_availability=True)
+            return _replica_url(client, scope, name, request.ddmendpoint)
+        except Exception as exc:  # translate every rucio-clients failure once, here
+            raise _translate(exc, request) from exc
+
+
+def _did(request: TransferRequest) -> tuple[str, str]:
+    text = request.source if request.direction is Direction.STAGE_IN else request.destination
+    if request.scope:
+        return request.scope, request.lfn
+    if "://" not in text and text.count(":") == 1:
+        scope, name = text.split(":")
+        return scope, name
+    raise MissingFileError(f"no Rucio scope for {request.lfn}", request.direction)
+
+
+def _check_download(out: list[dict[str, Any]], traces: list[dict[str, Any]], request: TransferRequest) -> None:
+    state = str(out[0].get("clientState", "")) if out else "FILE_NOT_FOUND"
+    state = state.rsplit(".", 1)[-1]
+    if state in ("DONE", "ALREADY_DONE"):
+        return
+    reason = next((str(t.get("stateReason")) for t in reversed(traces) if t.get("stateReason")), state)
+    where = f" on {request.ddmendpoint}" if request.ddmendpoint else ""
+    if state == "FILE_NOT_FOUND":
+        raise MissingFileError(f"no replica of {request.scope}:{request.lfn}{where}: {reason}", request.direction)
+    if state == "FAIL_VALIDATE" or "checksum" in reason.lower():
+        raise ChecksumMismatchError(f"{request.lfn}{where}: {reason}", request.direction)
+    raise StorageUnavailableError(f"download of {request.lfn}{where} failed: {reason}", request.direction)
+
+
+def _source_url(traces: list[dict[str, Any]], request: TransferRequest) -> str:
+    for trace in reversed(traces):
+        if trace.get("url"):
+            return str(trace["url"])
+    return request.source
+
+
+def _replica_url(client: Any, scope: str, name: str, rse: str) -> str:
+    for replica in client.list_replicas([{"scope": scope, "name": name}], rse_expression=rse or None):
+        for pfn in replica.get("pfns", {}):
+            return str(pfn)
+    return f"{scope}:{name}"
+
+
+def _translate(exc: Exception, request: TransferRequest) -> TransferError:
+    kind = type(exc).__name__
+    text = f"{kind}: {exc}".replace("\n", " ")
+    if kind in ("DataIdentifierNotFound", "SourceNotFound", "FileNotFoundError", "NoFilesDownloaded"):
+        return MissingFileError(f"{request.lfn}: {text}", request.direction)
+    if "checksum" in text.lower() and "mismatch" in text.lower():
+        return ChecksumMismatchError(f"{request.lfn}: {text}", request.direction)
+    return StorageUnavailableError(f"rucio {request.direction.value} of {request.lfn} failed: {text}",
+                                   request.direction)
+
+
+def _watchdog(call: Callable[[], str], request: TransferRequest, partial: Path | None) -> str:
+    """Run ``call`` in a helper thread and give up after ``request.timeout`` seconds."""
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+            if box.get("late") and partial is not None:
+                partial.unlink(missing_ok=True)
+
+    threading.Thread(target=run, name=f"rucio-{request.lfn}", daemon=True).start()
+    if not done.wait(request.timeout):
+        box["late"] = True
+        raise TransferTimeoutError(
+            f"rucio {request.direction.value} of {request.lfn} exceeded its timeout of {request.timeout:.0f} s",
+            request.direction,
+        )
+    error = box.get("error")
+    if isinstance(error, PilotError):
+        raise error
+    if isinstance(error, BaseException):
+        raise _translate(error if isinstance(error, Exception) else RuntimeError(str(error)), request) from error
+    return str(box["value"])

@@ -1,0 +1,120 @@
+"""The rucio copytool against a real Rucio server: upload with registration, download by DID, failures as values."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from fixtures.rucio import DOWN_RSE, LOCAL_RSE, REMOTE_RSE, RucioServer
+
+from pilotlib.errors import Direction, ErrorCode
+from pilotlib.transfer.base import TransferRequest
+from pilotlib.transfer.copytools.rucio import RucioCopytool
+from pilotlib.transfer.errors import (
+    ChecksumMismatchError,
+    EscapingPathError,
+    MissingFileError,
+    StorageUnavailableError,
+    TransferTimeoutError,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _upload(server: RucioServer, tmp_path: Path, rse: str, content: bytes) -> str:
+    name = f"ct.{uuid.uuid4().hex[:10]}.root"
+    outdir = tmp_path / "out"
+    outdir.mkdir(exist_ok=True)
+    (outdir / name).write_bytes(content)
+    tool = RucioCopytool(client_factory=server.client)
+    request = TransferRequest(lfn=name, direction=Direction.STAGE_OUT, source=name,
+                              destination=f"{server.scope}:{name}", scope=server.scope, ddmendpoint=rse,
+                              guid=str(uuid.uuid4()))
+    (result,) = tool.transfer([request], outdir)
+    assert result.ok, result.error
+    return name
+
+
+def test_upload_registers_and_lands_on_hash_path(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """An upload puts the file at the RSE's deterministic hash path and registers it with its GUID and adler32."""
+    name = f"ct.{uuid.uuid4().hex[:10]}.root"
+    (tmp_path / name).write_bytes(b"payload output\n" * 100)
+    guid = str(uuid.uuid4())
+    request = TransferRequest(lfn=name, direction=Direction.STAGE_OUT, source=name, destination="",
+                              scope=rucio_server.scope, ddmendpoint=LOCAL_RSE, guid=guid)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path)
+    assert result.ok, result.error
+    on_disk = rucio_server.path_of(LOCAL_RSE, rucio_server.scope, name)
+    assert on_disk.read_bytes() == b"payload output\n" * 100
+    assert result.url.endswith(str(on_disk))
+    assert result.size == 1500
+    meta = rucio_server.client().get_metadata(rucio_server.scope, name)
+    assert meta["guid"].replace("-", "").lower() == guid.replace("-", "").lower()
+
+
+def test_download_by_did_from_chosen_rse(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """A download by DID restricted to one RSE writes the file under the requested local name."""
+    name = _upload(rucio_server, tmp_path, REMOTE_RSE, b"input data\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    request = TransferRequest(lfn=name, direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:{name}",
+                              destination=name, scope=rucio_server.scope, ddmendpoint=REMOTE_RSE)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], work)
+    assert result.ok, result.error
+    assert (work / name).read_bytes() == b"input data\n"
+    assert result.tool == "rucio" and result.size == 11
+
+
+def test_download_missing_file(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """A DID Rucio does not know gives MissingFileError with MISSINGINPUTFILE (1331)."""
+    request = TransferRequest(lfn="nosuch.file", direction=Direction.STAGE_IN,
+                              source=f"{rucio_server.scope}:nosuch.file", destination="nosuch.file",
+                              scope=rucio_server.scope)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path)
+    assert isinstance(result.error, MissingFileError)
+    assert result.error_code is ErrorCode.MISSINGINPUTFILE
+
+
+def test_download_corrupted_replica(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """A replica whose bytes changed on the storage fails Rucio's checksum check: GETADMISMATCH (1171)."""
+    name = _upload(rucio_server, tmp_path, LOCAL_RSE, b"good bytes\n")
+    rucio_server.path_of(LOCAL_RSE, rucio_server.scope, name).write_bytes(b"evil bytes\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    request = TransferRequest(lfn=name, direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:{name}",
+                              destination=name, scope=rucio_server.scope, ddmendpoint=LOCAL_RSE)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], work)
+    assert isinstance(result.error, ChecksumMismatchError)
+    assert result.error_code is ErrorCode.GETADMISMATCH
+    assert not (work / name).exists()
+
+
+def test_upload_to_storage_that_is_down(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """An upload to an RSE whose storage can not be written fails with STAGEOUTFAILED (1137), not an exception."""
+    (tmp_path / "x.out").write_bytes(b"x")
+    request = TransferRequest(lfn="x.out", direction=Direction.STAGE_OUT, source="x.out", destination="",
+                              scope=rucio_server.scope, ddmendpoint=DOWN_RSE)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path)
+    assert isinstance(result.error, StorageUnavailableError)
+    assert result.error_code is ErrorCode.STAGEOUTFAILED
+
+
+def test_download_timeout(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """A download that can not finish within its timeout gives STAGEINTIMEOUT (1151)."""
+    name = _upload(rucio_server, tmp_path, LOCAL_RSE, b"slow\n")
+    request = TransferRequest(lfn=name, direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:{name}",
+                              destination=name, scope=rucio_server.scope, timeout=0.001)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path / "out")
+    assert isinstance(result.error, TransferTimeoutError)
+    assert result.error_code is ErrorCode.STAGEINTIMEOUT
+
+
+def test_download_escaping_name_refused(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """A local name that leaves the work directory is refused before any transfer (EscapingPathError, 1099)."""
+    request = TransferRequest(lfn="a", direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:a",
+                              destination="../escaped", scope=rucio_server.scope)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path)
+    assert isinstance(result.error, EscapingPathError)
+    assert result.error_code is ErrorCode.STAGEINFAILED
+    assert not (tmp_path.parent / "escaped").exists()
