@@ -1,0 +1,89 @@
+"""Payload execution and monitoring: build the command, run it in its own session, watch it, measure it.
+
+Typical use (the payload stage of a pipeline)::
+
+    command = build_command(job, workdir, PayloadSettings(base_env=env, proxy_path=proxy))
+    runner = PayloadRunner(command, monitors=[WalltimeMonitor(max_seconds=job.max_walltime or None),
+                                              LoopingMonitor(), MemoryMonitor(limit_kb=2_000_000 * job.core_count)])
+    runner.start()
+    result = runner.wait(stop)          # other threads: runner.usage(), runner.request_kill(PandaKillError())
+    if result.error is not None: ...    # the job fails with result.error.code
+"""
+
+from pilotlib.payload._command import (
+    PayloadCommand,
+    PayloadSettings,
+    build_command,
+    download_transformation,
+    payload_env,
+    resolve_transformation,
+)
+from pilotlib.payload._jobmetrics import JOB_METRICS_LIMIT, build_job_metrics
+from pilotlib.payload._monitors import (
+    FreeDiskMonitor,
+    LoopingMonitor,
+    MemoryMonitor,
+    Monitor,
+    MonitorContext,
+    StdoutSizeMonitor,
+    WalltimeMonitor,
+    WorkdirSizeMonitor,
+)
+from pilotlib.payload._runner import CommandWrapper, IdentityWrapper, PayloadResult, PayloadRunner, StdinMode
+from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, read_prmon_summary, sample_session
+from pilotlib.payload.errors import (
+    LoopingJobError,
+    MemoryExceededError,
+    NoLocalSpaceError,
+    PandaKillError,
+    PayloadError,
+    PayloadKilledError,
+    PayloadStartError,
+    ReachedMaxTimeError,
+    StdoutTooBigError,
+    TransformNotFoundError,
+    TrfChmodError,
+    TrfDownloadError,
+    WorkdirTooLargeError,
+)
+
+__all__ = [
+    "JOB_METRICS_LIMIT",
+    "CommandWrapper",
+    "FreeDiskMonitor",
+    "IdentityWrapper",
+    "LoopingJobError",
+    "LoopingMonitor",
+    "MemoryExceededError",
+    "MemoryMonitor",
+    "Monitor",
+    "MonitorContext",
+    "NoLocalSpaceError",
+    "PandaKillError",
+    "PayloadCommand",
+    "PayloadError",
+    "PayloadKilledError",
+    "PayloadResult",
+    "PayloadRunner",
+    "PayloadSettings",
+    "PayloadStartError",
+    "ReachedMaxTimeError",
+    "ResourceSnapshot",
+    "ResourceUsage",
+    "StdinMode",
+    "StdoutSizeMonitor",
+    "StdoutTooBigError",
+    "TransformNotFoundError",
+    "TrfChmodError",
+    "TrfDownloadError",
+    "WalltimeMonitor",
+    "WorkdirSizeMonitor",
+    "WorkdirTooLargeError",
+    "build_command",
+    "build_job_metrics",
+    "download_transformation",
+    "payload_env",
+    "read_prmon_summary",
+    "resolve_transformation",
+    "sample_session",
+]

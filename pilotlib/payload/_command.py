@@ -1,0 +1,246 @@
+"""Building the payload command from a job (private: import from :mod:`pilotlib.payload`).
+
+Facts (pilot3): the generic user plug-in builds ``./<trf> <jobPars>`` run from the job's work directory, after fetching
+the transformation when it is a URL (``pilot/user/generic/common.py`` ``get_payload_command``,
+``get_analysis_run_command``); the payload's output goes to ``payload.stdout``/``payload.stderr``
+(``pilot/util/default.cfg``); the payload gets ``PandaID`` and ``ATHENA_PROC_NUMBER``/``ATHENA_CORE_NUMBER`` from the
+core count, and ``X509_USER_PROXY`` as a path (``pilot/user/atlas/common.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import stat
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import attrs
+import requests
+
+from pilotlib.job import Job
+from pilotlib.payload.errors import TransformNotFoundError, TrfChmodError, TrfDownloadError
+
+__all__ = ["PayloadCommand", "PayloadSettings", "build_command"]
+
+log = logging.getLogger(__name__)
+
+_URL_SCHEMES = ("http://", "https://")
+
+
+def _frozen_env(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+def _str_tuple(value: Sequence[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
+
+
+def _opt_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+@attrs.frozen
+class PayloadSettings:
+    """How to build payload commands; the caller (the app) fills it once (the library reads no environment).
+
+    Attributes:
+        base_env: the environment the payload starts from (the app passes e.g. a filtered ``os.environ``); its
+            ``PATH`` is where plain transformation names are looked up.
+        proxy_path: path of the X.509 proxy file, passed as ``X509_USER_PROXY`` (the path only).
+        token_path: path of the OIDC token file, passed as ``OIDC_AUTH_TOKEN`` (the path only).
+        extra_env: more variables to set (e.g. an event-service channel directory).
+        download_timeout: seconds for downloading a transformation URL.
+        verify_tls: ``True`` (default), or a CA bundle/directory path, for HTTPS downloads.
+        stdout_name: file name of the payload's stdout in the work directory.
+        stderr_name: file name of the payload's stderr in the work directory.
+    """
+
+    base_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
+    proxy_path: Path | None = attrs.field(default=None, converter=_opt_path)
+    token_path: Path | None = attrs.field(default=None, converter=_opt_path)
+    extra_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
+    download_timeout: float = 120.0
+    verify_tls: bool | str = True
+    stdout_name: str = "payload.stdout"
+    stderr_name: str = "payload.stderr"
+
+
+@attrs.frozen
+class PayloadCommand:
+    """A payload ready to run: argument list, full environment, work directory and output files.
+
+    Attributes:
+        argv: the program and its arguments (never a shell string).
+        env: the complete environment of the payload.
+        workdir: the directory the payload runs in.
+        stdout: file receiving the payload's stdout.
+        stderr: file receiving the payload's stderr.
+    """
+
+    argv: tuple[str, ...] = attrs.field(converter=_str_tuple)
+    env: Mapping[str, str] = attrs.field(converter=_frozen_env)
+    workdir: Path = attrs.field(converter=Path)
+    stdout: Path = attrs.field(converter=Path)
+    stderr: Path = attrs.field(converter=Path)
+
+    @argv.validator
+    def _check_argv(self, _attr: object, value: tuple[str, ...]) -> None:
+        if not value:
+            raise ValueError("argv must not be empty")
+
+
+def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> PayloadCommand:
+    """Build the payload command of a job.
+
+    The transformation is resolved to an executable (downloaded into ``workdir`` when it is a URL); ``jobPars`` are
+    split with :func:`shlex.split` into arguments. An empty transformation means ``jobPars`` hold the whole command.
+
+    Args:
+        job: the job.
+        workdir: the job's work directory (exists).
+        settings: environment and download settings.
+
+    Returns:
+        The command, to be run by a :class:`~pilotlib.payload.PayloadRunner`.
+
+    Raises:
+        TrfDownloadError: the transformation URL could not be fetched (1149).
+        TrfChmodError: the downloaded transformation could not be made executable (1143).
+        TransformNotFoundError: the transformation is missing, or ``jobPars``/the name are unusable (1346).
+    """
+    workdir = Path(workdir)
+    args = _split_pars(job.job_pars)
+    if job.transformation.strip():
+        argv = (resolve_transformation(job.transformation.strip(), workdir, settings), *args)
+    elif args:
+        argv = tuple(args)
+    else:
+        raise TransformNotFoundError(f"job {job.panda_id} has neither a transformation nor jobPars")
+    env = payload_env(job, workdir, settings)
+    log.info("payload command built panda_id=%s program=%s nargs=%d", job.panda_id, argv[0], len(argv) - 1)
+    return PayloadCommand(
+        argv=argv,
+        env=env,
+        workdir=workdir,
+        stdout=workdir / settings.stdout_name,
+        stderr=workdir / settings.stderr_name,
+    )
+
+
+def _split_pars(job_pars: str) -> list[str]:
+    try:
+        return shlex.split(job_pars)
+    except ValueError as exc:
+        raise TransformNotFoundError(f"cannot split jobPars into arguments: {exc}") from exc
+
+
+def payload_env(job: Job, workdir: Path, settings: PayloadSettings) -> dict[str, str]:
+    """The payload's environment: the base environment plus the job's variables.
+
+    Args:
+        job: the job.
+        workdir: the job's work directory.
+        settings: base environment, credential paths and extra variables.
+
+    Returns:
+        A new dictionary (credentials as paths only, never their contents).
+    """
+    env = dict(settings.base_env)
+    cores = str(max(job.core_count, 1))
+    env.update(
+        {
+            "PandaID": str(job.panda_id),
+            "PILOT_WORKDIR": str(workdir),
+            "ATHENA_PROC_NUMBER": cores,
+            "ATHENA_CORE_NUMBER": cores,
+        }
+    )
+    if job.task_id is not None:
+        env["TaskID"] = str(job.task_id)
+    if settings.proxy_path is not None:
+        env["X509_USER_PROXY"] = str(settings.proxy_path)
+    if settings.token_path is not None:
+        env["OIDC_AUTH_TOKEN"] = str(settings.token_path)
+    env.update(settings.extra_env)
+    return env
+
+
+def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings) -> str:
+    """Turn the job's ``transformation`` into the path of an executable.
+
+    Args:
+        trf: a URL (downloaded into ``workdir``), an absolute path, a name in ``workdir``, or a name on ``PATH``.
+        workdir: the job's work directory.
+        settings: download settings and the base environment's ``PATH``.
+
+    Returns:
+        The executable's path (or the name found on ``PATH``, as an absolute path).
+
+    Raises:
+        TrfDownloadError: download failed (1149).
+        TrfChmodError: chmod failed (1143).
+        TransformNotFoundError: not found, or a relative path leaving the work directory (1346).
+    """
+    if trf.startswith(_URL_SCHEMES):
+        return str(download_transformation(trf, workdir, settings))
+    if os.path.isabs(trf):
+        if not os.access(trf, os.X_OK):
+            raise TransformNotFoundError(f"transformation {trf} does not exist or is not executable")
+        return trf
+    local = (workdir / trf).resolve()
+    if not local.is_relative_to(workdir.resolve()):
+        raise TransformNotFoundError(f"transformation {trf!r} points outside the work directory")
+    if local.is_file():
+        return str(local)
+    found = None if "/" in trf else shutil.which(trf, path=settings.base_env.get("PATH", ""))
+    if found is None:
+        raise TransformNotFoundError(f"transformation {trf!r} is neither in {workdir} nor on PATH")
+    return os.path.abspath(found)
+
+
+def _trf_file_name(url: str) -> str:
+    name = os.path.basename(urllib.parse.urlsplit(url).path)
+    if not name or name in (".", "..") or any(ord(c) < 32 for c in name):
+        raise TrfDownloadError(f"cannot derive a file name from transformation URL {url}")
+    return name
+
+
+def download_transformation(url: str, workdir: Path, settings: PayloadSettings) -> Path:
+    """Download a transformation into the work directory and make it executable.
+
+    Args:
+        url: an ``http(s)://`` URL.
+        workdir: the job's work directory.
+        settings: timeout and TLS verification.
+
+    Returns:
+        The downloaded file's path.
+
+    Raises:
+        TrfDownloadError: HTTP error, timeout, connection failure or empty body (1149).
+        TrfChmodError: chmod failed (1143).
+    """
+    target = workdir / _trf_file_name(url)
+    try:
+        with requests.get(url, timeout=settings.download_timeout, verify=settings.verify_tls, stream=True) as resp:
+            resp.raise_for_status()
+            with target.open("wb") as out:
+                for chunk in resp.iter_content(chunk_size=1 << 16):
+                    out.write(chunk)
+    except (requests.RequestException, OSError) as exc:
+        target.unlink(missing_ok=True)
+        raise TrfDownloadError(f"download of transformation {url} failed: {exc}") from exc
+    if target.stat().st_size == 0:
+        target.unlink()
+        raise TrfDownloadError(f"transformation {url} is empty")
+    try:
+        target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    except OSError as exc:
+        raise TrfChmodError(f"cannot make {target} executable: {exc}") from exc
+    log.info("transformation downloaded url=%s path=%s bytes=%d", url, target, target.stat().st_size)
+    return target

@@ -1,0 +1,38 @@
+"""Helpers for the payload tests: polling with deadlines, process checks."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+PY = sys.executable
+
+
+def wait_for_file(path: Path, deadline: float = 10.0) -> str:
+    """Poll (with a deadline) until ``path`` exists and is non-empty; return its text."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if path.exists() and path.stat().st_size > 0:
+            return path.read_text()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not appear within {deadline} s")
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (absent, or a zombie waiting for its parent)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return text[text.rfind(")") + 2] == "Z"
+
+
+def wait_gone(pids: list[int], deadline: float = 10.0) -> bool:
+    """Poll (with a deadline) until all ``pids`` are gone."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if all(process_gone(p) for p in pids):
+            return True
+        time.sleep(0.02)
+    return False
