@@ -26,13 +26,12 @@ from typing import Final
 
 import attrs
 
-from pilotlib.errors import ErrorCode, PilotError
+from pilotlib.errors import InternalPilotError, PilotError
 from pilotlib.job import Job
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [
     "TIMING_KEYS",
-    "InternalError",
     "JobRun",
     "PayloadSummary",
     "Pipeline",
@@ -44,12 +43,6 @@ log = logging.getLogger(__name__)
 
 #: The keys of ``pilotTiming``, in the order the server reads them (pilot3 ``pilot/control/job.py``).
 TIMING_KEYS: Final = ("getjob", "stagein", "payload", "stageout", "initial_setup", "setup")
-
-
-class InternalError(PilotError):
-    """An unexpected exception inside a stage: a pilot bug, reported with the exception's type and text."""
-
-    code = ErrorCode.INTERNALPILOTPROBLEM
 
 
 class Stop:
@@ -275,5 +268,5 @@ def _apply(stage: Stage, run: JobRun, stop: Stop) -> JobRun:
         result = run.failed(exc)
     except Exception as exc:
         log.exception("stage crashed stage=%s panda_id=%d", stage.name, run.job.panda_id)
-        result = run.failed(InternalError(f"{stage.name}: {type(exc).__name__}: {exc}"))
+        result = run.failed(InternalPilotError(f"{stage.name}: {type(exc).__name__}: {exc}"))
     return result.timed(stage.timing, time.monotonic() - begin) if stage.timing else result

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import attrs
 
-from pilotlib.errors import ErrorCode, PilotError
+from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage, Stop
@@ -31,7 +31,6 @@ from pilotlib.transfer.base import TransferResult
 __all__ = [
     "Heartbeat",
     "LogStageOut",
-    "PandaKillError",
     "PayloadExecutor",
     "RunningPayload",
     "StageIn",
@@ -41,12 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class PandaKillError(PilotError):
-    """The server told the pilot to kill the job (``tobekilled``)."""
-
-    code = ErrorCode.PANDAKILL
 
 
 class StageIn(Protocol):
@@ -228,12 +221,6 @@ class Stages:
             self.reporter.update_job(update)
         except (PilotError, OSError) as exc:
             log.warning("update not sent error=%s", exc)
-
-
-class MkdirError(PilotError):
-    """The job's work directory could not be created."""
-
-    code = ErrorCode.MKDIR
 
 
 def standard_stages(stages: Stages) -> list[Stage]:

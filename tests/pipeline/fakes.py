@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError
+from pilotlib.errors import CommunicationError, Direction, PayloadExecutionError, PilotError, TransferError
 from pilotlib.job import Job, parse_job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import PayloadSummary, Stop
@@ -69,10 +69,6 @@ class FakeReporter:
         return update
 
 
-class CommunicationError(PilotError):
-    code = ErrorCode.COMMUNICATIONFAILURE
-
-
 def _result(lfn: str, direction: Direction, error: PilotError | None = None) -> TransferResult:
     return TransferResult(
         lfn=lfn,
@@ -130,13 +126,9 @@ class FakeRunning:
             stop.wait()  # the fake payload runs until stopped
             self.owner.stopped_by = stop.reason
             return PayloadSummary(-15, self.started, time.time(), self.usage())
-        error = PayloadFailed("payload exit code 3") if self.owner.exit_code else None
+        error = PayloadExecutionError("payload exit code 3") if self.owner.exit_code else None
         report = {"exitCode": self.owner.exit_code}
         return PayloadSummary(self.owner.exit_code, self.started, time.time(), self.usage(), report, error)
-
-
-class PayloadFailed(PilotError):
-    code = ErrorCode.PAYLOADEXECUTIONFAILURE
 
 
 class FakePayload:

@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pilotlib.errors import ErrorCode, PilotError, TransferError
+from pilotlib.errors import ErrorCode, InternalPilotError, PandaKillError, PilotError, SigTermError, TransferError
 from pilotlib.panda.base import ServerCommand
-from pilotlib.pipeline import InternalError, JobRun, Pipeline, Stage, Stop
+from pilotlib.pipeline import JobRun, Pipeline, Stage, Stop
 from pilotlib.recovery import FinalStore, RetryPolicy
 from pilotlib.report import PilotIdentity
-from pilotlib.stages import PandaKillError, Stages, standard_stages
+from pilotlib.stages import Stages, standard_stages
 
 from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut, make_job
-
-
-class SigTerm(PilotError):
-    code = ErrorCode.SIGTERM
 
 
 def _stages(tmp_path: Path, reporter: FakeReporter, payload: FakePayload, **kw: object) -> tuple[Stages, dict]:
@@ -111,12 +107,12 @@ def test_stop_during_payload_fails_job_with_the_stop_reason(tmp_path: Path) -> N
     thread = threading.Thread(target=pipeline.run)
     thread.start()
     assert payload.running.wait(30)
-    stop.set(SigTerm("SIGTERM received"))
-    assert not stop.set(SigTerm("second signal"))
+    stop.set(SigTermError("SIGTERM received"))
+    assert not stop.set(SigTermError("second signal"))
     thread.join(30)
     assert not thread.is_alive()
     (run,) = pipeline.results  # the second job is never fetched after the stop
-    assert isinstance(payload.stopped_by, SigTerm) and payload.stopped_by.message == "SIGTERM received"
+    assert isinstance(payload.stopped_by, SigTermError) and payload.stopped_by.message == "SIGTERM received"
     assert run.failure is not None and run.failure.code == ErrorCode.SIGTERM
     assert parts["stage_out"].log_calls == [1005] and parts["stage_out"].calls == []
     assert reporter.final(1005).fields["pilotErrorCode"] == 1201
@@ -147,7 +143,7 @@ def test_softkill_leaves_a_plain_job_running(tmp_path: Path) -> None:
     thread.start()
     assert reporter.heartbeat_seen.wait(30)
     assert payload.stopped_by is None and not thread.join(0.0) and thread.is_alive()
-    stop.set(SigTerm())
+    stop.set(SigTermError())
     thread.join(30)
     assert pipeline.results[0].failure is not None and pipeline.results[0].failure.code == ErrorCode.SIGTERM
 
@@ -165,7 +161,7 @@ def test_crash_inside_a_stage_becomes_internal_error(tmp_path: Path) -> None:
 
     stages = [Stage("boom", boom), Stage("skipped", boom), Stage("final", always, always=True)]
     (run,) = Pipeline(_source(tmp_path, [1009]), stages, Stop()).run()
-    assert isinstance(run.failure, InternalError) and run.failure.code == ErrorCode.INTERNALPILOTPROBLEM
+    assert isinstance(run.failure, InternalPilotError) and run.failure.code == ErrorCode.INTERNALPILOTPROBLEM
     assert "boom: RuntimeError: bug" in run.failure.message
     assert seen == ["always"]
 
@@ -223,7 +219,7 @@ def test_stop_keeps_first_reason_and_reaches_children() -> None:
     """The first reason wins; a child stop is set by its parent, also when made after the parent was set."""
     parent = Stop()
     child = parent.child()
-    assert parent.set(SigTerm("first"))
+    assert parent.set(SigTermError("first"))
     assert not parent.set(PandaKillError("second"))
     assert child.is_set() and child.reason is not None and child.reason.message == "first"
     late = parent.child()
