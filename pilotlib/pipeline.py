@@ -49,26 +49,27 @@ class Stop:
     """One stop event for every stage, remembering the first reason it was set with.
 
     ``child()`` gives a stop that is also set when this one is (a job's own stop: a server kill sets only the child,
-    a signal sets the parent and so every child). Setting is safe from a signal handler on the main thread.
+    a signal sets the parent and so every child); ``when_set()`` registers a callback (e.g. a payload runner's kill
+    request) so that waiters wake at once. Setting is safe from a signal handler on the main thread.
     """
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.RLock()
         self._reason: PilotError | None = None
-        self._children: list[Stop] = []
+        self._callbacks: list[Callable[[PilotError], object]] = []
 
     def set(self, reason: PilotError) -> bool:
         """Set the stop; True when this call set it first (later reasons are ignored, nothing is overwritten)."""
         with self._lock:
-            first = self._reason is None
-            if first:
-                self._reason = reason
-                self._event.set()
-            children = list(self._children)
-        for child in children:
-            child.set(reason)
-        return first
+            if self._reason is not None:
+                return False
+            self._reason = reason
+            self._event.set()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback(reason)
+        return True
 
     def is_set(self) -> bool:
         """Whether the stop is set."""
@@ -83,21 +84,31 @@ class Stop:
         """The error the stop was first set with."""
         return self._reason
 
-    def child(self) -> Stop:
-        """A stop that is set whenever this one is (already set if this one is)."""
-        child = Stop()
+    def when_set(self, callback: Callable[[PilotError], object]) -> Callable[[PilotError], object]:
+        """Call ``callback(reason)`` when the stop is set (at once if it is); returns it, for :meth:`forget`."""
         with self._lock:
-            self._children.append(child)
             reason = self._reason
+            if reason is None:
+                self._callbacks.append(callback)
         if reason is not None:
-            child.set(reason)
+            callback(reason)
+        return callback
+
+    def forget(self, callback: Callable[[PilotError], object]) -> None:
+        """Unregister a callback given to :meth:`when_set` (or the stop made by :meth:`child`)."""
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+    def child(self) -> Stop:
+        """A stop that is set whenever this one is (already set if this one is); :meth:`release` it when done."""
+        child = Stop()
+        self.when_set(child.set)
         return child
 
     def release(self, child: Stop) -> None:
         """Forget a child made by :meth:`child` (when its job is over)."""
-        with self._lock:
-            if child in self._children:
-                self._children.remove(child)
+        self.forget(child.set)
 
 
 def _usage(value: Mapping[str, object]) -> Mapping[str, object]:
