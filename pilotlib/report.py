@@ -4,9 +4,10 @@ The field names are the legacy ``updateJob`` ones (each reporter translates them
 on, from PanDAWMS/pilot3 ``pilot/control/job.py`` (``get_data_structure``, ``add_data_structure_ids``,
 ``add_timing_and_extracts``): every update carries ``jobId``, ``state``, ``timestamp``, ``siteName``, ``node``,
 ``attemptNr``, the scheduler/pilot/batch ids, ``startTime``, ``coreCount`` and the CPU figures; the final one adds
-``xml``, ``metaData``, ``pilotTiming`` (``getjob|stagein|payload|stageout|initial_setup|setup``, whole seconds),
-``pilotLog`` (a short extract, at most 1024 characters, for failed jobs) and ``endTime``. ``startTime`` and
-``endTime`` are epoch seconds; ``timestamp`` is ISO 8601 with the zone offset.
+``xml`` (by :func:`pilotlib.transfer.report.output_file_info_json`), ``metaData``, ``pilotTiming``
+(``getjob|stagein|payload|stageout|initial_setup|setup``, whole seconds), ``pilotLog`` (a short extract, at most 1024
+characters, for failed jobs) and ``endTime``. ``startTime`` and ``endTime`` are epoch seconds; ``timestamp`` is
+ISO 8601 with the zone offset.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ import attrs
 from pilotlib.errors import truncate_diag
 from pilotlib.panda.base import JobUpdate
 from pilotlib.pipeline import TIMING_KEYS, JobRun
-from pilotlib.transfer.base import TransferResult
+from pilotlib.transfer.report import output_file_info_json
 
 __all__ = [
     "PilotIdentity",
     "final_state",
     "final_update",
     "heartbeat_update",
-    "output_file_info",
     "pilot_timing",
     "starting_update",
 ]
@@ -93,20 +93,6 @@ def pilot_timing(timings: Mapping[str, float]) -> str:
     return "|".join(str(round(timings.get(key, 0.0))) for key in TIMING_KEYS)
 
 
-def output_file_info(results: tuple[TransferResult, ...]) -> dict[str, dict[str, object]]:
-    """The ``xml`` field's content: ``{lfn: {guid, fsize, adler32, surl, endpoint}}`` for files staged out."""
-    info: dict[str, dict[str, object]] = {}
-    for result in results:
-        if not result.ok:
-            continue
-        entry: dict[str, object] = {"guid": result.guid, "fsize": result.size, "surl": result.url}
-        if result.checksum is not None:
-            entry[result.checksum[0]] = result.checksum[1]
-        entry["endpoint"] = result.ddmendpoint
-        info[result.lfn] = entry
-    return info
-
-
 def final_update(run: JobRun, identity: PilotIdentity, pilot_log: str = "") -> JobUpdate:
     """The final update of a job: its final state, the outcome's codes and diagnostics, outputs, timing, metadata."""
     state = final_state(run)
@@ -120,7 +106,7 @@ def final_update(run: JobRun, identity: PilotIdentity, pilot_log: str = "") -> J
         if payload.job_report is not None:
             fields["metaData"] = json.dumps(payload.job_report, separators=(",", ":"))
     outputs = run.stage_out + ((run.log_result,) if run.log_result is not None else ())
-    fields["xml"] = json.dumps(output_file_info(outputs), separators=(",", ":"))
+    fields["xml"] = output_file_info_json(outputs)
     fields["pilotTiming"] = pilot_timing(run.timings)
     fields["endTime"] = round(time.time(), 3)
     if run.failure is not None:
