@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["fixtures.rucio", "fixtures.xrootd"]
+pytest_plugins = ["fixtures.rucio", "fixtures.xrootd", "fixtures.devserver"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,64 @@
+"""``pilot-devserver``: run a local PanDA server for a pilot under development.
+
+One line: ``pilot-devserver --port 8080 --jobs examples/jobs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from pilotlib.devserver._server import DevServer, DevServerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pilot-devserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 for a free one)")
+    parser.add_argument("--jobs", type=Path, action="append", default=[],
+                        help="a job definition file or a directory of *.json job files (repeatable)")
+    parser.add_argument("--queue", type=Path, action="append", default=[],
+                        help="a queue description JSON file, served under its 'name' field (repeatable)")
+    parser.add_argument("--workdir", type=Path, help="where panda.sqlite lives (default: a new temporary directory)")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a test CA generated in the workdir")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def _load(server: DevServer, jobs: Sequence[Path], queues: Sequence[Path]) -> None:
+    for path in jobs:
+        ids = server.add_jobs_from(path) if path.is_dir() else server.add_job(path)
+        logging.info("jobs queued from=%s panda_ids=%s", path, ids)
+    for path in queues:
+        description = json.loads(path.read_text())
+        server.add_queue(str(description.get("name", path.stem)), description)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until interrupted."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pilot-devserver-"))
+    try:
+        server = DevServer(workdir, tls=args.tls, host=args.host, port=args.port)
+        _load(server, args.jobs, args.queue)
+    except (DevServerError, OSError, ValueError) as exc:
+        print(f"pilot-devserver: {exc}", file=sys.stderr)
+        return 2
+    if server.ca_dir:
+        print(f"CA directory for clients: {server.ca_dir}", file=sys.stderr)
+    scheme = "https" if args.tls else "http"
+    print(f"pilot-devserver on {scheme}://{args.host}:{args.port} db={workdir / 'panda.sqlite'}", file=sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

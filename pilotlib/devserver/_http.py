@@ -1,0 +1,261 @@
+"""The HTTP side of the development server: routing, request parsing, fault injection.
+
+Requests are parsed as PanDA's server parses them: a legacy call takes form fields, or a JSON body when the
+``Content-Type`` is ``application/json`` (gzip-compressed when ``Content-Encoding: gzip`` or the body starts with the
+gzip magic, as pilot3's ``https.request2`` sends it); a v1 call takes a JSON body (or the query string for its GET
+calls). Info endpoints serve the queue and storage descriptions at the paths pilot3's ``default.cfg`` uses.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+
+from pilotlib.devserver import _legacy, _v1
+from pilotlib.devserver._logic import Context, Outcome
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = ("delay", "drop", "http500", "http503", "garbage", "garbage_html", "garbage_json")
+
+_HTML_ERROR = (
+    b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head><title>500 Internal Server Error</title>"
+    b"</head><body><h1>Internal Server Error</h1><p>The server encountered an internal error.</p></body></html>\n"
+)
+_TRUNCATED_JSON = b'{"StatusCode": 0, "jobs": [{"PandaID": 12'
+
+
+@attrs.define
+class _Fault:
+    kind: str
+    remaining: int
+    seconds: float
+    served: int = 0
+
+
+class Faults:
+    """Faults to inject per call, and how many requests each call received."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, list[_Fault]] = {}
+        self._counts: Counter[str] = Counter()
+        self._headers: dict[str, dict[str, str]] = {}
+
+    def add(self, call: str, kind: str, times: int, seconds: float) -> None:
+        """Inject ``kind`` into the next ``times`` requests for ``call``."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.setdefault(call, []).append(_Fault(kind, times, seconds))
+
+    def next(self, call: str, headers: Mapping[str, str]) -> _Fault | None:
+        """Count one request for ``call``, keep its headers and return the fault to inject into it, if any."""
+        with self._lock:
+            self._counts[call] += 1
+            self._headers[call] = dict(headers)
+            queue = self._faults.get(call, [])
+            while queue and queue[0].remaining <= 0:
+                queue.pop(0)
+            if not queue:
+                return None
+            fault = queue[0]
+            fault.remaining -= 1
+            fault.served += 1
+            return attrs.evolve(fault)
+
+    def count(self, call: str) -> int:
+        """How many requests arrived for ``call``."""
+        with self._lock:
+            return self._counts[call]
+
+    def last_headers(self, call: str) -> dict[str, str]:
+        """The headers of the last request for ``call`` (empty when none arrived)."""
+        with self._lock:
+            return dict(self._headers.get(call, {}))
+
+    def clear(self) -> None:
+        """Forget faults, counts and headers."""
+        with self._lock:
+            self._faults.clear()
+            self._counts.clear()
+            self._headers.clear()
+
+
+@attrs.frozen
+class Route:
+    """What a request path names: the dialect, the legacy call name and the handler's key."""
+
+    dialect: str  # "legacy" | "v1" | "info"
+    call: str
+    key: str
+
+
+def route(path: str) -> Route | None:
+    """Map a request path to a route; None when the server does not serve it."""
+    path = urllib.parse.urlsplit(path).path
+    if path.startswith("/server/panda/"):
+        method = path.removeprefix("/server/panda/")
+        return Route("legacy", method, method) if method in _legacy.HANDLERS else None
+    if path.startswith("/api/v1/"):
+        key = path.removeprefix("/api/v1/")
+        return Route("v1", _v1.PATHS[key], key) if key in _v1.PATHS else None
+    if path == "/cache/ddmendpoints.json":
+        return Route("info", "ddmendpoints", "")
+    if path.startswith("/cache/schedconfig/") and path.endswith(".json"):
+        name = path.removeprefix("/cache/schedconfig/").removesuffix(".json").removesuffix(".all")
+        return Route("info", "schedconfig", name)
+    return None
+
+
+def parse_body(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """The request's parameters from its body (JSON, possibly gzip-compressed, or form fields)."""
+    headers = {key.lower(): value for key, value in headers.items()}
+    if headers.get("content-encoding", "").lower() == "gzip" or body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    if not body:
+        return {}
+    if "json" in headers.get("content-type", "").lower() or body.lstrip()[:1] == b"{":
+        document = json.loads(body)
+        if not isinstance(document, dict):
+            raise ValueError("the JSON body is not an object")
+        return document
+    return dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+
+
+ContextFactory = Callable[[str | None], Context]
+
+
+class DevHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that knows its context factory, faults and info descriptions."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], make_context: ContextFactory, faults: Faults,
+                 tls: ssl.SSLContext | None) -> None:
+        super().__init__(address, Handler)
+        self.make_context = make_context
+        self.faults = faults
+        self.tls = tls
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection; with TLS, wrap it (the handshake runs in the handler's thread)."""
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed connection (a TLS handshake the client refused, a reset) is logged, not printed."""
+        log.debug("connection failed client=%s", client_address, exc_info=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request: find the route, apply a fault, call the dialect's handler, answer."""
+
+    server: DevHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        """Complete the TLS handshake in this thread."""
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            self.request.do_handshake()
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log requests through logging instead of stderr."""
+        log.debug("request " + format, *args)
+
+    def do_GET(self) -> None:
+        """GET: info endpoints and the v1 GET calls."""
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        """POST: every dispatcher call."""
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = route(self.path)
+        if target is None:
+            self._send(Outcome(404, "text/plain", b"not found\n"))
+            return
+        fault = self.server.faults.next(target.call, dict(self.headers.items()))
+        if fault is not None and self._inject(fault):
+            return
+        self._send(self._answer(target, method, body))
+
+    def _inject(self, fault: _Fault) -> bool:
+        """Apply a fault; True when the request has been answered (or dropped) by it."""
+        if fault.kind == "delay":
+            time.sleep(fault.seconds)
+            return False
+        if fault.kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if fault.kind in ("http500", "http503"):
+            self._send(Outcome(int(fault.kind[4:]), "text/html", _HTML_ERROR))
+            return True
+        json_garbage = fault.kind == "garbage_json" or (fault.kind == "garbage" and fault.served % 2 == 0)
+        self._send(Outcome(200, "application/json", _TRUNCATED_JSON) if json_garbage
+                   else Outcome(200, "text/html", _HTML_ERROR))
+        return True
+
+    def _answer(self, target: Route, method: str, body: bytes) -> Outcome:
+        try:
+            params = parse_body(dict(self.headers.items()), body)
+        except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+            return Outcome(400, "text/plain", f"bad request body: {exc}\n".encode())
+        if target.dialect == "info":
+            return self._info(target)
+        ctx = self.server.make_context(self._client_dn())
+        if target.dialect == "legacy":
+            accept_json = "application/json" in self.headers.get("Accept", "")
+            return _legacy.HANDLERS[target.key](ctx, params, accept_json)
+        expected = _v1.METHODS.get(target.key, "POST")
+        if method != expected:
+            return _v1.envelope(False, f"expecting {expected}, received {method}")
+        if method == "GET":
+            params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        return _v1.HANDLERS[target.key](ctx, params)
+
+    def _info(self, target: Route) -> Outcome:
+        store = self.server.make_context(None).store
+        if target.call == "ddmendpoints":
+            return Outcome(200, "application/json", json.dumps(store.descriptions("storages")).encode())
+        queue = store.descriptions("queues").get(target.key)
+        if queue is None:
+            return Outcome(404, "text/plain", f"no queue {target.key}\n".encode())
+        return Outcome(200, "application/json", json.dumps(queue).encode())
+
+    def _client_dn(self) -> str | None:
+        """The client's identity: its certificate subject, or the origin of its bearer token."""
+        if isinstance(self.request, ssl.SSLSocket):
+            cert = self.request.getpeercert()
+            if cert:
+                return "/".join("=".join(pair) for rdn in cert.get("subject", ()) for pair in rdn)
+        if self.headers.get("Authorization", "").startswith("Bearer "):
+            return f"token:{self.headers.get('Origin', '')}"
+        return None
+
+    def _send(self, outcome: Outcome) -> None:
+        self.send_response(outcome.status)
+        self.send_header("Content-Type", outcome.content_type)
+        self.send_header("Content-Length", str(len(outcome.body)))
+        self.end_headers()
+        self.wfile.write(outcome.body)
