@@ -203,10 +203,19 @@ def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings) -
     return os.path.abspath(found)
 
 
+def redact_url(url: str) -> str:
+    """The URL without user info, query and fragment (they may carry credentials), for logs and errors."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def _trf_file_name(url: str) -> str:
     name = os.path.basename(urllib.parse.urlsplit(url).path)
     if not name or name in (".", "..") or any(ord(c) < 32 for c in name):
-        raise TrfDownloadError(f"cannot derive a file name from transformation URL {url}")
+        raise TrfDownloadError(f"cannot derive a file name from transformation URL {redact_url(url)}")
     return name
 
 
@@ -225,6 +234,7 @@ def download_transformation(url: str, workdir: Path, settings: PayloadSettings) 
         TrfDownloadError: HTTP error, timeout, connection failure or empty body (1149).
         TrfChmodError: chmod failed (1143).
     """
+    shown = redact_url(url)
     target = workdir / _trf_file_name(url)
     try:
         with requests.get(url, timeout=settings.download_timeout, verify=settings.verify_tls, stream=True) as resp:
@@ -232,15 +242,19 @@ def download_transformation(url: str, workdir: Path, settings: PayloadSettings) 
             with target.open("wb") as out:
                 for chunk in resp.iter_content(chunk_size=1 << 16):
                     out.write(chunk)
+    except requests.HTTPError as exc:
+        target.unlink(missing_ok=True)
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise TrfDownloadError(f"download of transformation {shown} failed: HTTP {status}") from exc
     except (requests.RequestException, OSError) as exc:
         target.unlink(missing_ok=True)
-        raise TrfDownloadError(f"download of transformation {url} failed: {exc}") from exc
+        raise TrfDownloadError(f"download of transformation {shown} failed: {type(exc).__name__}") from exc
     if target.stat().st_size == 0:
         target.unlink()
-        raise TrfDownloadError(f"transformation {url} is empty")
+        raise TrfDownloadError(f"transformation {shown} is empty")
     try:
         target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     except OSError as exc:
         raise TrfChmodError(f"cannot make {target} executable: {exc}") from exc
-    log.info("transformation downloaded url=%s path=%s bytes=%d", url, target, target.stat().st_size)
+    log.info("transformation downloaded url=%s path=%s bytes=%d", shown, target, target.stat().st_size)
     return target

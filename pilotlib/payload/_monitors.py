@@ -7,8 +7,10 @@ every 60 s; the checks themselves in ``pilot/util/monitoring.py`` and ``pilot/ut
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -99,15 +101,14 @@ class WalltimeMonitor:
         return None
 
 
-def newest_mtime(root: Path, max_entries: int = 20000) -> float | None:
-    """The newest modification time of the files under ``root`` (symlinks not followed), scanning at most
-    ``max_entries`` entries; ``None`` when no file is found."""
-    newest: float | None = None
-    stack = [root]
+def _files(root: Path, max_entries: int) -> Iterator[os.stat_result]:
+    """``stat`` of the regular files under ``root`` (symlinks not followed), at most ``max_entries`` entries seen."""
     seen = 0
-    while stack and seen < max_entries:
+    stack = [root]
+    while stack:
         try:
-            entries = list(os.scandir(stack.pop()))
+            with os.scandir(stack.pop()) as it:
+                entries = list(itertools.islice(it, max_entries - seen))
         except OSError:
             continue
         for entry in entries:
@@ -116,11 +117,17 @@ def newest_mtime(root: Path, max_entries: int = 20000) -> float | None:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
                 elif entry.is_file(follow_symlinks=False):
-                    mtime = entry.stat(follow_symlinks=False).st_mtime
-                    newest = mtime if newest is None else max(newest, mtime)
+                    yield entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-    return newest
+        if seen >= max_entries:
+            return
+
+
+def newest_mtime(root: Path, max_entries: int = 20000) -> float | None:
+    """The newest modification time of the files under ``root`` (symlinks not followed), scanning at most
+    ``max_entries`` entries; ``None`` when no file is found."""
+    return max((st.st_mtime for st in _files(root, max_entries)), default=None)
 
 
 @attrs.frozen
@@ -174,23 +181,7 @@ class MemoryMonitor:
 
 def tree_size(root: Path, max_entries: int = 200000) -> int:
     """Bytes used by the files under ``root`` (symlinks not followed; at most ``max_entries`` entries scanned)."""
-    total = seen = 0
-    stack = [root]
-    while stack and seen < max_entries:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue
-    return total
+    return sum(st.st_size for st in _files(root, max_entries))
 
 
 @attrs.frozen
