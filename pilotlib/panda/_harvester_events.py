@@ -1,0 +1,175 @@
+"""Event ranges through Harvester's files (private: import from :mod:`pilotlib.panda.harvester`).
+
+Facts relied on (HSF/harvester ``pandaharvester/harvestermessenger/shared_file_messenger.py`` and
+``pandaharvester/harvesterbody/event_feeder.py``, ``submitter.py``, ``harvestercommunicator/panda_communicator.py``):
+
+- the request ``worker_requestevents.json`` lives in the access point and is
+  ``{"<PandaID>": {"pandaID", "taskID", "jobsetID", "nRanges"}}`` (``events_requested`` returns it as it is and the
+  communicator reads ``nRanges``, ``taskID``, ``jobsetID`` per PandaID);
+- Harvester answers by writing ``JobsEventRanges.json`` in the access point with a plain ``open(..., "w")``
+  (``feed_events``): ``{"<PandaID>": [{eventRangeID, startEvent, lastEvent, LFN, GUID, scope, ...}]}``, then removes
+  the request file; with ``prefetchEvents`` the ranges may be there before the pilot asks;
+- updates go to ``worker_updateevents.json`` in the job's directory as ``{"<PandaID>": [{eventRangeID,
+  eventStatus}]}``; Harvester renames it to ``.read`` while it works (``events_to_update``), so updates are merged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pilotlib.job import Job
+from pilotlib.panda._file_errors import LaunchDirFormatError, LaunchDirTimeoutError
+from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, remove_file
+from pilotlib.panda._harvester_settings import HarvesterFiles
+from pilotlib.panda.base import EventRange, EventRangeUpdate, UpdateAnswer
+
+__all__ = ["HarvesterEventRanges"]
+
+log = logging.getLogger(__name__)
+
+_RANGE_KEYS = {"eventRangeID": str, "startEvent": int, "lastEvent": int, "LFN": str, "GUID": str, "scope": str}
+
+
+def _event_range(entry: Any) -> EventRange:
+    if not isinstance(entry, Mapping):
+        raise LaunchDirFormatError(f"an event range must be an object, got {entry!r:.120}")
+    values: dict[str, Any] = {}
+    for key, kind in _RANGE_KEYS.items():
+        if key not in entry:
+            raise LaunchDirFormatError(f"event range {entry.get('eventRangeID')!r} has no {key}")
+        try:
+            values[key] = kind(entry[key])
+        except (TypeError, ValueError):
+            raise LaunchDirFormatError(f"event range field {key}={entry[key]!r:.60} is not a {kind.__name__}") from None
+    extra = {key: value for key, value in entry.items() if key not in _RANGE_KEYS}
+    return EventRange(
+        event_range_id=values["eventRangeID"],
+        start_event=values["startEvent"],
+        last_event=values["lastEvent"],
+        lfn=values["LFN"],
+        guid=values["GUID"],
+        scope=values["scope"],
+        extra=extra,
+    )
+
+
+def _update_key(entry: Mapping[str, Any]) -> tuple[str, str]:
+    return str(entry.get("eventRangeID")), str(entry.get("eventStatus"))
+
+
+class HarvesterEventRanges:
+    """Event ranges through Harvester's files (implements :class:`~pilotlib.panda.base.EventRangeSource`).
+
+    ``get_event_ranges`` first takes ranges Harvester already placed for the job; otherwise it writes the request,
+    waits (at most ``timeout``; ``stop`` ends the wait) for the answer and consumes it. More ranges than asked for
+    are kept and handed out by the next calls. ``update_event_ranges`` merges the statuses into the job's
+    ``worker_updateevents.json``.
+    """
+
+    def __init__(
+        self,
+        files: HarvesterFiles,
+        *,
+        timeout: float = 600.0,
+        poll_interval: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Create the source.
+
+        Args:
+            files: the access point and file names.
+            timeout: seconds to wait for Harvester's answer to a request.
+            poll_interval: seconds between looks at the access point.
+            stop: set it to make a waiting call return (with no ranges) at once.
+        """
+        self._files = files
+        self._timeout = timeout
+        self._interval = poll_interval
+        self._stop = stop or threading.Event()
+        self._surplus: dict[int, list[EventRange]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def get_event_ranges(self, job: Job, n_ranges: int) -> Sequence[EventRange]:
+        """Return up to ``n_ranges`` ranges for ``job``; empty when Harvester has none left or ``stop`` is set.
+
+        Raises:
+            LaunchDirTimeoutError: Harvester did not answer before the deadline (EXCEEDEDMAXWAITTIME).
+            LaunchDirFormatError: the answer holds a malformed event range (CONVERSIONFAILURE).
+            pilotlib.panda._file_errors.LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
+        """
+        if n_ranges <= 0:
+            return ()
+        with self._lock:
+            if not self._surplus[job.panda_id]:
+                placed = self._take(job.panda_id)
+                if placed is None:
+                    placed = self._ask(job, n_ranges)
+                self._surplus[job.panda_id].extend(placed)
+            ranges = self._surplus[job.panda_id][:n_ranges]
+            del self._surplus[job.panda_id][:n_ranges]
+        log.info("got event ranges panda_id=%s count=%d", job.panda_id, len(ranges))
+        return tuple(ranges)
+
+    def _answer_path(self) -> Path:
+        return self._files.worker_path(self._files.event_ranges)
+
+    def _take(self, panda_id: int) -> list[EventRange] | None:
+        """Consume this job's ranges from a complete answer file; None when there is none for the job."""
+        path = self._answer_path()
+        document = read_json(path)
+        if not isinstance(document, dict) or str(panda_id) not in document:
+            return None
+        entries = document.pop(str(panda_id))
+        if not isinstance(entries, list):
+            raise LaunchDirFormatError(f"{path.name}: the ranges of {panda_id} are not a list")
+        ranges = [_event_range(entry) for entry in entries]
+        if document:
+            atomic_write_json(path, document)
+        else:
+            remove_file(path)
+        return ranges
+
+    def _ask(self, job: Job, n_ranges: int) -> list[EventRange]:
+        request = self._files.worker_path(self._files.event_request)
+        body = {"pandaID": job.panda_id, "taskID": job.task_id, "jobsetID": job.jobset_id, "nRanges": n_ranges}
+        atomic_write_json(request, {str(job.panda_id): body})
+        log.info("asked harvester for event ranges panda_id=%s n_ranges=%d", job.panda_id, n_ranges)
+        deadline = time.monotonic() + self._timeout
+        while not self._stop.is_set():
+            ranges = self._take(job.panda_id)
+            if ranges is not None:
+                return ranges
+            if not request.exists() and read_json(self._answer_path()) is not None:
+                return []  # answered, but with nothing for this job
+            if not request.exists() and not self._answer_path().exists():
+                log.warning("harvester removed the event request without an answer panda_id=%s", job.panda_id)
+                return []
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LaunchDirTimeoutError(f"no answer in {self._answer_path()} after {self._timeout:g} s")
+            self._stop.wait(min(self._interval, remaining))
+        return []
+
+    def update_event_ranges(self, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
+        """Merge the updates into each job's ``worker_updateevents.json``; always accepted.
+
+        Raises:
+            LaunchDirFormatError: a field can not be written as JSON.
+            pilotlib.panda._file_errors.LaunchDirFileError: the file can not be written.
+        """
+        by_job: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for update in updates:
+            entry = dict(update.fields)
+            entry.update(eventRangeID=update.event_range_id, eventStatus=update.status)
+            by_job[update.panda_id].append(entry)
+        with self._lock:
+            for panda_id, entries in by_job.items():
+                path = self._files.job_path(panda_id, self._files.event_updates)
+                merge_entries(path, {str(panda_id): entries}, _update_key)
+        return UpdateAnswer(accepted=True)

@@ -1,0 +1,166 @@
+"""Reading a job definition file that another program may still be writing, and consuming it once read.
+
+Facts relied on:
+
+- Harvester writes the job file with a plain ``open(path, "w")`` and ``json.dump({PandaID: params})``, or
+  ``urlencode(params)`` when the queue's ``jobSpecFileFormat`` is ``cgi``; then ``PoolFileCatalog_H.xml``, then
+  ``worker_pandaids.json``, then it removes ``worker_requestjob.json`` (HSF/harvester
+  ``pandaharvester/harvestermessenger/shared_file_messenger.py``, ``feed_jobs``). A reader can therefore see an empty
+  or truncated file.
+- A truncated JSON object never parses, so a JSON file that parses is complete. A truncated url-encoded definition
+  may parse (``PandaID=12`` of ``PandaID=123...``), so such a file is taken only once ``worker_pandaids.json`` lists
+  its PandaID (written after the job file was closed) or once two reads one poll interval apart give the same text.
+- pilot3 removes the file once read (``pilot/control/job.py``, ``get_job_definition_from_file``); Harvester leaves
+  the job-spec file, and anything starting with its name (so ``<name>.read`` too), out of the log tarball
+  (``tar_directory``'s ``grep -v``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+
+from pilotlib.job import Job, load_job_definitions
+from pilotlib.panda._file_errors import BrokenJobFileError, LaunchDirFileError
+from pilotlib.panda._files import READ_SUFFIX, read_text, remove_file
+
+__all__ = ["Consume", "consume_job_file", "read_job_file"]
+
+log = logging.getLogger(__name__)
+
+
+class Consume(enum.Enum):
+    """What a job source does with a job file once it has read it."""
+
+    RENAME = "rename"
+    """Rename it to ``<name>.read`` (kept for debugging, never read as a new job again)."""
+    REMOVE = "remove"
+    """Remove it, as pilot3 does."""
+    KEEP = "keep"
+    """Leave it (several readers share the file); the source still never returns a PandaID twice."""
+
+
+def _complete_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    return True
+
+
+def _urlencoded_panda_id(text: str) -> str | None:
+    """The PandaID of a syntactically complete url-encoded definition, else None."""
+    try:
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        return None
+    return dict(pairs).get("PandaID", "")
+
+
+class _Attempt:
+    """The state of one bounded attempt to read a job file."""
+
+    def __init__(self, path: Path, confirmed: Callable[[str], bool]) -> None:
+        self.path = path
+        self.confirmed = confirmed
+        self.previous: str | None = None
+        self.reason = "the file is empty"
+        self.gone = False
+        self.jobs: tuple[Job, ...] = ()
+
+    def step(self) -> bool:
+        """Read once; True when the file is gone or complete (then ``jobs`` is set)."""
+        text = read_text(self.path)
+        if text is None and not self.path.exists():
+            self.gone = True
+            return True
+        if text is None or not text.strip():
+            self.reason = "the file is empty or not UTF-8 text"
+            return False
+        if text.lstrip()[0] in "{[":
+            if not _complete_json(text):
+                self.reason = "the JSON is incomplete"
+                return False
+            self.jobs = load_job_definitions(text)
+            return True
+        return self._step_urlencoded(text)
+
+    def _step_urlencoded(self, text: str) -> bool:
+        panda_id = _urlencoded_panda_id(text)
+        stable = text == self.previous
+        self.previous = text
+        if panda_id is None:
+            self.reason = "the url-encoded definition is incomplete"
+            return False
+        if not (stable or (panda_id and self.confirmed(panda_id.strip()))):
+            self.reason = "the url-encoded definition was still changing"
+            return False
+        self.jobs = load_job_definitions(text)
+        return True
+
+
+def read_job_file(
+    path: Path,
+    *,
+    timeout: float,
+    interval: float,
+    stop: threading.Event,
+    confirmed: Callable[[str], bool] = lambda _panda_id: False,
+) -> tuple[Job, ...] | None:
+    """Read the job definitions in ``path``, waiting (bounded) for a half-written file to be completed.
+
+    Args:
+        path: the job file.
+        timeout: seconds a file that exists may stay incomplete.
+        interval: seconds between reads.
+        stop: set it to give up early (then None is returned).
+        confirmed: tells whether a PandaID is known to be completely written (listed in ``worker_pandaids.json``).
+
+    Returns:
+        The jobs, or None when the file does not exist (or vanished, or ``stop`` was set).
+
+    Raises:
+        BrokenJobFileError: the file was still incomplete when the deadline passed (CONVERSIONFAILURE).
+        pilotlib.errors.JobDefinitionError: the file is complete but the definition is bad, with its code.
+        LaunchDirFileError: the file can not be read.
+    """
+    if not path.exists():
+        return None
+    attempt = _Attempt(path, confirmed)
+    deadline = time.monotonic() + timeout
+    while not attempt.step():
+        remaining = deadline - time.monotonic()
+        if stop.is_set():
+            return None
+        if remaining <= 0:
+            reason = f"still unreadable after {timeout:g} s: {attempt.reason}"
+            raise BrokenJobFileError(str(path), attempt.previous, reason)
+        log.debug("job file not complete yet path=%s reason=%s", path, attempt.reason)
+        stop.wait(min(interval, remaining))
+    return None if attempt.gone else attempt.jobs
+
+
+def consume_job_file(path: Path, how: Consume) -> None:
+    """Rename, remove or keep a job file that has been read (see :class:`Consume`).
+
+    Raises:
+        LaunchDirFileError: the file can not be renamed or removed.
+    """
+    if how is Consume.KEEP:
+        return
+    if how is Consume.REMOVE:
+        remove_file(path)
+        return
+    try:
+        os.replace(path, path.with_name(path.name + READ_SUFFIX))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LaunchDirFileError(f"cannot rename {path}: {exc.strerror or exc}") from exc
