@@ -34,9 +34,26 @@ from pilotlib.transfer.errors import (
     UnknownCopytoolError,
     XrdcpError,
 )
+from pilotlib.transfer.logtar import LogCreationTimeoutError, LogTarballError, create_log_tarball, stage_out_log
+from pilotlib.transfer.paths import StorageProtocol, deterministic_path, deterministic_url
 from pilotlib.transfer.registry import ENTRY_POINT_GROUP, CopytoolRegistry, default_registry
+from pilotlib.transfer.replicas import (
+    DID_SCHEME,
+    NoReplicasError,
+    Replica,
+    ReplicaListError,
+    ReplicaSource,
+    RucioReplicaSource,
+    StaticReplicaSource,
+    sort_replicas,
+)
+from pilotlib.transfer.report import output_file_info, output_file_info_json
+from pilotlib.transfer.stagein import DirectAccess, StageIn, expected_checksum
+from pilotlib.transfer.stageout import NoStorageError, StageOut
 
 __all__ = [
+    # stage-in, stage-out, replicas, log tarball, file info
+    "DID_SCHEME",
     "ENTRY_POINT_GROUP",
     "MAX_TIMEOUT",
     "MIN_TIMEOUT",
@@ -46,12 +63,25 @@ __all__ = [
     "Copytool",
     "CopytoolRegistry",
     "CopytoolUnavailableError",
+    "DirectAccess",
     "Direction",
     "EscapingPathError",
     "FileExistsTransferError",
+    "LogCreationTimeoutError",
+    "LogTarballError",
     "MissingFileError",
+    "NoReplicasError",
     "NoSpaceError",
+    "NoStorageError",
     "NoUsableCopytoolError",
+    "Replica",
+    "ReplicaListError",
+    "ReplicaSource",
+    "RucioReplicaSource",
+    "StageIn",
+    "StageOut",
+    "StaticReplicaSource",
+    "StorageProtocol",
     "StorageUnavailableError",
     "TransferError",
     "TransferRequest",
@@ -61,10 +91,18 @@ __all__ = [
     "UnknownCopytoolError",
     "XrdcpError",
     "calculate_checksum",
+    "create_log_tarball",
     "default_registry",
+    "deterministic_path",
+    "deterministic_url",
+    "expected_checksum",
     "failed_result",
     "local_path",
     "normalize_checksum_type",
+    "output_file_info",
+    "output_file_info_json",
+    "sort_replicas",
+    "stage_out_log",
     "transfer_timeout",
     "url_scheme",
     "verify_checksum",

@@ -38,13 +38,11 @@ from pilotlib.transfer.errors import (
     TransferError,
     TransferTimeoutError,
 )
+from pilotlib.transfer.replicas import DID_SCHEME
 
 __all__ = ["DID_SCHEME", "RucioCopytool"]
 
 log = logging.getLogger(__name__)
-
-DID_SCHEME = "rucio"
-"""The pseudo-scheme a copytool lists in ``schemes`` to say that it takes DIDs (``scope:lfn``) rather than URLs."""
 
 ClientFactory = Callable[[], object]
 

@@ -1,0 +1,85 @@
+"""What stage-in and stage-out share: copytools by name in priority order, bounded parallelism, per-file log lines."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from pilotlib.errors import Direction, PilotError
+from pilotlib.transfer.base import Copytool, TransferResult
+from pilotlib.transfer.errors import NoUsableCopytoolError, UnknownCopytoolError
+from pilotlib.transfer.registry import CopytoolRegistry
+
+log = logging.getLogger("pilotlib.transfer")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ToolChain:
+    """The usable copytools of an activity, in its configured order, built once.
+
+    Args:
+        registry: where tools come from.
+        names: copytool names in priority order (the queue's ``acopytools`` for the activity).
+        direction: the transfer direction (picks error codes).
+        options: keyword options per tool name.
+    """
+
+    def __init__(
+        self,
+        registry: CopytoolRegistry,
+        names: Sequence[str],
+        direction: Direction,
+        options: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> None:
+        self.direction = direction
+        self.tools: list[Copytool] = []
+        self.skipped: dict[str, str] = {}
+        unknown = 0
+        for name in names:
+            try:
+                tool = registry.create(name, direction, **dict((options or {}).get(name, {})))
+            except UnknownCopytoolError as exc:
+                unknown += 1
+                self.skipped[name] = exc.message
+                continue
+            except PilotError as exc:
+                self.skipped[name] = exc.message
+                continue
+            reason = tool.unusable_reason()
+            if reason is None:
+                self.tools.append(tool)
+            else:
+                self.skipped[name] = reason
+        self._all_unknown = bool(names) and unknown == len(names)
+
+    def error(self) -> NoUsableCopytoolError:
+        """The error when no tool is usable."""
+        return NoUsableCopytoolError(self.direction, self.skipped, all_unknown=self._all_unknown)
+
+
+def run_parallel(func: Callable[[T], R], items: Sequence[T], parallel: int) -> list[R]:
+    """``[func(item) for item in items]`` on at most ``parallel`` threads, results in order."""
+    if parallel <= 1 or len(items) <= 1:
+        return [func(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="transfer") as pool:
+        return list(pool.map(func, items))
+
+
+def log_start(direction: Direction, lfn: str, tool: str, size: int | None, url: str) -> None:
+    """One line when a file's transfer starts."""
+    log.info("%s start lfn=%s tool=%s size=%s url=%s", direction.value, lfn, tool, size, url)
+
+
+def log_done(result: TransferResult) -> None:
+    """One line when a file is done: size, seconds, rate (or the error)."""
+    if result.ok:
+        rate = (result.size or 0) / result.seconds / 1e6 if result.seconds > 0 else 0.0
+        log.info("%s done lfn=%s tool=%s size=%s seconds=%.2f rate_mb_s=%.2f", result.direction.value, result.lfn,
+                 result.tool, result.size, result.seconds, rate)
+    else:
+        log.warning("%s failed lfn=%s tool=%s code=%s error=%s", result.direction.value, result.lfn, result.tool,
+                    int(result.error_code or 0), result.error)
