@@ -29,7 +29,14 @@ from pilotlib.payload._monitors import (
     WalltimeMonitor,
     WorkdirSizeMonitor,
 )
-from pilotlib.payload._runner import CommandWrapper, IdentityWrapper, PayloadResult, PayloadRunner, StdinMode
+from pilotlib.payload._runner import (
+    CommandWrapper,
+    IdentityWrapper,
+    PayloadResult,
+    PayloadRunner,
+    StdinMode,
+    StopFlag,
+)
 from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, read_prmon_summary, sample_session
 from pilotlib.payload.errors import (
     LoopingJobError,
@@ -73,6 +80,7 @@ __all__ = [
     "StdinMode",
     "StdoutSizeMonitor",
     "StdoutTooBigError",
+    "StopFlag",
     "TransformNotFoundError",
     "TrfChmodError",
     "TrfDownloadError",

@@ -30,9 +30,9 @@ from pilotlib.errors import PilotError
 from pilotlib.payload._command import PayloadCommand
 from pilotlib.payload._monitors import Monitor, MonitorContext
 from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, UsageTracker, sample_session, session_members
-from pilotlib.payload.errors import PayloadKilledError, PayloadStartError
+from pilotlib.payload.errors import PayloadError, PayloadKilledError, PayloadStartError
 
-__all__ = ["CommandWrapper", "IdentityWrapper", "PayloadResult", "PayloadRunner", "StdinMode"]
+__all__ = ["CommandWrapper", "IdentityWrapper", "PayloadResult", "PayloadRunner", "StdinMode", "StopFlag"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,14 @@ class IdentityWrapper:
     ) -> tuple[tuple[str, ...], Mapping[str, str]]:
         """Return ``argv`` and ``env`` unchanged."""
         return argv, env
+
+
+class StopFlag(Protocol):
+    """Anything with ``is_set()``: a :class:`threading.Event` or the pipeline's stop."""
+
+    def is_set(self) -> bool:
+        """Whether the pilot is stopping."""
+        ...
 
 
 class StdinMode(enum.Enum):
@@ -94,6 +102,11 @@ class PayloadResult:
     def wall_seconds(self) -> float:
         """Seconds from start to end."""
         return self.ended - self.started
+
+    @property
+    def returncode(self) -> int:
+        """As :mod:`subprocess` gives it: the exit status, or ``-N`` when signal N ended the payload."""
+        return -self.signal if self.signal is not None else (self.exit_code or 0)
 
     @property
     def succeeded(self) -> bool:
@@ -260,23 +273,35 @@ class PayloadRunner:
                 _signal_if_in_session(other, pid, sig)
         return 1 + len(others)
 
-    def run(self, stop: threading.Event | None = None) -> PayloadResult:
+    def run(self, stop: StopFlag | None = None) -> PayloadResult:
         """``start()`` then ``wait(stop)``."""
         self.start()
         return self.wait(stop)
 
-    def wait(self, stop: threading.Event | None = None) -> PayloadResult:
+    def wait(self, stop: StopFlag | None = None) -> PayloadResult:
         """Wait for the payload, running the monitors; kill it on a breach, a kill request or ``stop``.
 
         Args:
-            stop: the pilot's stop event; when set, the payload is killed with
+            stop: the pilot's stop (anything with ``is_set()``); when set, the payload is killed with
                 :class:`~pilotlib.payload.errors.PayloadKilledError` (1200) unless a kill request gave a reason.
+                To kill with the stop's own reason at once, register ``runner.request_kill`` as the stop's
+                callback instead (the pipeline's ``Stop.when_set``).
 
         Returns:
             The result; leftover processes of the payload's session are killed before it returns.
         """
         if self._proc is None:
             raise RuntimeError("payload not started")
+        try:
+            self._loop(stop)
+        except BaseException as exc:
+            # a failing monitor or an interrupt must not leave the payload running unwatched
+            self.kill(PayloadError(f"pilot failure while watching the payload: {type(exc).__name__}"), grace=1.0)
+            self._finish()
+            raise
+        return self._finish()
+
+    def _loop(self, stop: StopFlag | None) -> None:
         due = [self._started + m.interval for m in self._monitors]
         next_sample = self._started
         while not self._exited.is_set():
@@ -292,9 +317,8 @@ class PayloadRunner:
             wake_at = min([next_sample, *due])
             self._wake.wait(max(0.0, min(self._poll, wake_at - self._clock())))
             self._wake.clear()
-        return self._finish()
 
-    def _pending_reason(self, stop: threading.Event | None) -> PilotError | None:
+    def _pending_reason(self, stop: StopFlag | None) -> PilotError | None:
         with self._lock:
             if self._kill_requested:
                 return self._error

@@ -80,6 +80,11 @@ class ResourceUsage:
     avg_swap_kb: int = 0
     samples: int = 0
 
+    def update_fields(self) -> dict[str, int]:
+        """The ``updateJob`` fields: ``cpuConsumptionTime`` (whole seconds) and the memory figures of
+        :meth:`as_prmon`. ``cpuConsumptionUnit``/``cpuConversionFactor`` are the caller's (they describe the node)."""
+        return {"cpuConsumptionTime": round(self.cpu_seconds), **self.as_prmon()}
+
     def as_prmon(self) -> dict[str, int]:
         """The figures under the names PanDA uses (``maxPSS``, ``avgRSS``, ... in kB)."""
         return {

@@ -297,3 +297,43 @@ def test_cpu_time_and_usage_measured(make_command: MakeCommand) -> None:
     assert result.usage.cpu_seconds == result.cpu_seconds
     assert result.usage.max_rss_kb > 0
     assert runner.usage() == result.usage
+
+
+@attrs.frozen
+class _BrokenMonitor:
+    interval: float = 0.0
+
+    def check(self, ctx: object) -> None:
+        raise RuntimeError("monitor bug")
+
+
+def test_failing_monitor_does_not_orphan_payload(make_command: MakeCommand) -> None:
+    """When a monitor raises, the payload is killed and reaped before the exception leaves wait()."""
+    cmd = make_command(SLEEPER)
+    runner = PayloadRunner(cmd, monitors=[_BrokenMonitor()], **FAST)
+    pid = runner.start()
+    wait_for_file(cmd.workdir / "ready")
+    with pytest.raises(RuntimeError, match="monitor bug"):
+        runner.wait()
+    assert wait_gone([pid], deadline=0.1)
+
+
+def test_returncode_and_update_fields(make_command: MakeCommand) -> None:
+    """returncode follows subprocess (-N for signal N); usage gives updateJob fields with prmon's names."""
+    result = PayloadRunner(make_command("import os\nos.kill(os.getpid(), 9)\n"), **FAST).run()
+    assert result.returncode == -9
+    fields = result.usage.update_fields()
+    assert set(fields) == {
+        "cpuConsumptionTime",
+        "maxPSS",
+        "maxRSS",
+        "maxVMEM",
+        "maxSWAP",
+        "avgPSS",
+        "avgRSS",
+        "avgVMEM",
+        "avgSWAP",
+    }
+    assert fields["cpuConsumptionTime"] == round(result.cpu_seconds)
+    exited = PayloadRunner(make_command("raise SystemExit(5)"), **FAST).run()
+    assert exited.returncode == 5
