@@ -141,7 +141,8 @@ def read_job_file(
             return None
         if remaining <= 0:
             reason = f"still unreadable after {timeout:g} s: {attempt.reason}"
-            raise BrokenJobFileError(str(path), attempt.previous, reason)
+            shown = f"<{len(attempt.previous or '')} characters>"  # never the text: it may hold secrets
+            raise BrokenJobFileError(str(path), shown, reason)
         log.debug("job file not complete yet path=%s reason=%s", path, attempt.reason)
         stop.wait(min(interval, remaining))
     return None if attempt.gone else attempt.jobs

@@ -11,7 +11,9 @@ PanDAWMS/pilot3 ``pilot/util/harvester.py``, ``pilot/control/job.py`` (``get_job
   removes it after feeding jobs, and the pilot removes it when it finds a new definition (pilot3
   ``remove_job_request_file``);
 - ``worker_attributes.json`` is read whole by ``get_work_attributes``; ``JobSpec.set_attributes`` takes ``metaData``
-  and ``xml`` (as the output files to report) out of it, ``get_job_status_from_attributes`` takes ``jobStatus`` only
+  and ``xml`` out of it, an ``xml`` replacing the report Harvester builds from the files it staged out itself
+  (``core_utils.get_output_file_report``), so, as pilot3 does (``publish_work_report``), ``xml``, ``inputfiles``
+  and ``outputfiles`` are left out; ``get_job_status_from_attributes`` takes ``jobStatus`` only
   when it is ``finished`` or ``failed``, and ``get_job_attributes_for_panda`` forwards a whitelist of camelCase keys
   (``pilotErrorCode``, ``cpuConsumptionTime``, ``maxRSS``, ``jobMetrics``, ...) to the server;
 - ``jobReport.json`` becomes ``metaData``, read in the same pass as the attributes, so it is written before the final
@@ -208,6 +210,9 @@ class StageOutFile:
         return {key: value for key, value in wire.items() if value is not None}
 
 
+_NOT_FORWARDED = frozenset({"xml", "inputfiles", "outputfiles"})
+
+
 def _stageout_key(entry: Mapping[str, Any]) -> tuple[str, str]:
     return str(entry.get("path")), str(entry.get("eventRangeID"))
 
@@ -237,8 +242,8 @@ def _job_report(meta: Any) -> Any:
 class HarvesterReporter:
     """Job updates as Harvester's files (implements :class:`~pilotlib.panda.base.JobReporter`).
 
-    Every update rewrites the job's ``worker_attributes.json`` (the update's fields in camelCase, plus ``jobId``,
-    ``state`` and ``jobStatus``) and touches ``worker_heartbeat.json``. The final update first writes
+    Every update rewrites the job's ``worker_attributes.json`` (the update's fields in camelCase, without ``xml``,
+    plus ``jobId``, ``state`` and ``jobStatus``) and touches ``worker_heartbeat.json``. The final update first writes
     ``jobReport.json`` from the update's ``metaData``. Answers are always accepted, without a command.
     """
 
@@ -254,7 +259,7 @@ class HarvesterReporter:
             LaunchDirFormatError: a field can not be written as JSON (CONVERSIONFAILURE).
             pilotlib.panda._file_errors.LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
         """
-        attributes = {_camel(key): value for key, value in update.fields.items()}
+        attributes = {_camel(key): value for key, value in update.fields.items() if key not in _NOT_FORWARDED}
         if update.final and "metaData" in attributes:
             report = _job_report(attributes["metaData"])
             if report is None:

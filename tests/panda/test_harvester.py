@@ -165,6 +165,7 @@ def test_job_file_still_broken_after_deadline_is_an_error(ap: Path) -> None:
     assert caught.value.code == ErrorCode.CONVERSIONFAILURE == 1302
     assert caught.value.field == str(ap / "HPCJobs.json")
     assert "JSON is incomplete" in str(caught.value)
+    assert caught.value.value == "<24 characters>"  # the size, never the text (a definition may hold secrets)
     assert (ap / "HPCJobs.json").exists()
 
 
@@ -292,7 +293,8 @@ def test_heartbeat_update_writes_camelcase_attributes_and_touches_heartbeat(ap: 
 
 
 def test_final_update_writes_job_report_before_attributes(ap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The final update writes jobReport.json from metaData (log reports emptied), then the final jobStatus."""
+    """The final update writes jobReport.json from metaData (log reports emptied), then the final jobStatus;
+    ``xml`` is left out so that Harvester reports the outputs it staged out itself."""
     order: list[str] = []
     real = harvester.atomic_write_json
 
@@ -304,12 +306,13 @@ def test_final_update_writes_job_report_before_attributes(ap: Path, monkeypatch:
     files = HarvesterFiles(ap, per_job_dirs=True)
     (ap / "7502").mkdir()
     report = {"exitCode": 0, "executor": [{"name": "EVNTtoHITS", "logfileReport": {"WARNING": 3}}]}
-    update = JobUpdate(7502, "finished", {"metaData": json.dumps(report), "pilotErrorCode": 0}, final=True)
+    xml = json.dumps({"HITS.1": {"guid": "g", "fsize": 1, "adler32": "00000001", "surl": "root://x//HITS.1"}})
+    update = JobUpdate(7502, "finished", {"metaData": json.dumps(report), "pilotErrorCode": 0, "xml": xml}, final=True)
     HarvesterReporter(files).update_job(update)
     written = json.loads((ap / "7502" / "jobReport.json").read_text())
     assert written == {"exitCode": 0, "executor": [{"name": "EVNTtoHITS", "logfileReport": {}}]}
     attributes = json.loads((ap / "7502" / "worker_attributes.json").read_text())
-    assert attributes["jobStatus"] == "finished" and "metaData" not in attributes
+    assert attributes == {"pilotErrorCode": 0, "jobId": 7502, "state": "finished", "jobStatus": "finished"}
     assert order == ["jobReport.json", "worker_attributes.json", "worker_heartbeat.json"]
     assert (ap / "worker_heartbeat.json").exists()
 
