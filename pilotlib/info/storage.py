@@ -93,16 +93,22 @@ class StorageDescription:
     def protocol_for(self, activity: str | Sequence[str], schemes: Sequence[str] | None = None) -> StorageProtocol:
         """The protocol to use for an activity, optionally limited to some schemes (in order of preference).
 
+        The activities of the chain are tried in order (LAN before WAN); within one, the schemes in order. Unlike
+        pilot3, which filters only the first activity that has protocols, a scheme missing on the LAN protocols is
+        looked for on the WAN ones before giving up.
+
         Raises:
             NoStorageProtocolError: none fits (NOSTORAGEPROTOCOL).
         """
-        protocols = self.protocols_for(activity)
-        for scheme in schemes or (None,):
-            for protocol in protocols:
-                if scheme is None or protocol.scheme == scheme:
-                    return protocol
-        chain = "/".join(protocol_chain(activity))
-        offered = sorted({p.scheme for p in protocols})
+        activities = protocol_chain(activity)
+        for name in activities:
+            protocols = self.arprotocols.get(name, ())
+            for scheme in schemes or (None,):
+                for protocol in protocols:
+                    if scheme is None or protocol.scheme == scheme:
+                        return protocol
+        chain = "/".join(activities)
+        offered = sorted({p.scheme for name in activities for p in self.arprotocols.get(name, ())})
         raise NoStorageProtocolError(
             f"storage {self.name}: no protocol for activity {chain}"
             + (f" with scheme in {list(schemes)} (has {offered})" if schemes else "")
