@@ -41,6 +41,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Seconds the final update is retried when the pilot is stopping (the rest is left for recovery).
+STOPPING_FINAL_DEADLINE = 45.0
+
 
 class StageIn(Protocol):
     """Brings a job's inputs into its work directory."""
@@ -213,7 +216,10 @@ class Stages:
     def report(self, run: JobRun, stop: Stop) -> JobRun:
         """Write the final update to disk, then send it until acknowledged (always)."""
         update = final_update(run, self.identity, self.pilot_log() if run.failure is not None else "")
-        sent = deliver_final(update, self.reporter, self.store, self.final_retry)
+        policy = self.final_retry
+        if stop.is_set():  # stopping (a signal): the whole shutdown must end within about two minutes
+            policy = attrs.evolve(policy, deadline=min(policy.deadline, STOPPING_FINAL_DEADLINE))
+        sent = deliver_final(update, self.reporter, self.store, policy)
         return attrs.evolve(run, final_sent=sent)
 
     def _send(self, update: JobUpdate) -> None:

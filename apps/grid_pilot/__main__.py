@@ -1,0 +1,64 @@
+"""``grid-pilot``: argv and config -> settings -> logging, signals -> run the pipeline -> exit status."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from apps.grid_pilot.cli import ConfigError, parse_settings
+from apps.grid_pilot.compose import PILOT_LOG, Outcome, exit_code, run_pilot
+from apps.grid_pilot.settings import Settings
+from apps.grid_pilot.signals import handle_signals
+from pilotlib.pipeline import Stop
+
+__all__ = ["main"]
+_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s %(name)s: %(message)s"
+
+
+def _configure_logging(settings: Settings) -> None:
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr),
+                                       logging.FileHandler(settings.workdir / PILOT_LOG, encoding="utf-8")]
+    logging.basicConfig(level=settings.log_level, format=_FORMAT, handlers=handlers, force=True)
+
+
+def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
+    lines = []
+    for run in outcome.runs:
+        code = int(run.failure.code) if run.failure is not None else 0
+        state = "failed" if run.failure is not None else "finished"
+        sent = "acknowledged" if run.final_sent else "kept for recovery"
+        lines.append(f"job {run.job.panda_id}: {state} pilotErrorCode={code} final update {sent}; "
+                     f"work directory {run.workdir}")
+    if outcome.recovered:
+        lines.append(f"recovered final updates of jobs {', '.join(map(str, outcome.recovered))}")
+    if not outcome.runs:
+        lines.append("no job was run")
+    lines.append(f"pilot log {Path(settings.workdir) / PILOT_LOG}; exit status {status}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the grid pilot; return the process exit status."""
+    started = time.monotonic()
+    try:
+        settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"grid-pilot: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    stop = Stop()
+    with handle_signals(stop) as received:
+        outcome = run_pilot(settings, stop, started)
+    status = exit_code(outcome, stop)
+    if len(received.received) > 1:
+        logging.getLogger(__name__).warning("signals after the first ignored count=%d", len(received.received) - 1)
+    print(_summary(outcome, settings, status))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The grid pilot's command line and config file -> :class:`Settings`.
+
+Option names follow pilot3's where one exists (``-q/--queue``, ``-s/--site``, ``-j/--joblabel``, ``-a/--workdir``,
+``-l/--lifetime``, ``--url``, ``--harvester-workdir``, ``--input-dir``, ``--output-dir``; pilot3 ``arguments.py``).
+A TOML config file (``--config``) gives the same settings by their long names (``queue = "X"``, ``lifetime = 3600``);
+the command line wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from apps.grid_pilot.settings import Mode, Settings
+
+__all__ = ["ConfigError", "build_parser", "parse_settings"]
+
+DESCRIPTION = """\
+Run PanDA jobs on this node: fetch a job, stage its inputs in, run its payload, stage its outputs and its log out,
+and report every step. Three modes:
+
+  server     jobs from the PanDA dispatcher at --url (default mode)
+  harvester  jobs from Harvester's files in --harvester-workdir (the worker's access point)
+  arc        the job file an ARC CE put in --launch-dir; no server calls, updates go to heartbeat.json
+
+Exit status: 0 all jobs done (or no job), 64-83 a pilot error a wrapper can act on, 128+N stopped by signal N,
+1 another failure.
+"""
+
+EPILOG = """\
+examples:
+  grid-pilot -q MY_QUEUE --url https://pandaserver.example:25443 -j managed -a /scratch/pilot
+  grid-pilot --mode harvester --harvester-workdir $PWD -q MY_QUEUE
+  grid-pilot --mode arc --launch-dir $PWD --output-dir $PWD/out
+"""
+
+_NUMBERS = {"lifetime": float, "timefloor": float, "heartbeat": float, "final_retry": float, "max_jobs": int,
+            "in_flight": int, "payload_grace": float, "looping_limit": float, "memory_limit_kb": int}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message says which."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``grid-pilot`` argument parser (every default is None: unset options fall back to the config file)."""
+    p = argparse.ArgumentParser(prog="grid-pilot", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=None)
+    p.add_argument("--config", type=Path, help="TOML file with settings by their long names")
+    p.add_argument("--mode", choices=[m.value for m in Mode], help="where jobs come from (default: server)")
+    p.add_argument("-q", "--queue", help="PanDA queue name (computingElement)")
+    p.add_argument("-s", "--site", help="site name (siteName); default: the queue name")
+    p.add_argument("--url", help="PanDA server base URL, e.g. https://pandaserver.cern.ch:25443")
+    p.add_argument("--api", choices=["legacy", "v1"], help="dispatcher dialect (default: legacy)")
+    p.add_argument("-j", "--joblabel", dest="job_label", help="job label, prodSourceLabel (default: managed)")
+    p.add_argument("-a", "--workdir", help="work area; each job runs in <workdir>/<PandaID> (default: .)")
+    p.add_argument("-l", "--lifetime", help="seconds the pilot may live (default: 324000)")
+    p.add_argument("--timefloor", help="minutes during which a multi-job pilot keeps asking for jobs (default: 0)")
+    p.add_argument("--max-jobs", help="stop after this many jobs (default: no limit beyond the lifetime)")
+    p.add_argument("--harvester-workdir", help="Harvester access point (harvester mode)")
+    p.add_argument("--launch-dir", help="ARC launch directory holding pandaJobData.out (arc mode)")
+    p.add_argument("--input-dir", dest="input_url", help="where input files are: a directory or root:// URL")
+    p.add_argument("--output-dir", dest="output_url", help="where outputs and the log go: a directory or root:// URL")
+    p.add_argument("--copytool", help="copytool(s) for stage-in and stage-out, comma-separated (overrides the queue)")
+    p.add_argument("--copytool-in", help="copytool(s) for stage-in only")
+    p.add_argument("--copytool-out", help="copytool(s) for stage-out only")
+    p.add_argument("--heartbeat", help="seconds between heartbeats (default: 1800)")
+    p.add_argument("--in-flight", help="jobs handled at once; 2 fetches the next job while a payload runs")
+    p.add_argument("--capath", dest="ca_path", help="CA certificate directory for TLS verification")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    return p
+
+
+def _load_config(path: Path | None) -> dict[str, object]:
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    section = data.get("grid-pilot", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [grid-pilot] must be a table")
+    return {str(k).replace("-", "_"): v for k, v in section.items()}
+
+
+def _merge(args: argparse.Namespace, config: Mapping[str, object]) -> dict[str, object]:
+    merged = dict(config)
+    merged.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    for key in ("copytool", "copytool_in", "copytool_out"):
+        if isinstance(merged.get(key), str):
+            merged[key] = tuple(t.strip() for t in str(merged[key]).split(",") if t.strip())
+    tools = merged.pop("copytool", None)
+    if tools:
+        merged.setdefault("copytool_in", tools)
+        merged.setdefault("copytool_out", tools)
+    return merged
+
+
+def _convert(values: dict[str, object]) -> dict[str, object]:
+    out = dict(values)
+    for key, kind in _NUMBERS.items():
+        if key in out:
+            try:
+                out[key] = kind(str(out[key]))
+            except ValueError:
+                raise ConfigError(f"{key.replace('_', '-')} must be a number, got {out[key]!r}") from None
+    if "timefloor" in out:
+        out["timefloor"] = float(str(out["timefloor"])) * 60.0
+    out["mode"] = Mode(out.get("mode", Mode.SERVER.value))
+    for key in ("workdir", "harvester_workdir", "launch_dir", "ca_path"):
+        if key in out:
+            out[key] = Path(str(out[key])).absolute()
+    return out
+
+
+def _check(settings: Settings) -> None:
+    if settings.mode is Mode.SERVER and not (settings.url and settings.queue):
+        raise ConfigError("server mode needs --url and -q/--queue")
+    if settings.mode is Mode.HARVESTER and settings.harvester_workdir is None:
+        raise ConfigError("harvester mode needs --harvester-workdir")
+    if settings.mode is Mode.ARC and settings.launch_dir is None:
+        raise ConfigError("arc mode needs --launch-dir")
+    if settings.url and not settings.url.startswith(("https://", "http://")):
+        raise ConfigError(f"--url must be an http(s) URL, got {settings.url!r}")
+    if settings.lifetime <= 0 or settings.in_flight < 1:
+        raise ConfigError("lifetime must be positive and in-flight at least 1")
+
+
+def parse_settings(argv: Sequence[str]) -> Settings:
+    """Build the settings from ``argv`` (without the program name) and the config file it names.
+
+    Raises:
+        ConfigError: a setting is missing or invalid.
+        SystemExit: from argparse, for ``--help`` or an unknown option (the app's edge only).
+    """
+    args = build_parser().parse_args(list(argv))
+    values = _convert(_merge(args, _load_config(args.config)))
+    known = {a.name for a in Settings.__attrs_attrs__}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in config file: {', '.join(unknown)}")
+    try:
+        settings = Settings(**values)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad setting: {exc}") from exc
+    _check(settings)
+    return settings

@@ -1,0 +1,197 @@
+"""Composition: settings -> the job source, reporter, stages and pipeline of one mode; run them.
+
+The mode is chosen here once (STYLE R2): each mode is a job source and a reporter; everything else is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import attrs
+
+from apps.grid_pilot.data import TransferStages
+from apps.grid_pilot.payload import RunnerExecutor
+from apps.grid_pilot.server import server_parts
+from apps.grid_pilot.settings import Mode, Settings
+from pilotlib.errors import PilotError, process_exit_code
+from pilotlib.job import Job
+from pilotlib.panda.arc import ArcJobSource, ArcReporter
+from pilotlib.panda.base import JobReporter, JobRequest, JobSource
+from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
+from pilotlib.payload import PayloadSettings
+from pilotlib.pipeline import JobRun, Pipeline, Stop
+from pilotlib.recovery import FinalStore, RetryPolicy, recover
+from pilotlib.report import PilotIdentity
+from pilotlib.stages import Stages, standard_stages
+from pilotlib.transfer.registry import default_registry
+
+__all__ = ["PILOT_LOG", "Outcome", "Parts", "Retriever", "build_parts", "exit_code", "run_pilot"]
+
+log = logging.getLogger(__name__)
+
+PILOT_LOG = "pilotlog.txt"
+
+
+@attrs.frozen
+class Parts:
+    """The mode's job source and reporter, and what to do when the pilot ends (Harvester: ``kill_worker.json``)."""
+
+    source: JobSource
+    reporter: JobReporter
+    at_end: Callable[[], None] = lambda: None
+
+
+@attrs.frozen
+class Outcome:
+    """What the pilot did: the finished runs, and the error that ended retrieval, if any."""
+
+    runs: tuple[JobRun, ...]
+    retrieve_error: PilotError | None
+    recovered: tuple[int, ...] = ()
+
+
+def _event_for(stop: Stop) -> threading.Event:
+    event = threading.Event()
+    stop.when_set(lambda _reason: event.set())
+    return event
+
+
+def _harvester_parts(settings: Settings, stop: Stop) -> Parts:
+    assert settings.harvester_workdir is not None
+    files = HarvesterFiles(access_point=settings.harvester_workdir)
+    reporter = HarvesterReporter(files)
+    source = HarvesterJobSource(files, stop=_event_for(stop), wait_timeout=max(1.0, settings.timefloor or 60.0))
+    return Parts(source, reporter, reporter.kill_worker)
+
+
+def _arc_parts(settings: Settings, stop: Stop) -> Parts:
+    assert settings.launch_dir is not None
+    return Parts(ArcJobSource(settings.launch_dir), ArcReporter(settings.launch_dir))
+
+
+def _server_parts(settings: Settings, stop: Stop) -> Parts:
+    source, reporter = server_parts(settings)
+    return Parts(source, reporter)
+
+
+_MODES: dict[Mode, Callable[[Settings, Stop], Parts]] = {
+    Mode.SERVER: _server_parts,
+    Mode.HARVESTER: _harvester_parts,
+    Mode.ARC: _arc_parts,
+}
+
+
+def build_parts(settings: Settings, stop: Stop) -> Parts:
+    """The job source and reporter of the settings' mode."""
+    return _MODES[settings.mode](settings, stop)
+
+
+class Retriever:
+    """Fetches the next job while the pilot's lifetime, timefloor and job limit allow (the pipeline's retrieve).
+
+    The first job is always asked for. Another one is asked for while less than ``timefloor`` seconds passed since
+    the start, or while fewer than ``max_jobs`` ran; never when less than ``reserve`` seconds of lifetime remain.
+    """
+
+    def __init__(self, source: JobSource, request: JobRequest, settings: Settings, started: float,
+                 reserve: float = 120.0) -> None:
+        self._source = source
+        self._request = request
+        self._settings = settings
+        self._started = started
+        self._reserve = reserve
+        self._pending: list[Job] = []
+        self.count = 0
+
+    def _may_fetch(self) -> bool:
+        s = self._settings
+        elapsed = time.monotonic() - self._started
+        if s.lifetime - elapsed < min(self._reserve, s.lifetime / 2):
+            return False
+        if self.count == 0:
+            return True
+        if s.max_jobs:
+            return self.count < s.max_jobs
+        return elapsed < s.timefloor
+
+    def __call__(self, stop: Stop) -> JobRun | None:
+        """The next job's run, or None when the pilot should take no more work."""
+        if stop.is_set() or not self._may_fetch():
+            return None
+        begin = time.monotonic()
+        if not self._pending:
+            self._pending.extend(self._source.get_jobs(self._request))
+        if not self._pending:
+            log.info("no job to run jobs_done=%d", self.count)
+            return None
+        job = self._pending.pop(0)
+        timings = {"getjob": time.monotonic() - begin}
+        if self.count == 0:
+            timings["initial_setup"] = begin - self._started
+        self.count += 1
+        log.info("job taken panda_id=%d number=%d", job.panda_id, self.count)
+        return JobRun(job, self._settings.workdir / str(job.panda_id), timings=timings)
+
+
+def _stages(settings: Settings, reporter: JobReporter, store: FinalStore) -> Stages:
+    data = TransferStages(default_registry(), settings.copytool_in, settings.copytool_out,
+                          settings.input_url, settings.output_url or str(settings.workdir / "storage"))
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "USER", "TMPDIR")}
+    executor = RunnerExecutor(PayloadSettings(base_env=env), grace=settings.payload_grace,
+                              looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
+                              sample_interval=min(60.0, settings.heartbeat))
+    identity = PilotIdentity(site_name=settings.site_name, node=socket.gethostname(),
+                             pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
+    return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
+                  identity=identity, store=store, heartbeat_interval=settings.heartbeat,
+                  final_retry=RetryPolicy(deadline=settings.final_retry),
+                  pilot_log=lambda: _tail(settings.workdir / PILOT_LOG))
+
+
+def _tail(path: Path, size: int = 4096) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - size))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def run_pilot(settings: Settings, stop: Stop, started: float | None = None) -> Outcome:
+    """Recover unsent final updates, then run jobs until there is no more work, the lifetime ends or ``stop``."""
+    started = time.monotonic() if started is None else started
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    parts = build_parts(settings, stop)
+    store = FinalStore(settings.workdir)
+    recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)))
+    if recovered:
+        log.info("recovered final updates panda_ids=%s", ",".join(map(str, recovered)))
+    request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
+                         node=socket.gethostname())
+    retriever = Retriever(parts.source, request, settings, started)
+    pipeline = Pipeline(retriever, standard_stages(_stages(settings, parts.reporter, store)), stop,
+                        in_flight=settings.in_flight)
+    runs = pipeline.run()
+    parts.at_end()
+    return Outcome(tuple(runs), pipeline.retrieve_error, tuple(recovered))
+
+
+def exit_code(outcome: Outcome, stop: Stop) -> int:
+    """The process exit status for a wrapper: signals 128+N, pilot errors 64-83, other failures 1, else 0."""
+    if stop.reason is not None:
+        return process_exit_code(stop.reason)
+    if outcome.retrieve_error is not None:
+        return process_exit_code(outcome.retrieve_error)
+    unsent = [r for r in outcome.runs if not r.final_sent]
+    return 1 if unsent else 0
+
+
+def job_dirs(outcome: Outcome) -> Sequence[Path]:
+    """The work directories of the jobs run."""
+    return [r.workdir for r in outcome.runs]

@@ -1,0 +1,133 @@
+"""The payload stage's collaborator: :class:`~pilotlib.payload.PayloadRunner` and :func:`pilotlib.diagnosis.diagnose`
+behind the pipeline's :class:`~pilotlib.stages.PayloadExecutor` interface."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from pilotlib.diagnosis import PayloadOutcome, diagnose
+from pilotlib.errors import ErrorCode, PilotError
+from pilotlib.job import Job
+from pilotlib.payload import (
+    LoopingMonitor,
+    MemoryMonitor,
+    Monitor,
+    PayloadResult,
+    PayloadRunner,
+    PayloadSettings,
+    WalltimeMonitor,
+    build_command,
+    build_job_metrics,
+)
+from pilotlib.pipeline import PayloadSummary, Stop
+
+__all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload"]
+
+
+class DiagnosedPayloadError(PilotError):
+    """The payload failed; the code is the one :func:`pilotlib.diagnosis.diagnose` found."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        self.code = code
+        super().__init__(message or code.message)
+
+
+@attrs.frozen
+class RunnerExecutor:
+    """Starts payloads with :class:`PayloadRunner`, watched by the walltime, looping and memory monitors.
+
+    Attributes:
+        settings: environment and file names for the payload command.
+        grace: seconds between SIGTERM and SIGKILL when stopping a payload.
+        looping_limit: seconds without a file modified in the work directory before the job counts as looping.
+        memory_limit_kb: PSS limit in kB (0: no memory monitor).
+        sample_interval: seconds between readings of the process tree (heartbeat figures, memory monitor).
+        job_report_required: a missing ``jobReport.json`` fails the job (production transforms always write one).
+    """
+
+    settings: PayloadSettings = attrs.field(factory=PayloadSettings)
+    grace: float = 30.0
+    looping_limit: float = 7200.0
+    memory_limit_kb: int = 0
+    sample_interval: float = 60.0
+    job_report_required: bool = False
+
+    def _monitors(self, job: Job) -> list[Monitor]:
+        monitors: list[Monitor] = [LoopingMonitor(limit=self.looping_limit, interval=min(900.0, self.looping_limit))]
+        if job.max_walltime:
+            monitors.append(WalltimeMonitor(max_seconds=float(job.max_walltime)))
+        if self.memory_limit_kb:
+            monitors.append(MemoryMonitor(limit_kb=self.memory_limit_kb, interval=self.sample_interval))
+        return monitors
+
+    def start(self, job: Job, workdir: Path) -> RunnerPayload:
+        """Build the command and start it in its own session."""
+        command = build_command(job, workdir, self.settings)
+        runner = PayloadRunner(command, monitors=self._monitors(job), grace=self.grace,
+                               sample_interval=self.sample_interval)
+        runner.start()
+        return RunnerPayload(job, workdir, runner, self.job_report_required)
+
+
+class RunnerPayload:
+    """A running payload: its usage for heartbeats, and the wait that turns its end into a :class:`PayloadSummary`."""
+
+    def __init__(self, job: Job, workdir: Path, runner: PayloadRunner, job_report_required: bool) -> None:
+        self._job = job
+        self._workdir = workdir
+        self._runner = runner
+        self._report_required = job_report_required
+
+    def usage(self) -> Mapping[str, object]:
+        """``cpuConsumptionTime``, the prmon memory figures and ``jobMetrics`` so far."""
+        return _usage_fields(self._job, self._runner.usage().cpu_seconds, self._runner.usage().as_prmon())
+
+    def wait(self, stop: Stop) -> PayloadSummary:
+        """Wait for the end; a stop (signal, server kill) makes the runner kill the payload with the stop's reason."""
+        callback = stop.when_set(self._runner.request_kill)
+        try:
+            result = self._runner.wait()
+        finally:
+            stop.forget(callback)
+        return self._summarize(result)
+
+    def _summarize(self, result: PayloadResult) -> PayloadSummary:
+        returncode = result.exit_code if result.exit_code is not None else -(result.signal or 0)
+        outcome = PayloadOutcome.from_workdir(self._workdir, returncode, payload_pid=self._runner.pid,
+                                              job_report_required=self._report_required)
+        diagnosis = diagnose(outcome)
+        error = result.error
+        if error is None and diagnosis.failed:
+            code = diagnosis.pilot_error_code or ErrorCode.PAYLOADEXECUTIONFAILURE
+            error = DiagnosedPayloadError(code, diagnosis.pilot_error_diag or f"payload exit code {returncode}")
+        return PayloadSummary(
+            exit_code=diagnosis.trans_exit_code if result.error is None else returncode,
+            started=result.started,
+            ended=result.ended,
+            usage=_usage_fields(self._job, result.cpu_seconds, result.usage.as_prmon()),
+            job_report=_job_report(outcome.job_report),
+            error=error,
+            exe_error_code=diagnosis.exe_error_code,
+            exe_error_diag=diagnosis.exe_error_diag,
+        )
+
+
+def _usage_fields(job: Job, cpu_seconds: float, memory: Mapping[str, int]) -> dict[str, object]:
+    fields: dict[str, object] = {"cpuConsumptionTime": round(cpu_seconds)}
+    fields.update(memory)
+    fields["jobMetrics"] = build_job_metrics({"coreCount": job.core_count})
+    return fields
+
+
+def _job_report(text: str | None) -> Mapping[str, object] | None:
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None

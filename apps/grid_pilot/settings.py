@@ -1,0 +1,71 @@
+"""The grid pilot's settings: one frozen value built once from the command line and the config file."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import attrs
+
+__all__ = ["Mode", "Settings"]
+
+
+class Mode(enum.Enum):
+    """Where jobs come from and where updates go."""
+
+    SERVER = "server"  # the PanDA dispatcher
+    HARVESTER = "harvester"  # Harvester's shared files in the access point
+    ARC = "arc"  # a NorduGrid/ARC CE's launch directory, no server
+
+
+@attrs.frozen
+class Settings:
+    """Everything the grid pilot needs, already checked.
+
+    Attributes:
+        mode: server, harvester or arc.
+        queue: the PanDA queue (``computingElement``); ``site`` the site name (``siteName``), default the queue.
+        url: the dispatcher's base URL (server mode); ``api`` its dialect, ``legacy`` or ``v1``.
+        job_label: ``prodSourceLabel`` asked for (``managed``, ``user``, ``ptest``, ...).
+        workdir: the pilot's work area; each job runs in ``<workdir>/<PandaID>``.
+        lifetime: seconds the pilot may live; ``timefloor`` seconds during which a multi-job pilot keeps asking.
+        max_jobs: the most jobs this pilot runs (0: as many as the lifetime allows).
+        harvester_workdir: the access point (harvester mode); ``launch_dir`` the ARC launch directory.
+        input_url: where inputs are (a directory or ``root://`` URL; ``<input_url>/<lfn>``).
+        output_url: where outputs and the log go (a directory or ``root://`` URL).
+        copytool_in, copytool_out: copytool names for stage-in and stage-out, in order of preference.
+        heartbeat: seconds between heartbeats; ``final_retry`` seconds to keep trying the final update.
+        in_flight: jobs between retrieval and report at once (2 lets the next job be fetched during a payload).
+        log_level: ``DEBUG``, ``INFO``, ...; ``ca_path`` the CA directory (TLS is verified against it).
+        payload_grace: seconds between SIGTERM and SIGKILL when stopping a payload.
+    """
+
+    mode: Mode = Mode.SERVER
+    queue: str = ""
+    site: str = ""
+    url: str = ""
+    api: str = "legacy"
+    job_label: str = "managed"
+    workdir: Path = attrs.field(default=Path("."), converter=Path)
+    lifetime: float = 324000.0
+    timefloor: float = 0.0
+    max_jobs: int = 0
+    harvester_workdir: Path | None = None
+    launch_dir: Path | None = None
+    input_url: str = ""
+    output_url: str = ""
+    copytool_in: tuple[str, ...] = ("mv",)
+    copytool_out: tuple[str, ...] = ("mv",)
+    heartbeat: float = 1800.0
+    final_retry: float = 600.0
+    in_flight: int = 1
+    log_level: str = "INFO"
+    ca_path: Path | None = None
+    payload_grace: float = 30.0
+    looping_limit: float = 7200.0
+    memory_limit_kb: int = 0
+
+    @property
+    def site_name(self) -> str:
+        """The site name, defaulting to the queue."""
+        return self.site or self.queue
