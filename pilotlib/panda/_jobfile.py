@@ -72,6 +72,7 @@ class _Attempt:
         self.confirmed = confirmed
         self.previous: str | None = None
         self.reason = "the file is empty"
+        self.size = 0
         self.gone = False
         self.jobs: tuple[Job, ...] = ()
 
@@ -81,6 +82,7 @@ class _Attempt:
         if text is None and not self.path.exists():
             self.gone = True
             return True
+        self.size = len(text or "")
         if text is None or not text.strip():
             self.reason = "the file is empty or not UTF-8 text"
             return False
@@ -141,7 +143,7 @@ def read_job_file(
             return None
         if remaining <= 0:
             reason = f"still unreadable after {timeout:g} s: {attempt.reason}"
-            shown = f"<{len(attempt.previous or '')} characters>"  # never the text: it may hold secrets
+            shown = f"<{attempt.size} characters>"  # never the text: it may hold secrets
             raise BrokenJobFileError(str(path), shown, reason)
         log.debug("job file not complete yet path=%s reason=%s", path, attempt.reason)
         stop.wait(min(interval, remaining))
