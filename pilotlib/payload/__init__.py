@@ -40,10 +40,11 @@ from pilotlib.payload._runner import (
 from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, read_prmon_summary, sample_session
 from pilotlib.payload.errors import (
     LoopingJobError,
-    MemoryExceededError,
+    MemoryLimitExceededError,
     NoLocalSpaceError,
     PandaKillError,
     PayloadError,
+    PayloadExecutionError,
     PayloadKilledError,
     PayloadStartError,
     ReachedMaxTimeError,
@@ -51,7 +52,7 @@ from pilotlib.payload.errors import (
     TransformNotFoundError,
     TrfChmodError,
     TrfDownloadError,
-    WorkdirTooLargeError,
+    UserDirTooLargeError,
 )
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
     "IdentityWrapper",
     "LoopingJobError",
     "LoopingMonitor",
-    "MemoryExceededError",
+    "MemoryLimitExceededError",
     "MemoryMonitor",
     "Monitor",
     "MonitorContext",
@@ -69,6 +70,7 @@ __all__ = [
     "PandaKillError",
     "PayloadCommand",
     "PayloadError",
+    "PayloadExecutionError",
     "PayloadKilledError",
     "PayloadResult",
     "PayloadRunner",
@@ -84,9 +86,9 @@ __all__ = [
     "TransformNotFoundError",
     "TrfChmodError",
     "TrfDownloadError",
+    "UserDirTooLargeError",
     "WalltimeMonitor",
     "WorkdirSizeMonitor",
-    "WorkdirTooLargeError",
     "build_command",
     "build_job_metrics",
     "download_transformation",

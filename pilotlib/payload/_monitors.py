@@ -20,11 +20,11 @@ from pilotlib.errors import PilotError
 from pilotlib.payload._usage import ResourceSnapshot, read_prmon_summary
 from pilotlib.payload.errors import (
     LoopingJobError,
-    MemoryExceededError,
+    MemoryLimitExceededError,
     NoLocalSpaceError,
     ReachedMaxTimeError,
     StdoutTooBigError,
-    WorkdirTooLargeError,
+    UserDirTooLargeError,
 )
 
 __all__ = [
@@ -166,7 +166,7 @@ class MemoryMonitor:
         """See the class docstring."""
         pss, source = self._pss(ctx)
         if pss is not None and pss > self.limit_kb:
-            return MemoryExceededError(f"payload PSS {pss} kB above limit {self.limit_kb} kB (from {source})")
+            return MemoryLimitExceededError(f"payload PSS {pss} kB above limit {self.limit_kb} kB (from {source})")
         return None
 
     def _pss(self, ctx: MonitorContext) -> tuple[int | None, str]:
@@ -195,7 +195,7 @@ class WorkdirSizeMonitor:
         """See the class docstring."""
         size = tree_size(ctx.workdir)
         if size > self.limit_bytes:
-            return WorkdirTooLargeError(f"work directory {ctx.workdir} is {size} B, limit {self.limit_bytes} B")
+            return UserDirTooLargeError(f"work directory {ctx.workdir} is {size} B, limit {self.limit_bytes} B")
         return None
 
 

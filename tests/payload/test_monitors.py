@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from pilotlib import errors
 from pilotlib.errors import ErrorCode
 from pilotlib.payload import (
     FreeDiskMonitor,
     LoopingJobError,
     LoopingMonitor,
-    MemoryExceededError,
+    MemoryLimitExceededError,
     MemoryMonitor,
     Monitor,
     MonitorContext,
@@ -22,10 +23,11 @@ from pilotlib.payload import (
     ResourceSnapshot,
     StdoutSizeMonitor,
     StdoutTooBigError,
+    UserDirTooLargeError,
     WalltimeMonitor,
     WorkdirSizeMonitor,
-    WorkdirTooLargeError,
 )
+from pilotlib.payload import errors as perrors
 from pilotlib.payload._monitors import newest_mtime, tree_size
 
 T0 = 1_700_000_000.0
@@ -125,7 +127,7 @@ def test_memory_from_snapshot(tmp_path: Path) -> None:
     assert monitor.check(_ctx(tmp_path, T0)) is None
     assert monitor.check(_ctx(tmp_path, T0, ResourceSnapshot(time=T0, nprocs=1, pss_kb=1000))) is None
     error = monitor.check(_ctx(tmp_path, T0, ResourceSnapshot(time=T0, nprocs=1, pss_kb=1001)))
-    assert isinstance(error, MemoryExceededError)
+    assert isinstance(error, MemoryLimitExceededError)
     assert error.code == ErrorCode.PAYLOADEXCEEDMAXMEM
     assert "/proc" in str(error)
 
@@ -138,7 +140,7 @@ def test_memory_from_prmon(tmp_path: Path) -> None:
     assert monitor.check(_ctx(tmp_path, T0, small)) is None
     summary.write_text(json.dumps({"Max": {"pss": 5000, "rss": 6000, "vmem": 9000, "swap": 0}, "Avg": {}}))
     error = monitor.check(_ctx(tmp_path, T0, small))
-    assert isinstance(error, MemoryExceededError)
+    assert isinstance(error, MemoryLimitExceededError)
     assert "5000 kB" in str(error)
     assert "prmon" in str(error)
 
@@ -150,7 +152,7 @@ def test_workdir_size(tmp_path: Path) -> None:
     (tmp_path / "g").write_bytes(b"x" * 400)
     assert WorkdirSizeMonitor(limit_bytes=1000).check(_ctx(tmp_path, T0)) is None
     error = WorkdirSizeMonitor(limit_bytes=999).check(_ctx(tmp_path, T0))
-    assert isinstance(error, WorkdirTooLargeError)
+    assert isinstance(error, UserDirTooLargeError)
     assert error.code == 1104
 
 
@@ -172,3 +174,27 @@ def test_free_disk(tmp_path: Path) -> None:
     error = FreeDiskMonitor(min_free_bytes=10**18).check(_ctx(tmp_path, T0))
     assert isinstance(error, NoLocalSpaceError)
     assert error.code == ErrorCode.NOLOCALSPACE
+
+
+def test_error_types_and_codes() -> None:
+    """Monitors raise the ground-floor error types (one type per failure); payload-only errors have exact codes."""
+    assert perrors.LoopingJobError is errors.LoopingJobError
+    assert perrors.PandaKillError is errors.PandaKillError
+    assert perrors.UserDirTooLargeError is errors.UserDirTooLargeError
+    assert perrors.MemoryLimitExceededError is errors.MemoryLimitExceededError
+    assert {
+        cls.__name__: int(cls.code)
+        for cls in (
+            perrors.TrfDownloadError,
+            perrors.TrfChmodError,
+            perrors.TransformNotFoundError,
+            perrors.PayloadStartError,
+            perrors.PayloadKilledError,
+        )
+    } == {
+        "TrfDownloadError": 1149,
+        "TrfChmodError": 1143,
+        "TransformNotFoundError": 1346,
+        "PayloadStartError": 1305,
+        "PayloadKilledError": 1200,
+    }

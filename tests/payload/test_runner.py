@@ -15,7 +15,7 @@ from pilotlib.payload import (
     FreeDiskMonitor,
     LoopingJobError,
     LoopingMonitor,
-    MemoryExceededError,
+    MemoryLimitExceededError,
     MemoryMonitor,
     NoLocalSpaceError,
     PandaKillError,
@@ -26,9 +26,9 @@ from pilotlib.payload import (
     StdinMode,
     StdoutSizeMonitor,
     StdoutTooBigError,
+    UserDirTooLargeError,
     WalltimeMonitor,
     WorkdirSizeMonitor,
-    WorkdirTooLargeError,
 )
 
 from ._helpers import wait_for_file, wait_gone
@@ -108,7 +108,7 @@ def test_memory_eater_killed(make_command: MakeCommand) -> None:
     """)
     runner = PayloadRunner(cmd, monitors=[MemoryMonitor(limit_kb=100 * 1024, interval=0.05)], **FAST)
     result = runner.run()
-    assert isinstance(result.error, MemoryExceededError)
+    assert isinstance(result.error, MemoryLimitExceededError)
     assert result.error.code == ErrorCode.PAYLOADEXCEEDMAXMEM
     assert result.usage.max_pss_kb > 100 * 1024
     assert result.usage.max_rss_kb > 100 * 1024
@@ -136,7 +136,7 @@ def test_workdir_too_big(make_command: MakeCommand) -> None:
         time.sleep(60)
     """)
     result = PayloadRunner(cmd, monitors=[WorkdirSizeMonitor(limit_bytes=1_000_000, interval=0.05)], **FAST).run()
-    assert isinstance(result.error, WorkdirTooLargeError)
+    assert isinstance(result.error, UserDirTooLargeError)
     assert result.error.code == 1104
 
 
