@@ -32,11 +32,22 @@ from pilotlib.info.errors import (
 )
 from pilotlib.info.queue import ACTIVE, QueueDescription, parse_queue
 from pilotlib.info.service import InfoService, merge_descriptions
-from pilotlib.info.sources import DEFAULT_TTL, CachedSource, Clock, FileSource, Source, StaleSource, UrlSource
+from pilotlib.info.sources import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TTL,
+    CachedSource,
+    Clock,
+    FileSource,
+    Source,
+    StaleSource,
+    UrlSource,
+    redact_url,
+)
 from pilotlib.info.storage import StorageDescription, StorageProtocol, parse_storage, parse_storages
 
 __all__ = [
     "ACTIVE",
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_TTL",
     "Activity",
     "BadQueuedataError",
@@ -64,5 +75,6 @@ __all__ = [
     "parse_storage",
     "parse_storages",
     "protocol_chain",
+    "redact_url",
     "storage_chain",
 ]

@@ -269,7 +269,7 @@ class InfoService:
             raise QueuedataUnavailableError("storage descriptions", attempts)
         merged: dict[str, object] = {}
         for doc in reversed(found):
-            merged.update(doc)
+            merged = merge_descriptions(merged, doc)
         return merged
 
     def _stale_storages(self, attempts: list[SourceFailure]) -> list[Document]:

@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
 from pilotlib.info.errors import InfoSourceError
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_TTL",
     "CachedSource",
     "Clock",
@@ -35,12 +36,16 @@ __all__ = [
     "Source",
     "StaleSource",
     "UrlSource",
+    "redact_url",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 3 * 3600.0
 """Seconds a downloaded description stays fresh (production pilots use 3 hours)."""
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+"""The largest document a :class:`UrlSource` accepts (CRIC's full ``ddmendpoints.json`` is tens of MB)."""
 
 Clock = Callable[[], float]
 """Returns the current time in seconds since the epoch (``time.time``); injectable for tests."""
@@ -74,6 +79,14 @@ class StaleSource(Protocol):
     def stale(self, queue: str) -> tuple[object, float] | None:
         """The last good document for ``queue`` and its age in seconds, or ``None``."""
         ...
+
+
+def redact_url(url: str) -> str:
+    """The URL without a ``user:password@`` part (secrets never reach logs or errors)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _fill_path(template: str, queue: str) -> Path:
@@ -113,6 +126,7 @@ class UrlSource:
         session: requests.Session | None = None,
         timeout: float = 60.0,
         verify: bool | str = True,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """Create the source.
 
@@ -121,16 +135,18 @@ class UrlSource:
             session: a session to reuse (client certificate, proxies); a new one per call when ``None``.
             timeout: seconds for connecting and for each read.
             verify: ``True``, ``False`` or the path of a CA bundle or directory.
+            max_bytes: the largest document accepted (a longer answer is a failure of this source).
         """
         self.url = url
         self.session = session
         self.timeout = timeout
         self.verify = verify
+        self.max_bytes = max_bytes
 
     @property
     def label(self) -> str:
-        """The URL template."""
-        return self.url
+        """The URL template, without any user name or password it may carry."""
+        return redact_url(self.url)
 
     def fetch(self, queue: str) -> object:
         """Download and decode the document for ``queue``.
@@ -139,15 +155,26 @@ class UrlSource:
             InfoSourceError: connection failure, timeout, HTTP status other than 200, or a bad document.
         """
         url = self.url.replace(_PLACEHOLDER, quote(queue, safe=""))
+        shown = redact_url(url)
         getter = self.session.get if self.session is not None else requests.get
         try:
-            answer = getter(url, timeout=self.timeout, verify=self.verify)
+            with getter(url, timeout=self.timeout, verify=self.verify, stream=True) as answer:
+                if answer.status_code != 200:
+                    raise InfoSourceError(f"{shown}: HTTP {answer.status_code} {answer.reason}")
+                body = self._read(answer, shown)
         except requests.RequestException as exc:
-            raise InfoSourceError(f"{url}: {type(exc).__name__}: {exc}") from exc
-        if answer.status_code != 200:
-            raise InfoSourceError(f"{url}: HTTP {answer.status_code} {answer.reason}")
-        log.debug("info downloaded url=%s bytes=%d", url, len(answer.content))
-        return decode_document(answer.content, url)
+            reason = str(exc).replace(url, shown)
+            raise InfoSourceError(f"{shown}: {type(exc).__name__}: {reason}") from exc
+        log.debug("info downloaded url=%s bytes=%d", shown, len(body))
+        return decode_document(body, shown)
+
+    def _read(self, answer: requests.Response, shown: str) -> bytes:
+        body = bytearray()
+        for chunk in answer.iter_content(chunk_size=1 << 16):
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise InfoSourceError(f"{shown}: answer larger than {self.max_bytes} bytes")
+        return bytes(body)
 
 
 class FileSource:

@@ -187,3 +187,25 @@ def test_shared_session_is_used(server: DevServer) -> None:
     assert calls == [f"{server.url}/cache/schedconfig/{QUEUE}.all.json"]
 
 
+
+
+def test_credentials_in_url_never_shown(server: DevServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A user:password in the URL never appears in errors or logs."""
+    url = server.url.replace("http://", "http://pilot:s3cr3t@") + "/cache/schedconfig/{pandaqueue}.all.json"
+    server.inject_fault(call="schedconfig", kind="drop", times=1)
+    source = UrlSource(url, timeout=5)
+    with caplog.at_level(logging.DEBUG, logger="pilotlib.info"), pytest.raises(QueuedataUnavailableError) as err:
+        InfoService([source]).queue(QUEUE)
+    assert "s3cr3t" not in str(err.value) and "s3cr3t" not in caplog.text and "s3cr3t" not in source.label
+    assert "***@127.0.0.1" in str(err.value)
+    with caplog.at_level(logging.DEBUG, logger="pilotlib.info"):
+        assert InfoService([source]).queue(QUEUE).name == QUEUE
+    assert "s3cr3t" not in caplog.text and "info downloaded" in caplog.text
+
+
+def test_oversized_answer_is_refused(server: DevServer) -> None:
+    """An answer larger than max_bytes is a failure of that source, not a memory problem."""
+    source = UrlSource(server.url + "/cache/ddmendpoints.json", timeout=5, max_bytes=1000)
+    with pytest.raises(InfoSourceError, match="answer larger than 1000 bytes") as err:
+        source.fetch(QUEUE)
+    assert err.value.code == ErrorCode.QUEUEDATA
