@@ -52,7 +52,8 @@ def deterministic_url(protocol: StorageProtocol, scope: str, lfn: str) -> str:
     XRootD URLs keep the double slash after the host (``root://host:1094//eos/...``), as ``xrdcp`` expects an
     absolute path there.
     """
-    base = protocol.endpoint.rstrip("/")
+    scheme, sep, rest = protocol.endpoint.partition("://")
+    base = f"{scheme}{sep}{rest.rstrip('/')}"  # "file://" keeps its slashes: file:///data/...
     path = "/" + "/".join(p for p in (protocol.path.strip("/"), deterministic_path(scope, lfn)) if p)
     if protocol.scheme == "root":
         return f"{base}/{path}"
