@@ -1,0 +1,153 @@
+"""The legacy dialect of the dispatcher client: ``POST {server}/server/panda/<method>``.
+
+Requests are JSON bodies with the camelCase names (pilot3 ``pilot/util/https.py`` ``request2`` sends JSON) and
+``Accept: application/json``; answers are decoded in either form (see :mod:`pilotlib.panda._answers`). Names and
+answers follow panda-server's ``jobdispatcher/JobDispatcher.py`` (last version, commit 2e1a1449): ``getJob`` (no job is
+``StatusCode=20``, ``jobs`` when ``nJobs`` is sent), ``updateJob`` (``command``), ``updateJobsInBulk`` (``jobList``,
+answer ``[bool, [answers]]``), ``getEventRanges``/``updateEventRanges`` (``eventRanges`` JSON string, ``Returns``,
+``Command``), ``getKeyPair`` (``publicKey``/``privateKey``), ``getProxy`` (``userProxy``), ``updateWorkerPilotStatus``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pilotlib.job import Job
+from pilotlib.panda import _answers as ans
+from pilotlib.panda._transport import Transport
+from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
+
+SC_NOJOBS = 20
+
+
+def _path(method: str) -> str:
+    return f"server/panda/{method}"
+
+
+def _call(transport: Transport, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    return ans.decode_legacy(method, transport.send(method, _path(method), json_body=body))
+
+
+def job_request_fields(request: JobRequest) -> dict[str, Any]:
+    """The ``getJob`` fields of a request (PANDA.md section 1; pilot3 ``pilot/control/job.py`` getjob data)."""
+    fields: dict[str, Any] = {
+        "siteName": request.site_name, "computingElement": request.queue,
+        "prodSourceLabel": request.prod_source_label, "node": request.node, "mem": request.mem_mb,
+        "diskSpace": request.disk_mb, "cpu": request.cpu_mhz, "workingGroup": request.working_group,
+        "nJobs": request.n_jobs,
+    }
+    optional = {"resourceType": request.resource_type, "jobType": request.job_type,
+                "harvester_id": request.harvester_id, "worker_id": request.worker_id, "taskID": request.task_id}
+    fields.update({key: value for key, value in optional.items() if value not in ("", None)})
+    return fields
+
+
+class LegacyDialect:
+    """The calls of the legacy API."""
+
+    name = "legacy"
+
+    def get_jobs(self, transport: Transport, request: JobRequest) -> list[dict[str, Any]]:
+        """``getJob``: the raw job definitions (empty when there is no job)."""
+        answer = _call(transport, "getJob", job_request_fields(request))
+        if answer["StatusCode"] == SC_NOJOBS:
+            return []
+        ans.expect_success("getJob", answer)
+        if "jobs" not in answer:
+            return [answer] if "PandaID" in answer else []
+        jobs = ans.nested("getJob", answer["jobs"], list, "jobs")
+        if not all(isinstance(job, dict) for job in jobs):
+            raise ServerAnswerError("getJob", "a job in jobs is not an object")
+        return list(jobs)
+
+    def update_job(self, transport: Transport, update: JobUpdate) -> UpdateAnswer:
+        """``updateJob``."""
+        return self._update_answer("updateJob", _call(transport, "updateJob", self._update_body(update)))
+
+    @staticmethod
+    def _update_body(update: JobUpdate) -> dict[str, Any]:
+        return {**update.fields, "jobId": update.panda_id, "state": update.state}
+
+    @staticmethod
+    def _update_answer(call: str, answer: Mapping[str, Any]) -> UpdateAnswer:
+        ans.expect_success(call, answer)
+        command, text = ans.command(answer.get("command"))
+        return UpdateAnswer(accepted=True, command=command, command_text=text)
+
+    def update_jobs(self, transport: Transport, updates: Sequence[JobUpdate]) -> list[UpdateAnswer]:
+        """``updateJobsInBulk``: one answer per update, in order."""
+        body = {"jobList": json.dumps([self._update_body(update) for update in updates])}
+        text = transport.send("updateJobsInBulk", _path("updateJobsInBulk"), json_body=body)
+        result = ans.nested("updateJobsInBulk", text, list, "the answer")
+        if len(result) != 2 or not isinstance(result[0], bool):
+            raise ServerAnswerError("updateJobsInBulk", "not a [status, answers] pair", text)
+        if not result[0] or not isinstance(result[1], list) or len(result[1]) != len(updates):
+            raise ServerRefusedError("updateJobsInBulk", str(result[1])[:200])
+        return [self._update_answer("updateJob", ans.decode_legacy("updateJob", _inner(item))) for item in result[1]]
+
+    def get_event_ranges(self, transport: Transport, job: Job, n_ranges: int) -> list[EventRange]:
+        """``getEventRanges``."""
+        body = {"pandaID": job.panda_id, "jobsetID": job.jobset_id, "taskID": job.task_id, "nRanges": n_ranges}
+        answer = _call(transport, "getEventRanges", body)
+        ans.expect_success("getEventRanges", answer)
+        ranges = ans.nested("getEventRanges", answer.get("eventRanges", "[]"), list, "eventRanges")
+        return [ans.event_range("getEventRanges", item) for item in ranges]
+
+    def update_event_ranges(self, transport: Transport, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
+        """``updateEventRanges`` (version 0)."""
+        ranges = [{**update.fields, "eventRangeID": update.event_range_id, "eventStatus": update.status}
+                  for update in updates]
+        answer = _call(transport, "updateEventRanges", {"eventRanges": json.dumps(ranges), "version": 0})
+        ans.expect_success("updateEventRanges", answer)
+        returns = ans.nested("updateEventRanges", answer.get("Returns", "[]"), list, "Returns")
+        commands = ans.nested("updateEventRanges", answer.get("Command", "{}"), dict, "Command")
+        return range_answer(returns, commands)
+
+    def get_key_pair(self, transport: Transport, public_name: str, private_name: str) -> tuple[str, str]:
+        """``getKeyPair``."""
+        answer = _call(transport, "getKeyPair", {"publicKeyName": public_name, "privateKeyName": private_name})
+        ans.expect_success("getKeyPair", answer)
+        return _text("getKeyPair", answer, "publicKey"), _text("getKeyPair", answer, "privateKey")
+
+    def get_proxy(self, transport: Transport, role: str | None) -> str:
+        """``getProxy``."""
+        answer = _call(transport, "getProxy", {"role": role or ""})
+        ans.expect_success("getProxy", answer)
+        return _text("getProxy", answer, "userProxy")
+
+    def update_worker_status(self, transport: Transport, *, site: str, worker_id: str, harvester_id: str,
+                             status: str, node_id: str) -> None:
+        """``updateWorkerPilotStatus``."""
+        body = {"site": site, "workerID": worker_id, "harvesterID": harvester_id, "status": status,
+                "node_id": node_id}
+        text = transport.send("updateWorkerPilotStatus", _path("updateWorkerPilotStatus"), json_body=body)
+        if "StatusCode" not in text:  # the server answers a plain message for a refused state
+            raise ServerRefusedError("updateWorkerPilotStatus", text[:200])
+        ans.expect_success("updateWorkerPilotStatus", ans.decode_legacy("updateWorkerPilotStatus", text))
+
+
+def _inner(item: Any) -> str:
+    """A bulk answer's element: an encoded answer, or ``{"type": "json", "content": ...}``."""
+    if isinstance(item, dict) and isinstance(item.get("content"), str):
+        return str(item["content"])
+    if isinstance(item, str):
+        return item
+    raise ServerAnswerError("updateJobsInBulk", "an answer in the list is neither text nor {type, content}")
+
+
+def _text(call: str, answer: Mapping[str, Any], key: str) -> str:
+    value = answer.get(key)
+    if not isinstance(value, str) or not value:
+        raise ServerAnswerError(call, f"no {key} in the answer", secret=True)
+    return value
+
+
+def range_answer(returns: Sequence[Any], commands: Mapping[str, Any]) -> UpdateAnswer:
+    """An event range update's answer: accepted unless a range was refused (False); the first command, if any."""
+    refused = sum(1 for value in returns if value is False)
+    command, text = ans.command(next(iter(commands.values()), None))
+    message = f"{refused} event range update(s) refused" if refused else ""
+    return UpdateAnswer(accepted=not refused, command=command, command_text=text, message=message)

@@ -1,0 +1,180 @@
+"""HTTP transport of the dispatcher client: a ``requests`` session, timeouts, bounded retries, TLS and credentials.
+
+Retries happen on connection errors, timeouts and 5xx answers only, at most ``RetryPolicy.attempts`` times and never
+past ``RetryPolicy.total_seconds``, with exponential backoff and full jitter. A TLS verification failure is not
+retried. Credentials follow pilot3's ``pilot/util/https.py``: an X509 proxy file is the client certificate and key at
+once; an OIDC token is sent as ``Authorization: Bearer <token>`` with an ``Origin`` header naming the VO, read from its
+file for every request (tokens are renewed on disk). Neither is ever logged or put in an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import requests
+
+from pilotlib.panda.errors import CommunicationError, CredentialError
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Timeouts:
+    """Connect and read timeouts of one HTTP request, in seconds."""
+
+    connect: float = 20.0
+    read: float = 120.0
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Bounded retries with exponential backoff and jitter.
+
+    Attributes:
+        attempts: the most requests one call makes (1: no retry).
+        total_seconds: no new attempt starts after this long since the call began.
+        backoff: the first wait, doubled at each retry up to ``max_backoff``; the wait is drawn uniformly between
+            half of it and all of it (jitter).
+        max_backoff: the longest single wait.
+    """
+
+    attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    total_seconds: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    backoff: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    max_backoff: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+
+    def wait(self, retry: int, rng: random.Random) -> float:
+        """The wait before retry number ``retry`` (1 for the first retry)."""
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+@attrs.frozen
+class X509Proxy:
+    """An X509 proxy file (certificate and key in one PEM), used as the TLS client certificate."""
+
+    path: Path = attrs.field(converter=Path)
+
+
+@attrs.frozen(repr=False)
+class BearerToken:
+    """An OIDC token file and its origin (the VO), sent as ``Authorization: Bearer`` and ``Origin``."""
+
+    path: Path = attrs.field(converter=Path)
+    origin: str
+
+    def __repr__(self) -> str:
+        return f"BearerToken(path={str(self.path)!r}, origin={self.origin!r})"
+
+
+Credentials = X509Proxy | BearerToken
+
+
+def _is_retryable(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+
+class Transport:
+    """Sends one dispatcher call with retries; returns the answer's text.
+
+    Args:
+        base_url: the server, e.g. ``https://pandaserver.cern.ch:25443``.
+        timeouts: connect and read timeouts.
+        retry: the retry policy.
+        ca_dir: the CA directory (or bundle) to verify the server against; None: the system's default store.
+        verify: False switches verification off (never do this outside a test).
+        credentials: an :class:`X509Proxy` or a :class:`BearerToken`, or None.
+        session: a ``requests.Session`` to use (one is made otherwise).
+        sleep: the sleep function (tests pass a recorder).
+        rng: the jitter's random source.
+    """
+
+    def __init__(self, base_url: str, *, timeouts: Timeouts, retry: RetryPolicy, ca_dir: Path | None,
+                 verify: bool, credentials: Credentials | None, session: requests.Session | None,
+                 sleep: Callable[[float], None], rng: random.Random) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts
+        self.retry = retry
+        self.credentials = credentials
+        self.session = session or requests.Session()
+        self.verify: bool | str = str(ca_dir) if (verify and ca_dir is not None) else verify
+        self._sleep = sleep
+        self._rng = rng
+
+    def _auth(self) -> tuple[dict[str, str], str | None]:
+        """Headers and client certificate from the credentials, read now."""
+        creds = self.credentials
+        if isinstance(creds, X509Proxy):
+            if not creds.path.is_file():
+                raise CredentialError(f"X509 proxy file {creds.path} does not exist")
+            return {}, str(creds.path)
+        if isinstance(creds, BearerToken):
+            try:
+                token = creds.path.read_text().strip()
+            except OSError as exc:
+                raise CredentialError(f"token file {creds.path} cannot be read: {exc.strerror}") from None
+            if not token:
+                raise CredentialError(f"token file {creds.path} is empty")
+            return {"Authorization": f"Bearer {token}", "Origin": creds.origin}, None
+        return {}, None
+
+    def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
+             query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> str:
+        """Send one call and return the answer's text, retrying as the policy allows.
+
+        Raises:
+            CommunicationError: the call failed (after the retries, or at once when not retryable).
+            CredentialError: the credentials cannot be read.
+        """
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        auth_headers, cert = self._auth()
+        all_headers = {"Accept": "application/json", **(headers or {}), **auth_headers}
+        started = time.monotonic()
+        reason, attempt = "", 0
+        for attempt in range(1, self.retry.attempts + 1):
+            text, reason = self._attempt(call, method, url, json_body=json_body, query=query,
+                                         headers=all_headers, cert=cert)
+            if text is not None:
+                return text
+            log.warning("server call failed call=%s attempt=%d reason=%s", call, attempt, reason)
+            if attempt == self.retry.attempts:
+                break
+            wait = self.retry.wait(attempt, self._rng)
+            if time.monotonic() - started + wait > self.retry.total_seconds:
+                break
+            self._sleep(wait)
+        raise CommunicationError(f"{call}: failed after {attempt} attempt(s): {reason}")
+
+    def _attempt(self, call: str, method: str, url: str, *, json_body: Mapping[str, Any] | None,
+                 query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
+                 ) -> tuple[str | None, str]:
+        """One request: (the answer's text, "") or (None, the reason of a retryable failure)."""
+        try:
+            response = self.session.request(
+                method, url, json=dict(json_body) if json_body is not None else None, params=query,
+                headers=dict(headers), cert=cert, verify=self.verify,
+                timeout=(self.timeouts.connect, self.timeouts.read),
+            )
+        except requests.RequestException as exc:
+            if not _is_retryable(exc):
+                raise CommunicationError(f"{call}: {type(exc).__name__}: {_reason(exc)}") from None
+            return None, f"{type(exc).__name__}: {_reason(exc)}"
+        if response.status_code >= 500:
+            return None, f"HTTP {response.status_code}"
+        if response.status_code != 200:
+            raise CommunicationError(f"{call}: HTTP {response.status_code} from {url}")
+        return response.text, ""
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason without URLs' query strings or headers (requests puts neither secret in its messages)."""
+    text = str(exc)
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,177 @@
+"""The v1 dialect of the dispatcher client: ``{server}/api/v1/<module>/<method>``, snake_case JSON.
+
+Names and answers follow panda-server's ``pandaserver/api/v1/``: ``pilot_api.acquire_jobs`` (``site_name``,
+``memory``, ``disk_space``, ``prod_source_label``, ``node``, ``computing_element``, ``task_id``, ``n_jobs``,
+``resource_type``, ``harvester_id``, ``worker_id``, ``job_type``; "no jobs" is ``success: false``),
+``pilot_api.update_job`` (``job_id``, ``job_status``, ``job_output_report`` for the legacy ``xml``, the other
+arguments being the snake_case of the legacy names; arguments it does not declare are not sent),
+``pilot_api.update_jobs_bulk`` (``job_list``), ``pilot_api.update_worker_status``,
+``event_api.acquire_event_ranges`` (``job_id``, ``jobset_id``, ``task_id``, ``n_ranges``),
+``event_api.update_event_ranges`` (``event_ranges`` as a JSON string, ``version``), and the GET calls
+``credential_management_api.get_key_pair``/``get_proxy``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pilotlib.job import Job
+from pilotlib.panda import _answers as ans
+from pilotlib.panda._legacy import range_answer
+from pilotlib.panda._transport import Transport
+from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
+
+log = logging.getLogger(__name__)
+
+#: The arguments ``pilot_api.update_job`` declares.
+UPDATE_ARGUMENTS = frozenset([
+    "job_id", "job_status", "job_output_report", "node", "cpu_consumption_time", "cpu_consumption_unit",
+    "scheduler_id", "pilot_id", "site_name", "pilot_log", "meta_data", "cpu_conversion_factor",
+    "trans_exit_code", "pilot_error_code", "pilot_error_diag", "exe_error_code", "exe_error_diag",
+    "pilot_timing", "start_time", "end_time", "n_events", "n_input_files", "batch_id", "attempt_nr",
+    "job_metrics", "stdout", "job_sub_status", "core_count", "max_rss", "max_vmem", "max_swap", "max_pss",
+    "avg_rss", "avg_vmem", "avg_swap", "avg_pss", "tot_rchar", "tot_wchar", "tot_rbytes", "tot_wbytes",
+    "rate_rchar", "rate_wchar", "rate_rbytes", "rate_wbytes", "corrupted_files", "mean_core_count",
+    "cpu_architecture_level", "grid", "source_site", "destination_site", "timeout",
+])
+
+_SPECIAL = {"xml": "job_output_report", "jobId": "job_id", "state": "job_status"}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake_name(name: str) -> str:
+    """The v1 argument name of a legacy ``updateJob`` field (``maxRSS`` -> ``max_rss``, ``xml`` ->
+    ``job_output_report``)."""
+    return _SPECIAL.get(name) or _CAMEL.sub("_", name).lower()
+
+
+def _call(transport: Transport, call: str, path: str, body: Mapping[str, Any]) -> tuple[bool, str, Any]:
+    return ans.decode_v1(call, transport.send(call, f"api/v1/{path}", json_body=body))
+
+
+def _get(transport: Transport, call: str, path: str, query: Mapping[str, Any]) -> Any:
+    success, message, data = ans.decode_v1(call, transport.send(call, f"api/v1/{path}", method="GET", query=query))
+    if not success:
+        raise ServerRefusedError(call, message)
+    return data
+
+
+def update_arguments(update: JobUpdate) -> dict[str, Any]:
+    """The ``update_job`` arguments of an update."""
+    body: dict[str, Any] = {}
+    for key, value in update.fields.items():
+        name = snake_name(key)
+        if name in UPDATE_ARGUMENTS:
+            body[name] = value
+        else:
+            log.debug("field not sent in the v1 dialect field=%s", key)
+    body.update(job_id=update.panda_id, job_status=update.state)
+    return body
+
+
+def _update_answer(call: str, success: bool, message: str, data: Any) -> UpdateAnswer:
+    if not isinstance(data, dict) or "StatusCode" not in data:
+        if not success:
+            raise ServerRefusedError(call, message)
+        raise ServerAnswerError(call, "data has no StatusCode")
+    code = ans.status_code(call, data)
+    if not success or code != 0:
+        raise ServerRefusedError(call, message, code)
+    command, text = ans.command(data.get("command"))
+    return UpdateAnswer(accepted=True, command=command, command_text=text, message=message)
+
+
+class V1Dialect:
+    """The calls of the v1 API."""
+
+    name = "v1"
+
+    def get_jobs(self, transport: Transport, request: JobRequest) -> list[dict[str, Any]]:
+        """``pilot/acquire_jobs``."""
+        body: dict[str, Any] = {
+            "site_name": request.site_name, "computing_element": request.queue,
+            "prod_source_label": request.prod_source_label, "node": request.node, "memory": request.mem_mb,
+            "disk_space": request.disk_mb, "n_jobs": request.n_jobs,
+        }
+        optional = {"resource_type": request.resource_type, "job_type": request.job_type,
+                    "harvester_id": request.harvester_id, "worker_id": request.worker_id, "task_id": request.task_id}
+        body.update({key: value for key, value in optional.items() if value not in ("", None)})
+        success, message, data = _call(transport, "getJob", "pilot/acquire_jobs", body)
+        if not success:
+            if message.lower().startswith("no jobs"):
+                return []
+            raise ServerRefusedError("getJob", message)
+        if not isinstance(data, dict):
+            raise ServerAnswerError("getJob", "data is not an object")
+        ans.expect_success("getJob", {**data, "StatusCode": ans.status_code("getJob", data)})
+        jobs = data.get("jobs", [])
+        if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
+            raise ServerAnswerError("getJob", "jobs is not a list of objects")
+        return jobs
+
+    def update_job(self, transport: Transport, update: JobUpdate) -> UpdateAnswer:
+        """``pilot/update_job``."""
+        return _update_answer("updateJob", *_call(transport, "updateJob", "pilot/update_job",
+                                                  update_arguments(update)))
+
+    def update_jobs(self, transport: Transport, updates: Sequence[JobUpdate]) -> list[UpdateAnswer]:
+        """``pilot/update_jobs_bulk``."""
+        body = {"job_list": [update_arguments(update) for update in updates]}
+        success, message, data = _call(transport, "updateJobsInBulk", "pilot/update_jobs_bulk", body)
+        if not success:
+            raise ServerRefusedError("updateJobsInBulk", message)
+        if not isinstance(data, list) or len(data) != len(updates) or not all(isinstance(x, dict) for x in data):
+            raise ServerAnswerError("updateJobsInBulk", "data is not one answer per update")
+        return [_update_answer("updateJob", bool(item.get("success")), str(item.get("message") or ""),
+                               item.get("data")) for item in data]
+
+    def get_event_ranges(self, transport: Transport, job: Job, n_ranges: int) -> list[EventRange]:
+        """``event/acquire_event_ranges``."""
+        body = {"job_id": job.panda_id, "jobset_id": job.jobset_id, "task_id": job.task_id, "n_ranges": n_ranges}
+        success, message, data = _call(transport, "getEventRanges", "event/acquire_event_ranges", body)
+        if not success:
+            raise ServerRefusedError("getEventRanges", message)
+        ranges = ans.nested("getEventRanges", data if data is not None else [], list, "data")
+        return [ans.event_range("getEventRanges", item) for item in ranges]
+
+    def update_event_ranges(self, transport: Transport, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
+        """``event/update_event_ranges`` (version 0)."""
+        ranges = [{**update.fields, "eventRangeID": update.event_range_id, "eventStatus": update.status}
+                  for update in updates]
+        body = {"event_ranges": json.dumps(ranges), "version": 0}
+        success, message, data = _call(transport, "updateEventRanges", "event/update_event_ranges", body)
+        if not success:
+            raise ServerRefusedError("updateEventRanges", message)
+        if not isinstance(data, dict):
+            raise ServerAnswerError("updateEventRanges", "data is not an object")
+        returns = ans.nested("updateEventRanges", data.get("Returns", []), list, "Returns")
+        commands = ans.nested("updateEventRanges", data.get("Commands", {}), dict, "Commands")
+        return range_answer(returns, commands)
+
+    def get_key_pair(self, transport: Transport, public_name: str, private_name: str) -> tuple[str, str]:
+        """``creds/get_key_pair`` (GET)."""
+        data = _get(transport, "getKeyPair", "creds/get_key_pair",
+                    {"public_key_name": public_name, "private_key_name": private_name})
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("public_key", "private_key")):
+            raise ServerAnswerError("getKeyPair", "no public_key/private_key in data", secret=True)
+        return str(data["public_key"]), str(data["private_key"])
+
+    def get_proxy(self, transport: Transport, role: str | None) -> str:
+        """``creds/get_proxy`` (GET)."""
+        data = _get(transport, "getProxy", "creds/get_proxy", {"role": role} if role else {})
+        if not isinstance(data, dict) or not isinstance(data.get("user_proxy"), str):
+            raise ServerAnswerError("getProxy", "no user_proxy in data", secret=True)
+        return str(data["user_proxy"])
+
+    def update_worker_status(self, transport: Transport, *, site: str, worker_id: str, harvester_id: str,
+                             status: str, node_id: str) -> None:
+        """``pilot/update_worker_status``."""
+        body = {"worker_id": worker_id, "harvester_id": harvester_id, "status": status, "node_id": node_id}
+        success, message, _ = _call(transport, "updateWorkerPilotStatus", "pilot/update_worker_status", body)
+        if not success:
+            raise ServerRefusedError("updateWorkerPilotStatus", message)

@@ -1,0 +1,184 @@
+"""The dispatcher client against the local PanDA server over real HTTP, in both dialects."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from pilotlib.devserver import DevServer
+from pilotlib.errors import ErrorCode
+from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate, ServerCommand
+from pilotlib.panda.client import PandaClient, RetryPolicy, Timeouts
+from pilotlib.panda.errors import CommunicationError, ServerAnswerError, ServerRefusedError
+
+pytestmark = pytest.mark.integration
+
+DIALECTS = ["legacy", "v1"]
+JOB = {"PandaID": 4242, "jobsetID": 11, "taskID": 77, "prodSourceLabel": "managed", "transformation": "run.sh",
+       "jobPars": "--events 10", "inFiles": "EVNT.1.root", "GUID": "A-B", "fsize": "100", "checksum": "ad:0000abcd",
+       "scopeIn": "mc23", "outFiles": "HITS.1.root,log.1.tgz", "scopeOut": "mc23", "scopeLog": "mc23",
+       "logFile": "log.1.tgz", "logGUID": "L-G", "eventService": "True"}
+REQUEST = JobRequest(site_name="TEST_Q", queue="TEST_Q", node="wn01", mem_mb=2000, disk_mb=5000)
+
+
+def _client(server: DevServer, dialect: str, retry: RetryPolicy | None = None,
+            sleeps: list[float] | None = None) -> PandaClient:
+    return PandaClient(server.url, dialect,  # type: ignore[arg-type]
+                       timeouts=Timeouts(connect=5, read=2), rng=random.Random(1),
+                       retry=retry or RetryPolicy(attempts=3, total_seconds=30, backoff=0.01, max_backoff=0.02),
+                       sleep=(sleeps.append if sleeps is not None else lambda _s: None))
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_full_job_cycle(panda_server: DevServer, dialect: str) -> None:
+    """A job is fetched, updated starting/running/finished with event range updates; the server keeps exactly that."""
+    panda_server.add_job(JOB)
+    panda_server.add_event_ranges(4242, [
+        {"eventRangeID": f"77-4242-1-{n}-1", "startEvent": n, "lastEvent": n, "LFN": "EVNT.1.root",
+         "GUID": "A-B", "scope": "mc23"} for n in (1, 2)])
+    client = _client(panda_server, dialect)
+
+    (job,) = client.get_jobs(REQUEST)
+    assert (job.panda_id, job.task_id, job.job_pars) == (4242, 77, "--events 10")
+    assert client.get_jobs(REQUEST) == ()
+    ranges = client.get_event_ranges(job, 5)
+    assert [(r.event_range_id, r.start_event, r.lfn) for r in ranges] == [
+        ("77-4242-1-1-1", 1, "EVNT.1.root"), ("77-4242-1-2-1", 2, "EVNT.1.root")]
+    assert client.get_event_ranges(job, 5) == ()
+
+    starting = client.update_job(JobUpdate(4242, "starting", {"node": "wn01"}))
+    running = client.update_job(JobUpdate(4242, "running", {"cpuConsumptionTime": 12, "maxRSS": 1000}))
+    event_answer = client.update_event_ranges([
+        EventRangeUpdate("77-4242-1-1-1", "finished", 4242), EventRangeUpdate("77-4242-1-2-1", "failed", 4242)])
+    final = client.update_job(JobUpdate(4242, "finished", {"xml": "{}", "pilotErrorCode": 0}, final=True))
+
+    assert starting.accepted and running.accepted and final.accepted and event_answer.accepted
+    assert starting.command is None and final.command is None
+    assert panda_server.updates(4242) == [
+        {"jobId": 4242, "state": "starting", "node": "wn01"},
+        {"jobId": 4242, "state": "running", "cpuConsumptionTime": 12, "maxRSS": 1000},
+        {"jobId": 4242, "state": "finished", "xml": "{}", "pilotErrorCode": 0},
+    ]
+    assert panda_server.event_range_updates(4242) == [
+        {"eventRangeID": "77-4242-1-1-1", "eventStatus": "finished"},
+        {"eventRangeID": "77-4242-1-2-1", "eventStatus": "failed"},
+    ]
+    assert panda_server.final_state(4242) == "finished"
+    assert panda_server.job_status(4242) == "holding"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("command", "expected", "text"), [
+    ("tobekilled", ServerCommand.TOBEKILLED, ""), ("softkill", ServerCommand.SOFTKILL, ""),
+    ("debug", ServerCommand.DEBUG, ""), ("tail -n 20 payload.stdout", ServerCommand.DEBUG_COMMAND,
+                                         "tail -n 20 payload.stdout")])
+def test_back_channel_command(panda_server: DevServer, dialect: str, command: str, expected: ServerCommand,
+                              text: str) -> None:
+    """A command set on the server arrives as a typed ServerCommand in the next update answer, once."""
+    panda_server.add_job(JOB)
+    client = _client(panda_server, dialect)
+    client.get_jobs(REQUEST)
+    panda_server.set_command(4242, command)
+    answer = client.update_job(JobUpdate(4242, "running"))
+    assert (answer.command, answer.command_text) == (expected, text)
+    assert client.update_job(JobUpdate(4242, "running")).command is None
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_bulk_updates_and_worker_status(panda_server: DevServer, dialect: str) -> None:
+    """Bulk updates give one answer per update and are all kept; the worker status reaches the server."""
+    panda_server.add_job(JOB)
+    panda_server.add_job({**JOB, "PandaID": 4243})
+    client = _client(panda_server, dialect)
+    answers = client.update_jobs([JobUpdate(4242, "running"), JobUpdate(4243, "failed", {"pilotErrorCode": 1099})])
+    assert [a.accepted for a in answers] == [True, True]
+    assert panda_server.updates(4243) == [{"jobId": 4243, "state": "failed", "pilotErrorCode": 1099}]
+    assert panda_server.final_state(4243) == "failed"
+    client.update_worker_status(site="TEST_Q", worker_id="9", harvester_id="h1", status="started")
+    assert panda_server.worker_statuses()[-1]["status"] == "started"
+    with pytest.raises(ServerRefusedError) as refused:
+        client.update_worker_status(site="TEST_Q", worker_id="9", harvester_id="h1", status="dancing")
+    assert refused.value.code == ErrorCode.COMMUNICATIONFAILURE
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_update_of_unknown_job_is_refused(panda_server: DevServer, dialect: str) -> None:
+    """The server refuses an update for a job it does not know: ServerRefusedError, code 1318, StatusCode 30."""
+    with pytest.raises(ServerRefusedError) as refused:
+        _client(panda_server, dialect).update_job(JobUpdate(999, "running"))
+    assert refused.value.code == ErrorCode.COMMUNICATIONFAILURE == 1318
+    assert refused.value.status_code == 30
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("kind", ["http500", "http503", "drop"])
+def test_retried_faults_then_success(panda_server: DevServer, dialect: str, kind: str) -> None:
+    """5xx answers and dropped connections are retried with growing backoff; the call then succeeds."""
+    panda_server.add_job(JOB)
+    panda_server.inject_fault("getJob", kind, times=2)
+    sleeps: list[float] = []
+    client = _client(panda_server, dialect, RetryPolicy(attempts=3, total_seconds=30, backoff=0.01), sleeps)
+    (job,) = client.get_jobs(REQUEST)
+    assert job.panda_id == 4242
+    assert panda_server.request_count("getJob") == 3
+    assert len(sleeps) == 2 and 0.005 <= sleeps[0] <= 0.01 and 0.01 <= sleeps[1] <= 0.02
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_retries_are_bounded_in_count(panda_server: DevServer, dialect: str) -> None:
+    """When every attempt fails, the client gives up after `attempts` requests with CommunicationError 1318."""
+    panda_server.inject_fault("updateJob", "http503", times=10)
+    with pytest.raises(CommunicationError) as failed:
+        _client(panda_server, dialect, RetryPolicy(attempts=4, backoff=0.001)).update_job(JobUpdate(1, "running"))
+    assert type(failed.value) is CommunicationError and failed.value.code == ErrorCode.COMMUNICATIONFAILURE
+    assert "after 4 attempt(s)" in str(failed.value) and "HTTP 503" in str(failed.value)
+    assert panda_server.request_count("updateJob") == 4
+
+
+def test_retries_are_bounded_in_time(panda_server: DevServer) -> None:
+    """No retry starts when its backoff would pass the total time budget: one request only."""
+    panda_server.inject_fault("getJob", "http500", times=5)
+    policy = RetryPolicy(attempts=5, total_seconds=1.0, backoff=10.0, max_backoff=10.0)
+    with pytest.raises(CommunicationError):
+        _client(panda_server, "legacy", policy).get_jobs(REQUEST)
+    assert panda_server.request_count("getJob") == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_delay_beyond_read_timeout_is_retried(panda_server: DevServer, dialect: str) -> None:
+    """A server slower than the read timeout counts as a retryable failure; the next attempt succeeds."""
+    panda_server.add_job(JOB)
+    panda_server.inject_fault("getJob", "delay", times=1, seconds=1.5)
+    client = PandaClient(panda_server.url, dialect, timeouts=Timeouts(connect=5, read=0.5),  # type: ignore[arg-type]
+                         retry=RetryPolicy(attempts=2, backoff=0.01), sleep=lambda _s: None)
+    assert [job.panda_id for job in client.get_jobs(REQUEST)] == [4242]
+    assert panda_server.request_count("getJob") == 2
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("kind", ["garbage_html", "garbage_json"])
+def test_garbage_answers_are_typed_errors(panda_server: DevServer, dialect: str, kind: str) -> None:
+    """An HTML page or truncated JSON instead of an answer is a ServerAnswerError (1318), not retried, no crash."""
+    panda_server.inject_fault("updateJob", kind, times=1)
+    with pytest.raises(ServerAnswerError) as bad:
+        _client(panda_server, dialect).update_job(JobUpdate(1, "running"))
+    assert bad.value.code == ErrorCode.COMMUNICATIONFAILURE and bad.value.call == "updateJob"
+    assert "malformed answer" in str(bad.value)
+    assert panda_server.request_count("updateJob") == 1
+
+
+def test_no_jobs_is_empty_not_error(panda_server: DevServer) -> None:
+    """A no-jobs answer (legacy StatusCode 20, v1 success false) is an empty result in both dialects."""
+    for dialect in DIALECTS:
+        assert _client(panda_server, dialect).get_jobs(REQUEST) == ()
+
+
+def test_job_file_round_trip(panda_server: DevServer, examples_dir: Path) -> None:
+    """A job loaded from the example file comes to the client with the same definition."""
+    panda_server.add_job(examples_dir / "jobs" / "production.json")
+    (job,) = _client(panda_server, "v1").get_jobs(REQUEST)
+    source = json.loads((examples_dir / "jobs" / "production.json").read_text())
+    assert job.panda_id == int(source["PandaID"]) and job.inputs[0].lfn == source["inFiles"]
