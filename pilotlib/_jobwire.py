@@ -17,7 +17,6 @@ import base64
 import binascii
 import json
 import re
-import string
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -109,24 +108,28 @@ def _text(field: str, value: Any) -> str:
     raise JobDefinitionError(field, value, f"expected a string, got {type(value).__name__}")
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,30}(\.[0-9]{0,30})?([eE][+-]?[0-9]{1,3})?")
+
+
 def _int(field: str, value: Any, default: int | None) -> int | None:
+    """A whole number from an int, a float with no fraction or a string of ASCII digits ("3600", "3600.0")."""
     if isinstance(value, bool):
         raise JobDefinitionError(field, value, "expected a number, got a boolean")
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise JobDefinitionError(field, value, "not a whole number")
         return int(value)
     text = _text(field, value).strip()
     if text in _NULLS:
         return default
-    try:
+    if _INTEGER.fullmatch(text):
         return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        raise JobDefinitionError(field, value, "not a number") from None
+    if not _DECIMAL.fullmatch(text):
+        raise JobDefinitionError(field, value, "not a number")
+    number = float(text)
     if not number.is_integer():
         raise JobDefinitionError(field, value, "not a whole number")
     return int(number)
@@ -174,6 +177,11 @@ def _split(field: str, value: Any) -> list[str]:
     return [] if text.strip() == "" else [item.strip() for item in text.split(",")]
 
 
+def _optional(field: str, value: Any) -> str | None:
+    text = _text(field, value).strip()
+    return None if text in _NULLS else text
+
+
 def _lfn(field: str, value: str) -> str:
     if len(value) > MAX_LFN_LENGTH:
         raise LfnTooLongError(field, value, f"longer than {MAX_LFN_LENGTH} characters")
@@ -181,8 +189,8 @@ def _lfn(field: str, value: str) -> str:
         raise BadFileNameError(field, value, "a file name must not contain a path separator")
     if ".." in value or value in (".", "~"):
         raise BadFileNameError(field, value, "a file name must not contain '..'")
-    if any(ch not in string.printable or ch in "\t\n\r\x0b\x0c" for ch in value if ord(ch) < 128):
-        raise BadFileNameError(field, value, "a file name must not contain control characters")
+    if not value.isprintable():
+        raise BadFileNameError(field, value, "a file name must not contain control or separator characters")
     if value.startswith("-"):
         raise BadFileNameError(field, value, "a file name must not start with '-'")
     return value
@@ -254,7 +262,10 @@ def _output_scopes(definition: Mapping[str, Any], lfns: list[str], log_lfn: str)
         raise ListLengthMismatchError(
             "scopeOut", definition.get("scopeOut"), f"has {len(scopes)} entries for {len(non_log)} output files"
         )
-    log_scope = _text("scopeLog", definition.get("scopeLog")).strip() or None
+    log_scope = _optional("scopeLog", definition.get("scopeLog"))
+    if scopes and len(scopes) == len(lfns) != len(non_log):  # one scope per outFiles entry, the log's included
+        full = [None if scope in _NULLS else scope for scope in scopes]
+        return [(log_scope or scope) if lfn == log_lfn else scope for lfn, scope in zip(lfns, full, strict=True)]
     result: list[str | None] = []
     pending = iter(scopes)
     for lfn in lfns:
@@ -275,7 +286,7 @@ def _outputs(definition: Mapping[str, Any]) -> tuple[tuple[FileSpec, ...], FileS
         _lfn("logFile", log_lfn)
     columns = {attr: _aligned(definition, key, len(lfns), "outFiles") for attr, key in _OUTPUT_LISTS.items()}
     scopes = _output_scopes(definition, lfns, log_lfn)
-    log_guid = _text("logGUID", definition.get("logGUID")).strip() or None
+    log_guid = _optional("logGUID", definition.get("logGUID"))
     outputs: list[FileSpec] = []
     log: FileSpec | None = None
     seen: set[str] = set()
@@ -289,7 +300,7 @@ def _outputs(definition: Mapping[str, Any]) -> tuple[tuple[FileSpec, ...], FileS
         else:
             outputs.append(FileSpec(lfn=lfn, kind=FileKind.OUTPUT, scope=scopes[index], **fields))
     if log is None and log_lfn:
-        log_scope = _text("scopeLog", definition.get("scopeLog")).strip() or None
+        log_scope = _optional("scopeLog", definition.get("scopeLog"))
         log = FileSpec(lfn=log_lfn, kind=FileKind.LOG, scope=log_scope, guid=log_guid)
     return tuple(outputs), log
 
@@ -418,6 +429,8 @@ def load_job_definitions(data: str | bytes) -> tuple[Job, ...]:
     Raises:
         pilotlib.errors.JobDefinitionError: the text is not a job definition in any of these shapes.
     """
+    if not isinstance(data, str | bytes):
+        raise JobDefinitionError("<document>", data, "a job definition document must be text or bytes")
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -434,9 +447,11 @@ def load_job_definitions(data: str | bytes) -> tuple[Job, ...]:
 def _from_json(text: str) -> tuple[Job, ...]:
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too long integers, too deep nesting
         raise JobDefinitionError("<document>", text[:40], f"not valid JSON ({exc})") from None
     if isinstance(document, list):
+        if not document:
+            raise JobDefinitionError("<document>", text[:40], "a JSON list of job definitions must not be empty")
         return tuple(parse_job(item) for item in document)
     if not isinstance(document, dict) or not document:
         raise JobDefinitionError("<document>", text[:40], "a JSON job definition must be a non-empty object")
