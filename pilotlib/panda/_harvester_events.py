@@ -101,7 +101,7 @@ class HarvesterEventRanges:
         Raises:
             LaunchDirTimeoutError: Harvester did not answer before the deadline (EXCEEDEDMAXWAITTIME).
             LaunchDirFormatError: the answer holds a malformed event range (CONVERSIONFAILURE).
-            pilotlib.panda._file_errors.LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
+            LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
         """
         if n_ranges <= 0:
             return ()
@@ -161,7 +161,7 @@ class HarvesterEventRanges:
 
         Raises:
             LaunchDirFormatError: a field can not be written as JSON.
-            pilotlib.panda._file_errors.LaunchDirFileError: the file can not be written.
+            LaunchDirFileError: the file can not be written.
         """
         by_job: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for update in updates:

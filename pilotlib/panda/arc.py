@@ -28,12 +28,21 @@ from typing import Any
 import attrs
 
 from pilotlib.job import Job
-from pilotlib.panda._file_errors import OutputInfoError
+from pilotlib.panda._file_errors import BrokenJobFileError, LaunchDirFileError, OutputInfoError
 from pilotlib.panda._files import atomic_write_json, atomic_write_text, read_text
 from pilotlib.panda._jobfile import Consume, consume_job_file, read_job_file
 from pilotlib.panda.base import JobRequest, JobUpdate, UpdateAnswer
 
-__all__ = ["ArcJobSource", "ArcOutput", "ArcReporter", "Consume", "output_list_entries"]
+__all__ = [
+    "ArcJobSource",
+    "ArcOutput",
+    "ArcReporter",
+    "BrokenJobFileError",
+    "Consume",
+    "LaunchDirFileError",
+    "OutputInfoError",
+    "output_list_entries",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +83,7 @@ class ArcJobSource:
 
         Raises:
             pilotlib.errors.JobDefinitionError: the file holds a bad definition (or stayed incomplete).
-            pilotlib.panda._file_errors.LaunchDirFileError: the file can not be read or removed.
+            LaunchDirFileError: the file can not be read or removed.
         """
         if self._done:
             return ()
@@ -155,8 +164,8 @@ class ArcReporter:
 
         Raises:
             OutputInfoError: the final update's ``xml`` field is malformed (BADXML); nothing is written then.
-            pilotlib.panda._file_errors.LaunchDirFormatError: a field can not be written as JSON.
-            pilotlib.panda._file_errors.LaunchDirFileError: a file can not be written.
+            LaunchDirFormatError: a field can not be written as JSON.
+            LaunchDirFileError: a file can not be written.
         """
         if update.final and "xml" in update.fields:
             self.write_output_list(output_list_entries(update.fields["xml"]))
@@ -170,7 +179,7 @@ class ArcReporter:
         """Add ``outputs`` to ``output.list`` (replacing lines of the same LFN), atomically.
 
         Raises:
-            pilotlib.panda._file_errors.LaunchDirFileError: the file can not be written.
+            LaunchDirFileError: the file can not be written.
         """
         lines: dict[str, str] = {}
         for line in (read_text(self._output_list) or "").splitlines():

@@ -42,6 +42,12 @@ from typing import Any
 import attrs
 
 from pilotlib.job import Job
+from pilotlib.panda._file_errors import (
+    BrokenJobFileError,
+    LaunchDirFileError,
+    LaunchDirFormatError,
+    LaunchDirTimeoutError,
+)
 from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, remove_file
 from pilotlib.panda._harvester_events import HarvesterEventRanges
 from pilotlib.panda._harvester_settings import HarvesterFiles
@@ -49,11 +55,15 @@ from pilotlib.panda._jobfile import Consume, consume_job_file, read_job_file
 from pilotlib.panda.base import JobRequest, JobUpdate, UpdateAnswer
 
 __all__ = [
+    "BrokenJobFileError",
     "Consume",
     "HarvesterEventRanges",
     "HarvesterFiles",
     "HarvesterJobSource",
     "HarvesterReporter",
+    "LaunchDirFileError",
+    "LaunchDirFormatError",
+    "LaunchDirTimeoutError",
     "StageOutFile",
 ]
 
@@ -111,7 +121,7 @@ class HarvesterJobSource:
 
         Raises:
             pilotlib.errors.JobDefinitionError: the job file is bad or stayed half-written (CONVERSIONFAILURE, ...).
-            pilotlib.panda._file_errors.LaunchDirFileError: a file can not be read or written.
+            LaunchDirFileError: a file can not be read or written.
         """
         if self._served:
             self._request_more(max(request.n_jobs, 1))
@@ -257,7 +267,7 @@ class HarvesterReporter:
 
         Raises:
             LaunchDirFormatError: a field can not be written as JSON (CONVERSIONFAILURE).
-            pilotlib.panda._file_errors.LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
+            LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
         """
         attributes = {_camel(key): value for key, value in update.fields.items() if key not in _NOT_FORWARDED}
         if update.final and "metaData" in attributes:
@@ -286,7 +296,7 @@ class HarvesterReporter:
 
         Raises:
             LaunchDirFormatError: a value can not be written as JSON.
-            pilotlib.panda._file_errors.LaunchDirFileError: the file can not be written.
+            LaunchDirFileError: the file can not be written.
         """
         if not files:
             return
