@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.rucio import DOWN_RSE, LOCAL_RSE, REMOTE_RSE, RucioServer
+from fixtures.xrootd import XRootDServer
 
 from pilotlib.errors import Direction, ErrorCode
 from pilotlib.transfer.base import TransferRequest
@@ -18,6 +19,7 @@ from pilotlib.transfer.errors import (
     StorageUnavailableError,
     TransferTimeoutError,
 )
+from pilotlib.transfer.paths import deterministic_path
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +120,25 @@ def test_download_escaping_name_refused(rucio_server: RucioServer, tmp_path: Pat
     assert isinstance(result.error, EscapingPathError)
     assert result.error_code is ErrorCode.STAGEINFAILED
     assert not (tmp_path.parent / "escaped").exists()
+
+
+def test_xrootd_rse_roundtrip(rucio_server: RucioServer, rucio_xrootd_rse: str, xrootd_server: XRootDServer,
+                              tmp_path: Path) -> None:
+    """Upload to and download from an RSE on the real XRootD server: the file lies at its hash path there."""
+    name = f"xrd.{uuid.uuid4().hex[:10]}.root"
+    (tmp_path / name).write_bytes(b"over xrootd\n" * 50)
+    tool = RucioCopytool(client_factory=rucio_server.client)
+    up = TransferRequest(lfn=name, direction=Direction.STAGE_OUT, source=name, destination="",
+                         scope=rucio_server.scope, ddmendpoint=rucio_xrootd_rse)
+    (uploaded,) = tool.transfer([up], tmp_path)
+    assert uploaded.ok, uploaded.error
+    assert uploaded.url.startswith(f"root://127.0.0.1:{xrootd_server.port}/")
+    relative = "rucio/" + deterministic_path(rucio_server.scope, name)
+    assert xrootd_server.local(relative).read_bytes() == b"over xrootd\n" * 50
+    work = tmp_path / "work"
+    work.mkdir()
+    down = TransferRequest(lfn=name, direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:{name}",
+                           destination=name, scope=rucio_server.scope, ddmendpoint=rucio_xrootd_rse)
+    (downloaded,) = tool.transfer([down], work)
+    assert downloaded.ok, downloaded.error
+    assert (work / name).read_bytes() == b"over xrootd\n" * 50

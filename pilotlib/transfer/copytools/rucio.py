@@ -47,9 +47,9 @@ log = logging.getLogger(__name__)
 ClientFactory = Callable[[], object]
 
 
-def _rucio_log(level: int, msg: str, *args: object) -> None:
-    """rucio-clients' logger function, routed to a child of this module's logger."""
-    logging.getLogger(__name__ + ".client").log(level, msg, *args)
+def _rucio_log(level: int, msg: str, *args: object, **kwargs: object) -> None:
+    """rucio-clients' logger function (called like ``logging.log``), routed to a child of this module's logger."""
+    logging.getLogger(__name__ + ".client").log(level, msg, *args, exc_info=bool(kwargs.get("exc_info")))
 
 
 class RucioCopytool:
