@@ -163,6 +163,7 @@ class PayloadRunner:
         self._tracker = UsageTracker()
         self._snapshot: ResourceSnapshot | None = None
         self._started = 0.0
+        self._result: PayloadResult | None = None
 
     @property
     def pid(self) -> int | None:
@@ -251,7 +252,11 @@ class PayloadRunner:
             reason: the error recorded in the result (the first reason given wins).
             grace: seconds to wait for the payload to exit after SIGTERM (default: the runner's).
         """
+        if self._proc is None:
+            raise RuntimeError("payload not started")
         with self._lock:
+            if self._reaped:
+                return
             if self._error is None:
                 self._error = reason
         log.warning("killing payload pid=%s code=%d reason=%s", self.pid, reason.code, reason.message)
@@ -292,6 +297,8 @@ class PayloadRunner:
         """
         if self._proc is None:
             raise RuntimeError("payload not started")
+        if self._result is not None:
+            return self._result
         try:
             self._loop(stop)
         except BaseException as exc:
@@ -370,7 +377,7 @@ class PayloadRunner:
             error = self._error
         ended = self._clock()
         log.info("payload ended pid=%d exit=%d cpu=%.1f", self._proc.pid, code, usage.cpu_seconds)
-        return PayloadResult(
+        self._result = PayloadResult(
             exit_code=code if code >= 0 else None,
             signal=-code if code < 0 else None,
             started=self._started,
@@ -381,6 +388,7 @@ class PayloadRunner:
             stderr=self.command.stderr,
             usage=usage,
         )
+        return self._result
 
 
 def _signal_if_in_session(pid: int, sid: int, sig: signal.Signals) -> None:

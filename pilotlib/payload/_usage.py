@@ -164,8 +164,8 @@ def session_members(sid: int, proc: Path = Path("/proc")) -> list[tuple[int, int
     return [(pid, int(fields[2])) for pid, fields in _session_pids(sid, proc)]
 
 
-def _smaps_rollup(pid: int, proc: Path) -> tuple[int, int]:
-    """(Pss, Swap) in kB from ``/proc/<pid>/smaps_rollup``; zeros when unreadable."""
+def _smaps_rollup(pid: int, proc: Path) -> tuple[int, int] | None:
+    """(Pss, Swap) in kB from ``/proc/<pid>/smaps_rollup``; ``None`` when unreadable (kernel before 4.14, gone)."""
     pss = swap = 0
     try:
         with open(proc / str(pid) / "smaps_rollup") as fh:
@@ -175,7 +175,7 @@ def _smaps_rollup(pid: int, proc: Path) -> tuple[int, int]:
                 elif line.startswith("Swap:"):
                     swap = int(line.split()[1])
     except (OSError, ValueError, IndexError):
-        pass
+        return None
     return pss, swap
 
 
@@ -197,8 +197,11 @@ def sample_session(sid: int, now: float, proc: Path = Path("/proc")) -> Resource
         # utime stime cutime cstime are fields 14-17 -> indexes 11-14; vsize 23 -> 20; rss 24 -> 21
         cpu_ticks += sum(int(x) for x in f[11:15])
         vmem += int(f[20]) // 1024
-        rss += int(f[21]) * _PAGE_KB
-        p, s = _smaps_rollup(pid, proc)
+        proc_rss = int(f[21]) * _PAGE_KB
+        rss += proc_rss
+        rollup = _smaps_rollup(pid, proc)
+        # without smaps_rollup, RSS stands in for PSS (an upper bound: the memory limit errs on the safe side)
+        p, s = rollup if rollup is not None else (proc_rss, 0)
         pss += p
         swap += s
     return ResourceSnapshot(

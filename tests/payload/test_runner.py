@@ -337,3 +337,29 @@ def test_returncode_and_update_fields(make_command: MakeCommand) -> None:
     assert fields["cpuConsumptionTime"] == round(result.cpu_seconds)
     exited = PayloadRunner(make_command("raise SystemExit(5)"), **FAST).run()
     assert exited.returncode == 5
+
+
+def test_wait_twice_and_misuse(make_command: MakeCommand) -> None:
+    """wait() after the end returns the same result; kill/wait before start() are errors, not hangs."""
+    runner = PayloadRunner(make_command("pass"), **FAST)
+    with pytest.raises(RuntimeError, match="not started"):
+        runner.kill(PandaKillError())
+    with pytest.raises(RuntimeError, match="not started"):
+        runner.wait()
+    first = runner.run()
+    assert runner.wait() is first
+    runner.kill(PandaKillError())  # after the end: nothing to signal
+    assert runner.wait().error is None
+    with pytest.raises(RuntimeError, match="already started"):
+        runner.start()
+
+
+def test_kill_requested_before_wait(make_command: MakeCommand) -> None:
+    """A kill requested between start() and wait() (e.g. a stop already set) is carried out by wait()."""
+    cmd = make_command(SLEEPER)
+    runner = PayloadRunner(cmd, **FAST)
+    runner.start()
+    runner.request_kill(PandaKillError("tobekilled"))
+    result = runner.wait()
+    assert isinstance(result.error, PandaKillError)
+    assert result.signal == signal.SIGTERM

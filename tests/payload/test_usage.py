@@ -130,3 +130,39 @@ def test_job_metrics_rejects_bad_tokens(entries: dict[str, object]) -> None:
     """Names or values that would break the server's whitespace/'=' split raise ValueError."""
     with pytest.raises(ValueError, match="jobMetrics"):
         build_job_metrics(entries)
+
+
+def _fake_stat(pid: int, sid: int, state: str, ticks: tuple[int, int, int, int], vsize: int, rss_pages: int) -> str:
+    fields = [state, "1", str(sid), str(sid), "0", "-1", "0", "0", "0", "0", "0", *map(str, ticks)]
+    fields += ["20", "0", "1", "0", "100", str(vsize), str(rss_pages)] + ["0"] * 10
+    return f"{pid} (odd ) name) " + " ".join(fields) + "\n"
+
+
+def test_sample_fake_proc(tmp_path: Path) -> None:
+    """Fields are read by position after the command name (which may hold ') '); zombies and other sessions are
+    skipped; without smaps_rollup RSS stands in for PSS."""
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    tck = os.sysconf("SC_CLK_TCK")
+    procs = {
+        500: ("S", 500, (tck, tck, 2 * tck, 0), 4096 * 1024, 10, "Pss:  7 kB\nSwap: 3 kB\n"),
+        501: ("R", 500, (tck, 0, 0, 0), 2048 * 1024, 20, None),
+        502: ("Z", 500, (50 * tck, 0, 0, 0), 0, 0, None),
+        503: ("S", 999, (50 * tck, 0, 0, 0), 1, 1, None),
+    }
+    for pid, (state, sid, ticks, vsize, rss, rollup) in procs.items():
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "stat").write_text(_fake_stat(pid, sid, state, ticks, vsize, rss))
+        if rollup:
+            (d / "smaps_rollup").write_text(rollup)
+    (tmp_path / "self").mkdir()
+    snap = sample_session(500, now=5.0, proc=tmp_path)
+    assert snap == ResourceSnapshot(
+        time=5.0,
+        nprocs=2,
+        cpu_seconds=5.0,
+        pss_kb=7 + 20 * page_kb,
+        rss_kb=30 * page_kb,
+        vmem_kb=6144,
+        swap_kb=3,
+    )
