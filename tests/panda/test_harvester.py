@@ -383,3 +383,34 @@ def test_write_into_missing_access_point_is_a_file_error(tmp_path: Path) -> None
         reporter.update_job(JobUpdate(7801, "running"))
     assert caught.value.code == ErrorCode.FILEHANDLINGFAILURE == 1303
     assert "worker_attributes.json" in str(caught.value)
+
+
+def test_per_job_dirs_next_job_cycle_and_reports(ap: Path) -> None:
+    """Many-jobs worker: the next job arrives in a new ``<ap>/<PandaID>`` directory with a new PandaID list, and
+    the reports of each job go to its own directory while the request and heartbeat stay in the access point."""
+    files = HarvesterFiles(ap, per_job_dirs=True)
+    harvester_feed(ap, [7901], per_job_dirs=True)
+    source = HarvesterJobSource(files, wait_timeout=20, **FAST)
+    reporter = HarvesterReporter(files)
+    (first,) = source.get_jobs(REQUEST)
+    reporter.update_job(JobUpdate(first.panda_id, "finished", {}, final=True))
+    reporter.add_stageout_files(first.panda_id, [StageOutFile(path=str(ap / "7901" / "log.tgz"), type="log")])
+
+    def play_harvester() -> None:
+        for _ in range(2000):
+            if (ap / "worker_requestjob.json").exists():
+                harvester_feed(ap, [7902], per_job_dirs=True)
+                return
+            threading.Event().wait(0.01)
+
+    thread = threading.Thread(target=play_harvester)
+    thread.start()
+    (second,) = source.get_jobs(REQUEST)
+    thread.join(10)
+    assert second.panda_id == 7902
+    assert json.loads((ap / "7901" / "worker_attributes.json").read_text())["jobStatus"] == "finished"
+    assert json.loads((ap / "7901" / "event_status.dump.json").read_text()) == {
+        "7901": [{"path": str(ap / "7901" / "log.tgz"), "type": "log"}]
+    }
+    assert (ap / "worker_heartbeat.json").exists() and not (ap / "7901" / "worker_heartbeat.json").exists()
+    assert (ap / "7902" / "HPCJobs.json.read").exists()
