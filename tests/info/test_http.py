@@ -4,6 +4,8 @@ fallback, every error path."""
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from pilotlib.info import (
     InfoService,
     InfoSourceError,
     QueuedataUnavailableError,
+    QueueDescription,
     QueueNotActiveError,
     UrlSource,
 )
@@ -209,3 +212,19 @@ def test_oversized_answer_is_refused(server: DevServer) -> None:
     with pytest.raises(InfoSourceError, match="answer larger than 1000 bytes") as err:
         source.fetch(QUEUE)
     assert err.value.code == ErrorCode.QUEUEDATA
+
+
+def test_concurrent_callers_share_one_download(server: DevServer) -> None:
+    """Threads asking one service at once get the same description from a single download."""
+    server.inject_fault(call="schedconfig", kind="delay", times=1, seconds=0.3)
+    info = InfoService([queue_url(server)], pandaqueue=QUEUE)
+    barrier = threading.Barrier(8)
+
+    def ask() -> QueueDescription:
+        barrier.wait()
+        return info.queue()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: ask(), range(8)))
+    assert all(r is results[0] for r in results)
+    assert server.request_count("schedconfig") == 1

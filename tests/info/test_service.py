@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pilotlib.errors import ErrorCode
 from pilotlib.info import (
@@ -22,6 +24,7 @@ from pilotlib.info import (
     QueueNotActiveError,
     QueueOfflineError,
 )
+from pilotlib.info.sources import decode_document
 
 from .conftest import QUEUES, FakeClock
 
@@ -238,3 +241,13 @@ def test_stale_storage_documents(tmp_path: Path, clock: FakeClock, ddmendpoints:
     inner.error = "down"
     assert InfoService([], [cache]).storage("CERN-PROD_ES").type == "OS_ES"
     assert inner.calls == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64) | st.text(max_size=64))
+def test_decode_document_never_raises_anything_else(data: bytes | str) -> None:
+    """Whatever bytes a server or file holds, decoding gives an object or InfoSourceError (QUEUEDATA)."""
+    try:
+        assert isinstance(decode_document(data, "x"), dict)
+    except InfoSourceError as exc:
+        assert exc.code == ErrorCode.QUEUEDATA
