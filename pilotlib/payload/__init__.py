@@ -19,6 +19,7 @@ from pilotlib.payload._command import (
     resolve_transformation,
 )
 from pilotlib.payload._jobmetrics import JOB_METRICS_LIMIT, build_job_metrics
+from pilotlib.payload._memlimit import DEFAULT_MEMORY_PER_CORE_MB, memory_limit_kb
 from pilotlib.payload._monitors import (
     FreeDiskMonitor,
     LoopingMonitor,
@@ -56,6 +57,7 @@ from pilotlib.payload.errors import (
 )
 
 __all__ = [
+    "DEFAULT_MEMORY_PER_CORE_MB",
     "JOB_METRICS_LIMIT",
     "CommandWrapper",
     "FreeDiskMonitor",
@@ -92,6 +94,7 @@ __all__ = [
     "build_command",
     "build_job_metrics",
     "download_transformation",
+    "memory_limit_kb",
     "payload_env",
     "read_prmon_summary",
     "resolve_transformation",

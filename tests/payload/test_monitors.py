@@ -26,6 +26,7 @@ from pilotlib.payload import (
     UserDirTooLargeError,
     WalltimeMonitor,
     WorkdirSizeMonitor,
+    memory_limit_kb,
 )
 from pilotlib.payload import errors as perrors
 from pilotlib.payload._monitors import newest_mtime, tree_size
@@ -198,3 +199,25 @@ def test_error_types_and_codes() -> None:
         "PayloadStartError": 1305,
         "PayloadKilledError": 1200,
     }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"resource_type": "SCORE", "core_count": 1}, 2 * 2000 * 1024),
+        ({"resource_type": "MCORE", "core_count": 8}, 2 * 2000 * 8 * 1024),
+        ({"resource_type": "MCORE_HIMEM", "core_count": 8, "rss_grace": 1.5}, int(1.5 * 3000 * 8 * 1024)),
+        ({"resource_type": "", "core_count": 0}, 2 * 4001 * 1024),
+        (
+            {"resource_type": "SCORE_VHIMEM", "core_count": 2, "queue_maxrss_mb": 16000, "queue_corecount": 8},
+            2 * 4000 * 1024,
+        ),
+        ({"resource_type": "MCORE_VHIMEM", "core_count": 8, "queue_maxrss_mb": 64000}, 2 * 64000 * 1024),
+        ({"resource_type": "MCORE_VHIMEM", "core_count": 8, "min_ram_mb": 5000}, 2 * 5000 * 1024),
+        ({"resource_type": "MCORE_VHIMEM", "core_count": 8}, None),
+    ],
+)
+def test_memory_limit(kwargs: dict[str, object], expected: int | None) -> None:
+    """The limit is per-core memory of the resource type x cores x grace; VHIMEM uses the queue's maxrss; else
+    minRamCount; else none."""
+    assert memory_limit_kb(**kwargs) == expected  # type: ignore[arg-type]
