@@ -184,6 +184,9 @@ class HarvesterJobSource:
 
 
 # -------------------------------------------------------------------------------------------------------- reporter
+_STAGEOUT_TYPES = frozenset({"output", "log", "es_output", "zip_output", "checkpoint"})
+
+
 @attrs.frozen
 class StageOutFile:
     """One file for Harvester to stage out, an entry of ``event_status.dump.json``.
@@ -196,6 +199,9 @@ class StageOutFile:
         guid: the file's GUID (Harvester makes one when absent).
         event_range_id: the event range an ``es_output`` belongs to.
         event_status: the event range's status (``finished``, ``failed``), for event outputs.
+
+    Raises:
+        LaunchDirFormatError: an unknown type, no path, or an event output without its range and status.
     """
 
     path: str
@@ -205,6 +211,15 @@ class StageOutFile:
     guid: str | None = None
     event_range_id: str | None = None
     event_status: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.type not in _STAGEOUT_TYPES:
+            raise LaunchDirFormatError(f"stage-out type {self.type!r} is not one of {sorted(_STAGEOUT_TYPES)}")
+        if not self.path:
+            raise LaunchDirFormatError("a file to stage out needs a path")
+        if self.type in ("es_output", "zip_output") and not (self.event_range_id and self.event_status):
+            # Harvester's get_files_to_stage_out reads eventStatus of every event output
+            raise LaunchDirFormatError(f"{self.type} {self.path} needs event_range_id and event_status")
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON entry, without the unknown values."""

@@ -414,3 +414,29 @@ def test_per_job_dirs_next_job_cycle_and_reports(ap: Path) -> None:
     }
     assert (ap / "worker_heartbeat.json").exists() and not (ap / "7901" / "worker_heartbeat.json").exists()
     assert (ap / "7902" / "HPCJobs.json.read").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"path": "/w/a", "type": "input"}, "not one of"),
+        ({"path": ""}, "needs a path"),
+        ({"path": "/w/a.1", "type": "es_output", "event_range_id": "r1"}, "needs event_range_id and event_status"),
+    ],
+)
+def test_bad_stageout_entry_refused(kwargs: dict[str, Any], message: str) -> None:
+    """A stage-out entry Harvester could not handle is refused when built (LaunchDirFormatError)."""
+    with pytest.raises(LaunchDirFormatError, match=message) as caught:
+        StageOutFile(**kwargs)
+    assert caught.value.code == ErrorCode.CONVERSIONFAILURE
+
+
+def test_event_output_entry_wire_form() -> None:
+    """An event-service output carries eventRangeID and eventStatus as Harvester reads them."""
+    entry = StageOutFile(path="/w/HITS.r1", type="es_output", event_range_id="r1", event_status="finished")
+    assert entry.to_wire() == {
+        "path": "/w/HITS.r1",
+        "type": "es_output",
+        "eventRangeID": "r1",
+        "eventStatus": "finished",
+    }
