@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pilotlib.devserver._server import DevServer, DevServerError
+from pilotlib.devserver import DevServer, DevServerError
 
 
 def _parser() -> argparse.ArgumentParser:
