@@ -357,6 +357,13 @@ class PayloadRunner:
                 return error
         return None
 
+    def _reap(self) -> tuple[int, float, int]:
+        assert self._proc is not None
+        code, cpu, maxrss = self._reap_status()
+        self._reaped = True
+        self._proc.returncode = code
+        return code, cpu, maxrss
+
     def _finish(self) -> PayloadResult:
         """Kill what is left of the session, reap the leader and build the result."""
         assert self._proc is not None
@@ -366,14 +373,11 @@ class PayloadRunner:
             if leftovers:
                 log.warning("killing leftover payload processes count=%d", len(leftovers))
                 self._signal_tree(signal.SIGKILL)
-            _, status, rusage = os.wait4(self._proc.pid, 0)
-            self._reaped = True
-            code = os.waitstatus_to_exitcode(status)
-            self._proc.returncode = code
+            code, cpu, maxrss = self._reap()
             if self._proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     self._proc.stdin.close()
-            usage = self._tracker.finish(rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss)
+            usage = self._tracker.finish(cpu, maxrss)
             error = self._error
         ended = self._clock()
         log.info("payload ended pid=%d exit=%d cpu=%.1f", self._proc.pid, code, usage.cpu_seconds)
@@ -389,6 +393,17 @@ class PayloadRunner:
             usage=usage,
         )
         return self._result
+
+    def _reap_status(self) -> tuple[int, float, int]:
+        """Reap the leader: (returncode as subprocess gives it, CPU seconds, max RSS kB) from ``wait4``."""
+        assert self._proc is not None
+        try:
+            _, status, rusage = os.wait4(self._proc.pid, 0)
+        except ChildProcessError:
+            # someone else in this process reaped our child (a waitpid(-1) elsewhere): the status is lost
+            log.error("payload status lost: reaped elsewhere pid=%d", self._proc.pid)
+            return (self._proc.returncode if self._proc.returncode is not None else 255), 0.0, 0
+        return os.waitstatus_to_exitcode(status), rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss
 
 
 def _signal_if_in_session(pid: int, sid: int, sig: signal.Signals) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Mapping
@@ -363,3 +364,13 @@ def test_kill_requested_before_wait(make_command: MakeCommand) -> None:
     result = runner.wait()
     assert isinstance(result.error, PandaKillError)
     assert result.signal == signal.SIGTERM
+
+
+def test_status_reaped_elsewhere(make_command: MakeCommand) -> None:
+    """If other code in the pilot reaps the payload first, wait() still returns (status lost: exit code 255)."""
+    runner = PayloadRunner(make_command("raise SystemExit(7)"), **FAST)
+    pid = runner.start()
+    os.waitpid(pid, 0)  # the thief
+    result = runner.wait()
+    assert result.exit_code == 255
+    assert result.error is None
