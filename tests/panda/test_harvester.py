@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -440,3 +442,49 @@ def test_event_output_entry_wire_form() -> None:
         "eventRangeID": "r1",
         "eventStatus": "finished",
     }
+
+
+HARVESTER_PROCESS = r"""
+import json, os, sys, time
+ap, panda_id, definition = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+request = os.path.join(ap, "worker_requestjob.json")
+deadline = time.monotonic() + 60
+while not os.path.exists(request):
+    if time.monotonic() > deadline:
+        sys.exit("no request")
+    time.sleep(0.01)
+with open(request) as handle:
+    n_jobs = json.load(handle)["nJobs"]
+text = json.dumps({panda_id: definition})
+with open(os.path.join(ap, "HPCJobs.json"), "w") as handle:  # as feed_jobs: no temporary file
+    handle.write(text[: len(text) // 3])
+    handle.flush()
+    time.sleep(0.2)
+    handle.write(text[len(text) // 3 :])
+with open(os.path.join(ap, "worker_pandaids.json"), "w") as handle:
+    json.dump([panda_id], handle)
+os.remove(request)
+print(n_jobs)
+"""
+
+
+@pytest.mark.integration
+def test_next_job_from_a_separate_harvester_process(ap: Path) -> None:
+    """A separate process playing Harvester answers the job request with a slowly written job file."""
+    harvester_feed(ap, [8101])
+    source = HarvesterJobSource(HarvesterFiles(ap), wait_timeout=60, **FAST)
+    assert [job.panda_id for job in source.get_jobs(REQUEST)] == [8101]
+    process = subprocess.Popen(
+        [sys.executable, "-c", HARVESTER_PROCESS, str(ap), "8102", json.dumps(definition(8102))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        (job,) = source.get_jobs(REQUEST)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert out.strip() == "1"
+    assert job.panda_id == 8102 and job.task_id == 31000001
+    assert not (ap / "worker_requestjob.json").exists()
