@@ -268,7 +268,7 @@ class PayloadRunner:
     def _signal_tree(self, sig: signal.Signals) -> int:
         """Signal the payload's process group and any other member of its session; return how many targets."""
         with self._lock:
-            if self._proc is None or self._reaped:
+            if self._proc is None or self._reaped or not _still_our_child(self._proc.pid):
                 return 0
             pid = self._proc.pid
             with contextlib.suppress(ProcessLookupError):
@@ -404,6 +404,16 @@ class PayloadRunner:
             log.error("payload status lost: reaped elsewhere pid=%d", self._proc.pid)
             return (self._proc.returncode if self._proc.returncode is not None else 255), 0.0, 0
         return os.waitstatus_to_exitcode(status), rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss
+
+
+def _still_our_child(pid: int) -> bool:
+    """Whether ``pid`` is still our unreaped child (so its id cannot have been reused); never reaps it."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        log.error("payload no longer our child (reaped elsewhere): not signalling pid=%d", pid)
+        return False
+    return True
 
 
 def _signal_if_in_session(pid: int, sid: int, sig: signal.Signals) -> None:

@@ -367,10 +367,16 @@ def test_kill_requested_before_wait(make_command: MakeCommand) -> None:
 
 
 def test_status_reaped_elsewhere(make_command: MakeCommand) -> None:
-    """If other code in the pilot reaps the payload first, wait() still returns (status lost: exit code 255)."""
+    """If other code reaps the payload first, wait() still returns (status lost: exit code 255) and the runner no
+    longer signals that pid, which may belong to someone else now."""
     runner = PayloadRunner(make_command("raise SystemExit(7)"), **FAST)
     pid = runner.start()
     os.waitpid(pid, 0)  # the thief
     result = runner.wait()
     assert result.exit_code == 255
     assert result.error is None
+    runner2 = PayloadRunner(make_command(SLEEPER), **FAST)
+    pid2 = runner2.start()
+    assert runner2._signal_tree(signal.SIGTERM) == 1  # still ours: signalled
+    os.waitpid(pid2, 0)
+    assert runner2._signal_tree(signal.SIGTERM) == 0  # reaped elsewhere: left alone
