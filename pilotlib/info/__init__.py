@@ -30,6 +30,7 @@ from pilotlib.info.errors import (
     QueueOfflineError,
     SourceFailure,
 )
+from pilotlib.info.overrides import JobOverrides, extract_overrides
 from pilotlib.info.queue import ACTIVE, QueueDescription, parse_queue
 from pilotlib.info.service import InfoService, merge_descriptions
 from pilotlib.info.sources import (
@@ -56,6 +57,7 @@ __all__ = [
     "FileSource",
     "InfoService",
     "InfoSourceError",
+    "JobOverrides",
     "NoCopytoolError",
     "NoStorageError",
     "NoStorageProtocolError",
@@ -70,6 +72,7 @@ __all__ = [
     "StorageProtocol",
     "UrlSource",
     "copytool_chain",
+    "extract_overrides",
     "merge_descriptions",
     "parse_queue",
     "parse_storage",

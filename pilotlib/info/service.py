@@ -26,6 +26,7 @@ from pilotlib.info.errors import (
     QueueOfflineError,
     SourceFailure,
 )
+from pilotlib.info.overrides import JobOverrides
 from pilotlib.info.queue import QueueDescription, parse_queue
 from pilotlib.info.sources import Source, StaleSource
 from pilotlib.info.storage import StorageDescription, StorageProtocol, parse_storage
@@ -126,6 +127,11 @@ class InfoService:
             merge=self.merge,
             require_active=self.require_active,
         )
+
+    def for_job(self, overrides: JobOverrides) -> InfoService:
+        """A service for one job: its ``--overwriteQueueData``/``--overwriteStorageData`` above everything else."""
+        queue = [overrides.queue] if overrides.queue else []
+        return self.with_overrides(queue, overrides.storages)
 
     def refresh(self) -> None:
         """Forget the resolved descriptions; the next call resolves them again (caches still apply)."""
