@@ -222,11 +222,16 @@ class PayloadRunner:
             return self._tracker.usage
 
     def sample(self) -> ResourceSnapshot:
-        """Read the process tree now, fold it into the summary and return it (thread-safe)."""
+        """Read the process tree now, fold it into the summary and return it (thread-safe).
+
+        After the payload was reaped its id may belong to someone else: then an empty snapshot is returned.
+        """
         if self._proc is None:
             raise RuntimeError("payload not started")
-        snap = sample_session(self._proc.pid, self._clock())
         with self._lock:
+            if self._reaped:
+                return ResourceSnapshot(time=self._clock())
+            snap = sample_session(self._proc.pid, self._clock())
             self._snapshot = snap
             self._tracker.add(snap)
         return snap

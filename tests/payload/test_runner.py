@@ -380,3 +380,11 @@ def test_status_reaped_elsewhere(make_command: MakeCommand) -> None:
     assert runner2._signal_tree(signal.SIGTERM) == 1  # still ours: signalled
     os.waitpid(pid2, 0)
     assert runner2._signal_tree(signal.SIGTERM) == 0  # reaped elsewhere: left alone
+
+
+def test_sample_after_end_is_empty(make_command: MakeCommand) -> None:
+    """After the payload was reaped, sample() reads nothing (the id may be reused) and the summary stays as it was."""
+    runner = PayloadRunner(make_command("pass"), **FAST)
+    result = runner.run()
+    assert runner.sample().nprocs == 0
+    assert runner.usage() == result.usage
