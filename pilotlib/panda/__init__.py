@@ -1,0 +1,63 @@
+"""Talking to PanDA: where jobs come from and where reports go.
+
+Three implementations of the same interfaces (:class:`JobSource`, :class:`JobReporter`, :class:`EventRangeSource`):
+the dispatcher client (:class:`PandaClient`, legacy and v1 dialects), Harvester's shared files
+(:class:`HarvesterJobSource`, :class:`HarvesterReporter`, :class:`HarvesterEventRanges`) and the NorduGrid/ARC launch
+directory (:class:`ArcJobSource`, :class:`ArcReporter`). The app chooses one.
+"""
+
+from pilotlib.panda.arc import ArcJobSource, ArcOutput, ArcReporter, output_list_entries
+from pilotlib.panda.base import (
+    EventRange,
+    EventRangeSource,
+    EventRangeUpdate,
+    JobReporter,
+    JobRequest,
+    JobSource,
+    JobUpdate,
+    ServerCommand,
+    UpdateAnswer,
+)
+from pilotlib.panda.client import BearerToken, Credentials, KeyPair, PandaClient, RetryPolicy, Timeouts, X509Proxy
+from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerRefusedError
+from pilotlib.panda.harvester import (
+    Consume,
+    HarvesterEventRanges,
+    HarvesterFiles,
+    HarvesterJobSource,
+    HarvesterReporter,
+    StageOutFile,
+)
+
+__all__ = [
+    "ArcJobSource",
+    "ArcOutput",
+    "ArcReporter",
+    "BearerToken",
+    "CommunicationError",
+    "Consume",
+    "CredentialError",
+    "Credentials",
+    "EventRange",
+    "EventRangeSource",
+    "EventRangeUpdate",
+    "HarvesterEventRanges",
+    "HarvesterFiles",
+    "HarvesterJobSource",
+    "HarvesterReporter",
+    "JobReporter",
+    "JobRequest",
+    "JobSource",
+    "JobUpdate",
+    "KeyPair",
+    "PandaClient",
+    "RetryPolicy",
+    "ServerAnswerError",
+    "ServerCommand",
+    "ServerRefusedError",
+    "StageOutFile",
+    "Timeouts",
+    "UpdateAnswer",
+    "X509Proxy",
+    "output_list_entries",
+]
