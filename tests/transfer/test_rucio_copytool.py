@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -107,9 +108,22 @@ def test_download_timeout(rucio_server: RucioServer, tmp_path: Path) -> None:
     name = _upload(rucio_server, tmp_path, LOCAL_RSE, b"slow\n")
     request = TransferRequest(lfn=name, direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:{name}",
                               destination=name, scope=rucio_server.scope, timeout=0.001)
-    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path / "out")
+    (tmp_path / "in").mkdir()
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path / "in")
     assert isinstance(result.error, TransferTimeoutError)
     assert result.error_code is ErrorCode.STAGEINTIMEOUT
+    deadline = time.monotonic() + 60  # the abandoned download removes its scratch folder when it ends
+    while list((tmp_path / "in").glob(".rucio-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list((tmp_path / "in").iterdir()) == []
+
+
+def test_download_into_missing_workdir(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """A work directory that does not exist gives a failed result (STAGEINFAILED), not an exception."""
+    request = TransferRequest(lfn="f", direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:f",
+                              destination="f", scope=rucio_server.scope)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], tmp_path / "absent")
+    assert result.error_code is ErrorCode.STAGEINFAILED
 
 
 def test_download_escaping_name_refused(rucio_server: RucioServer, tmp_path: Path) -> None:

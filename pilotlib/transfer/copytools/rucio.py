@@ -10,8 +10,9 @@ The flow follows PanDAWMS/pilot3 ``pilot/copytool/rucio.py`` (``_stage_in_api``:
 known, else ``download_dids`` with ``rse``, ``no_subdir`` and ``transfer_timeout``; ``_stage_out_api``:
 ``UploadClient.upload`` with ``rse``, ``did_scope``, the GUID and the transfer timeout). The rucio-clients API is not
 timeout-safe for every protocol (the posix one ignores ``transfer_timeout``), so each call also runs under a
-watchdog; on expiry the result is a :class:`~pilotlib.transfer.errors.TransferTimeoutError` and the abandoned call's
-partial file is removed when it ends.
+watchdog; on expiry the result is a :class:`~pilotlib.transfer.errors.TransferTimeoutError`. Downloads go to a
+private scratch folder in the work directory and are moved into place only when they finished in time, so an
+abandoned call can never overwrite or remove a later attempt's file; it removes its scratch folder when it ends.
 
 ``rucio`` is imported only inside this module's methods (R10): without rucio-clients the tool says so in
 :meth:`RucioCopytool.unusable_reason`. The client comes from ``client_factory``; without one, rucio-clients builds
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -104,7 +107,17 @@ class RucioCopytool:
     def _one(self, client: object, request: TransferRequest, workdir: Path, started: float) -> TransferResult:
         if request.direction is Direction.STAGE_IN:
             target = local_path(workdir, request.destination, request.direction)
-            url = _watchdog(lambda: self._download(client, request, target), request, target)
+            try:
+                scratch = Path(tempfile.mkdtemp(prefix=".rucio-", dir=target.parent))
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise TransferError(f"cannot write in {target.parent}: {reason}", request.direction) from exc
+            try:
+                url = _watchdog(lambda: self._download(client, request, scratch), request, scratch)
+                (scratch / _did(request)[1]).replace(target)
+            finally:
+                if not scratch.exists() or not _is_running(scratch):
+                    shutil.rmtree(scratch, ignore_errors=True)
             return self._result(request, url, str(target), target, started)
         source = local_path(workdir, request.source, request.direction)
         if not source.is_file():
@@ -128,14 +141,14 @@ class RucioCopytool:
         )
 
     # -- stage-in -----------------------------------------------------------------------------------------------
-    def _download(self, client: object, request: TransferRequest, target: Path) -> str:
+    def _download(self, client: object, request: TransferRequest, scratch: Path) -> str:
         from rucio.client.downloadclient import DownloadClient  # noqa: PLC0415 - the backend is imported only when used (R10)
 
         downloader = DownloadClient(client=client, logger=_rucio_log, tracing=self._tracing)
         scope, name = _did(request)
         item: dict[str, Any] = {
             "did": f"{scope}:{name}",
-            "base_dir": str(target.parent),
+            "base_dir": str(scratch),
             "no_subdir": True,
             "transfer_timeout": int(request.timeout),
         }
@@ -153,9 +166,6 @@ class RucioCopytool:
         except Exception as exc:  # translate every rucio-clients failure once, here
             raise _translate(exc, request) from exc
         _check_download(out, traces, request)
-        downloaded = target.parent / name
-        if downloaded != target:
-            downloaded.replace(target)
         return _source_url(traces, request)
 
     # -- stage-out ----------------------------------------------------------------------------------------------
@@ -231,9 +241,19 @@ def _translate(exc: Exception, request: TransferRequest) -> TransferError:
                                    request.direction)
 
 
+_RUNNING: set[Path] = set()
+"""Scratch folders of downloads still running (a timed-out download cleans its own folder when it ends)."""
+
+
+def _is_running(scratch: Path) -> bool:
+    return scratch in _RUNNING
+
+
 def _watchdog(call: Callable[[], str], request: TransferRequest, partial: Path | None) -> str:
     """Run ``call`` in a helper thread and give up after ``request.timeout`` seconds."""
     box: dict[str, object] = {}
+    if partial is not None:
+        _RUNNING.add(partial)
     done = threading.Event()
 
     def run() -> None:
@@ -242,9 +262,11 @@ def _watchdog(call: Callable[[], str], request: TransferRequest, partial: Path |
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
         finally:
+            if partial is not None:
+                _RUNNING.discard(partial)
             done.set()
             if box.get("late") and partial is not None:
-                partial.unlink(missing_ok=True)
+                shutil.rmtree(partial, ignore_errors=True)
 
     threading.Thread(target=run, name=f"rucio-{request.lfn}", daemon=True).start()
     if not done.wait(request.timeout):
