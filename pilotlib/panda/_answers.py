@@ -10,6 +10,7 @@ both forms the same way (JSON when the text is an object, else ``parse_qs``).
 from __future__ import annotations
 
 import json
+import logging
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
 #: Calls whose answers carry secrets: never quoted in errors.
 SECRET_CALLS = frozenset({"getProxy", "getKeyPair", "getJob"})
 
+log = logging.getLogger(__name__)
 _NO_COMMAND = {None, "", "NULL", "None"}
 
 
@@ -93,16 +95,32 @@ def nested(call: str, value: Any, kind: type, what: str) -> Any:
 def command(value: Any) -> tuple[ServerCommand | None, str]:
     """The back-channel command: a known :class:`ServerCommand`, or ``DEBUG_COMMAND`` with its text.
 
-    pilot3 (``pilot/control/job.py``) treats ``tobekilled``, ``softkill``, ``debug``, ``debugoff`` and ``nocleanup``
-    as commands and any other text as a debug command to run (restricted by the pilot); ``NULL`` means none.
+    pilot3 (``pilot/control/job.py``, ``handle_backchannel_command``): the server may send several commands comma
+    separated (``debug,tobekilled``), and ``tobekilled`` wins; a text with a space (``tail -n 20 payload.stdout``) is a
+    restricted debug command; ``softkill``, ``debug``, ``debugoff`` and ``nocleanup`` are modes; any other word (the
+    server's ``alreadydone``, ``badattemptnr``, ...) is not a command for the pilot and is ignored with a warning.
+    ``NULL`` means none.
     """
     if value in _NO_COMMAND:
         return None, ""
     text = str(value).strip()
-    try:
-        return ServerCommand(text.lower()), ""
-    except ValueError:
+    words = {word.strip().lower() for word in text.split(",")}
+    if " " in text and "tobekilled" not in words:
         return ServerCommand.DEBUG_COMMAND, text
+    for known in _PRECEDENCE:
+        if known.value in words:
+            return known, ""
+    log.warning("unknown back-channel command ignored command=%r", text[:80])
+    return None, ""
+
+
+_PRECEDENCE = (
+    ServerCommand.TOBEKILLED,
+    ServerCommand.SOFTKILL,
+    ServerCommand.DEBUGOFF,
+    ServerCommand.DEBUG,
+    ServerCommand.NOCLEANUP,
+)
 
 
 def event_range(call: str, item: Any) -> EventRange:

@@ -74,10 +74,13 @@ def test_full_job_cycle(panda_server: DevServer, dialect: str) -> None:
 @pytest.mark.parametrize(("command", "expected", "text"), [
     ("tobekilled", ServerCommand.TOBEKILLED, ""), ("softkill", ServerCommand.SOFTKILL, ""),
     ("debug", ServerCommand.DEBUG, ""), ("tail -n 20 payload.stdout", ServerCommand.DEBUG_COMMAND,
-                                         "tail -n 20 payload.stdout")])
-def test_back_channel_command(panda_server: DevServer, dialect: str, command: str, expected: ServerCommand,
-                              text: str) -> None:
-    """A command set on the server arrives as a typed ServerCommand in the next update answer, once."""
+                                         "tail -n 20 payload.stdout"),
+    ("debug,tobekilled", ServerCommand.TOBEKILLED, ""), ("debugoff", ServerCommand.DEBUGOFF, ""),
+    ("alreadydone", None, ""), ("badattemptnr", None, "")])
+def test_back_channel_command(panda_server: DevServer, dialect: str, command: str,
+                              expected: ServerCommand | None, text: str) -> None:
+    """A command set on the server arrives as a typed ServerCommand in the next update answer, once; tobekilled wins
+    in a comma-separated list, and server words that are not pilot commands (alreadydone) are ignored."""
     panda_server.add_job(JOB)
     client = _client(panda_server, dialect)
     client.get_jobs(REQUEST)
