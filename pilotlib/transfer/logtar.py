@@ -66,7 +66,9 @@ def create_log_tarball(workdir: Path, job: Job, exclude: Collection[str] = (), t
     entries = sorted(p.name for p in workdir.iterdir() if p.name not in skip)
     base = _base_name(job.log.lfn)
     command = ["tar", "-czf", str(tarball), "-C", str(workdir),
-               "--transform", f"s,^,{base}/,", "--no-wildcards", "--", *entries]
+               "--transform", f"s,^,{base}/,", "--no-wildcards"]
+    # an empty work directory (a job that failed before anything was written) still gives a valid, empty tarball
+    command += ["--", *entries] if entries else ["--files-from", "/dev/null"]
     log.info("log tarball start lfn=%s entries=%d excluded=%d", tarball.name, len(entries), len(skip) - 1)
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)

@@ -42,6 +42,16 @@ def test_tarball_excludes_inputs(tmp_path: Path) -> None:
         assert member is not None and member.read() == b"athena says hi\n"
 
 
+def test_tarball_of_a_work_directory_holding_only_inputs(tmp_path: Path) -> None:
+    """A job that failed before writing anything still gets a valid (empty) log tarball, not a tar error."""
+    work = tmp_path / "PanDA_Pilot-124"
+    work.mkdir()
+    (work / INPUT.lfn).write_bytes(b"input")
+    tarball = create_log_tarball(work, Job(panda_id=124, inputs=(INPUT,), log=LOG), timeout=120)
+    with tarfile.open(tarball) as tar:
+        assert tar.getnames() == []
+
+
 def test_tarball_timeout(tmp_path: Path) -> None:
     """tar exceeding its timeout gives LOGCREATIONTIMEOUT (1376) and leaves no partial tarball."""
     work = _workdir(tmp_path)
