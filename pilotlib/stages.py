@@ -22,7 +22,7 @@ import attrs
 
 from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
-from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand
+from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage, Stop
 from pilotlib.recovery import FinalStore, RetryPolicy, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
@@ -166,12 +166,14 @@ class Stages:
     pilot_log: Callable[[], str] = str
 
     def validate(self, run: JobRun, stop: Stop) -> JobRun:
-        """Make the work directory and tell the server the job is starting."""
+        """Make the work directory and tell the server the job is starting (a ``tobekilled`` answer fails it)."""
         try:
             run.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise MkdirError(f"cannot create work directory {run.workdir}: {exc.strerror}") from exc
-        self._send(starting_update(run, self.identity))
+        answer = self._send(starting_update(run, self.identity))
+        if answer is not None and answer.command is ServerCommand.TOBEKILLED:
+            raise PandaKillError("job killed by the PanDA server (tobekilled) before its payload started")
         return run
 
     def do_stage_in(self, run: JobRun, stop: Stop) -> JobRun:
@@ -222,11 +224,12 @@ class Stages:
         sent = deliver_final(update, self.reporter, self.store, policy)
         return attrs.evolve(run, final_sent=sent)
 
-    def _send(self, update: JobUpdate) -> None:
+    def _send(self, update: JobUpdate) -> UpdateAnswer | None:
         try:
-            self.reporter.update_job(update)
+            return self.reporter.update_job(update)
         except (PilotError, OSError) as exc:
             log.warning("update not sent error=%s", exc)
+            return None
 
 
 def standard_stages(stages: Stages) -> list[Stage]:
