@@ -1,9 +1,9 @@
 """The HTTP side of the development server: routing, request parsing, fault injection.
 
-Requests are parsed as PanDA's server parses them: a legacy call takes form fields, or a JSON body when the
-``Content-Type`` is ``application/json`` (gzip-compressed when ``Content-Encoding: gzip`` or the body starts with the
-gzip magic, as pilot3's ``https.request2`` sends it); a v1 call takes a JSON body (or the query string for its GET
-calls). Info endpoints serve the queue and storage descriptions at the paths pilot3's ``default.cfg`` uses.
+Requests are parsed as PanDA's server parses them (``server/panda.py``, see :func:`parse_body`): form fields, or a
+JSON body when the ``Content-Type`` is ``application/json`` (always gzip-compressed for a legacy call, as pilot3's
+``https.request2`` sends it; compressed for a v1 call only with ``Content-Encoding: gzip``); the v1 GET calls take the
+query string. Info endpoints serve the queue and storage descriptions at the paths pilot3's ``default.cfg`` uses.
 """
 
 from __future__ import annotations
@@ -120,19 +120,28 @@ def route(path: str) -> Route | None:
     return None
 
 
-def parse_body(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    """The request's parameters from its body (JSON, possibly gzip-compressed, or form fields)."""
+def parse_body(headers: Mapping[str, str], body: bytes, dialect: str = "v1") -> dict[str, Any]:
+    """The request's parameters from its body, as panda-server's ``server/panda.py`` ``parse_parameters`` reads them.
+
+    A JSON body is one whose ``Content-Type`` is exactly ``application/json``; anything else is form fields. The
+    legacy API gunzips every JSON body whatever its ``Content-Encoding`` (``parse_json_parameters_legacy``: a plain
+    JSON body fails there) and turns JSON booleans into ``"True"``/``"False"``; the v1 API gunzips only with
+    ``Content-Encoding: gzip`` (``parse_json_parameters``).
+
+    Raises:
+        ValueError, OSError, EOFError, UnicodeDecodeError: the body cannot be read (the real server answers 500).
+    """
     headers = {key.lower(): value for key, value in headers.items()}
-    if headers.get("content-encoding", "").lower() == "gzip" or body[:2] == b"\x1f\x8b":
+    if headers.get("content-type", "").strip().lower() != "application/json":
+        return dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+    if dialect == "legacy" or headers.get("content-encoding", "").lower() == "gzip":
         body = gzip.decompress(body)
-    if not body:
-        return {}
-    if "json" in headers.get("content-type", "").lower() or body.lstrip()[:1] == b"{":
-        document = json.loads(body)
-        if not isinstance(document, dict):
-            raise ValueError("the JSON body is not an object")
-        return document
-    return dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("the JSON body is not an object")
+    if dialect == "legacy":
+        document = {key: str(value) if isinstance(value, bool) else value for key, value in document.items()}
+    return document
 
 
 ContextFactory = Callable[[str | None], Context]
@@ -217,12 +226,12 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def _answer(self, target: Route, method: str, body: bytes) -> Outcome:
-        try:
-            params = parse_body(dict(self.headers.items()), body)
-        except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
-            return Outcome(400, "text/plain", f"bad request body: {exc}\n".encode())
         if target.dialect == "info":
             return self._info(target)
+        try:
+            params = parse_body(dict(self.headers.items()), body, target.dialect) if method == "POST" else {}
+        except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:  # server/panda.py: execution failure
+            return Outcome(500, "text/plain", str(exc).encode())
         ctx = self.server.make_context(self._client_dn())
         if target.dialect == "legacy":
             accept_json = "application/json" in self.headers.get("Accept", "")

@@ -1,11 +1,13 @@
 """The legacy dialect of the dispatcher client: ``POST {server}/server/panda/<method>``.
 
-Requests are JSON bodies with the camelCase names (pilot3 ``pilot/util/https.py`` ``request2`` sends JSON) and
-``Accept: application/json``; answers are decoded in either form (see :mod:`pilotlib.panda._answers`). Names and
-answers follow panda-server's ``jobdispatcher/JobDispatcher.py`` (last version, commit 2e1a1449): ``getJob`` (no job is
-``StatusCode=20``, ``jobs`` when ``nJobs`` is sent), ``updateJob`` (``command``), ``updateJobsInBulk`` (``jobList``,
-answer ``[bool, [answers]]``), ``getEventRanges``/``updateEventRanges`` (``eventRanges`` JSON string, ``Returns``,
-``Command``), ``getKeyPair`` (``publicKey``/``privateKey``), ``getProxy`` (``userProxy``), ``updateWorkerPilotStatus``.
+Requests are gzip-compressed JSON bodies with the camelCase names and ``Content-Type: application/json`` (pilot3
+``pilot/util/https.py`` ``request2``; panda-server's legacy ``server/panda.py`` ``parse_json_parameters_legacy``
+gunzips every JSON body) and ``Accept: application/json``; answers are decoded in either form (see
+:mod:`pilotlib.panda._answers`). Names and answers follow panda-server's ``jobdispatcher/JobDispatcher.py`` (last
+version, commit 2e1a1449): ``getJob`` (no job is ``StatusCode=20``, ``jobs`` when ``nJobs`` is sent), ``updateJob``
+(``command``), ``updateJobsInBulk`` (``jobList``, answer ``[bool, [answers]]``),
+``getEventRanges``/``updateEventRanges`` (``eventRanges`` JSON string, ``Returns``, ``Command``), ``getKeyPair``
+(``publicKey``/``privateKey``), ``getProxy`` (``userProxy``), ``updateWorkerPilotStatus``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _path(method: str) -> str:
 
 
 def _call(transport: Transport, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    return ans.decode_legacy(method, transport.send(method, _path(method), json_body=body))
+    return ans.decode_legacy(method, transport.send(method, _path(method), json_body=body, compress=True))
 
 
 def job_request_fields(request: JobRequest) -> dict[str, Any]:
@@ -80,7 +82,7 @@ class LegacyDialect:
     def update_jobs(self, transport: Transport, updates: Sequence[JobUpdate]) -> list[UpdateAnswer]:
         """``updateJobsInBulk``: one answer per update, in order."""
         body = {"jobList": json.dumps([self._update_body(update) for update in updates])}
-        text = transport.send("updateJobsInBulk", _path("updateJobsInBulk"), json_body=body)
+        text = transport.send("updateJobsInBulk", _path("updateJobsInBulk"), json_body=body, compress=True)
         result = ans.nested("updateJobsInBulk", text, list, "the answer")
         if len(result) != 2 or not isinstance(result[0], bool):
             raise ServerAnswerError("updateJobsInBulk", "not a [status, answers] pair", text)
@@ -123,7 +125,8 @@ class LegacyDialect:
         """``updateWorkerPilotStatus``."""
         body = {"site": site, "workerID": worker_id, "harvesterID": harvester_id, "status": status,
                 "node_id": node_id}
-        text = transport.send("updateWorkerPilotStatus", _path("updateWorkerPilotStatus"), json_body=body)
+        text = transport.send("updateWorkerPilotStatus", _path("updateWorkerPilotStatus"), json_body=body,
+                              compress=True)
         if "StatusCode" not in text:  # the server answers a plain message for a refused state
             raise ServerRefusedError("updateWorkerPilotStatus", text[:200])
         ans.expect_success("updateWorkerPilotStatus", ans.decode_legacy("updateWorkerPilotStatus", text))

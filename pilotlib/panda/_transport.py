@@ -9,6 +9,8 @@ file for every request (tokens are renewed on disk). Neither is ever logged or p
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import random
 import time
@@ -127,8 +129,14 @@ class Transport:
         return {}, None
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
-             query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> str:
+             query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+             compress: bool = False) -> str:
         """Send one call and return the answer's text, retrying as the policy allows.
+
+        ``compress`` sends ``json_body`` gzip-compressed with ``Content-Type: application/json`` and no
+        ``Content-Encoding`` header, as pilot3's ``https.request2`` does for the legacy API: panda-server's legacy
+        entry point (``server/panda.py`` ``parse_json_parameters_legacy``) gunzips every JSON body unconditionally and
+        fails with a 500 on a plain one.
 
         Raises:
             CommunicationError: the call failed (after the retries, or at once when not retryable).
@@ -137,10 +145,15 @@ class Transport:
         url = f"{self.base_url}/{path.lstrip('/')}"
         auth_headers, cert = self._auth()
         all_headers = {"Accept": "application/json", **(headers or {}), **auth_headers}
+        payload: bytes | None = None
+        if compress and json_body is not None:
+            payload = gzip.compress(json.dumps(dict(json_body)).encode())
+            all_headers["Content-Type"] = "application/json"
+            json_body = None
         started = time.monotonic()
         reason, attempt = "", 0
         for attempt in range(1, self.retry.attempts + 1):
-            text, reason = self._attempt(call, method, url, json_body=json_body, query=query,
+            text, reason = self._attempt(call, method, url, json_body=json_body, payload=payload, query=query,
                                          headers=all_headers, cert=cert)
             if text is not None:
                 return text
@@ -154,12 +167,12 @@ class Transport:
         raise CommunicationError(f"{call}: failed after {attempt} attempt(s): {reason}")
 
     def _attempt(self, call: str, method: str, url: str, *, json_body: Mapping[str, Any] | None,
-                 query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
+                 payload: bytes | None, query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
                  ) -> tuple[str | None, str]:
         """One request: (the answer's text, "") or (None, the reason of a retryable failure)."""
         try:
             response = self.session.request(
-                method, url, json=dict(json_body) if json_body is not None else None, params=query,
+                method, url, json=dict(json_body) if json_body is not None else None, data=payload, params=query,
                 headers=dict(headers), cert=cert, verify=self.verify,
                 timeout=(self.timeouts.connect, self.timeouts.read),
             )

@@ -25,6 +25,12 @@ def _post(server: DevServer, method: str, **kwargs: object) -> requests.Response
     return answer
 
 
+def _gz(body: dict[str, object]) -> dict[str, object]:
+    """A legacy JSON request as pilot3 sends it: gzip-compressed, ``Content-Type: application/json``."""
+    return {"data": gzip.compress(json.dumps(body).encode()),
+            "headers": {"Content-Type": "application/json", **JSON}}
+
+
 def _v1(server: DevServer, path: str, body: dict[str, object]) -> dict[str, object]:
     answer = requests.post(f"{server.url}/api/v1/{path}", json=body, timeout=10)
     assert answer.status_code == 200
@@ -43,9 +49,9 @@ def test_legacy_getjob_bulk_urlencoded(panda_server: DevServer) -> None:
 def test_legacy_getjob_single_json_then_no_jobs(panda_server: DevServer) -> None:
     """Without nJobs the job's fields are the answer; the next getJob gets StatusCode 20 (each job goes once)."""
     panda_server.add_job(JOB)
-    first = _post(panda_server, "getJob", json={"siteName": "Q"}, headers=JSON).json()
+    first = _post(panda_server, "getJob", **_gz({"siteName": "Q"})).json()
     assert first["StatusCode"] == 0 and first["PandaID"] == 101 and first["jobPars"] == "-n 1"
-    second = _post(panda_server, "getJob", json={"siteName": "Q"}, headers=JSON).json()
+    second = _post(panda_server, "getJob", **_gz({"siteName": "Q"})).json()
     assert second == {"StatusCode": 20, "errorDialog": "no jobs in PanDA"}
     assert _post(panda_server, "getJob", data={"siteName": "Q"}).text == "StatusCode=20"
     assert panda_server.job_status(101) == "sent"
@@ -60,6 +66,27 @@ def test_legacy_gzip_json_body(panda_server: DevServer) -> None:
     assert answer["jobs"][0]["PandaID"] == 101
 
 
+def test_legacy_plain_json_body_is_a_server_error(panda_server: DevServer) -> None:
+    """An uncompressed JSON body on the legacy API is a 500, as panda-server's ``parse_json_parameters_legacy``
+    gunzips every JSON body; the job stays unsent."""
+    panda_server.add_job(JOB)
+    answer = requests.post(f"{panda_server.url}/server/panda/getJob", json={"siteName": "Q"}, headers=JSON, timeout=10)
+    assert answer.status_code == 500
+    assert panda_server.job_status(101) == "activated"
+
+
+def test_v1_gzip_only_with_content_encoding(panda_server: DevServer) -> None:
+    """A v1 JSON body is gunzipped only when ``Content-Encoding: gzip`` says so (``parse_json_parameters``)."""
+    panda_server.add_job(JOB)
+    body = gzip.compress(json.dumps({"site_name": "Q"}).encode())
+    url = f"{panda_server.url}/api/v1/pilot/acquire_jobs"
+    bare = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert bare.status_code == 500
+    good = requests.post(url, data=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                         timeout=10)
+    assert good.json()["data"]["jobs"][0]["PandaID"] == 101
+
+
 def test_legacy_update_job_records_and_answers_command(panda_server: DevServer) -> None:
     """updateJob keeps every update in order, answers command=NULL, then the command that was set, once."""
     panda_server.add_job(JOB)
@@ -69,8 +96,7 @@ def test_legacy_update_job_records_and_answers_command(panda_server: DevServer) 
     panda_server.set_command(101, "tobekilled")
     running = _post(panda_server, "updateJob", data={"jobId": "101", "state": "running", "cpuConsumptionTime": "3"})
     assert urllib.parse.parse_qs(running.text) == {"StatusCode": ["0"], "command": ["tobekilled"]}
-    final = _post(panda_server, "updateJob", json={"jobId": 101, "state": "failed", "pilotErrorCode": 1099},
-                  headers=JSON).json()
+    final = _post(panda_server, "updateJob", **_gz({"jobId": 101, "state": "failed", "pilotErrorCode": 1099})).json()
     assert final == {"StatusCode": 0, "command": "NULL"}
     assert panda_server.updates(101) == [
         {"jobId": "101", "state": "starting"},
