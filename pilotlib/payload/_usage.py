@@ -238,5 +238,5 @@ def read_prmon_summary(path: Path) -> ResourceUsage | None:
             avg_vmem_kb=int(avg.get("vmem", 0)),
             avg_swap_kb=int(avg.get("swap", 0)),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):  # any other shape: not prmon's
         return None

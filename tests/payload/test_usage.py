@@ -88,6 +88,10 @@ def test_read_prmon_summary(tmp_path: Path) -> None:
     assert read_prmon_summary(path) is None
     path.write_text(json.dumps({"Max": {"rss": 10}}))
     assert read_prmon_summary(path) is None
+    path.write_text(json.dumps({"Max": [1], "Avg": {}}))
+    assert read_prmon_summary(path) is None
+    path.write_text('{"Max": {"pss": Infinity, "rss": 1, "vmem": 1}, "Avg": {}}')
+    assert read_prmon_summary(path) is None
     path.write_text(
         json.dumps(
             {
