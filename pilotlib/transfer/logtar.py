@@ -63,7 +63,10 @@ def create_log_tarball(workdir: Path, job: Job, exclude: Collection[str] = (), t
     workdir = Path(workdir)
     tarball = workdir / job.log.lfn
     skip = {f.lfn for f in job.inputs} | set(exclude) | {tarball.name}
-    entries = sorted(p.name for p in workdir.iterdir() if p.name not in skip)
+    try:
+        entries = sorted(p.name for p in workdir.iterdir() if p.name not in skip)
+    except OSError as exc:
+        raise LogTarballError(f"cannot list the work directory {workdir}: {exc.strerror or exc}") from exc
     base = _base_name(job.log.lfn)
     command = ["tar", "-czf", str(tarball), "-C", str(workdir),
                "--transform", f"s,^,{base}/,", "--no-wildcards"]

@@ -87,3 +87,18 @@ def test_log_staged_out_for_failed_job(tmp_path: Path) -> None:
     staged = storage / deterministic_path("mc23", LOG.lfn)
     with tarfile.open(staged) as tar:
         assert "log.123.job.log/payload.stdout" in tar.getnames()
+
+
+def test_missing_work_directory(tmp_path: Path) -> None:
+    """A work directory that does not exist gives LogTarballError (1320), not a bare OSError; stage_out_log turns it
+    into the log's failed result."""
+    job = Job(panda_id=125, log=LOG)
+    try:
+        create_log_tarball(tmp_path / "gone", job, timeout=60)
+    except LogTarballError as exc:
+        assert exc.code is ErrorCode.LOGFILECREATIONFAILURE and "gone" in str(exc)
+    else:
+        raise AssertionError("no error")
+    stage = StageOut(registry_of(FakeTool("cp")), ["cp"], tmp_path / "gone")
+    result = stage_out_log(stage, job, timeout=60)
+    assert result.lfn == LOG.lfn and result.error_code is ErrorCode.LOGFILECREATIONFAILURE
