@@ -116,11 +116,11 @@ class RucioReplicaSource:
         try:
             client: Any = self._client_factory()
             answer = list(client.list_replicas(dids, schemes=self._schemes, ignore_availability=False))
-        except Exception as exc:  # any rucio/requests failure: translated once, here
+            found = {f"{item['scope']}:{item['name']}": _replicas_of(item) for item in answer}
+        except Exception as exc:  # any rucio/requests failure or a malformed answer: translated once, here
             raise ReplicaListError(
                 f"list_replicas failed for {len(dids)} files: {type(exc).__name__}: {exc}", Direction.STAGE_IN
             ) from exc
-        found = {f"{item['scope']}:{item['name']}": _replicas_of(item) for item in answer}
         log.info("replicas listed files=%d found=%d", len(dids), sum(1 for v in found.values() if v))
         return found
 

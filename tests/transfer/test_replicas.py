@@ -64,3 +64,24 @@ def test_list_failure_code() -> None:
     with pytest.raises(ReplicaListError) as info:
         RucioReplicaSource(broken).list_replicas([spec])
     assert info.value.code is ErrorCode.RUCIOLISTREPLICASFAILED
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [{"name": "f", "pfns": {}}],  # no scope
+        [{"scope": "s", "name": "f", "pfns": {"root://h//f": {"rse": "A", "priority": "high"}}}],
+        [{"scope": "s", "name": "f", "pfns": ["root://h//f"]}],
+    ],
+)
+def test_malformed_answer_is_a_list_error(answer: list[dict[str, object]]) -> None:
+    """An answer of an unexpected shape gives ReplicaListError (1322), not a bare KeyError/ValueError."""
+
+    class Client:
+        def list_replicas(self, dids: object, **kwargs: object) -> list[dict[str, object]]:
+            return answer
+
+    spec = FileSpec(lfn="f", kind=FileKind.INPUT, scope="s")
+    with pytest.raises(ReplicaListError) as info:
+        RucioReplicaSource(Client).list_replicas([spec])
+    assert info.value.code is ErrorCode.RUCIOLISTREPLICASFAILED
