@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from pilotlib.devserver import _legacy, _v1
+from pilotlib.devserver import _legacy, _signatures, _v1
 from pilotlib.devserver._logic import Context, Outcome
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,9 @@ class Handler(BaseHTTPRequestHandler):
             return _v1.envelope(False, f"expecting {expected}, received {method}")
         if method == "GET":
             params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        refusal = _signatures.check(target.key, params, method)
+        if refusal is not None:
+            return _v1.envelope(False, refusal)
         return _v1.HANDLERS[target.key](ctx, params)
 
     def _info(self, target: Route) -> Outcome:

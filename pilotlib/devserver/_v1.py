@@ -3,7 +3,8 @@
 Facts this module follows (panda-server ``pandaserver/api/v1/``):
 
 - ``common.generate_response`` makes every answer ``{"success": bool, "message": str, "data": ...}``;
-  ``request_validation`` refuses a wrong HTTP method with ``success: false`` and "expecting GET, received POST";
+  ``request_validation`` refuses a wrong HTTP method with ``success: false`` and "expecting GET, received POST", and
+  unknown, missing or mistyped arguments (:mod:`pilotlib.devserver._signatures`);
 - ``pilot_api.acquire_jobs(site_name, ..., n_jobs=1, ...)``: no job is ``success: false`` with "No jobs in PanDA";
   jobs are ``data = {"StatusCode": 0, "jobs": [job, ...]}``, each job with ``StatusCode`` and ``nSent``;
 - ``pilot_api.update_job(job_id, job_status, job_output_report, ...)``: an invalid status is ``success: false`` with
@@ -29,6 +30,7 @@ from typing import Any
 
 from pilotlib.devserver._legacy import VALID_STATES
 from pilotlib.devserver._logic import SC_SUCCESS, Context, Outcome
+from pilotlib.devserver._signatures import check_mapping
 
 #: v1 path -> the legacy method name (used for fault injection and request counts).
 PATHS = {
@@ -44,7 +46,7 @@ PATHS = {
 }
 
 #: The HTTP method each call requires (``request_validation(request_method=...)``).
-METHODS = {"creds/get_key_pair": "GET", "creds/get_proxy": "GET"}
+METHODS = {"creds/get_key_pair": "GET", "creds/get_proxy": "GET", "event/get_available_event_range_count": "GET"}
 
 #: update_job argument -> legacy name, where it is not the plain camelCase of the snake_case name.
 _UPDATE_NAMES = {
@@ -117,7 +119,8 @@ def update_jobs_bulk(ctx: Context, params: Mapping[str, Any]) -> Outcome:
         return envelope(False, "failed with TypeError job_list is not a list of objects", [])
     answers = []
     for item in job_list:
-        success, message, data = _update_job_data(ctx, item)
+        refusal = check_mapping("pilot/update_job", item)  # update_job validates each element's arguments
+        success, message, data = (False, refusal, None) if refusal else _update_job_data(ctx, item)
         answers.append({"success": success, "message": message, "data": data})
     return envelope(True, "", answers)
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +42,18 @@ UPDATE_ARGUMENTS = frozenset([
     "cpu_architecture_level", "grid", "source_site", "destination_site", "timeout",
 ])
 
+#: ``update_job`` arguments declared ``int``, ``int | float`` and epoch-or-text times; every other one is ``str``.
+_INT_ARGUMENTS = frozenset([
+    "cpu_consumption_time", "trans_exit_code", "pilot_error_code", "exe_error_code", "n_events", "n_input_files",
+    "attempt_nr", "core_count", "mean_core_count", "timeout",
+])
+_NUMBER_ARGUMENTS = frozenset(
+    ["cpu_conversion_factor"]
+    + [f"{kind}_{what}" for kind in ("max", "avg") for what in ("rss", "vmem", "swap", "pss")]
+    + [f"{kind}_{what}" for kind in ("tot", "rate") for what in ("rchar", "wchar", "rbytes", "wbytes")]
+)
+_TIME_ARGUMENTS = frozenset(["start_time", "end_time"])
+
 _SPECIAL = {"xml": "job_output_report", "jobId": "job_id", "state": "job_status"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -61,17 +75,54 @@ def _get(transport: Transport, call: str, path: str, query: Mapping[str, Any]) -
     return data
 
 
+def typed_argument(name: str, value: Any) -> Any:
+    """``value`` in the type ``pilot_api.update_job`` declares for ``name`` (its ``request_validation`` refuses the
+    whole update for one mistyped argument); None when it cannot be converted (the argument is then not sent).
+
+    Epoch times become the ``%Y-%m-%d %H:%M:%S`` UTC text the server parses (``time.strptime`` in ``update_job``);
+    mappings and lists (a job report) become JSON text.
+    """
+    if value is None or name in _INT_ARGUMENTS | _NUMBER_ARGUMENTS:
+        return _number(value, integer=name in _INT_ARGUMENTS)
+    if name in _TIME_ARGUMENTS and isinstance(value, int | float):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value)
+    return value if isinstance(value, str) else str(value)
+
+
+def _number(value: Any, integer: bool) -> int | float | None:
+    """``value`` as an int (or a float when not ``integer`` and not integral); None when it is not a number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return int(number) if integer or number.is_integer() else number
+
+
 def update_arguments(update: JobUpdate) -> dict[str, Any]:
-    """The ``update_job`` arguments of an update."""
+    """The ``update_job`` arguments of an update, each in its declared type."""
     body: dict[str, Any] = {}
     for key, value in update.fields.items():
         name = snake_name(key)
-        if name in UPDATE_ARGUMENTS:
-            body[name] = value
+        typed = typed_argument(name, value) if name in UPDATE_ARGUMENTS else None
+        if typed is not None:
+            body[name] = typed
         else:
             log.debug("field not sent in the v1 dialect field=%s", key)
-    body.update(job_id=update.panda_id, job_status=update.state)
+    body.update(job_id=int(update.panda_id), job_status=update.state)
     return body
+
+
+def _worker_id(worker_id: str) -> int | None:
+    """``acquire_jobs`` declares ``worker_id: int``: a Harvester worker id, sent only when it is a number."""
+    if worker_id.strip().isdigit():
+        return int(worker_id)
+    if worker_id:
+        log.warning("worker id not sent in the v1 dialect (not a number) worker_id=%s", worker_id[:40])
+    return None
 
 
 def _update_answer(call: str, success: bool, message: str, data: Any) -> UpdateAnswer:
@@ -99,7 +150,8 @@ class V1Dialect:
             "disk_space": request.disk_mb, "n_jobs": request.n_jobs,
         }
         optional = {"resource_type": request.resource_type, "job_type": request.job_type,
-                    "harvester_id": request.harvester_id, "worker_id": request.worker_id, "task_id": request.task_id}
+                    "harvester_id": request.harvester_id, "worker_id": _worker_id(request.worker_id),
+                    "task_id": request.task_id}
         body.update({key: value for key, value in optional.items() if value not in ("", None)})
         success, message, data = _call(transport, "getJob", "pilot/acquire_jobs", body)
         if not success:

@@ -185,3 +185,20 @@ def test_job_file_round_trip(panda_server: DevServer, examples_dir: Path) -> Non
     (job,) = _client(panda_server, "v1").get_jobs(REQUEST)
     source = json.loads((examples_dir / "jobs" / "production.json").read_text())
     assert job.panda_id == int(source["PandaID"]) and job.inputs[0].lfn == source["inFiles"]
+
+
+def test_v1_arguments_have_the_types_the_server_declares(panda_server: DevServer) -> None:
+    """panda-server's v1 refuses mistyped arguments (``request_validation``), so the client sends each ``update_job``
+    and ``acquire_jobs`` argument in its declared type: epoch times as ``%Y-%m-%d %H:%M:%S`` UTC text, counts as
+    ints, a JSON report as text, a numeric worker id as an int; the server keeps the update."""
+    panda_server.add_job(JOB)
+    client = _client(panda_server, "v1")
+    request = JobRequest(site_name="TEST_Q", queue="TEST_Q", worker_id="17", harvester_id="h1")
+    (job,) = client.get_jobs(request)
+    fields = {"startTime": 86400.25, "endTime": 86461, "cpuConsumptionTime": "12", "meanCoreCount": 2.0,
+              "metaData": {"exitCode": 0}, "pilotID": 12345, "attemptNr": "2", "maxRSS": "1000"}
+    assert client.update_job(JobUpdate(job.panda_id, "finished", fields, final=True)).accepted
+    assert panda_server.updates(4242) == [{
+        "jobId": 4242, "state": "finished", "startTime": "1970-01-02 00:00:00", "endTime": "1970-01-02 00:01:01",
+        "cpuConsumptionTime": 12, "meanCoreCount": 2, "metaData": '{"exitCode": 0}', "pilotID": "12345",
+        "attemptNr": 2, "maxRSS": 1000}]
