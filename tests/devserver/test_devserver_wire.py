@@ -221,3 +221,20 @@ def test_add_job_from_example_file(panda_server: DevServer, examples_dir: Path) 
     answer = _post(panda_server, "getJob", data={"siteName": "Q"}, headers=JSON).json()
     assert answer["PandaID"] == "6100000001" and answer["inFiles"] == "EVNT.36000001._000001.pool.root.1"
     assert (panda_server.workdir / "panda.sqlite").is_file()
+
+
+def test_v1_refuses_unknown_missing_and_mistyped_arguments(panda_server: DevServer) -> None:
+    """As ``request_validation`` does: an unknown or missing argument is an ``Argument error``, a mistyped one a
+    ``Type error``, each ``success: false``; a wrong type inside a bulk update refuses that element only."""
+    panda_server.add_job(JOB)
+    unknown = _v1(panda_server, "pilot/acquire_jobs", {"site_name": "Q", "siteName": "Q"})
+    assert unknown == {"success": False, "message": "Argument error: got an unexpected keyword argument 'siteName'",
+                       "data": None}
+    missing = _v1(panda_server, "pilot/update_job", {"job_status": "running"})
+    assert missing["message"] == "Argument error: missing a required argument: 'job_id'"
+    mistyped = _v1(panda_server, "pilot/update_job", {"job_id": 101, "job_status": "running", "start_time": 1.5})
+    assert mistyped["message"] == "Type error: 'start_time' must be of type str, got float."
+    bulk = _v1(panda_server, "pilot/update_jobs_bulk", {"job_list": [
+        {"job_id": "101", "job_status": "running"}, {"job_id": 101, "job_status": "running"}]})
+    assert [item["success"] for item in bulk["data"]] == [False, True]  # type: ignore[union-attr]
+    assert panda_server.updates(101) == [{"jobId": 101, "state": "running"}]
