@@ -463,7 +463,10 @@ with open(os.path.join(ap, "HPCJobs.json"), "w") as handle:  # as feed_jobs: no 
     handle.write(text[len(text) // 3 :])
 with open(os.path.join(ap, "worker_pandaids.json"), "w") as handle:
     json.dump([panda_id], handle)
-os.remove(request)
+try:  # as feed_jobs: the pilot may have removed it already
+    os.remove(request)
+except FileNotFoundError:
+    pass
 print(n_jobs)
 """
 
