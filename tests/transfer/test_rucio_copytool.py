@@ -69,6 +69,20 @@ def test_download_by_did_from_chosen_rse(rucio_server: RucioServer, tmp_path: Pa
     assert result.tool == "rucio" and result.size == 11
 
 
+def test_download_onto_a_directory_is_a_value(rucio_server: RucioServer, tmp_path: Path) -> None:
+    """A local name taken by a directory gives a failed result (STAGEINFAILED 1099), not a bare OSError; the
+    scratch folder is removed."""
+    name = _upload(rucio_server, tmp_path, LOCAL_RSE, b"data")
+    work = tmp_path / "work"
+    (work / name).mkdir(parents=True)
+    (work / name / "keep").write_text("x")
+    request = TransferRequest(lfn=name, direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:{name}",
+                              destination=name, scope=rucio_server.scope, ddmendpoint=LOCAL_RSE)
+    (result,) = RucioCopytool(client_factory=rucio_server.client).transfer([request], work)
+    assert result.error_code is ErrorCode.STAGEINFAILED and name in str(result.error)
+    assert sorted(p.name for p in work.iterdir()) == [name]
+
+
 def test_download_missing_file(rucio_server: RucioServer, tmp_path: Path) -> None:
     """A DID Rucio does not know gives MissingFileError with MISSINGINPUTFILE (1331)."""
     request = TransferRequest(lfn="nosuch.file", direction=Direction.STAGE_IN,

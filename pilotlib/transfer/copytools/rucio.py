@@ -114,7 +114,7 @@ class RucioCopytool:
                 raise TransferError(f"cannot write in {target.parent}: {reason}", request.direction) from exc
             try:
                 url = _watchdog(lambda: self._download(client, request, scratch), request, scratch)
-                (scratch / _did(request)[1]).replace(target)
+                _move_into_place(scratch / _did(request)[1], target, request.direction)
             finally:
                 if not scratch.exists() or not _is_running(scratch):
                     shutil.rmtree(scratch, ignore_errors=True)
@@ -200,6 +200,13 @@ def _did(request: TransferRequest) -> tuple[str, str]:
         scope, name = text.split(":")
         return scope, name
     raise MissingFileError(f"no Rucio scope for {request.lfn}", request.direction)
+
+
+def _move_into_place(downloaded: Path, target: Path, direction: Direction) -> None:
+    try:
+        downloaded.replace(target)
+    except OSError as exc:
+        raise TransferError(f"cannot move the download to {target}: {exc.strerror or exc}", direction) from exc
 
 
 def _check_download(out: list[dict[str, Any]], traces: list[dict[str, Any]], request: TransferRequest) -> None:
