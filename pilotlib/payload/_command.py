@@ -14,13 +14,16 @@ import os
 import shlex
 import shutil
 import stat
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
+from typing import BinaryIO
 
 import attrs
 import requests
+import urllib3
 
 from pilotlib.job import Job
 from pilotlib.payload.errors import TransformNotFoundError, TrfChmodError, TrfDownloadError
@@ -54,7 +57,8 @@ class PayloadSettings:
         proxy_path: path of the X.509 proxy file, passed as ``X509_USER_PROXY`` (the path only).
         token_path: path of the OIDC token file, passed as ``OIDC_AUTH_TOKEN`` (the path only).
         extra_env: more variables to set (e.g. an event-service channel directory).
-        download_timeout: seconds for downloading a transformation URL.
+        download_timeout: seconds for downloading a transformation URL (the whole download, not each read).
+        download_max_bytes: the largest transformation accepted (a bigger body fails the download).
         verify_tls: ``True`` (default), or a CA bundle/directory path, for HTTPS downloads.
         stdout_name: file name of the payload's stdout in the work directory.
         stderr_name: file name of the payload's stderr in the work directory.
@@ -65,6 +69,7 @@ class PayloadSettings:
     token_path: Path | None = attrs.field(default=None, converter=_opt_path)
     extra_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
     download_timeout: float = 120.0
+    download_max_bytes: int = 256 * 1024 * 1024
     verify_tls: bool | str = True
     stdout_name: str = "payload.stdout"
     stderr_name: str = "payload.stderr"
@@ -219,6 +224,20 @@ def _trf_file_name(url: str) -> str:
     return name
 
 
+def _copy_body(
+    resp: requests.Response, out: BinaryIO, deadline: float, settings: PayloadSettings, shown: str
+) -> None:
+    """Copy the body as it arrives (``read1``: a trickling server can not hold a read past the deadline)."""
+    size = 0
+    while chunk := resp.raw.read1(1 << 16, decode_content=True):
+        size += len(chunk)
+        if size > settings.download_max_bytes:
+            raise TrfDownloadError(f"transformation {shown} is larger than {settings.download_max_bytes} B")
+        if time.monotonic() > deadline:
+            raise TrfDownloadError(f"download of transformation {shown} took longer than {settings.download_timeout} s")
+        out.write(chunk)
+
+
 def download_transformation(url: str, workdir: Path, settings: PayloadSettings) -> Path:
     """Download a transformation into the work directory and make it executable.
 
@@ -231,22 +250,26 @@ def download_transformation(url: str, workdir: Path, settings: PayloadSettings) 
         The downloaded file's path.
 
     Raises:
-        TrfDownloadError: HTTP error, timeout, connection failure or empty body (1149).
+        TrfDownloadError: HTTP error, timeout (of the whole download), connection failure, a body larger than
+            ``settings.download_max_bytes`` or an empty one (1149).
         TrfChmodError: chmod failed (1143).
     """
     shown = redact_url(url)
     target = workdir / _trf_file_name(url)
+    deadline = time.monotonic() + settings.download_timeout
     try:
         with requests.get(url, timeout=settings.download_timeout, verify=settings.verify_tls, stream=True) as resp:
             resp.raise_for_status()
             with target.open("wb") as out:
-                for chunk in resp.iter_content(chunk_size=1 << 16):
-                    out.write(chunk)
+                _copy_body(resp, out, deadline, settings, shown)
+    except TrfDownloadError:
+        target.unlink(missing_ok=True)
+        raise
     except requests.HTTPError as exc:
         target.unlink(missing_ok=True)
         status = exc.response.status_code if exc.response is not None else "?"
         raise TrfDownloadError(f"download of transformation {shown} failed: HTTP {status}") from exc
-    except (requests.RequestException, OSError) as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         target.unlink(missing_ok=True)
         raise TrfDownloadError(f"download of transformation {shown} failed: {type(exc).__name__}") from exc
     if target.stat().st_size == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import socket
 import stat
@@ -196,6 +197,78 @@ def test_trf_download_connection_refused(workdir: Path) -> None:
         build_command(job, workdir, PayloadSettings(download_timeout=5))
     assert info.value.code == 1149
     assert list(workdir.iterdir()) == []
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Announces a huge body and sends it one byte every 20 ms, for as long as the client reads."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(10**9))
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"#")
+                self.wfile.flush()
+                threading.Event().wait(0.02)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_trf_download_bounded_in_time_and_size(workdir: Path, http_root: tuple[str, Path]) -> None:
+    """download_timeout bounds the whole download (a server trickling bytes can not hold the pilot), and a body
+    above download_max_bytes is refused; both give TrfDownloadError (1149) and leave no file behind."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        job = Job(panda_id=7, transformation=f"http://127.0.0.1:{server.server_address[1]}/trf")
+        with pytest.raises(TrfDownloadError) as info:
+            build_command(job, workdir, PayloadSettings(download_timeout=0.3))
+        assert info.value.code == 1149 and "took longer than 0.3 s" in str(info.value)
+        assert list(workdir.iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    base, root = http_root
+    (root / "big-trf").write_bytes(b"#" * 5000)
+    job = Job(panda_id=7, transformation=f"{base}/big-trf")
+    with pytest.raises(TrfDownloadError) as info:
+        build_command(job, workdir, PayloadSettings(download_max_bytes=4096))
+    assert info.value.code == 1149 and "larger than 4096 B" in str(info.value)
+    assert list(workdir.iterdir()) == []
+
+
+class _Gzipped(http.server.BaseHTTPRequestHandler):
+    """Serves TRF_BODY gzip-compressed (Content-Encoding: gzip)."""
+
+    def do_GET(self) -> None:
+        body = gzip.compress(TRF_BODY)
+        self.send_response(200)
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_trf_download_decodes_content_encoding(workdir: Path) -> None:
+    """A transformation served gzip-encoded is stored decoded (the script itself, runnable)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Gzipped)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        job = Job(panda_id=7, transformation=f"http://127.0.0.1:{server.server_address[1]}/trf")
+        cmd = build_command(job, workdir, PayloadSettings())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (workdir / "trf").read_bytes() == TRF_BODY and cmd.argv == (str(workdir / "trf"),)
 
 
 def test_redact_url() -> None:
