@@ -24,6 +24,22 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
+def _is_secret_field(name: str) -> bool:
+    """Fields that carry credentials: ``secrets`` (user secrets), ``pilotSecrets``, ``pandaProxySecretKey``, ...
+
+    Fact: PanDAWMS/panda-server ``pandaserver/api/v1/pilot_api.py`` (``secrets``, ``pilotSecrets``) and
+    ``pandaserver/jobdispatcher/Protocol.py`` (``setPandaProxySecretKey``) put them into the job definition.
+    """
+    lowered = name.lower()
+    return "secret" in lowered or "password" in lowered
+
+
+def _redacted_repr(value: Mapping[str, Any]) -> str:
+    """``repr`` of the unmodelled fields with credential values hidden (a job may be logged)."""
+    shown = {key: ("<redacted>" if _is_secret_field(str(key)) else item) for key, item in value.items()}
+    return repr(shown)
+
+
 @attrs.frozen
 class FileSpec:
     """One input, output or log file of a job, as the job definition describes it.
@@ -132,7 +148,8 @@ class Job:
     """A PanDA job as the pilot sees it: identity, software, files, resources and flags.
 
     Build one with :func:`parse_job`; change one with :func:`attrs.evolve`. ``extra`` keeps every field pilotlib does
-    not model, so that :func:`job_to_wire` gives back what came in.
+    not model, so that :func:`job_to_wire` gives back what came in; its credential fields (``secrets``,
+    ``pilotSecrets``, ``pandaProxySecretKey``) are kept but never shown by ``repr``.
     """
 
     panda_id: int
@@ -171,7 +188,7 @@ class Job:
     is_hpo: bool = False
     use_vp: bool = False
     no_exec_str_cnv: bool = False
-    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, repr=_redacted_repr)
     source: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, repr=False, eq=False)
 
     @property

@@ -159,6 +159,16 @@ def test_unknown_fields_are_kept() -> None:
     assert job_to_wire(job) == wire
 
 
+def test_credentials_are_kept_but_not_shown() -> None:
+    """User secrets, pilot secrets and the PanDA proxy key go back on the wire but never appear in repr(job)."""
+    wire = {"PandaID": "7", "secrets": '{"token": "S3CR3T-USER"}', "pilotSecrets": "S3CR3T-PILOT",
+            "pandaProxySecretKey": "S3CR3T-KEY", "nucleus": "CERN-PROD"}
+    job = parse_job(wire)
+    assert job_to_wire(job) == wire and job.extra["pilotSecrets"] == "S3CR3T-PILOT"
+    shown = repr(job)
+    assert "S3CR3T" not in shown and "CERN-PROD" in shown and "'pilotSecrets': '<redacted>'" in shown
+
+
 def test_changed_job_serialises_its_changes_only() -> None:
     """After ``attrs.evolve`` the changed fields are rendered; untouched fields keep their original form."""
     wire = {**MINIMAL, "attemptNr": "1", "coreCount": 8, "loopingCheck": False}
