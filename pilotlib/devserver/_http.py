@@ -234,8 +234,7 @@ class Handler(BaseHTTPRequestHandler):
             return Outcome(500, "text/plain", str(exc).encode())
         ctx = self.server.make_context(self._client_dn())
         if target.dialect == "legacy":
-            accept_json = "application/json" in self.headers.get("Accept", "")
-            return _legacy.HANDLERS[target.key](ctx, params, accept_json)
+            return self._legacy(target, ctx, params)
         expected = _v1.METHODS.get(target.key, "POST")
         if method != expected:
             return _v1.envelope(False, f"expecting {expected}, received {method}")
@@ -245,6 +244,13 @@ class Handler(BaseHTTPRequestHandler):
         if refusal is not None:
             return _v1.envelope(False, refusal)
         return _v1.HANDLERS[target.key](ctx, params)
+
+    def _legacy(self, target: Route, ctx: Context, params: dict[str, Any]) -> Outcome:
+        accept_json = "application/json" in self.headers.get("Accept", "")
+        try:
+            return _legacy.HANDLERS[target.key](ctx, params, accept_json)
+        except TypeError as exc:  # server/panda.py calls the method with the request's fields as keywords
+            return Outcome(500, "text/plain", str(exc).encode())
 
     def _info(self, target: Route) -> Outcome:
         store = self.server.make_context(None).store

@@ -74,12 +74,29 @@ def get_job(ctx: Context, params: Mapping[str, Any], accept_json: bool) -> Outco
     return _response(SC_SUCCESS, accept_json, jobs=answers if accept_json else json.dumps(answers))
 
 
+#: The keyword arguments of ``JobDispatcher.updateJob`` (panda-server 2e1a1449); the request's fields are passed as
+#: keywords, so any other field is a TypeError: an HTTP 500 for ``updateJob``, a failed ``updateJobsInBulk``.
+UPDATE_JOB_ARGUMENTS = frozenset({
+    "jobId", "state", "token", "transExitCode", "pilotErrorCode", "pilotErrorDiag", "timestamp", "timeout", "xml",
+    "node", "workdir", "cpuConsumptionTime", "cpuConsumptionUnit", "remainingSpace", "schedulerID", "pilotID",
+    "siteName", "messageLevel", "pilotLog", "metaData", "cpuConversionFactor", "exeErrorCode", "exeErrorDiag",
+    "pilotTiming", "computingElement", "startTime", "endTime", "nEvents", "nInputFiles", "batchID", "attemptNr",
+    "jobMetrics", "stdout", "jobSubStatus", "coreCount", "maxRSS", "maxVMEM", "maxSWAP", "maxPSS", "avgRSS",
+    "avgVMEM", "avgSWAP", "avgPSS", "totRCHAR", "totWCHAR", "totRBYTES", "totWBYTES", "rateRCHAR", "rateWCHAR",
+    "rateRBYTES", "rateWBYTES", "corruptedFiles", "meanCoreCount", "cpu_architecture_level", "grid", "source_site",
+    "destination_site",
+})
+
+
 def update_job(ctx: Context, params: Mapping[str, Any], accept_json: bool) -> Outcome:
     """``updateJob``: keep the update, answer with the back-channel command.
 
     ``jobId=NULL`` and a state outside :data:`VALID_STATES` are acknowledged with a bare ``StatusCode=0`` and not
     recorded (JobDispatcher.updateJob: "invalid state ... for updateJob" returns SC_Success).
     """
+    unknown = sorted(set(params) - UPDATE_JOB_ARGUMENTS)
+    if unknown:
+        raise TypeError(f"updateJob() got an unexpected keyword argument '{unknown[0]}'")
     if str(params.get("jobId", "")) == "NULL" or str(params.get("state", "")) not in VALID_STATES:
         return _response(SC_SUCCESS, accept_json)
     code, command = ctx.update_job(str(params.get("jobId", "")), dict(params))

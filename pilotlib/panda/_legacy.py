@@ -13,6 +13,8 @@ version, commit 2e1a1449): ``getJob`` (no job is ``StatusCode=20``, ``jobs`` whe
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +24,38 @@ from pilotlib.panda._transport import Transport
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
 from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
 
+log = logging.getLogger(__name__)
+
 SC_NOJOBS = 20
+
+
+# The keyword arguments of the legacy ``updateJob`` (panda-server ``pandaserver/jobdispatcher/JobDispatcher.py`` at
+# 2e1a1449, ``def updateJob``): the server passes the request's fields as keywords, so an unknown one is a TypeError
+# there (an HTTP 500), and ``startTime``/``endTime`` are parsed with ``time.strptime(value, "%Y-%m-%d %H:%M:%S")``
+# (anything else is silently dropped).
+UPDATE_JOB_FIELDS = frozenset({
+    "jobId", "state", "token", "transExitCode", "pilotErrorCode", "pilotErrorDiag", "timestamp", "timeout", "xml",
+    "node", "workdir", "cpuConsumptionTime", "cpuConsumptionUnit", "remainingSpace", "schedulerID", "pilotID",
+    "siteName", "messageLevel", "pilotLog", "metaData", "cpuConversionFactor", "exeErrorCode", "exeErrorDiag",
+    "pilotTiming", "computingElement", "startTime", "endTime", "nEvents", "nInputFiles", "batchID", "attemptNr",
+    "jobMetrics", "stdout", "jobSubStatus", "coreCount", "maxRSS", "maxVMEM", "maxSWAP", "maxPSS", "avgRSS",
+    "avgVMEM", "avgSWAP", "avgPSS", "totRCHAR", "totWCHAR", "totRBYTES", "totWBYTES", "rateRCHAR", "rateWCHAR",
+    "rateRBYTES", "rateWBYTES", "corruptedFiles", "meanCoreCount", "cpu_architecture_level", "grid", "source_site",
+    "destination_site",
+})
+_TIME_FIELDS = ("startTime", "endTime")
+
+
+def legacy_update_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``updateJob`` fields the legacy server accepts, with epoch times in its ``%Y-%m-%d %H:%M:%S`` UTC form."""
+    body: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in UPDATE_JOB_FIELDS:
+            log.debug("updateJob field not sent: the legacy server has no such argument field=%s", key)
+            continue
+        epoch = key in _TIME_FIELDS and isinstance(value, int | float) and not isinstance(value, bool)
+        body[key] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value)) if epoch else value
+    return body
 
 
 def _path(method: str) -> str:
@@ -71,7 +104,7 @@ class LegacyDialect:
 
     @staticmethod
     def _update_body(update: JobUpdate) -> dict[str, Any]:
-        return {**update.fields, "jobId": update.panda_id, "state": update.state}
+        return {**legacy_update_fields(update.fields), "jobId": update.panda_id, "state": update.state}
 
     @staticmethod
     def _update_answer(call: str, answer: Mapping[str, Any]) -> UpdateAnswer:

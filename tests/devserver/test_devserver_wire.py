@@ -116,6 +116,18 @@ def test_legacy_update_unknown_job_and_bad_state(panda_server: DevServer) -> Non
     assert panda_server.updates(101) == []
 
 
+def test_legacy_update_with_an_unknown_field_is_a_server_error(panda_server: DevServer) -> None:
+    """JobDispatcher.updateJob takes the fields as keywords: an unknown one is a 500 (single) or a failed bulk."""
+    panda_server.add_job(JOB)
+    answer = requests.post(f"{panda_server.url}/server/panda/updateJob", timeout=10,
+                           data={"jobId": "101", "state": "running", "mood": "good"})
+    assert answer.status_code == 500 and "mood" in answer.text
+    job_list = json.dumps([{"jobId": 101, "state": "running", "mood": "good"}])
+    bulk = _post(panda_server, "updateJobsInBulk", data={"jobList": job_list}).json()
+    assert bulk[0] is False and "mood" in bulk[1]
+    assert panda_server.updates(101) == []
+
+
 def test_legacy_bulk_update(panda_server: DevServer) -> None:
     """updateJobsInBulk answers [true, [each updateJob answer]] and records each update."""
     panda_server.add_job(JOB)

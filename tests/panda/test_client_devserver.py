@@ -187,6 +187,19 @@ def test_job_file_round_trip(panda_server: DevServer, examples_dir: Path) -> Non
     assert job.panda_id == int(source["PandaID"]) and job.inputs[0].lfn == source["inFiles"]
 
 
+def test_legacy_update_sends_only_known_fields_and_server_times(panda_server: DevServer) -> None:
+    """The legacy server takes updateJob's fields as keywords (an unknown one is a 500) and parses startTime/endTime
+    with ``%Y-%m-%d %H:%M:%S``: the client leaves unknown fields out and formats epoch times; the update is kept."""
+    panda_server.add_job(JOB)
+    client = _client(panda_server, "legacy")
+    client.get_jobs(REQUEST)
+    fields = {"startTime": 86400.25, "endTime": 86461, "notAnUpdateJobArgument": "x", "coreCount": 2}
+    assert client.update_job(JobUpdate(4242, "running", fields)).accepted
+    (update,) = panda_server.updates(4242)
+    assert update["startTime"] == "1970-01-02 00:00:00" and update["endTime"] == "1970-01-02 00:01:01"
+    assert "notAnUpdateJobArgument" not in update and str(update["coreCount"]) == "2"
+
+
 def test_v1_arguments_have_the_types_the_server_declares(panda_server: DevServer) -> None:
     """panda-server's v1 refuses mistyped arguments (``request_validation``), so the client sends each ``update_job``
     and ``acquire_jobs`` argument in its declared type: epoch times as ``%Y-%m-%d %H:%M:%S`` UTC text, counts as
