@@ -34,6 +34,13 @@ def _ep(name: str, value: str) -> metadata.EntryPoint:
     return metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
 
 
+def test_builtin_entry_points_are_installed() -> None:
+    """The installed package registers the built-in copytools under pilotlib.copytools."""
+    names = CopytoolRegistry().names()
+    for name in ("mv", "cp", "symlink", "xrdcp", "gfal", "lsm"):
+        assert name in names
+
+
 def test_unknown_name_has_unknowncopytool_code() -> None:
     """Asking for an unregistered name raises UnknownCopytoolError (1323) listing what is registered."""
     reg = CopytoolRegistry(entry_points=[], factories={"fake": FakeTool})

@@ -1,0 +1,336 @@
+"""``xrdcp``: XRootD transfers through the XRootD Python client (``CopyProcess``), or the ``xrdcp`` command.
+
+The Python client copies many files in parallel in one ``CopyProcess`` (``parallel``) with end-to-end adler32
+verification: on stage-in the expected checksum is preset, so a corrupted replica fails even though the server's
+checksum matches its own bad copy; on stage-out the local checksum is computed first and preset. When only the
+``xrdcp`` command exists (Debian's xrootd-client), each file is one command run (``--cksum adler32:<value>``), a
+bounded number at once, each with its timeout; the process group is killed on timeout.
+
+Error translation follows PanDAWMS/pilot3 ``pilot/copytool/xrdcp.py`` and ``pilot/copytool/common.py``: checksum
+errors are GETADMISMATCH/PUTADMISMATCH, "no such file" on stage-in is MISSINGINPUTFILE, a server error response is
+XRDCPERROR, an expired operation is a timeout. XRootD's status numbers are XrdCl's (``XrdClStatus.hh``: 206
+operation expired, 305 checksum error, 400 error response, 1xx socket/connection) and the server's
+(``XProtocol.hh``: 3009 no space, 3010 not authorized, 3011 not found).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from pilotlib.errors import Direction
+from pilotlib.transfer.base import TransferRequest, TransferResult
+from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
+from pilotlib.transfer.copytools._common import (
+    Endpoints,
+    endpoints,
+    failure,
+    parallel_map,
+    run_command,
+    success,
+)
+from pilotlib.transfer.errors import (
+    AuthenticationError,
+    ChecksumMismatchError,
+    MissingFileError,
+    NoSpaceError,
+    StorageUnavailableError,
+    TransferError,
+    TransferTimeoutError,
+    XrdcpError,
+)
+
+__all__ = ["XrdcpCopytool", "classify_xrootd_failure"]
+
+log = logging.getLogger(__name__)
+
+
+class _Status(Protocol):
+    code: int
+    errno: int
+    message: str
+
+
+def classify_xrootd_failure(  # noqa: PLR0911  (a flat decision table)
+    code: int, errno: int, message: str, direction: Direction, lfn: str
+) -> TransferError:
+    """Translate an XRootD client status (or an ``xrdcp`` failure's numbers and text) into a transfer error."""
+    text = f"{lfn}: {message.strip()}"
+    lowered = message.lower()
+    if code == 305 or "checksum error" in lowered:
+        return ChecksumMismatchError(text, direction)
+    if code in (103, 206) or "expired" in lowered or "timeout" in lowered:
+        return TransferTimeoutError(text, direction)
+    if errno == 3011 or "no such file" in lowered:
+        return MissingFileError(text, direction)
+    if errno == 3010 or code == 204 or "auth" in lowered:
+        return AuthenticationError(text, direction)
+    if errno == 3009 or "no space" in lowered:
+        return NoSpaceError(text, direction)
+    if 100 <= code < 200 or "connection" in lowered:
+        return StorageUnavailableError(text, direction)
+    if code == 400 or "server responded with an error" in lowered:
+        return XrdcpError(text, direction)
+    return TransferError(text, direction)
+
+
+class XrdcpCopytool:
+    """Copy root:// files with the XRootD client library, or the ``xrdcp`` command when only that exists.
+
+    Args:
+        backend: ``"auto"`` (library if importable, else command), ``"python"`` or ``"command"``.
+        parallel: files copied at once.
+        command: the xrdcp executable.
+        connection_retry: XRootD client connection attempts (the client's default, 5 x 120 s, waits ~10 min
+            on a dead host; the stage-in/stage-out retries cover a passing failure).
+        connection_window: seconds per connection attempt.
+        timeout_resolution: seconds between the client's timeout checks.
+    """
+
+    name = "xrdcp"
+    schemes: tuple[str, ...] = ("root", "xroot", "roots")
+
+    def __init__(
+        self,
+        backend: str = "auto",
+        *,
+        parallel: int = 8,
+        command: str = "xrdcp",
+        connection_retry: int = 1,
+        connection_window: int = 15,
+        timeout_resolution: int = 1,
+    ) -> None:
+        if backend not in ("auto", "python", "command"):
+            raise TypeError(f"backend must be auto, python or command, not {backend!r}")
+        self.backend = backend
+        self.parallel = parallel
+        self.command = command
+        self.client_env = {
+            "ConnectionRetry": connection_retry,
+            "ConnectionWindow": connection_window,
+            "TimeoutResolution": timeout_resolution,
+        }
+
+    def _client_env(self, shortest_timeout: int) -> dict[str, int]:
+        """The client settings for a batch: a connection attempt never outlasts the shortest file timeout."""
+        settings = dict(self.client_env)
+        settings["ConnectionWindow"] = max(1, min(settings["ConnectionWindow"], shortest_timeout))
+        return settings
+
+    def _chosen(self) -> str | None:
+        has_lib = importlib.util.find_spec("XRootD") is not None
+        if self.backend in ("auto", "python") and has_lib:
+            return "python"
+        if self.backend in ("auto", "command") and shutil.which(self.command):
+            return "command"
+        return None
+
+    def unusable_reason(self) -> str | None:
+        """Why neither the XRootD Python client nor the ``xrdcp`` command can be used, or None."""
+        if self._chosen() is not None:
+            return None
+        wanted = {"python": "the XRootD Python client (pip install xrootd) is not importable",
+                  "command": f"command {self.command!r} not found on PATH"}
+        if self.backend == "auto":
+            return f"{wanted['python']}, and {wanted['command']}"
+        return wanted[self.backend]
+
+    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
+        """Copy the files in parallel; one result per request, in order."""
+        started = time.monotonic()
+        results: list[TransferResult | None] = [None] * len(requests)
+        ready: list[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]] = []
+        for i, request in enumerate(requests):
+            try:
+                ends = endpoints(request, workdir)
+                preset = self._preset(request, ends)
+            except TransferError as exc:
+                results[i] = failure(request, self.name, exc, started)
+                continue
+            ready.append((i, request, ends, preset))
+        backend = self._chosen()
+        if backend is None:
+            reason = self.unusable_reason() or "unusable"
+            for i, request, _, _ in ready:
+                results[i] = failure(request, self.name, TransferError(reason, request.direction), started)
+        elif ready:
+            run = self._run_python if backend == "python" else self._run_commands
+            for (i, _, _, _), result in zip(ready, run(ready), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _preset(request: TransferRequest, ends: Endpoints) -> tuple[str, str] | None:
+        """The adler32 to verify against: the expected one (stage-in), or the local file's (stage-out)."""
+        if request.direction is Direction.STAGE_IN:
+            if request.checksum is None:
+                return None
+            kind = normalize_checksum_type(request.checksum[0], request.direction)
+            return (kind, request.checksum[1].lower().zfill(8)) if kind == "adler32" else None
+        if not ends.local.is_file():
+            raise MissingFileError(f"output {request.lfn} not found at {ends.local}", request.direction)
+        if request.checksum is not None:
+            verify_checksum(ends.local, request.checksum, request.direction)
+        return ("adler32", calculate_checksum(ends.local, "adler32", request.direction))
+
+    # -- the XRootD Python client ------------------------------------------------------------------------------
+    def _run_python(
+        self, ready: Sequence[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]]
+    ) -> list[TransferResult]:
+        client = importlib.import_module("XRootD.client")  # the backend is imported only here (R10)
+        env = importlib.import_module("XRootD.client.env")
+
+        shortest = min(int(request.timeout) for _, request, _, _ in ready)
+        for key, value in self._client_env(shortest).items():
+            env.EnvPutInt(key, value)
+        process = client.CopyProcess()
+        process.parallel(max(self.parallel, 1))
+        for _, request, ends, preset in ready:
+            inbound = request.direction is Direction.STAGE_IN
+            if inbound:
+                ends.local.parent.mkdir(parents=True, exist_ok=True)
+            process.add_job(
+                ends.remote if inbound else str(ends.local),
+                str(ends.local) if inbound else ends.remote,
+                force=True, mkdir=True, posc=not inbound,
+                checksummode="end2end", checksumtype="adler32",
+                checksumpreset=preset[1] if preset else "", rmBadCksum=True,
+                cptimeout=max(int(request.timeout), 1), inittimeout=max(int(request.timeout), 1),
+            )
+        timer = _JobTimer()
+        status = process.prepare()
+        if not status.ok:
+            return self._all_failed(ready, status.message, timer.started)
+        _, outcomes = process.run(timer)
+        results = []
+        for job, (_, request, ends, preset) in enumerate(ready):
+            outcome = outcomes[job] if job < len(outcomes) else {}
+            results.append(self._python_result(request, ends, preset, outcome, timer.started_at(job)))
+        return results
+
+    def _python_result(
+        self,
+        request: TransferRequest,
+        ends: Endpoints,
+        preset: tuple[str, str] | None,
+        outcome: dict[str, object],
+        started: float,
+    ) -> TransferResult:
+        status = outcome.get("status")
+        if status is None:
+            return failure(request, self.name, TransferError("no result from CopyProcess", request.direction), started)
+        st: _Status = status  # type: ignore[assignment]
+        if not getattr(status, "ok", False):
+            error = classify_xrootd_failure(st.code, st.errno, st.message, request.direction, request.lfn)
+            if isinstance(error, ChecksumMismatchError):
+                error = self._mismatch(request, preset, outcome)
+            log.warning("transfer failed tool=xrdcp lfn=%s code=%d error=%s", request.lfn, error.code, error)
+            return failure(request, self.name, error, started)
+        target = str(outcome.get("targetCheckSum", ""))
+        checksum = ("adler32", target.split(":", 1)[1]) if target.startswith("adler32:") else preset
+        if request.direction is Direction.STAGE_IN and request.checksum and preset is None:
+            try:
+                checksum = verify_checksum(ends.local, request.checksum, request.direction)
+            except TransferError as exc:
+                return failure(request, self.name, exc, started)
+        return success(request, self.name, ends, checksum, started)
+
+    @staticmethod
+    def _mismatch(
+        request: TransferRequest, preset: tuple[str, str] | None, outcome: dict[str, object]
+    ) -> ChecksumMismatchError:
+        source = str(outcome.get("sourceCheckSum", "")).partition(":")[2] or (preset[1] if preset else "")
+        target = str(outcome.get("targetCheckSum", "")).partition(":")[2]
+        return ChecksumMismatchError(
+            f"adler32 mismatch for {request.lfn}: expected {source}, got {target}",
+            request.direction, "adler32", source, target,
+        )
+
+    def _all_failed(
+        self, ready: Sequence[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]], why: str, started: float
+    ) -> list[TransferResult]:
+        return [
+            failure(r, self.name, TransferError(f"xrootd copy not prepared: {why}", r.direction), started)
+            for _, r, _, _ in ready
+        ]
+
+    # -- the xrdcp command -------------------------------------------------------------------------------------
+    def _run_commands(
+        self, ready: Sequence[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]]
+    ) -> list[TransferResult]:
+        environment = dict(os.environ)
+        shortest = min(int(request.timeout) for _, request, _, _ in ready)
+        environment.update({f"XRD_{k.upper()}": str(v) for k, v in self._client_env(shortest).items()})
+
+        def one(k: int) -> TransferResult:
+            _, request, ends, preset = ready[k]
+            return self._one_command(request, ends, preset, environment)
+
+        def timed_out(k: int) -> TransferResult:
+            request = ready[k][1]
+            error = TransferTimeoutError(f"xrdcp of {request.lfn} exceeded {request.timeout:.0f} s", request.direction)
+            return failure(request, self.name, error, time.monotonic() - request.timeout)
+
+        timeouts = [r.timeout + 5.0 for _, r, _, _ in ready]  # the command's own timeout fires first
+        return parallel_map(one, timeouts, self.parallel, timed_out)
+
+    def _one_command(
+        self, request: TransferRequest, ends: Endpoints, preset: tuple[str, str] | None, env: dict[str, str]
+    ) -> TransferResult:
+        started = time.monotonic()
+        inbound = request.direction is Direction.STAGE_IN
+        if inbound:
+            ends.local.parent.mkdir(parents=True, exist_ok=True)
+        cksum = f"adler32:{preset[1]}" if preset else "adler32"
+        src, dst = (ends.remote, str(ends.local)) if inbound else (str(ends.local), ends.remote)
+        args = [self.command, "--nopbar", "--force", "--rm-bad-cksum", "--cksum", cksum, src, dst]
+        try:
+            done = run_command(args, request.timeout, request.direction, env=env, what=request.lfn)
+        except TransferError as exc:
+            return failure(request, self.name, exc, started)
+        if done.returncode != 0:
+            code = 305 if done.returncode == 53 else 0
+            error = classify_xrootd_failure(code, 0, done.stderr or done.stdout, request.direction, request.lfn)
+            log.warning("transfer failed tool=xrdcp lfn=%s rc=%d code=%d", request.lfn, done.returncode, error.code)
+            return failure(request, self.name, error, started)
+        checksum = preset
+        if inbound and request.checksum and preset is None:
+            try:
+                checksum = verify_checksum(ends.local, request.checksum, request.direction)
+            except TransferError as exc:
+                return failure(request, self.name, exc, started)
+        if checksum is None and inbound:
+            checksum = ("adler32", calculate_checksum(ends.local, "adler32", request.direction))
+        return success(request, self.name, ends, checksum, started)
+
+
+class _JobTimer:
+    """A CopyProcess progress handler that notes when each job starts (for per-file seconds)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._begun: dict[int, float] = {}
+
+    def begin(self, jobId: int, total: int, source: object, target: object) -> None:
+        self._begun[jobId] = time.monotonic()
+
+    def end(self, jobId: int, results: object) -> None:
+        """Nothing to do: the result values come back from ``run``."""
+
+    def update(self, jobId: int, processed: int, total: int) -> None:
+        """Nothing to do."""
+
+    def should_cancel(self, jobId: int) -> bool:
+        """Never cancel: each job has its own ``cptimeout``."""
+        return False
+
+    def started_at(self, job: int) -> float:
+        """When job ``job`` (0-based) began, or when the run began."""
+        return self._begun.get(job + 1, self._begun.get(job, self.started))

@@ -1,0 +1,315 @@
+"""The copytool contract, run for every built-in copytool against real storage started by the tests.
+
+Storage: the Debian XRootD server (root:// and its XrdHttp http:// / dav:// door) for ``xrdcp`` (library and
+command), ``gfal`` and ``lsm`` (site scripts that copy with the real ``xrdcp`` command); a local folder for
+``mv``/``cp``/``symlink`` (files already in place). Every backend asserts the same behaviours: download with the
+right checksum, upload and read back, corrupted replica, missing file, storage down, timeout, escaping name,
+many files in one call. A case a backend cannot have (a local folder is never "down"; a rename never times out)
+is left out of its parameters, with the reason next to the backend.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fixtures.xrootd import XRootDServer, free_port
+
+from pilotlib.errors import Direction, ErrorCode
+from pilotlib.transfer import Copytool, TransferRequest, default_registry
+from pilotlib.transfer.copytools import (
+    CpCopytool,
+    GfalCopytool,
+    LsmCopytool,
+    MvCopytool,
+    SymlinkCopytool,
+    XrdcpCopytool,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def adler(data: bytes) -> str:
+    return f"{zlib.adler32(data):08x}"
+
+
+@dataclass
+class Storage:
+    """Where a backend's remote files live, and how a test reaches them."""
+
+    url: Callable[[str], str]  # remote URL of a storage path
+    put: Callable[[str, bytes], Path]  # create a file on the storage
+    local: Callable[[str], Path]  # the storage-side file behind a path
+    down_url: str | None = None  # a URL on a storage that is down (None: not applicable)
+    hang_url: str | None = None  # a URL on a storage that never answers (None: not applicable)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Backend:
+    name: str
+    make: Callable[[Path], Copytool]
+    storage: Callable[[XRootDServer, Path, int], Storage]
+    remote: bool = True  # has a storage that can be down or hang
+
+
+def _xrootd(server: XRootDServer, _tmp: Path, hole: int) -> Storage:
+    return Storage(server.root_url, server.put, server.local,
+                   down_url=f"root://127.0.0.1:{free_port()}//c/f",
+                   hang_url=f"root://127.0.0.1:{hole}//c/f")
+
+
+def _http(scheme: str) -> Callable[[XRootDServer, Path, int], Storage]:
+    def make(server: XRootDServer, _tmp: Path, hole: int) -> Storage:
+        return Storage(lambda p: server.http_url(p, scheme), server.put, server.local,
+                       down_url=f"{scheme}://127.0.0.1:{free_port()}/c/f",
+                       hang_url=f"{scheme}://127.0.0.1:{hole}/c/f")
+    return make
+
+
+def _gfal_root(server: XRootDServer, tmp: Path, hole: int) -> Storage:
+    # Not "down"/"hang": gfal2's xrootd plugin (Debian's libXrdCl, configured only by XRD_* environment variables)
+    # retries a refused connection for minutes; the copytool then reports a timeout at the request's deadline.
+    # Those cases are covered for gfal on the http door and for root:// by the xrdcp backends.
+    return Storage(server.root_url, server.put, server.local)
+
+
+def _folder(_server: XRootDServer, tmp: Path, _hole: int) -> Storage:
+    root = tmp / "storage"
+    root.mkdir(exist_ok=True)
+
+    def put(path: str, data: bytes) -> Path:
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return target
+
+    # A local folder is never "down" and never hangs.
+    return Storage(lambda p: (root / p).as_uri(), put, lambda p: root / p)
+
+
+LSM_GET = """#!/bin/bash
+# a site's lsm-get: copy with xrdcp
+export XRD_CONNECTIONRETRY=1
+exec xrdcp --nopbar --force "$1" "$2" 2>&1
+"""
+
+LSM_PUT = """#!/bin/bash
+# a site's lsm-put: lsm-put [--size N] [--checksum type:value] [--guid G] [-t token] SRC DST
+export XRD_CONNECTIONRETRY=1
+cksum=adler32
+while [[ $# -gt 2 ]]; do
+  case "$1" in
+    --checksum) cksum="$2"; shift 2 ;;
+    --size|--guid|-t) shift 2 ;;
+    *) echo "unknown option $1"; exit 2 ;;
+  esac
+done
+exec xrdcp --nopbar --force --cksum "$cksum" "$1" "$2" 2>&1
+"""
+
+
+def _lsm(tmp: Path) -> Copytool:
+    bin_dir = tmp / "site-bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("lsm-get", LSM_GET), ("lsm-put", LSM_PUT)):
+        script = bin_dir / name
+        script.write_text(text)
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return LsmCopytool(get_command=str(bin_dir / "lsm-get"), put_command=str(bin_dir / "lsm-put"))
+
+
+BACKENDS = [
+    Backend("xrdcp-python", lambda _t: XrdcpCopytool(backend="python"), _xrootd),
+    Backend("xrdcp-command", lambda _t: XrdcpCopytool(backend="command"), _xrootd),
+    Backend("gfal-root", lambda _t: GfalCopytool(), _gfal_root, remote=False),
+    Backend("gfal-http", lambda _t: GfalCopytool(), _http("http")),
+    Backend("gfal-dav", lambda _t: GfalCopytool(), _http("dav")),
+    Backend("lsm", _lsm, _xrootd),
+    Backend("mv", lambda _t: MvCopytool(), _folder, remote=False),
+    Backend("cp", lambda _t: CpCopytool(), _folder, remote=False),
+    Backend("symlink", lambda _t: SymlinkCopytool(), _folder, remote=False),
+]
+UPLOADERS = [b for b in BACKENDS if b.name != "symlink"]  # a link is not a stage-out
+REMOTE = [b for b in BACKENDS if b.remote]
+
+
+@dataclass
+class Env:
+    tool: Copytool
+    storage: Storage
+    work: Path
+    prefix: str
+
+
+def _env(backend: Backend, server: XRootDServer, tmp_path: Path, hole: int) -> Env:
+    work = tmp_path / "work"
+    work.mkdir()
+    return Env(backend.make(tmp_path), backend.storage(server, tmp_path, hole), work,
+               f"contract/{backend.name}/{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def env(request: pytest.FixtureRequest, xrootd_server: XRootDServer, tmp_path: Path, blackhole_port: int) -> Env:
+    return _env(request.param, xrootd_server, tmp_path, blackhole_port)
+
+
+@pytest.fixture(params=REMOTE, ids=lambda b: b.name)
+def remote_env(
+    request: pytest.FixtureRequest, xrootd_server: XRootDServer, tmp_path: Path, blackhole_port: int
+) -> Env:
+    return _env(request.param, xrootd_server, tmp_path, blackhole_port)
+
+
+@pytest.fixture(params=UPLOADERS, ids=lambda b: b.name)
+def up_env(request: pytest.FixtureRequest, xrootd_server: XRootDServer, tmp_path: Path, blackhole_port: int) -> Env:
+    return _env(request.param, xrootd_server, tmp_path, blackhole_port)
+
+
+def get(lfn: str, url: str, checksum: str | None = None, timeout: float = 60.0) -> TransferRequest:
+    return TransferRequest(lfn=lfn, direction=Direction.STAGE_IN, source=url, destination=lfn,
+                           checksum=None if checksum is None else ("adler32", checksum), timeout=timeout)
+
+
+def put(lfn: str, url: str, checksum: str | None = None, timeout: float = 60.0) -> TransferRequest:
+    return TransferRequest(lfn=lfn, direction=Direction.STAGE_OUT, source=lfn, destination=url,
+                           checksum=None if checksum is None else ("adler32", checksum), timeout=timeout)
+
+
+# -- the contract -----------------------------------------------------------------------------------------------
+def test_registered_and_usable(env: Env) -> None:
+    """The tool is registered under its name in the entry-point group and is usable on this node."""
+    assert env.tool.unusable_reason() is None
+    assert type(default_registry().create(env.tool.name)) is type(env.tool)
+
+
+def test_download_with_checksum(env: Env) -> None:
+    """A file on the storage is staged in with its content, size, and the verified adler32 in the result."""
+    data = os.urandom(300_000)
+    env.storage.put(f"{env.prefix}/in.root", data)
+    (result,) = env.tool.transfer([get("in.root", env.storage.url(f"{env.prefix}/in.root"), adler(data))], env.work)
+    assert result.ok, result.error
+    assert (env.work / "in.root").read_bytes() == data
+    assert result.checksum == ("adler32", adler(data))
+    assert result.size == len(data) and result.tool == env.tool.name
+    assert result.local_path == str(env.work.resolve() / "in.root")
+
+
+def test_upload_then_read_back(up_env: Env) -> None:
+    """An output is staged out; the storage then holds the same bytes, and the result has its adler32."""
+    data = os.urandom(200_000)
+    (up_env.work / "out.root").write_bytes(data)
+    url = up_env.storage.url(f"{up_env.prefix}/out.root")
+    (result,) = up_env.tool.transfer([put("out.root", url)], up_env.work)
+    assert result.ok, result.error
+    assert up_env.storage.local(f"{up_env.prefix}/out.root").read_bytes() == data
+    assert result.checksum == ("adler32", adler(data)) and result.url == url
+
+
+def test_corrupted_replica_is_a_mismatch(env: Env) -> None:
+    """A replica whose content differs from the catalogue's checksum fails with GETADMISMATCH (1171)."""
+    good, bad = b"good content" * 1000, b"bad content!" * 1000
+    env.storage.put(f"{env.prefix}/bad.root", bad)
+    (result,) = env.tool.transfer([get("bad.root", env.storage.url(f"{env.prefix}/bad.root"), adler(good))], env.work)
+    assert result.error_code is ErrorCode.GETADMISMATCH, result.error
+
+
+def test_output_mismatch_is_put_mismatch(up_env: Env) -> None:
+    """An output whose content does not match the expected checksum fails with PUTADMISMATCH (1172)."""
+    (up_env.work / "o.root").write_bytes(b"actual")
+    url = up_env.storage.url(f"{up_env.prefix}/o.root")
+    (result,) = up_env.tool.transfer([put("o.root", url, adler(b"expected"))], up_env.work)
+    assert result.error_code is ErrorCode.PUTADMISMATCH, result.error
+
+
+def test_missing_replica(env: Env) -> None:
+    """A replica that does not exist fails with MISSINGINPUTFILE (1331)."""
+    (result,) = env.tool.transfer([get("gone.root", env.storage.url(f"{env.prefix}/gone.root"))], env.work)
+    assert result.error_code is ErrorCode.MISSINGINPUTFILE, result.error
+    assert not (env.work / "gone.root").exists()
+
+
+def test_missing_output(up_env: Env) -> None:
+    """An output that was never written fails with NOSUCHFILE (1103)."""
+    (result,) = up_env.tool.transfer([put("never.root", up_env.storage.url(f"{up_env.prefix}/n"))], up_env.work)
+    assert result.error_code is ErrorCode.NOSUCHFILE, result.error
+
+
+def test_storage_down(remote_env: Env) -> None:
+    """A storage that refuses connections fails the file with STAGEINFAILED (1099), as a value."""
+    assert remote_env.storage.down_url is not None
+    (result,) = remote_env.tool.transfer([get("d.root", remote_env.storage.down_url, timeout=60)], remote_env.work)
+    assert result.error_code is ErrorCode.STAGEINFAILED, result.error
+
+
+def test_timeout(remote_env: Env) -> None:
+    """A storage that accepts the connection and never answers fails with STAGEINTIMEOUT (1151)."""
+    assert remote_env.storage.hang_url is not None
+    (result,) = remote_env.tool.transfer([get("t.root", remote_env.storage.hang_url, timeout=3)], remote_env.work)
+    assert result.error_code is ErrorCode.STAGEINTIMEOUT, result.error
+    assert result.seconds < 60
+
+
+def test_cp_copy_exceeding_its_timeout(tmp_path: Path) -> None:
+    """cp gives up a copy past its deadline with STAGEINTIMEOUT and leaves no partial file."""
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(32 * 1024 * 1024))
+    (tmp_path / "work").mkdir()
+    (result,) = CpCopytool().transfer([get("big", big.as_uri(), timeout=0.0)], tmp_path / "work")
+    assert result.error_code is ErrorCode.STAGEINTIMEOUT
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../escape.root", "sub/../../escape.root", "/tmp/escape.root"])
+def test_escaping_name_is_refused(env: Env, name: str) -> None:
+    """A destination that would leave the work directory is refused (STAGEINFAILED) and nothing is written."""
+    env.storage.put(f"{env.prefix}/e.root", b"x")
+    request = TransferRequest(lfn="e.root", direction=Direction.STAGE_IN,
+                              source=env.storage.url(f"{env.prefix}/e.root"), destination=name)
+    (result,) = env.tool.transfer([request], env.work)
+    assert result.error_code is ErrorCode.STAGEINFAILED
+    assert not (env.work.parent / "escape.root").exists()
+
+
+def test_escaping_output_name_is_refused(up_env: Env) -> None:
+    """A local output path outside the work directory is refused with BADOUTPUTFILENAME (1371)."""
+    (up_env.work.parent / "secret").write_bytes(b"not yours")
+    request = TransferRequest(lfn="secret", direction=Direction.STAGE_OUT, source="../secret",
+                              destination=up_env.storage.url(f"{up_env.prefix}/secret"))
+    (result,) = up_env.tool.transfer([request], up_env.work)
+    assert result.error_code is ErrorCode.BADOUTPUTFILENAME
+    assert not up_env.storage.local(f"{up_env.prefix}/secret").exists()
+
+
+def test_many_files_one_result_each_in_order(env: Env) -> None:
+    """Many files in one call give one result per request, in request order, failures included."""
+    names = [f"m{i}.root" for i in range(6)]
+    requests = []
+    for i, name in enumerate(names):
+        data = f"file {i}".encode() * 100
+        if i != 3:
+            env.storage.put(f"{env.prefix}/{name}", data)
+        requests.append(get(name, env.storage.url(f"{env.prefix}/{name}"), adler(data)))
+    results = env.tool.transfer(requests, env.work)
+    assert [r.lfn for r in results] == names
+    assert [r.ok for r in results] == [True, True, True, False, True, True]
+    assert results[3].error_code is ErrorCode.MISSINGINPUTFILE
+    assert (env.work / "m5.root").read_bytes() == b"file 5" * 100
+
+
+def test_xrootd_server_checksum_matches_upload(xrootd_server: XRootDServer, tmp_path: Path) -> None:
+    """After an xrdcp upload the server's own adler32 (xrdfs query checksum) equals the result's."""
+    data = os.urandom(123_456)
+    (tmp_path / "o").write_bytes(data)
+    path = f"contract/srv/{uuid.uuid4().hex[:8]}/o"
+    (result,) = XrdcpCopytool().transfer([put("o", xrootd_server.root_url(path))], tmp_path)
+    out = subprocess.run(["xrdfs", xrootd_server.endpoint.removeprefix("root://"), "query", "checksum", "/" + path],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["adler32", adler(data)] == ["adler32", result.checksum[1] if result.checksum else ""]
