@@ -28,6 +28,7 @@ import attrs
 
 from pilotlib.errors import InternalPilotError, PilotError
 from pilotlib.job import Job
+from pilotlib.logcontext import job_context
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [
@@ -273,7 +274,8 @@ def _apply(stage: Stage, run: JobRun, stop: Stop) -> JobRun:
         return run
     begin = time.monotonic()
     try:
-        result = stage.func(run, stop)
+        with job_context(run.job.panda_id):
+            result = stage.func(run, stop)
     except PilotError as exc:
         log.error("stage failed stage=%s panda_id=%d code=%d error=%s", stage.name, run.job.panda_id, exc.code, exc)
         result = run.failed(exc)

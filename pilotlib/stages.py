@@ -12,6 +12,7 @@ left to finish.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -106,7 +107,8 @@ class Heartbeat:
         self._job_stop = job_stop
         self._interval = interval
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        context = contextvars.copy_context()  # the heartbeat's log records belong to the job, as its stage's do
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="heartbeat", daemon=True)
         self.sent = 0
 
     def __enter__(self) -> Heartbeat:

@@ -9,20 +9,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
-from apps.grid_pilot.compose import PILOT_LOG, Outcome, exit_code, run_pilot
+from apps.grid_pilot.compose import PILOT_LOG, Outcome, exit_code, job_log_path, run_pilot
 from apps.grid_pilot.settings import Settings
 from apps.grid_pilot.signals import handle_signals
+from pilotlib.logcontext import JobIdFilter, PerJobFileHandler
 from pilotlib.pipeline import Stop
 
 __all__ = ["main"]
-_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s %(name)s: %(message)s"
+_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s job=%(panda_id)s %(name)s: %(message)s"
 
 
 def _configure_logging(settings: Settings) -> None:
+    """The pilot's log to stderr and ``<workdir>/pilotlog.txt``; each job's records also go to
+    ``<workdir>/pilotlog-<PandaID>.txt``, copied into the job's log tarball (its own story)."""
     settings.workdir.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr),
-                                       logging.FileHandler(settings.workdir / PILOT_LOG, encoding="utf-8")]
-    logging.basicConfig(level=settings.log_level, format=_FORMAT, handlers=handlers, force=True)
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(sys.stderr),
+        logging.FileHandler(settings.workdir / PILOT_LOG, encoding="utf-8"),
+        PerJobFileHandler(lambda panda_id: job_log_path(settings, panda_id)),
+    ]
+    formatter = logging.Formatter(_FORMAT)
+    for handler in handlers:
+        handler.addFilter(JobIdFilter())
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=settings.log_level, handlers=handlers, force=True)
 
 
 def _summary(outcome: Outcome, settings: Settings, status: int) -> str:

@@ -31,7 +31,7 @@ from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, standard_stages
 from pilotlib.transfer.registry import default_registry
 
-__all__ = ["PILOT_LOG", "Outcome", "Parts", "Retriever", "build_parts", "exit_code", "run_pilot"]
+__all__ = ["PILOT_LOG", "Outcome", "Parts", "Retriever", "build_parts", "exit_code", "job_log_path", "run_pilot"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ class Retriever:
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore) -> Stages:
     data = TransferStages(default_registry(), settings.copytool_in, settings.copytool_out,
-                          settings.input_url, settings.output_url or str(settings.workdir / "storage"))
+                          settings.input_url, settings.output_url or str(settings.workdir / "storage"),
+                          job_log_of=lambda panda_id: job_log_path(settings, panda_id))
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "USER", "TMPDIR")}
     executor = RunnerExecutor(PayloadSettings(base_env=env), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
@@ -152,6 +153,11 @@ def _stages(settings: Settings, reporter: JobReporter, store: FinalStore) -> Sta
                   identity=identity, store=store, heartbeat_interval=settings.heartbeat,
                   final_retry=RetryPolicy(deadline=settings.final_retry),
                   pilot_log=lambda: _tail(settings.workdir / PILOT_LOG))
+
+
+def job_log_path(settings: Settings, panda_id: int) -> Path:
+    """Where job ``panda_id``'s own pilot log is written while it runs (beside its work directory, not in it)."""
+    return settings.workdir / f"pilotlog-{panda_id}.txt"
 
 
 def _tail(path: Path, size: int = 4096) -> str:

@@ -8,7 +8,9 @@ job's ``ddmEndPointOut`` says.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pilotlib.job import FileSpec, Job
@@ -23,6 +25,7 @@ from pilotlib.transfer.stageout import StageOut
 __all__ = ["LOCAL_STORAGE", "PlaceReplicas", "TransferStages", "as_url"]
 
 LOCAL_STORAGE = "LOCAL"
+PILOT_LOG_IN_TARBALL = "pilotlog.txt"
 
 
 def as_url(place: str) -> str:
@@ -52,7 +55,10 @@ class TransferStages:
         tools_out: Sequence[str],
         input_url: str,
         output_url: str,
+        *,
+        job_log_of: Callable[[int], Path] | None = None,
     ) -> None:
+        self._job_log_of = job_log_of
         self._registry = registry
         self._tools_in = tuple(tools_in)
         self._tools_out = tuple(tools_out)
@@ -77,5 +83,13 @@ class TransferStages:
         return self._stage_out(job, workdir).run(job)
 
     def stage_out_log(self, job: Job, workdir: Path) -> TransferResult:
-        """Pack the work directory (without inputs) as the log tarball and send it."""
+        """Pack the work directory (without inputs, with the job's own pilot log) as the log tarball and send it.
+
+        The job's pilot log lives beside the work directory while the job runs (a log written inside it would keep
+        the looping-job check from ever firing) and is copied in just before the tarball is made.
+        """
+        if self._job_log_of is not None:
+            job_log = self._job_log_of(job.panda_id)
+            with contextlib.suppress(OSError):  # no log yet, or no work directory: the tarball is made regardless
+                shutil.copyfile(job_log, workdir / PILOT_LOG_IN_TARBALL)
         return stage_out_log(self._stage_out(job, workdir), job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,11 +63,19 @@ class ToolChain:
 
 
 def run_parallel(func: Callable[[T], R], items: Sequence[T], parallel: int) -> list[R]:
-    """``[func(item) for item in items]`` on at most ``parallel`` threads, results in order."""
+    """``[func(item) for item in items]`` on at most ``parallel`` threads, results in order.
+
+    Each call runs in a copy of the caller's context, so context variables (the job a log record belongs to) follow.
+    """
     if parallel <= 1 or len(items) <= 1:
         return [func(item) for item in items]
+    context = contextvars.copy_context()
+
+    def call(item: T) -> R:
+        return context.copy().run(func, item)
+
     with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="transfer") as pool:
-        return list(pool.map(func, items))
+        return list(pool.map(call, items))
 
 
 def log_start(direction: Direction, lfn: str, tool: str, size: int | None, url: str) -> None:

@@ -71,6 +71,13 @@ def test_good_job_reports_starting_running_finished(panda_server: DevServer, tmp
     assert panda_server.final_state(8001) == "finished"
     names = _log_names(tmp_path)
     assert any(n.endswith("payload.stdout") for n in names) and not any(n.endswith("in.dat") for n in names)
+    with tarfile.open(_stored(tmp_path, "log.tgz")) as tar:
+        (member,) = [m for m in names if m.endswith("/pilotlog.txt")]
+        handle = tar.extractfile(member)
+        assert handle is not None
+        job_log = handle.read().decode()
+    # the job's own story is in its log tarball: its records, marked with its PandaID, from stage-in to stage-out
+    assert "job=8001" in job_log and "stage-in" in job_log.lower() and "job=-" not in job_log
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,96 @@
+"""The job a log record belongs to, carried by a context variable (STYLE R15), and handlers an app may install.
+
+The pipeline sets :data:`current_panda_id` while a stage works on a job, so every record logged from that stage's
+thread knows its job without loggers being passed around. The library configures no logging: an app adds
+:class:`JobIdFilter` to its handlers (records then have ``%(panda_id)s``) and, to give each job its own log inside its
+work directory (so that the job's log tarball tells that job's story), a :class:`PerJobFileHandler`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from pathlib import Path
+
+__all__ = ["JobIdFilter", "PerJobFileHandler", "current_panda_id", "job_context"]
+
+#: The PandaID of the job being worked on in this context, or None.
+current_panda_id: ContextVar[int | None] = ContextVar("pilotlib_panda_id", default=None)
+
+
+@contextlib.contextmanager
+def job_context(panda_id: int) -> Iterator[None]:
+    """Within the block, log records of this thread (and of contexts copied from it) belong to job ``panda_id``."""
+    token = current_panda_id.set(panda_id)
+    try:
+        yield
+    finally:
+        current_panda_id.reset(token)
+
+
+class JobIdFilter(logging.Filter):
+    """Adds ``record.panda_id`` (the current job's PandaID, or ``-``) to every record; never drops one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Annotate the record."""
+        if not hasattr(record, "panda_id"):
+            panda_id = current_panda_id.get()
+            record.panda_id = "-" if panda_id is None else panda_id
+        return True
+
+
+class PerJobFileHandler(logging.Handler):
+    """Writes each record that belongs to a job to that job's own log file, ``path_of(panda_id)``.
+
+    Records with no job are left to the app's other handlers. Files are opened on a job's first record and closed
+    with :meth:`close_job` (or :meth:`close`).
+    """
+
+    def __init__(self, path_of: Callable[[int], Path]) -> None:
+        super().__init__()
+        self._path_of = path_of
+        self._files: dict[int, logging.FileHandler] = {}
+        self._files_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record to its job's file (nothing for records without a job)."""
+        panda_id = getattr(record, "panda_id", None)
+        if not isinstance(panda_id, int):
+            panda_id = current_panda_id.get()
+        if panda_id is None:
+            return
+        try:
+            handler = self._handler(panda_id)
+            handler.emit(record)
+        except Exception:  # logging must never break the pilot; report through logging's own channel
+            self.handleError(record)
+
+    def _handler(self, panda_id: int) -> logging.FileHandler:
+        with self._files_lock:
+            handler = self._files.get(panda_id)
+            if handler is None:
+                path = self._path_of(panda_id)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handler = logging.FileHandler(path, encoding="utf-8")
+                handler.setFormatter(self.formatter)
+                self._files[panda_id] = handler
+            return handler
+
+    def close_job(self, panda_id: int) -> None:
+        """Close job ``panda_id``'s file (its later records open it again, appending)."""
+        with self._files_lock:
+            handler = self._files.pop(panda_id, None)
+        if handler is not None:
+            handler.close()
+
+    def close(self) -> None:
+        """Close every job's file."""
+        with self._files_lock:
+            handlers = list(self._files.values())
+            self._files.clear()
+        for handler in handlers:
+            handler.close()
+        super().close()
