@@ -25,6 +25,7 @@ import attrs
 import requests
 import urllib3
 
+from pilotlib._redact import redact_url
 from pilotlib.job import Job
 from pilotlib.payload.errors import TransformNotFoundError, TrfChmodError, TrfDownloadError
 
@@ -206,15 +207,6 @@ def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings) -
     if found is None:
         raise TransformNotFoundError(f"transformation {trf!r} is neither in {workdir} nor on PATH")
     return os.path.abspath(found)
-
-
-def redact_url(url: str) -> str:
-    """The URL without user info, query and fragment (they may carry credentials), for logs and errors."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _trf_file_name(url: str) -> str:

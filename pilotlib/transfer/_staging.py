@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from pilotlib._redact import redact_url
 from pilotlib.errors import Direction, PilotError
 from pilotlib.transfer.base import Copytool, TransferResult
 from pilotlib.transfer.errors import NoUsableCopytoolError, UnknownCopytoolError
@@ -80,7 +81,7 @@ def run_parallel(func: Callable[[T], R], items: Sequence[T], parallel: int) -> l
 
 def log_start(direction: Direction, lfn: str, tool: str, size: int | None, url: str) -> None:
     """One line when a file's transfer starts."""
-    log.info("%s start lfn=%s tool=%s size=%s url=%s", direction.value, lfn, tool, size, url)
+    log.info("%s start lfn=%s tool=%s size=%s url=%s", direction.value, lfn, tool, size, redact_url(url))
 
 
 def log_done(result: TransferResult) -> None:

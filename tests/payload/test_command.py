@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pilotlib._redact import redact_url
 from pilotlib.errors import ErrorCode
 from pilotlib.job import Job, parse_job
 from pilotlib.payload import (
@@ -21,7 +22,6 @@ from pilotlib.payload import (
     TrfDownloadError,
     build_command,
 )
-from pilotlib.payload._command import redact_url
 
 TRF_BODY = b'#!/bin/sh\necho trf-ran "$@"\n'
 
