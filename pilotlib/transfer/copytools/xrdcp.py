@@ -21,7 +21,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -196,23 +197,33 @@ class XrdcpCopytool:
             inbound = request.direction is Direction.STAGE_IN
             if inbound:
                 ends.local.parent.mkdir(parents=True, exist_ok=True)
+            # stage-in with an expected checksum: verified on the local file as each job ends, overlapping the
+            # other transfers; otherwise XRootD's end-to-end adler32 (source server vs target)
+            local_check = inbound and request.checksum is not None
             process.add_job(
                 ends.remote if inbound else str(ends.local),
                 str(ends.local) if inbound else ends.remote,
                 force=True, mkdir=True, posc=not inbound,
-                checksummode="end2end", checksumtype="adler32",
-                checksumpreset=preset[1] if preset else "", rmBadCksum=True,
+                checksummode="none" if local_check else "end2end", checksumtype="adler32",
+                checksumpreset="" if inbound or preset is None else preset[1], rmBadCksum=not inbound,
                 cptimeout=max(int(request.timeout), 1), inittimeout=max(int(request.timeout), 1),
             )
-        timer = _JobTimer()
-        status = process.prepare()
-        if not status.ok:
-            return self._all_failed(ready, status.message, timer.started)
-        _, outcomes = process.run(timer)
+        verifier = _Verifier([(r, e) for _, r, e, _ in ready], workers=min(self.parallel, os.cpu_count() or 1))
+        timer = _JobTimer(verifier.submit)
+        try:
+            status = process.prepare()
+            if not status.ok:
+                return self._all_failed(ready, status.message, timer.started)
+            _, outcomes = process.run(timer)
+        finally:
+            verifier.close()
         results = []
         for job, (_, request, ends, preset) in enumerate(ready):
             outcome = outcomes[job] if job < len(outcomes) else {}
-            results.append(self._python_result(request, ends, preset, outcome, timer.started_at(job)))
+            started = timer.started_at(job)
+            results.append(
+                self._python_result(request, ends, preset, outcome, started=started, verified=verifier.future(job))
+            )
         return results
 
     def _python_result(
@@ -221,7 +232,9 @@ class XrdcpCopytool:
         ends: Endpoints,
         preset: tuple[str, str] | None,
         outcome: dict[str, object],
+        *,
         started: float,
+        verified: Future[tuple[str, str]] | None,
     ) -> TransferResult:
         status = outcome.get("status")
         if status is None:
@@ -235,10 +248,13 @@ class XrdcpCopytool:
             return failure(request, self.name, error, started)
         target = str(outcome.get("targetCheckSum", ""))
         checksum = ("adler32", target.split(":", 1)[1]) if target.startswith("adler32:") else preset
-        if request.direction is Direction.STAGE_IN and request.checksum and preset is None:
+        if verified is not None:
             try:
-                checksum = verify_checksum(ends.local, request.checksum, request.direction)
+                checksum = verified.result()
             except TransferError as exc:
+                if isinstance(exc, ChecksumMismatchError):
+                    ends.local.unlink(missing_ok=True)  # a corrupted copy is not left for the payload
+                log.warning("transfer failed tool=xrdcp lfn=%s code=%d error=%s", request.lfn, exc.code, exc)
                 return failure(request, self.name, exc, started)
         return success(request, self.name, ends, checksum, started)
 
@@ -311,18 +327,45 @@ class XrdcpCopytool:
         return success(request, self.name, ends, checksum, started)
 
 
-class _JobTimer:
-    """A CopyProcess progress handler that notes when each job starts (for per-file seconds)."""
+class _Verifier:
+    """Verifies stage-in checksums on local files in a small pool, as soon as each XRootD job ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, jobs: Sequence[tuple[TransferRequest, Endpoints]], workers: int) -> None:
+        self._jobs = jobs
+        self._pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="xrdcp-verify")
+        self._futures: dict[int, Future[tuple[str, str]]] = {}
+
+    def submit(self, job: int, outcome: object) -> None:
+        """Called with the 0-based job index and XRootD's result of that job."""
+        request, ends = self._jobs[job]
+        status = outcome.get("status") if isinstance(outcome, dict) else None
+        if request.direction is Direction.STAGE_IN and request.checksum and getattr(status, "ok", False):
+            self._futures[job] = self._pool.submit(verify_checksum, ends.local, request.checksum, request.direction)
+
+    def future(self, job: int) -> Future[tuple[str, str]] | None:
+        """The verification of job ``job``, if one was started."""
+        return self._futures.get(job)
+
+    def close(self) -> None:
+        """Wait for the verifications (local reads: they end)."""
+        self._pool.shutdown(wait=True)
+
+
+class _JobTimer:
+    """A CopyProcess progress handler: notes when each job starts, hands each finished job to ``on_end``."""
+
+    def __init__(self, on_end: Callable[[int, object], None]) -> None:
         self.started = time.monotonic()
         self._begun: dict[int, float] = {}
+        self._on_end = on_end
 
     def begin(self, jobId: int, total: int, source: object, target: object) -> None:
+        """XRootD job ``jobId`` (1-based) starts."""
         self._begun[jobId] = time.monotonic()
 
     def end(self, jobId: int, results: object) -> None:
-        """Nothing to do: the result values come back from ``run``."""
+        """XRootD job ``jobId`` ended with ``results``."""
+        self._on_end(jobId - 1, results)
 
     def update(self, jobId: int, processed: int, total: int) -> None:
         """Nothing to do."""
@@ -333,4 +376,4 @@ class _JobTimer:
 
     def started_at(self, job: int) -> float:
         """When job ``job`` (0-based) began, or when the run began."""
-        return self._begun.get(job + 1, self._begun.get(job, self.started))
+        return self._begun.get(job + 1, self.started)
