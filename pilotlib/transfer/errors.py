@@ -67,9 +67,9 @@ class TransferTimeoutError(TransferError):
 
 class MissingFileError(TransferError):
     """The source file does not exist: the replica on stage-in (MISSINGINPUTFILE 1331), the local output on
-    stage-out (NOSUCHFILE 1103; pilot3 reports a missing file outside stage-in as NOSUCHFILE)."""
+    stage-out (MISSINGOUTPUTFILE 1165, as pilot3 ``pilot/api/data.py`` ``StageOutClient.prepare_destinations``)."""
 
-    codes: ClassVar[tuple[ErrorCode, ErrorCode]] = (_E.MISSINGINPUTFILE, _E.NOSUCHFILE)
+    codes: ClassVar[tuple[ErrorCode, ErrorCode]] = (_E.MISSINGINPUTFILE, _E.MISSINGOUTPUTFILE)
 
 
 class AuthenticationError(TransferError):

@@ -13,6 +13,7 @@ get a new one, reported in the result.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ from pilotlib.transfer.registry import CopytoolRegistry
 from pilotlib.transfer.replicas import DID_SCHEME
 
 __all__ = ["NoStorageError", "StageOut"]
+
+log = logging.getLogger(__name__)
 
 _OUT = Direction.STAGE_OUT
 
@@ -99,13 +102,26 @@ class StageOut:
         self.checksum_type = checksum_type
 
     def run(self, job: Job, files: Sequence[FileSpec] | None = None) -> tuple[TransferResult, ...]:
-        """Stage out ``files`` (default: ``job.outputs``); one result per file, in order."""
+        """Stage out ``files`` (default: ``job.outputs``); one result per file, in order.
+
+        By default, an output the job lists in ``allowNoOutput`` and the payload did not produce is left out (no
+        result), as pilot3 does (``pilot/user/atlas/common.py``); any other missing output fails with
+        MISSINGOUTPUTFILE.
+        """
         todo = tuple(job.outputs if files is None else files)
+        if files is None and job.allow_no_output:
+            todo = tuple(spec for spec in todo if not self._allowed_missing(job, spec))
         if not todo:
             return ()
         chain = ToolChain(self.registry, self.tools, _OUT, self.tool_options)
         destinations = self._destinations(job)
         return tuple(run_parallel(lambda f: self._one(chain, f, destinations), todo, self.parallel))
+
+    def _allowed_missing(self, job: Job, spec: FileSpec) -> bool:
+        if spec.lfn not in job.allow_no_output or (self.workdir / spec.lfn).exists():
+            return False
+        log.info("output not produced and allowed (allowNoOutput) lfn=%s", spec.lfn)
+        return True
 
     def _destinations(self, job: Job) -> tuple[str, ...]:
         allowed = self.allow_alt if self.allow_alt is not None else job.alt_stage_out in ("on", "force")

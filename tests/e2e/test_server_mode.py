@@ -85,9 +85,8 @@ def test_good_job_reports_starting_running_finished(panda_server: DevServer, tmp
     [
         (job_definition(8002, exit_code=3, env="MSG=boom"), (ErrorCode.PAYLOADEXECUTIONFAILURE,)),
         (job_definition(8003, env="SELF_KILL=1"), (ErrorCode.KILLSIGNAL, ErrorCode.PAYLOADEXECUTIONFAILURE)),
-        # pilot3 pilot/api/data.py reports a missing local output as MISSINGOUTPUTFILE (1165); the transfer area's
-        # MissingFileError gives NOSUCHFILE (1103) today: both accepted until that is settled (see the report).
-        (job_definition(8004, env="NO_OUTPUT=1"), (ErrorCode.MISSINGOUTPUTFILE, ErrorCode.NOSUCHFILE)),
+        # pilot3 pilot/api/data.py reports a missing local output as MISSINGOUTPUTFILE (1165)
+        (job_definition(8004, env="NO_OUTPUT=1"), (ErrorCode.MISSINGOUTPUTFILE,)),
     ],
     ids=["exit-code", "killed-by-signal", "missing-output"],
 )

@@ -237,9 +237,9 @@ def test_missing_replica(env: Env) -> None:
 
 
 def test_missing_output(up_env: Env) -> None:
-    """An output that was never written fails with NOSUCHFILE (1103)."""
+    """An output that was never written fails with MISSINGOUTPUTFILE (1165)."""
     (result,) = up_env.tool.transfer([put("never.root", up_env.storage.url(f"{up_env.prefix}/n"))], up_env.work)
-    assert result.error_code is ErrorCode.NOSUCHFILE, result.error
+    assert result.error_code is ErrorCode.MISSINGOUTPUTFILE, result.error
 
 
 def test_storage_down(remote_env: Env) -> None:

@@ -39,7 +39,7 @@ def test_one_result_per_request_in_order(rucio_server: RucioServer, tmp_path: Pa
     results = tool.transfer([out[0], missing, out[1]], tmp_path)
     assert [r.lfn for r in results] == [names[0], "absent", names[1]]
     assert results[0].ok and results[2].ok
-    assert results[1].error_code is ErrorCode.NOSUCHFILE
+    assert results[1].error_code is ErrorCode.MISSINGOUTPUTFILE
     assert all(r.direction is Direction.STAGE_OUT and r.tool == "rucio" for r in results)
 
 

@@ -54,7 +54,7 @@ def test_existing_symlink_file_is_kept(tmp_path: Path) -> None:
 def test_error_codes_by_direction() -> None:
     """Each transfer error picks the pilot3 code of its direction."""
     cases = [
-        (MissingFileError, ErrorCode.MISSINGINPUTFILE, ErrorCode.NOSUCHFILE),
+        (MissingFileError, ErrorCode.MISSINGINPUTFILE, ErrorCode.MISSINGOUTPUTFILE),
         (TransferTimeoutError, ErrorCode.STAGEINTIMEOUT, ErrorCode.STAGEOUTTIMEOUT),
         (AuthenticationError, ErrorCode.STAGEINAUTHENTICATIONFAILURE, ErrorCode.STAGEOUTAUTHENTICATIONFAILURE),
         (XrdcpError, ErrorCode.XRDCPERROR, ErrorCode.XRDCPERROR),

@@ -58,12 +58,27 @@ def test_stageout_to_deterministic_path_on_disk(tmp_path: Path) -> None:
 
 
 def test_missing_output(tmp_path: Path) -> None:
-    """An output the payload did not produce fails with NOSUCHFILE (1103) before any transfer."""
+    """An output the payload did not produce fails with MISSINGOUTPUTFILE (1165) before any transfer."""
     tool = FakeTool("cp")
     stage = StageOut(registry_of(tool), ["cp"], _work(tmp_path), storages={})
     (result,) = stage.run(Job(panda_id=7, outputs=(_out("absent.root"),)))
-    assert isinstance(result.error, MissingFileError) and result.error_code is ErrorCode.NOSUCHFILE
+    assert isinstance(result.error, MissingFileError) and result.error_code is ErrorCode.MISSINGOUTPUTFILE
     assert tool.requests == []
+
+
+def test_allow_no_output_leaves_out_a_missing_listed_output(tmp_path: Path) -> None:
+    """An output listed in allowNoOutput that the payload did not produce is left out (no result, no transfer); a
+    listed output that was produced is staged out; an unlisted missing one still fails with MISSINGOUTPUTFILE."""
+    storage = tmp_path / "se"
+    tool = FakeTool("cp")
+    stage = StageOut(registry_of(tool), ["cp"], _work(tmp_path, **{"made.root": b"x"}),
+                     storages={"SITE_DATADISK": (StorageProtocol("file://", str(storage)),)})
+    job = Job(panda_id=7, outputs=(_out("made.root"), _out("optional.root"), _out("needed.root")),
+              allow_no_output=("made.root", "optional.root"))
+    results = stage.run(job)
+    assert [r.lfn for r in results] == ["made.root", "needed.root"]
+    assert results[0].ok and results[1].error_code is ErrorCode.MISSINGOUTPUTFILE
+    assert [r.lfn for r in tool.requests] == ["made.root"]
 
 
 def test_escaping_output_name(tmp_path: Path) -> None:
