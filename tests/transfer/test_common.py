@@ -1,0 +1,85 @@
+"""The copytools' shared helpers: commands killed with their process group at the timeout, bounded parallel runs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pilotlib.errors import Direction, ErrorCode
+from pilotlib.transfer import TransferRequest, TransferResult, TransferTimeoutError, failed_result
+from pilotlib.transfer.copytools._common import parallel_map, run_command
+
+
+def test_command_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+    """A command past its timeout raises TransferTimeoutError (1152 on stage-out) and its children die too."""
+    pidfile = tmp_path / "child.pid"
+    script = f"sleep 300 & echo $! > {pidfile}; wait"
+    with pytest.raises(TransferTimeoutError) as err:
+        run_command(["bash", "-c", script], 1.0, Direction.STAGE_OUT, what="f")
+    assert err.value.code == ErrorCode.STAGEOUTTIMEOUT
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break  # killed, waiting to be reaped by init
+        time.sleep(0.05)
+    else:
+        pytest.fail("child of the timed-out command survived")
+
+
+def test_command_output_and_status() -> None:
+    """A finished command gives its exit status and output."""
+    done = run_command(["bash", "-c", "echo out; echo err >&2; exit 3"], 30, Direction.STAGE_IN)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+
+
+def _request(i: int) -> TransferRequest:
+    return TransferRequest(lfn=f"f{i}", direction=Direction.STAGE_IN, source="s", destination=f"f{i}")
+
+
+def test_parallel_map_bounds_concurrency_and_keeps_order() -> None:
+    """At most `parallel` calls run at once, and results come back in index order."""
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def func(i: int) -> TransferResult:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return failed_result(_request(i), "t", TransferTimeoutError("x", Direction.STAGE_IN))
+
+    results = parallel_map(func, [30.0] * 12, 3, lambda i: pytest.fail("no timeout expected"))
+    assert [r.lfn for r in results] == [f"f{i}" for i in range(12)]
+    assert peak <= 3
+
+
+def test_parallel_map_gives_up_a_hung_call_and_goes_on() -> None:
+    """A call blocked past its timeout is reported by on_timeout; the next calls still run in its slot."""
+    release = threading.Event()
+
+    def func(i: int) -> TransferResult:
+        if i == 0:
+            release.wait(60)
+        return failed_result(_request(i), "ok", TransferTimeoutError("x", Direction.STAGE_IN))
+
+    def on_timeout(i: int) -> TransferResult:
+        return failed_result(_request(i), "timed-out", TransferTimeoutError("t", Direction.STAGE_IN))
+
+    try:
+        results = parallel_map(func, [0.5, 30.0, 30.0], 1, on_timeout)
+    finally:
+        release.set()
+    assert [r.tool for r in results] == ["timed-out", "ok", "ok"]
