@@ -1,26 +1,15 @@
-"""Helpers of the end-to-end tests: job definitions, payload scripts, and the file copytool stand-in.
+"""Helpers of the end-to-end tests: job definitions and payload scripts.
 
-GAP (noted in the report): the transfer area's ``mv`` (file) copytool had not landed when these tests were written,
-so :class:`FileCopytool` below is a minimal stand-in for ``file://`` URLs registered under the name ``mv``;
-everything around it is real (``StageIn``/``StageOut`` orchestration with checksum verification, deterministic
-paths, the log tarball, the payload runner, the local PanDA server over HTTP, the launch-directory files).
-Replace it by the real copytool when the entry point exists.
+The tests use the installed copytools (``pilotlib.copytools`` entry points): ``cp`` where one input directory
+serves several jobs (the real ``mv`` MOVES its source, pilot3's semantics for pre-placed inputs), ``mv`` where the
+inputs are placed for one job (ARC), ``xrdcp`` against the local XRootD server.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
-
-import apps.grid_pilot.compose as compose
-from apps.grid_pilot.__main__ import main as pilot_main
-from pilotlib.errors import TransferError
-from pilotlib.transfer.base import TransferRequest, TransferResult
-from pilotlib.transfer.registry import CopytoolRegistry, default_registry
 
 PAYLOAD = """#!/bin/sh
 # a small payload: copies its input to its output, writes a job report, sleeps, exits with $EXIT
@@ -64,57 +53,8 @@ def make_inputs(directory: Path, data: bytes = b"input data\n") -> Path:
     return directory
 
 
-def _path(url: str, workdir: Path) -> Path:
-    return Path(url[len("file://"):]) if url.startswith("file://") else workdir / url
-
-
-class FileCopytool:
-    """Stand-in ``mv`` copytool for ``file://`` URLs (see the module docstring)."""
-
-    name = "mv"
-    schemes = ("file",)
-
-    def unusable_reason(self) -> str | None:
-        return None
-
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
-        results = []
-        for r in requests:
-            src, dst = _path(r.source, workdir), _path(r.destination, workdir)
-            url = r.source if "://" in r.source else r.destination
-            try:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
-            except OSError as exc:
-                results.append(TransferResult(r.lfn, r.direction, self.name, url, str(dst),
-                                              error=TransferError(f"copy failed: {exc.strerror}", r.direction)))
-                continue
-            data = dst.read_bytes()
-            results.append(TransferResult(r.lfn, r.direction, self.name, url, str(dst), len(data),
-                                          ("adler32", adler32(data))))
-        return results
-
-
-def registry() -> CopytoolRegistry:
-    """The installed copytools plus the stand-in ``mv`` when the real one is not installed."""
-    reg = default_registry()
-    if "mv" not in reg.names():
-        reg.register("mv", FileCopytool)
-    return reg
-
-
-def main() -> int:
-    """``python -m tests.e2e.helpers ARGS``: the grid pilot with :func:`registry` (for subprocess tests)."""
-    compose.default_registry = registry  # type: ignore[assignment]
-    return pilot_main(sys.argv[1:])
-
-
 def final_update(updates: list[dict[str, object]]) -> dict[str, object]:
     """The last update with a final state."""
     finals = [u for u in updates if u.get("state") in ("finished", "failed", "holding")]
     assert finals, f"no final update in {json.dumps(updates)[:500]}"
     return finals[-1]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

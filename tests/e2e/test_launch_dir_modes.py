@@ -9,24 +9,18 @@ from pathlib import Path
 
 import pytest
 
-import apps.grid_pilot.compose as compose
 from apps.grid_pilot.__main__ import main
 from pilotlib.transfer.paths import deterministic_path
 
-from .helpers import job_definition, make_inputs, registry
+from .helpers import job_definition, make_inputs
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def _file_copytool(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose, "default_registry", registry)
-
-
-def _common(tmp_path: Path) -> list[str]:
+def _common(tmp_path: Path, copytool: str) -> list[str]:
     make_inputs(tmp_path / "in")
     return ["-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"), "--output-dir",
-            str(tmp_path / "storage"), "--copytool", "mv", "--log-level", "INFO"]
+            str(tmp_path / "storage"), "--copytool", copytool, "--log-level", "INFO"]
 
 
 def _feed(access_point: Path, panda_id: int) -> None:
@@ -58,7 +52,7 @@ def test_harvester_mode_runs_two_jobs_through_the_request_cycle(tmp_path: Path) 
     feeder.start()
     try:
         status = main(["--mode", "harvester", "--harvester-workdir", str(access_point), "-q", "Q",
-                       "--max-jobs", "2", *_common(tmp_path)])
+                       "--max-jobs", "2", *_common(tmp_path, "cp")])
     finally:
         done.set()
         feeder.join()
@@ -74,11 +68,13 @@ def test_harvester_mode_runs_two_jobs_through_the_request_cycle(tmp_path: Path) 
 
 
 def test_arc_mode_writes_heartbeat_and_output_list(tmp_path: Path) -> None:
-    """ARC mode: the job file from the launch directory, heartbeat.json with the final state, output.list lines."""
+    """ARC mode: the job file from the launch directory, heartbeat.json with the final state, output.list lines.
+
+    The real ``mv`` copytool moves the pre-placed inputs into the work directory (pilot3's ARC semantics)."""
     launch = tmp_path / "launch"
     launch.mkdir()
     (launch / "pandaJobData.out").write_text(json.dumps(job_definition(9201, sleep=0.2)))
-    assert main(["--mode", "arc", "--launch-dir", str(launch), *_common(tmp_path)]) == 0
+    assert main(["--mode", "arc", "--launch-dir", str(launch), *_common(tmp_path, "mv")]) == 0
     heartbeat = json.loads((launch / "heartbeat.json").read_text())
     assert heartbeat["jobId"] == 9201 and heartbeat["state"] == "finished" and heartbeat["pilotErrorCode"] == 0
     lines = sorted((launch / "output.list").read_text().splitlines())
@@ -86,3 +82,5 @@ def test_arc_mode_writes_heartbeat_and_output_list(tmp_path: Path) -> None:
     assert lines[1].startswith(f"out.dat {out_url}:checksumtype=adler32:checksumvalue=")
     assert lines[0].startswith("log.tgz file://")
     assert not (launch / "pandaJobData.out").exists()
+    assert not (tmp_path / "in" / "in.dat").exists()  # moved, not copied
+    assert (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).read_bytes() == b"input data\n"

@@ -1,7 +1,8 @@
 """End to end against the local PanDA server: the grid pilot runs real payloads, stages files, reports.
 
 Real parts: the dispatcher client over HTTP to the devserver, the pipeline, the payload runner and diagnosis,
-StageIn/StageOut with checksums and the log tarball. The file copytool is a stand-in (see ``helpers``).
+StageIn/StageOut with checksums and the log tarball, the installed ``cp`` copytool (one input directory serves
+every job: ``mv`` would move it away).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import apps.grid_pilot.compose as compose
 from apps.grid_pilot.__main__ import main
 from apps.grid_pilot.cli import parse_settings
 from apps.grid_pilot.compose import Outcome, run_pilot
@@ -27,21 +27,16 @@ from pilotlib.errors import ErrorCode
 from pilotlib.pipeline import Stop
 from pilotlib.transfer.paths import deterministic_path
 
-from .helpers import final_update, job_definition, make_inputs, registry
+from .helpers import final_update, job_definition, make_inputs
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _file_copytool(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose, "default_registry", registry)
-
-
 def _argv(server: DevServer, tmp_path: Path, *extra: str) -> list[str]:
     make_inputs(tmp_path / "in")
     return ["-q", "LOCAL_QUEUE", "--url", server.url, "-a", str(tmp_path / "work"), "--input-dir",
-            str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "mv",
+            str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
             "--heartbeat", "0.2", "--log-level", "INFO", *extra]
 
 
@@ -106,14 +101,14 @@ def test_payload_failures_are_reported_with_their_code(
 
 
 def test_stage_in_failure_is_reported_and_the_log_staged_out(panda_server: DevServer, tmp_path: Path) -> None:
-    """A missing input fails the job with a stage-in code; the payload never runs; the log is staged out."""
+    """A missing input fails the job with MISSINGINPUTFILE (1331: pilot3 ``pilot/copytool/common.py`` maps "No such
+    file or directory" on stage-in to it); the payload never runs; the log is staged out."""
     panda_server.add_job(job_definition(8005))
     argv = _argv(panda_server, tmp_path)
     (tmp_path / "in" / "in.dat").unlink()
     assert main(argv) == 0
     final = final_update(panda_server.updates(8005))
-    assert final["state"] == "failed" and int(final["pilotErrorCode"]) in (ErrorCode.STAGEINFAILED,
-                                                                           ErrorCode.CHECKSUMCALCFAILURE)
+    assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.MISSINGINPUTFILE
     assert not (tmp_path / "work" / "8005" / "payload.stdout").exists()
     assert _stored(tmp_path, "log.tgz").is_file()
 
@@ -179,7 +174,7 @@ def test_sigterm_mid_payload_fails_job_with_sigterm_and_exits_143(panda_server: 
     panda_server.add_job(job_definition(8009, sleep=120))
     argv = _argv(panda_server, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.helpers", *argv], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "apps.grid_pilot", *argv], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
