@@ -63,6 +63,9 @@ class PayloadSettings:
         verify_tls: ``True`` (default), or a CA bundle/directory path, for HTTPS downloads.
         stdout_name: file name of the payload's stdout in the work directory.
         stderr_name: file name of the payload's stderr in the work directory.
+        shell: run ``<transformation> <jobPars>`` through ``/bin/bash -c`` as pilot3 does (``jobPars`` may then use
+            ``$VARIABLES``, quoting and shell operators, as production job definitions sometimes do); by default
+            ``jobPars`` are split with :func:`shlex.split` and no shell is involved.
     """
 
     base_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
@@ -74,6 +77,7 @@ class PayloadSettings:
     verify_tls: bool | str = True
     stdout_name: str = "payload.stdout"
     stderr_name: str = "payload.stderr"
+    shell: bool = False
 
 
 @attrs.frozen
@@ -121,12 +125,15 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> Payload
     """
     workdir = Path(workdir)
     args = _split_pars(job.job_pars)
-    if job.transformation.strip():
-        argv = (resolve_transformation(job.transformation.strip(), workdir, settings), *args)
-    elif args:
-        argv = tuple(args)
-    else:
+    if not job.transformation.strip() and not args:
         raise TransformNotFoundError(f"job {job.panda_id} has neither a transformation nor jobPars")
+    trf = job.transformation.strip()
+    program = resolve_transformation(trf, workdir, settings) if trf else ""
+    if settings.shell:
+        script = f"{shlex.quote(program)} {job.job_pars}" if program else job.job_pars
+        argv: tuple[str, ...] = ("/bin/bash", "-c", script)
+    else:
+        argv = (program, *args) if program else tuple(args)
     env = payload_env(job, workdir, settings)
     log.info("payload command built panda_id=%s program=%s nargs=%d", job.panda_id, argv[0], len(argv) - 1)
     return PayloadCommand(

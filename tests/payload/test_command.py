@@ -61,6 +61,18 @@ def test_pars_are_not_shell_evaluated(workdir: Path) -> None:
     assert not (workdir / "pwned").exists()
 
 
+def test_shell_mode_runs_pars_through_bash_as_pilot3(workdir: Path) -> None:
+    """With ``shell=True`` the command is ``bash -c '<trf> <jobPars>'`` (pilot3's way): variables of the payload's
+    environment expand, quoting is the shell's; the transformation path itself is quoted."""
+    _script(workdir / "run.sh")
+    job = Job(panda_id=7, transformation="run.sh", job_pars="--cores=$ATHENA_CORE_NUMBER 'a b'", core_count=4)
+    cmd = build_command(job, workdir, PayloadSettings(base_env={"PATH": "/usr/bin:/bin"}, shell=True))
+    assert cmd.argv[:2] == ("/bin/bash", "-c")
+    result = PayloadRunner(cmd, poll_interval=0.05).run()
+    assert result.exit_code == 0
+    assert result.stdout.read_text() == "trf-ran --cores=4 a b\n"
+
+
 def test_trf_on_path(workdir: Path, tmp_path: Path) -> None:
     """A plain name not in the work dir is looked up on the base environment's PATH (not the pilot's)."""
     bindir = tmp_path / "bin"
