@@ -32,6 +32,13 @@ install_apt() {
   fi
 }
 
+# pip, with this machine's harmless "location is ignored" index warnings filtered out; pip's exit status kept.
+pip_install() {
+  local py=$1; shift
+  "$py" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+
 stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
 install_venv() {
@@ -42,8 +49,8 @@ install_venv() {
   fi
   log "venv: $VENV"
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e ".[all,dev]"
+  pip_install "$VENV/bin/python" --upgrade pip >/dev/null
+  pip_install "$VENV/bin/python" -e ".[all,dev]"
   link_gfal2
   echo "$stamp" > "$VENV/.pilotlib-stamp"
 }
@@ -66,8 +73,8 @@ install_rucio_server() {
   fi
   log "rucio server venv: $RUCIO_VENV"
   [[ -x "$RUCIO_VENV/bin/python" ]] || "$PY" -m venv "$RUCIO_VENV"
-  "$RUCIO_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$RUCIO_VENV/bin/python" -m pip install -q "$RUCIO_SERVER_VERSION" gunicorn
+  pip_install "$RUCIO_VENV/bin/python" --upgrade pip >/dev/null
+  pip_install "$RUCIO_VENV/bin/python" "$RUCIO_SERVER_VERSION" gunicorn
   echo "$stamp" > "$RUCIO_VENV/.stamp"
 }
 
