@@ -57,16 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--joblabel", dest="job_label", help="job label, prodSourceLabel (default: managed)")
     p.add_argument("-a", "--workdir", help="work area; each job runs in <workdir>/<PandaID> (default: .)")
     p.add_argument("-l", "--lifetime", help="seconds the pilot may live (default: 324000)")
-    p.add_argument("--timefloor", help="minutes during which a multi-job pilot keeps asking for jobs (default: 0)")
+    p.add_argument("--timefloor", help="minutes during which a multi-job pilot keeps asking for jobs "
+                   "(default: the queue's timefloor, else 0)")
     p.add_argument("--max-jobs", help="stop after this many jobs (default: no limit beyond the lifetime)")
     p.add_argument("--harvester-workdir", help="Harvester access point (harvester mode)")
     p.add_argument("--launch-dir", help="ARC launch directory holding pandaJobData.out (arc mode)")
-    p.add_argument("--input-dir", dest="input_url", help="where input files are: a directory or root:// URL")
-    p.add_argument("--output-dir", dest="output_url", help="where outputs and the log go: a directory or root:// URL")
-    p.add_argument("--copytool", help="copytool(s) for stage-in and stage-out, comma-separated (overrides the queue)")
+    p.add_argument("--queuedata-url", help="queue description URL, {pandaqueue} replaced; 'none': no download "
+                   "(server mode default: <url>/cache/schedconfig/{pandaqueue}.all.json)")
+    p.add_argument("--storagedata-url", help="storage descriptions URL (ddmendpoints.json); 'none': no download "
+                   "(server mode default: <url>/cache/ddmendpoints.json)")
+    p.add_argument("--queuedata-file", help="local queue description file, tried before the URL")
+    p.add_argument("--storagedata-file", help="local storage descriptions file, tried before the URL")
+    p.add_argument("--cache-dir", help="where downloaded descriptions are cached (default: the work area)")
+    p.add_argument("--input-dir", dest="input_url",
+                   help="where inputs are when their storage is not described: a directory or root:// URL")
+    p.add_argument("--output-dir", dest="output_url",
+                   help="where outputs and the log go when their storage is not described: a directory or URL")
+    p.add_argument("--copytool", help="copytool(s) for stage-in and stage-out, comma-separated (overrides the "
+                   "queue's acopytools; default without a queue description: mv)")
     p.add_argument("--copytool-in", help="copytool(s) for stage-in only")
-    p.add_argument("--copytool-out", help="copytool(s) for stage-out only")
+    p.add_argument("--copytool-out", help="copytool(s) for stage-out and the log only")
     p.add_argument("--heartbeat", help="seconds between heartbeats (default: 1800)")
+    p.add_argument("--looping-limit", help="seconds without a file written in the work directory before the job "
+                   "is a looping job (default: 7200)")
+    p.add_argument("--memory-limit", dest="memory_limit_kb",
+                   help="payload PSS limit in kB (default: from the job's resource type and the queue)")
     p.add_argument("--in-flight", help="jobs handled at once; 2 fetches the next job while a payload runs")
     p.add_argument("--capath", dest="ca_path", help="CA certificate directory for TLS verification")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
@@ -110,7 +125,8 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
     if "timefloor" in out:
         out["timefloor"] = float(str(out["timefloor"])) * 60.0
     out["mode"] = Mode(out.get("mode", Mode.SERVER.value))
-    for key in ("workdir", "harvester_workdir", "launch_dir", "ca_path"):
+    for key in ("workdir", "harvester_workdir", "launch_dir", "ca_path", "queuedata_file", "storagedata_file",
+                "cache_dir"):
         if key in out:
             out[key] = Path(str(out[key])).absolute()
     return out

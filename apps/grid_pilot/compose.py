@@ -17,6 +17,7 @@ import attrs
 
 from apps.grid_pilot.data import TransferStages
 from apps.grid_pilot.payload import RunnerExecutor
+from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import Mode, Settings
 from pilotlib.errors import PilotError, process_exit_code
@@ -100,25 +101,26 @@ class Retriever:
     """
 
     def __init__(self, source: JobSource, request: JobRequest, settings: Settings, started: float,
-                 reserve: float = 120.0) -> None:
+                 *, reserve: float = 120.0, limits: PilotLimits | None = None) -> None:
         self._source = source
         self._request = request
         self._settings = settings
+        self._limits = limits or pilot_limits(settings, None)
         self._started = started
         self._reserve = reserve
         self._pending: list[Job] = []
         self.count = 0
 
     def _may_fetch(self) -> bool:
-        s = self._settings
+        s, limits = self._settings, self._limits
         elapsed = time.monotonic() - self._started
-        if s.lifetime - elapsed < min(self._reserve, s.lifetime / 2):
+        if limits.lifetime - elapsed < min(self._reserve, limits.lifetime / 2):
             return False
         if self.count == 0:
             return True
         if s.max_jobs:
             return self.count < s.max_jobs
-        return elapsed < s.timefloor
+        return elapsed < limits.timefloor
 
     def __call__(self, stop: Stop) -> JobRun | None:
         """The next job's run, or None when the pilot should take no more work."""
@@ -139,14 +141,16 @@ class Retriever:
         return JobRun(job, self._settings.workdir / str(job.panda_id), timings=timings)
 
 
-def _stages(settings: Settings, reporter: JobReporter, store: FinalStore) -> Stages:
-    data = TransferStages(default_registry(), settings.copytool_in, settings.copytool_out,
-                          settings.input_url, settings.output_url or str(settings.workdir / "storage"),
+def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
+            limits: PilotLimits) -> Stages:
+    data = TransferStages(default_registry(), setups, settings.input_url,
+                          settings.output_url or str(settings.workdir / "storage"),
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id))
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "USER", "TMPDIR")}
     executor = RunnerExecutor(PayloadSettings(base_env=env), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
-                              sample_interval=min(60.0, settings.heartbeat))
+                              sample_interval=min(60.0, settings.heartbeat), setups=setups,
+                              deadline=limits.deadline)
     identity = PilotIdentity(site_name=settings.site_name, node=socket.gethostname(),
                              pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
@@ -170,19 +174,29 @@ def _tail(path: Path, size: int = 4096) -> str:
 
 
 def run_pilot(settings: Settings, stop: Stop, started: float | None = None) -> Outcome:
-    """Recover unsent final updates, then run jobs until there is no more work, the lifetime ends or ``stop``."""
+    """Recover unsent final updates, read the queue's description (a queue that is not active or cannot be
+    described ends the pilot with its code, no job fetched), then run jobs until there is no more work, the
+    lifetime ends or ``stop``."""
     started = time.monotonic() if started is None else started
+    started_epoch = time.time() - (time.monotonic() - started)
     settings.workdir.mkdir(parents=True, exist_ok=True)
     parts = build_parts(settings, stop)
     store = FinalStore(settings.workdir)
     recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)))
     if recovered:
         log.info("recovered final updates panda_ids=%s", ",".join(map(str, recovered)))
+    info = build_info_service(settings)
+    try:
+        queue = check_queue(info)
+    except PilotError as exc:
+        parts.at_end()
+        return Outcome((), exc, tuple(recovered))
+    limits = pilot_limits(settings, queue, started_epoch)
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
-    retriever = Retriever(parts.source, request, settings, started)
-    pipeline = Pipeline(retriever, standard_stages(_stages(settings, parts.reporter, store)), stop,
-                        in_flight=settings.in_flight)
+    retriever = Retriever(parts.source, request, settings, started, limits=limits)
+    stages = _stages(settings, parts.reporter, store, JobSetups(settings, info), limits)
+    pipeline = Pipeline(retriever, standard_stages(stages), stop, in_flight=settings.in_flight)
     runs = pipeline.run()
     parts.at_end()
     return Outcome(tuple(runs), pipeline.retrieve_error, tuple(recovered))

@@ -1,28 +1,43 @@
 """Stage-in, stage-out and the log for the grid pilot: :mod:`pilotlib.transfer` behind the pipeline's interfaces.
 
-Without a replica catalogue or storage descriptions, the pilot reads inputs from one place (``--input-dir``: a
-directory or a ``root://`` URL, each file at ``<input>/<lfn>``) and writes outputs and the log under one place
-(``--output-dir``) in the deterministic layout ``<scope as path>/<md5[0:2]>/<md5[2:4]>/<lfn>``, whatever the
-job's ``ddmEndPointOut`` says.
+Where files are, per storage (DDM endpoint):
+
+- described by the information service: inputs are read through the ``ddmEndPointIn`` storage's read protocols
+  at the deterministic path (:class:`StorageReplicas`, when no Rucio catalogue is configured), outputs and the log
+  written through their storage's write protocols at the deterministic path (pilot3 ``pilot/api/data.py``:
+  ``resolve_surl`` on a deterministic storage); a file without ``ddmEndPointOut`` goes to the queue's first ``pw``
+  storage;
+- not described (or no information service): the command line's places, for development: inputs at
+  ``<--input-dir>/<lfn>``, outputs and the log under ``--output-dir`` in the deterministic layout
+  ``<scope as path>/<md5[0:2]>/<md5[2:4]>/<lfn>``.
+
+Copytools per activity come from :class:`~apps.grid_pilot.queueinfo.JobSetups` (the queue's ``acopytools`` or
+``--copytool``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
+from apps.grid_pilot.queueinfo import JobSetup, JobSetups
+from pilotlib.errors import PilotError
+from pilotlib.info import Activity, InfoService
 from pilotlib.job import FileSpec, Job
 from pilotlib.transfer.base import TransferResult
 from pilotlib.transfer.logtar import stage_out_log
-from pilotlib.transfer.paths import StorageProtocol
+from pilotlib.transfer.paths import StorageProtocol, deterministic_url
 from pilotlib.transfer.registry import CopytoolRegistry
 from pilotlib.transfer.replicas import Replica
 from pilotlib.transfer.stagein import StageIn
 from pilotlib.transfer.stageout import StageOut
 
-__all__ = ["LOCAL_STORAGE", "PlaceReplicas", "TransferStages", "as_url"]
+__all__ = ["LOCAL_STORAGE", "PlaceReplicas", "StorageReplicas", "TransferStages", "as_url", "storage_protocols"]
+
+log = logging.getLogger(__name__)
 
 LOCAL_STORAGE = "LOCAL"
 PILOT_LOG_IN_TARBALL = "pilotlog.txt"
@@ -45,14 +60,69 @@ class PlaceReplicas:
         return {f.did: (Replica(f.ddmendpoint or LOCAL_STORAGE, f"{self._base}{sep}{f.lfn}"),) for f in files}
 
 
+def place_protocol(place: str) -> StorageProtocol:
+    """A directory or URL as a storage protocol (``file:///a/b`` -> endpoint ``file://``, path ``/a/b``)."""
+    endpoint, _, path = as_url(place).partition("://")
+    host, _, rest = path.partition("/")
+    return StorageProtocol(f"{endpoint}://{host}", "/" + rest)
+
+
+def storage_protocols(info: InfoService | None, storage: str, activity: str) -> tuple[StorageProtocol, ...]:
+    """The storage's protocols for an activity from the information service; () when it is not described or not
+    usable (the reason is logged)."""
+    if info is None or not storage:
+        return ()
+    try:
+        if not info.storage_sources and storage not in info.storage_overrides:
+            return ()
+        description = info.storage(storage)
+    except PilotError as exc:
+        log.info("storage not described, using the command line's place storage=%s reason=%s", storage, exc)
+        return ()
+    if not description.is_active:
+        log.warning("storage not active storage=%s state=%s", storage, description.state)
+        return ()
+    return tuple(StorageProtocol(p.endpoint, p.path or "/") for p in description.protocols_for(activity))
+
+
+class StorageReplicas:
+    """Inputs on their ``ddmEndPointIn`` storage at the deterministic path, read through its read protocols; the
+    command line's place when the storage is not described (a :class:`~pilotlib.transfer.replicas.ReplicaSource`).
+    """
+
+    def __init__(self, info: InfoService | None, place: str) -> None:
+        self._info = info
+        self._place = PlaceReplicas(place) if place else None
+
+    def list_replicas(self, files: Sequence[FileSpec]) -> Mapping[str, tuple[Replica, ...]]:
+        """Replicas per DID: one per read protocol of the file's storage, else the place's, else none."""
+        found: dict[str, tuple[Replica, ...]] = {}
+        for spec in files:
+            storage = spec.ddmendpoint or ""
+            protocols = storage_protocols(self._info, storage, Activity.READ)
+            found[spec.did] = tuple(Replica(storage, deterministic_url(p, spec.scope or "", spec.lfn))
+                                    for p in protocols)
+        unplaced = [f for f in files if not found[f.did]]
+        if unplaced and self._place is not None:
+            found.update(self._place.list_replicas(unplaced))
+        return found
+
+
 class TransferStages:
-    """Stage-in, stage-out and log stage-out of one pilot (the pipeline's ``StageIn``/``StageOut``/``LogStageOut``)."""
+    """Stage-in, stage-out and log stage-out of one pilot (the pipeline's ``StageIn``/``StageOut``/``LogStageOut``).
+
+    Args:
+        registry: the copytools.
+        setups: each job's copytools and information service.
+        input_url: the place of inputs whose storage is not described ("" for none).
+        output_url: the place of outputs and logs whose storage is not described.
+        job_log_of: where a job's own pilot log is (copied into its log tarball).
+    """
 
     def __init__(
         self,
         registry: CopytoolRegistry,
-        tools_in: Sequence[str],
-        tools_out: Sequence[str],
+        setups: JobSetups,
         input_url: str,
         output_url: str,
         *,
@@ -60,27 +130,28 @@ class TransferStages:
     ) -> None:
         self._job_log_of = job_log_of
         self._registry = registry
-        self._tools_in = tuple(tools_in)
-        self._tools_out = tuple(tools_out)
-        self._replicas = PlaceReplicas(input_url) if input_url else None
-        endpoint, _, path = as_url(output_url).partition("://")
-        host, _, rest = path.partition("/")
-        self._protocol = StorageProtocol(f"{endpoint}://{host}", "/" + rest)
+        self._setups = setups
+        self._input_url = input_url
+        self._place = place_protocol(output_url)
 
     def stage_in(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
         """Copy the inputs into ``workdir``, checksums verified."""
-        local = {f.ddmendpoint or LOCAL_STORAGE for f in job.inputs}
-        stage = StageIn(self._registry, self._tools_in, workdir, replicas=self._replicas, local_storages=local)
+        setup = self._setups.of(job)
+        local = {f.ddmendpoint or LOCAL_STORAGE for f in job.inputs} | set(_queue_storages(setup, "pr"))
+        stage = StageIn(self._registry, setup.tools_in, workdir,
+                        replicas=StorageReplicas(setup.info, self._input_url), local_storages=local)
         return stage.run(job)
 
-    def _stage_out(self, job: Job, workdir: Path) -> StageOut:
-        names = {f.ddmendpoint or LOCAL_STORAGE for f in job.outputs + ((job.log,) if job.log else ())}
-        storages = {name: (self._protocol,) for name in names | {LOCAL_STORAGE}}
-        return StageOut(self._registry, self._tools_out, workdir, storages=storages, default_storage=LOCAL_STORAGE)
+    def _stage_out(self, job: Job, workdir: Path, tools: Sequence[str], activity: str) -> StageOut:
+        setup = self._setups.of(job)
+        default = next(iter(_queue_storages(setup, activity)), LOCAL_STORAGE)
+        names = {f.ddmendpoint or default for f in job.outputs + ((job.log,) if job.log else ())}
+        storages = {name: storage_protocols(setup.info, name, activity) or (self._place,) for name in names}
+        return StageOut(self._registry, tools, workdir, storages=storages, default_storage=default)
 
     def stage_out(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
-        """Send the outputs (not the log) to the output place."""
-        return self._stage_out(job, workdir).run(job)
+        """Send the outputs (not the log) to their storages."""
+        return self._stage_out(job, workdir, self._setups.of(job).tools_out, Activity.WRITE).run(job)
 
     def stage_out_log(self, job: Job, workdir: Path) -> TransferResult:
         """Pack the work directory (without inputs, with the job's own pilot log) as the log tarball and send it.
@@ -92,4 +163,13 @@ class TransferStages:
             job_log = self._job_log_of(job.panda_id)
             with contextlib.suppress(OSError):  # no log yet, or no work directory: the tarball is made regardless
                 shutil.copyfile(job_log, workdir / PILOT_LOG_IN_TARBALL)
-        return stage_out_log(self._stage_out(job, workdir), job)
+        return stage_out_log(self._stage_out(job, workdir, self._setups.of(job).tools_log, Activity.LOG), job)
+
+
+def _queue_storages(setup: JobSetup, activity: str) -> Collection[str]:
+    if setup.queue is None:
+        return ()
+    try:
+        return setup.queue.storages_for(activity)
+    except PilotError:
+        return ()

@@ -9,17 +9,21 @@ from pathlib import Path
 
 import attrs
 
+from apps.grid_pilot.queueinfo import JobSetups
 from pilotlib.diagnosis import PayloadOutcome, diagnose
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
 from pilotlib.payload import (
+    FreeDiskMonitor,
     LoopingMonitor,
     MemoryMonitor,
     Monitor,
     PayloadResult,
     PayloadRunner,
     PayloadSettings,
+    StdoutSizeMonitor,
     WalltimeMonitor,
+    WorkdirSizeMonitor,
     build_command,
     build_job_metrics,
 )
@@ -38,15 +42,20 @@ class DiagnosedPayloadError(PilotError):
 
 @attrs.frozen
 class RunnerExecutor:
-    """Starts payloads with :class:`PayloadRunner`, watched by the walltime, looping and memory monitors.
+    """Starts payloads with :class:`PayloadRunner`, watched by the monitors of pilot3's job monitor
+    (``pilot/util/monitoring.py``): wall time and the pilot's end of life, looping job, memory, work directory size
+    (the queue's ``maxwdir``), stdout size and free disk space.
 
     Attributes:
         settings: environment and file names for the payload command.
         grace: seconds between SIGTERM and SIGKILL when stopping a payload.
         looping_limit: seconds without a file modified in the work directory before the job counts as looping.
-        memory_limit_kb: PSS limit in kB (0: no memory monitor).
+        memory_limit_kb: PSS limit in kB (0: from the job's resource type and the queue, see
+            :meth:`~apps.grid_pilot.queueinfo.JobSetup.memory_limit_kb`).
         sample_interval: seconds between readings of the process tree (heartbeat figures, memory monitor).
         job_report_required: a missing ``jobReport.json`` fails the job (production transforms always write one).
+        setups: each job's queue description and parameters without overrides (None: none).
+        deadline: the end of the pilot's life (epoch seconds), None for no limit.
     """
 
     settings: PayloadSettings = attrs.field(factory=PayloadSettings)
@@ -55,19 +64,32 @@ class RunnerExecutor:
     memory_limit_kb: int = 0
     sample_interval: float = 60.0
     job_report_required: bool = False
+    setups: JobSetups | None = None
+    deadline: float | None = None
 
-    def _monitors(self, job: Job) -> list[Monitor]:
-        monitors: list[Monitor] = [LoopingMonitor(limit=self.looping_limit, interval=min(900.0, self.looping_limit))]
-        if job.max_walltime:
-            monitors.append(WalltimeMonitor(max_seconds=float(job.max_walltime)))
-        if self.memory_limit_kb:
-            monitors.append(MemoryMonitor(limit_kb=self.memory_limit_kb, interval=self.sample_interval))
+    def monitors(self, job: Job) -> list[Monitor]:
+        """The monitors of ``job``'s payload."""
+        monitors: list[Monitor] = [LoopingMonitor(limit=self.looping_limit, interval=min(900.0, self.looping_limit)),
+                                   StdoutSizeMonitor(), FreeDiskMonitor()]
+        if job.max_walltime or self.deadline:
+            monitors.append(WalltimeMonitor(max_seconds=float(job.max_walltime) if job.max_walltime else None,
+                                            deadline=self.deadline, margin=min(600.0, self.grace * 2 + 60.0)))
+        setup = self.setups.of(job) if self.setups is not None else None
+        memory = setup.memory_limit_kb(job, self.memory_limit_kb) if setup else self.memory_limit_kb
+        if memory:
+            monitors.append(MemoryMonitor(limit_kb=memory, interval=self.sample_interval))
+        wdir = setup.workdir_limit_bytes(job) if setup else None
+        if wdir:
+            monitors.append(WorkdirSizeMonitor(limit_bytes=wdir))
         return monitors
 
     def start(self, job: Job, workdir: Path) -> RunnerPayload:
-        """Build the command and start it in its own session."""
+        """Build the command (without the job's queue-override options) and start it in its own session."""
+        if self.setups is not None:
+            job = attrs.evolve(job, job_pars=self.setups.of(job).job_pars)
+        monitors = self.monitors(job)
         command = build_command(job, workdir, self.settings)
-        runner = PayloadRunner(command, monitors=self._monitors(job), grace=self.grace,
+        runner = PayloadRunner(command, monitors=monitors, grace=self.grace,
                                sample_interval=self.sample_interval)
         runner.start()
         return RunnerPayload(job, workdir, runner, self.job_report_required)

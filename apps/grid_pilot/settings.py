@@ -28,16 +28,26 @@ class Settings:
         url: the dispatcher's base URL (server mode); ``api`` its dialect, ``legacy`` or ``v1``.
         job_label: ``prodSourceLabel`` asked for (``managed``, ``user``, ``ptest``, ...).
         workdir: the pilot's work area; each job runs in ``<workdir>/<PandaID>``.
-        lifetime: seconds the pilot may live; ``timefloor`` seconds during which a multi-job pilot keeps asking.
+        lifetime: seconds the pilot may live (the queue's ``maxtime`` shortens it); ``timefloor`` seconds during
+            which a multi-job pilot keeps asking (None: the queue's ``timefloor``, else 0).
         max_jobs: the most jobs this pilot runs (0: as many as the lifetime allows).
         harvester_workdir: the access point (harvester mode); ``launch_dir`` the ARC launch directory.
-        input_url: where inputs are (a directory or ``root://`` URL; ``<input_url>/<lfn>``).
-        output_url: where outputs and the log go (a directory or ``root://`` URL).
-        copytool_in, copytool_out: copytool names for stage-in and stage-out, in order of preference.
+        input_url: where inputs are when their storage (``ddmEndPointIn``) is not described (development; a
+            directory or ``root://`` URL; ``<input_url>/<lfn>``).
+        output_url: where outputs and the log go when their storage is not described (a directory or URL).
+        copytool_in, copytool_out: copytool names for stage-in and stage-out (and the log), in order of preference;
+            empty: the queue's ``acopytools`` (``pr``, ``pw``, ``pl``), else ``mv``.
+        queuedata_url: where the queue description is (``{pandaqueue}`` is replaced); empty in server mode:
+            ``<url>/cache/schedconfig/{pandaqueue}.all.json``; ``none``: no download.
+        storagedata_url: where the storage descriptions are; empty in server mode: ``<url>/cache/ddmendpoints.json``.
+        queuedata_file, storagedata_file: local files with the descriptions, tried before the URLs.
+        cache_dir: where downloaded descriptions are cached (default: the work area).
         heartbeat: seconds between heartbeats; ``final_retry`` seconds to keep trying the final update.
         in_flight: jobs between retrieval and report at once (2 lets the next job be fetched during a payload).
         log_level: ``DEBUG``, ``INFO``, ...; ``ca_path`` the CA directory (TLS is verified against it).
         payload_grace: seconds between SIGTERM and SIGKILL when stopping a payload.
+        looping_limit: seconds without a file modified in the work directory before the job counts as looping.
+        memory_limit_kb: the payload's PSS limit (0: from the job's resource type, cores and the queue's ``maxrss``).
     """
 
     mode: Mode = Mode.SERVER
@@ -48,14 +58,19 @@ class Settings:
     job_label: str = "managed"
     workdir: Path = attrs.field(default=Path("."), converter=Path)
     lifetime: float = 324000.0
-    timefloor: float = 0.0
+    timefloor: float | None = None
     max_jobs: int = 0
     harvester_workdir: Path | None = None
     launch_dir: Path | None = None
     input_url: str = ""
     output_url: str = ""
-    copytool_in: tuple[str, ...] = ("mv",)
-    copytool_out: tuple[str, ...] = ("mv",)
+    copytool_in: tuple[str, ...] = ()
+    copytool_out: tuple[str, ...] = ()
+    queuedata_url: str = ""
+    storagedata_url: str = ""
+    queuedata_file: Path | None = None
+    storagedata_file: Path | None = None
+    cache_dir: Path | None = None
     heartbeat: float = 1800.0
     final_retry: float = 600.0
     in_flight: int = 1
@@ -66,6 +81,24 @@ class Settings:
     memory_limit_kb: int = 0
 
     @property
+    def queuedata_source(self) -> str:
+        """The queue description's URL template ("" for none)."""
+        return _url_or_default(self.queuedata_url, self, "/cache/schedconfig/{pandaqueue}.all.json")
+
+    @property
+    def storagedata_source(self) -> str:
+        """The storage descriptions' URL ("" for none)."""
+        return _url_or_default(self.storagedata_url, self, "/cache/ddmendpoints.json")
+
+    @property
     def site_name(self) -> str:
         """The site name, defaulting to the queue."""
         return self.site or self.queue
+
+
+def _url_or_default(given: str, settings: Settings, path: str) -> str:
+    if given.lower() == "none":
+        return ""
+    if given or settings.mode is not Mode.SERVER or not settings.url:
+        return given
+    return settings.url.rstrip("/") + path

@@ -33,6 +33,12 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _queue(panda_server: DevServer) -> None:
+    """The server describes LOCAL_QUEUE (active, no copytools: the tests name theirs; no storages: the places)."""
+    panda_server.add_queue("LOCAL_QUEUE", {"nickname": "LOCAL_QUEUE", "state": "ACTIVE", "status": "online"})
+
+
 def _argv(server: DevServer, tmp_path: Path, *extra: str) -> list[str]:
     make_inputs(tmp_path / "in")
     return ["-q", "LOCAL_QUEUE", "--url", server.url, "-a", str(tmp_path / "work"), "--input-dir",
