@@ -19,6 +19,7 @@ from pilotlib.transfer.errors import ChecksumCalculationError, ChecksumMismatchE
 __all__ = [
     "CHUNK_SIZE",
     "SUPPORTED_TYPES",
+    "RunningChecksum",
     "calculate_checksum",
     "normalize_checksum_type",
     "normalize_checksum_value",
@@ -58,6 +59,31 @@ def normalize_checksum_value(checksum_type: str, value: str) -> str:
     if checksum_type == "adler32":
         return text.zfill(8)
     return text
+
+
+class RunningChecksum:
+    """A checksum fed chunk by chunk, for data checked while it streams (``update``, then ``value``).
+
+    Raises:
+        UnknownChecksumTypeError: from the constructor, for a type other than adler32/md5.
+    """
+
+    def __init__(self, checksum_type: str = "adler32", direction: Direction = Direction.STAGE_IN) -> None:
+        self.kind = normalize_checksum_type(checksum_type, direction)
+        self._adler = 1
+        self._md5 = hashlib.md5(usedforsecurity=False) if self.kind == "md5" else None
+
+    def update(self, data: bytes) -> None:
+        """Add the next chunk."""
+        if self._md5 is None:
+            self._adler = zlib.adler32(data, self._adler)
+        else:
+            self._md5.update(data)
+
+    @property
+    def value(self) -> str:
+        """The checksum of everything fed so far, in canonical form."""
+        return f"{self._adler & 0xFFFFFFFF:08x}" if self._md5 is None else self._md5.hexdigest()
 
 
 def calculate_checksum(

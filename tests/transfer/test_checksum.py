@@ -90,3 +90,15 @@ def test_timeout_formula() -> None:
     assert transfer_timeout(None) == 400.0
     assert transfer_timeout(256_000_000) == 656.0
     assert transfer_timeout(10**12) == MAX_TIMEOUT == 10800.0
+
+
+def test_running_checksum_matches_file_checksum(tmp_path: Path) -> None:
+    """Feeding chunks to RunningChecksum gives the same values as reading the file."""
+    data = bytes(range(256)) * 300
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    for kind in ("adler32", "md5"):
+        running = ck.RunningChecksum(kind)
+        for start in range(0, len(data), 1000):
+            running.update(data[start:start + 1000])
+        assert running.value == ck.calculate_checksum(path, kind)

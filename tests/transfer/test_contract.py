@@ -242,17 +242,21 @@ def test_missing_output(up_env: Env) -> None:
     assert result.error_code is ErrorCode.MISSINGOUTPUTFILE, result.error
 
 
-def test_storage_down(remote_env: Env) -> None:
+@pytest.mark.parametrize("expected", [None, "0a0b0c0d"], ids=["no-checksum", "checksum"])
+def test_storage_down(remote_env: Env, expected: str | None) -> None:
     """A storage that refuses connections fails the file with STAGEINFAILED (1099), as a value."""
     assert remote_env.storage.down_url is not None
-    (result,) = remote_env.tool.transfer([get("d.root", remote_env.storage.down_url, timeout=60)], remote_env.work)
+    request = get("d.root", remote_env.storage.down_url, expected, timeout=60)
+    (result,) = remote_env.tool.transfer([request], remote_env.work)
     assert result.error_code is ErrorCode.STAGEINFAILED, result.error
 
 
-def test_timeout(remote_env: Env) -> None:
+@pytest.mark.parametrize("expected", [None, "0a0b0c0d"], ids=["no-checksum", "checksum"])
+def test_timeout(remote_env: Env, expected: str | None) -> None:
     """A storage that accepts the connection and never answers fails with STAGEINTIMEOUT (1151)."""
     assert remote_env.storage.hang_url is not None
-    (result,) = remote_env.tool.transfer([get("t.root", remote_env.storage.hang_url, timeout=3)], remote_env.work)
+    request = get("t.root", remote_env.storage.hang_url, expected, timeout=3)
+    (result,) = remote_env.tool.transfer([request], remote_env.work)
     assert result.error_code is ErrorCode.STAGEINTIMEOUT, result.error
     assert result.seconds < 60
 

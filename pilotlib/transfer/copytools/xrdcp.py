@@ -21,8 +21,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +36,7 @@ from pilotlib.transfer.copytools._common import (
     run_command,
     success,
 )
+from pilotlib.transfer.copytools._xrootd_stream import stream_in
 from pilotlib.transfer.errors import (
     AuthenticationError,
     ChecksumMismatchError,
@@ -80,6 +80,9 @@ def classify_xrootd_failure(  # noqa: PLR0911  (a flat decision table)
     if code == 400 or "server responded with an error" in lowered:
         return XrdcpError(text, direction)
     return TransferError(text, direction)
+
+
+_Ready = tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]
 
 
 class XrdcpCopytool:
@@ -147,7 +150,7 @@ class XrdcpCopytool:
         """Copy the files in parallel; one result per request, in order."""
         started = time.monotonic()
         results: list[TransferResult | None] = [None] * len(requests)
-        ready: list[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]] = []
+        ready: list[_Ready] = []
         for i, request in enumerate(requests):
             try:
                 ends = endpoints(request, workdir)
@@ -182,49 +185,80 @@ class XrdcpCopytool:
         return ("adler32", calculate_checksum(ends.local, "adler32", request.direction))
 
     # -- the XRootD Python client ------------------------------------------------------------------------------
-    def _run_python(
-        self, ready: Sequence[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]]
-    ) -> list[TransferResult]:
-        client = importlib.import_module("XRootD.client")  # the backend is imported only here (R10)
-        env = importlib.import_module("XRootD.client.env")
+    def _run_python(self, ready: Sequence[_Ready]) -> list[TransferResult]:
+        """Stage-in with an expected checksum streams and verifies on the fly; the rest is one CopyProcess."""
+        streamed = [k for k, item in enumerate(ready) if self._streams(item[1])]
+        batched = [k for k in range(len(ready)) if k not in set(streamed)]
+        results: dict[int, TransferResult] = {}
+        if batched:
+            results.update(zip(batched, self._run_copyprocess([ready[k] for k in batched]), strict=True))
+        if streamed:
+            results.update(zip(streamed, self._run_streams([ready[k] for k in streamed]), strict=True))
+        return [results[k] for k in range(len(ready))]
 
+    @staticmethod
+    def _streams(request: TransferRequest) -> bool:
+        return request.direction is Direction.STAGE_IN and request.checksum is not None
+
+    def _set_client_env(self, ready: Sequence[_Ready]) -> None:
+        env = importlib.import_module("XRootD.client.env")
         shortest = min(int(request.timeout) for _, request, _, _ in ready)
         for key, value in self._client_env(shortest).items():
             env.EnvPutInt(key, value)
+
+    def _run_streams(self, ready: Sequence[_Ready]) -> list[TransferResult]:
+        self._set_client_env(ready)
+
+        def one(k: int) -> TransferResult:
+            _, request, ends, _ = ready[k]
+            started = time.monotonic()
+            assert request.checksum is not None
+            try:
+                ends.local.parent.mkdir(parents=True, exist_ok=True)
+                checksum = stream_in(ends.remote, ends.local, request.checksum, timeout=request.timeout,
+                                     lfn=request.lfn, classify=classify_xrootd_failure)
+            except TransferError as exc:
+                log.warning("transfer failed tool=xrdcp lfn=%s code=%d error=%s", request.lfn, exc.code, exc)
+                return failure(request, self.name, exc, started)
+            except OSError as exc:
+                return failure(request, self.name, TransferError(f"{request.lfn}: {exc}", request.direction), started)
+            return success(request, self.name, ends, checksum, started)
+
+        def timed_out(k: int) -> TransferResult:
+            request = ready[k][1]
+            error = TransferTimeoutError(f"xrootd copy of {request.lfn} exceeded {request.timeout:.0f} s",
+                                         request.direction)
+            return failure(request, self.name, error, time.monotonic() - request.timeout)
+
+        return parallel_map(one, [r.timeout + 5.0 for _, r, _, _ in ready], self.parallel, timed_out)
+
+    def _run_copyprocess(self, ready: Sequence[_Ready]) -> list[TransferResult]:
+        client = importlib.import_module("XRootD.client")  # the backend is imported only here (R10)
+        self._set_client_env(ready)
         process = client.CopyProcess()
         process.parallel(max(self.parallel, 1))
         for _, request, ends, preset in ready:
             inbound = request.direction is Direction.STAGE_IN
             if inbound:
                 ends.local.parent.mkdir(parents=True, exist_ok=True)
-            # stage-in with an expected checksum: verified on the local file as each job ends, overlapping the
-            # other transfers; otherwise XRootD's end-to-end adler32 (source server vs target)
-            local_check = inbound and request.checksum is not None
             process.add_job(
                 ends.remote if inbound else str(ends.local),
                 str(ends.local) if inbound else ends.remote,
                 force=True, mkdir=True, posc=not inbound,
-                checksummode="none" if local_check else "end2end", checksumtype="adler32",
-                checksumpreset="" if inbound or preset is None else preset[1], rmBadCksum=not inbound,
+                checksummode="end2end", checksumtype="adler32",
+                checksumpreset="" if preset is None else preset[1], rmBadCksum=True,
                 cptimeout=max(int(request.timeout), 1), inittimeout=max(int(request.timeout), 1),
             )
-        verifier = _Verifier([(r, e) for _, r, e, _ in ready], workers=min(self.parallel, os.cpu_count() or 1))
-        timer = _JobTimer(verifier.submit)
-        try:
-            status = process.prepare()
-            if not status.ok:
-                return self._all_failed(ready, status.message, timer.started)
-            _, outcomes = process.run(timer)
-        finally:
-            verifier.close()
-        results = []
-        for job, (_, request, ends, preset) in enumerate(ready):
-            outcome = outcomes[job] if job < len(outcomes) else {}
-            started = timer.started_at(job)
-            results.append(
-                self._python_result(request, ends, preset, outcome, started=started, verified=verifier.future(job))
-            )
-        return results
+        timer = _JobTimer()
+        status = process.prepare()
+        if not status.ok:
+            return self._all_failed(ready, status.message, timer.started)
+        _, outcomes = process.run(timer)
+        return [
+            self._python_result(request, ends, preset, outcomes[job] if job < len(outcomes) else {},
+                                timer.started_at(job))
+            for job, (_, request, ends, preset) in enumerate(ready)
+        ]
 
     def _python_result(
         self,
@@ -232,9 +266,7 @@ class XrdcpCopytool:
         ends: Endpoints,
         preset: tuple[str, str] | None,
         outcome: dict[str, object],
-        *,
         started: float,
-        verified: Future[tuple[str, str]] | None,
     ) -> TransferResult:
         status = outcome.get("status")
         if status is None:
@@ -248,14 +280,6 @@ class XrdcpCopytool:
             return failure(request, self.name, error, started)
         target = str(outcome.get("targetCheckSum", ""))
         checksum = ("adler32", target.split(":", 1)[1]) if target.startswith("adler32:") else preset
-        if verified is not None:
-            try:
-                checksum = verified.result()
-            except TransferError as exc:
-                if isinstance(exc, ChecksumMismatchError):
-                    ends.local.unlink(missing_ok=True)  # a corrupted copy is not left for the payload
-                log.warning("transfer failed tool=xrdcp lfn=%s code=%d error=%s", request.lfn, exc.code, exc)
-                return failure(request, self.name, exc, started)
         return success(request, self.name, ends, checksum, started)
 
     @staticmethod
@@ -270,7 +294,7 @@ class XrdcpCopytool:
         )
 
     def _all_failed(
-        self, ready: Sequence[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]], why: str, started: float
+        self, ready: Sequence[_Ready], why: str, started: float
     ) -> list[TransferResult]:
         return [
             failure(r, self.name, TransferError(f"xrootd copy not prepared: {why}", r.direction), started)
@@ -279,7 +303,7 @@ class XrdcpCopytool:
 
     # -- the xrdcp command -------------------------------------------------------------------------------------
     def _run_commands(
-        self, ready: Sequence[tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]]
+        self, ready: Sequence[_Ready]
     ) -> list[TransferResult]:
         environment = dict(os.environ)
         shortest = min(int(request.timeout) for _, request, _, _ in ready)
@@ -327,45 +351,19 @@ class XrdcpCopytool:
         return success(request, self.name, ends, checksum, started)
 
 
-class _Verifier:
-    """Verifies stage-in checksums on local files in a small pool, as soon as each XRootD job ends."""
-
-    def __init__(self, jobs: Sequence[tuple[TransferRequest, Endpoints]], workers: int) -> None:
-        self._jobs = jobs
-        self._pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="xrdcp-verify")
-        self._futures: dict[int, Future[tuple[str, str]]] = {}
-
-    def submit(self, job: int, outcome: object) -> None:
-        """Called with the 0-based job index and XRootD's result of that job."""
-        request, ends = self._jobs[job]
-        status = outcome.get("status") if isinstance(outcome, dict) else None
-        if request.direction is Direction.STAGE_IN and request.checksum and getattr(status, "ok", False):
-            self._futures[job] = self._pool.submit(verify_checksum, ends.local, request.checksum, request.direction)
-
-    def future(self, job: int) -> Future[tuple[str, str]] | None:
-        """The verification of job ``job``, if one was started."""
-        return self._futures.get(job)
-
-    def close(self) -> None:
-        """Wait for the verifications (local reads: they end)."""
-        self._pool.shutdown(wait=True)
-
-
 class _JobTimer:
-    """A CopyProcess progress handler: notes when each job starts, hands each finished job to ``on_end``."""
+    """A CopyProcess progress handler that notes when each job starts (for per-file seconds)."""
 
-    def __init__(self, on_end: Callable[[int, object], None]) -> None:
+    def __init__(self) -> None:
         self.started = time.monotonic()
         self._begun: dict[int, float] = {}
-        self._on_end = on_end
 
     def begin(self, jobId: int, total: int, source: object, target: object) -> None:
         """XRootD job ``jobId`` (1-based) starts."""
         self._begun[jobId] = time.monotonic()
 
     def end(self, jobId: int, results: object) -> None:
-        """XRootD job ``jobId`` ended with ``results``."""
-        self._on_end(jobId - 1, results)
+        """Nothing to do: the results come back from ``run``."""
 
     def update(self, jobId: int, processed: int, total: int) -> None:
         """Nothing to do."""
