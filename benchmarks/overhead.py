@@ -80,12 +80,16 @@ def one_job_arc(area: Path) -> None:
           f"overhead={wall - payload:.2f}s peak_rss={rss_kb / 1024:.1f}MiB http_calls=0")
 
 
+_QUEUE = {"nickname": "BENCH", "state": "ACTIVE", "status": "online"}
+
+
 def one_job_server(area: Path) -> None:
     with DevServer(area / "server") as server:
+        server.add_queue("BENCH", _QUEUE)
         server.add_job(_definition(2, 2.0))
         wall, rss_kb, rc = _run(area, ["-q", "BENCH", "--url", server.url])
         payload = _payload_seconds(area / "work" / "2")
-        calls = {c: server.request_count(c) for c in ("getJob", "updateJob")}
+        calls = {c: server.request_count(c) for c in ("getJob", "updateJob", "schedconfig", "ddmendpoints")}
         print(f"server mode:     state={server.final_state(2)} rc={rc} wall={wall:.2f}s payload={payload:.2f}s "
               f"overhead={wall - payload:.2f}s peak_rss={rss_kb / 1024:.1f}MiB http_calls={sum(calls.values())} "
               f"{calls}")
@@ -93,11 +97,12 @@ def one_job_server(area: Path) -> None:
 
 def twenty_jobs(area: Path) -> None:
     with DevServer(area / "server") as server:
+        server.add_queue("BENCH", _QUEUE)
         for i in range(20):
             server.add_job(_definition(100 + i, 0.1))
         wall, rss_kb, rc = _run(area, ["-q", "BENCH", "--url", server.url, "--max-jobs", "20", "--in-flight", "2"])
         done = sum(1 for i in range(20) if server.final_state(100 + i) == "finished")
-        calls = server.request_count("getJob") + server.request_count("updateJob")
+        calls = sum(server.request_count(c) for c in ("getJob", "updateJob", "schedconfig", "ddmendpoints"))
         print(f"multi-job:       {done}/20 finished rc={rc} wall={wall:.2f}s jobs_per_minute={done / wall * 60:.0f} "
               f"peak_rss={rss_kb / 1024:.1f}MiB http_calls={calls}")
 

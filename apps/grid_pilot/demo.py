@@ -6,7 +6,8 @@ and runs ``grid-pilot`` as a real process:
 
 - default: NorduGrid/ARC mode, the job in ``launch/pandaJobData.out``, updates in ``launch/heartbeat.json``;
 - ``--server``: server mode against a local PanDA server (:class:`pilotlib.devserver.DevServer`) started here,
-  whose record of the job's updates is printed.
+  which also serves the queue's description (``LOCAL_QUEUE``: active, ``mv`` copytools); its record of the job's
+  updates is printed.
 
 The example's ``fsize``/``checksum`` describe a file that is not shipped, so the demo's copy of the definition
 carries the size and adler32 of the input it generates. Outputs and the log go to ``storage/`` in the
@@ -25,6 +26,10 @@ import zlib
 from pathlib import Path
 
 from pilotlib.devserver import DevServer
+
+#: The demo server's queue description: the pilot refuses a queue it cannot find or that is not active.
+LOCAL_QUEUE = {"nickname": "LOCAL_QUEUE", "state": "ACTIVE", "status": "online",
+               "acopytools": {"pr": ["mv"], "pw": ["mv"], "pl": ["mv"]}}
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jobs" / "production.json"
 
@@ -60,7 +65,7 @@ def _prepare(area: Path) -> tuple[dict[str, str], Path]:
 
 def _pilot(area: Path, bindir: Path, mode_args: list[str]) -> int:
     argv = [sys.executable, "-m", "apps.grid_pilot", *mode_args, "-a", str(area / "work"),
-            "--input-dir", str(area / "inputs"), "--output-dir", str(area / "storage"), "--copytool", "mv",
+            "--input-dir", str(area / "inputs"), "--output-dir", str(area / "storage"),
             "--heartbeat", "0.5", "--log-level", "WARNING"]
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
     print("$", " ".join(argv[1:]), flush=True)
@@ -87,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.server:
         (area / "launch").mkdir()
         (area / "launch" / "pandaJobData.out").write_text(json.dumps(definition))
-        status = _pilot(area, bindir, ["--mode", "arc", "--launch-dir", str(area / "launch")])
+        status = _pilot(area, bindir, ["--mode", "arc", "--launch-dir", str(area / "launch"), "--copytool", "mv"])
         _show(area)
         print(f"  final report (ARC heartbeat.json): {area / 'launch' / 'heartbeat.json'}")
         print(f"  output list for the CE: {area / 'launch' / 'output.list'}")
         return status
     with DevServer(area / "server") as server:
+        server.add_queue("LOCAL_QUEUE", LOCAL_QUEUE)
         server.add_job(definition)
         status = _pilot(area, bindir, ["-q", "LOCAL_QUEUE", "--url", server.url])
         _show(area)
