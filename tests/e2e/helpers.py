@@ -13,10 +13,12 @@ from pathlib import Path
 
 PAYLOAD = """#!/bin/sh
 # a small payload: copies its input to its output, writes a job report, sleeps, exits with $EXIT
+# (HOG_MB=N: holds N MiB in the Python interpreter $PY for a minute instead)
 cat in.dat > out.dat 2>/dev/null || true
 [ -n "$NO_OUTPUT" ] && rm -f out.dat
 printf '{"exitCode": %s, "exitMsg": "%s"}' "${EXIT:-0}" "${MSG:-OK}" > jobReport.json
 [ -n "$SELF_KILL" ] && kill -9 $$
+[ -n "$HOG_MB" ] && exec "$PY" -c "import time; x = b'x' * ($HOG_MB * 1048576); time.sleep(60)"
 sleep "${SLEEP:-0.5}"
 exit "${EXIT:-0}"
 """
