@@ -132,6 +132,7 @@ BACKENDS = [
     Backend("gfal-root", lambda _t: GfalCopytool(), _gfal_root, remote=False),
     Backend("gfal-http", lambda _t: GfalCopytool(), _http("http")),
     Backend("gfal-dav", lambda _t: GfalCopytool(), _http("dav")),
+    Backend("gfal-filecopy", lambda _t: GfalCopytool(stream=False), _http("http")),  # filecopy, then verify
     Backend("lsm", _lsm, _xrootd),
     Backend("mv", lambda _t: MvCopytool(), _folder, remote=False),
     Backend("cp", lambda _t: CpCopytool(), _folder, remote=False),

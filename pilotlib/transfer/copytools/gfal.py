@@ -1,11 +1,12 @@
 """``gfal``: transfers through gfal2-python (file, root, http/https, dav/davs, and any other gfal2 plugin).
 
-Each file is one ``filecopy`` in a bounded pool of threads (``parallel``), each with its own gfal2 context (a
-context is not shared between threads). Stage-in copies, then verifies the expected checksum on the local file
-(streaming, :mod:`pilotlib.transfer.checksum`); stage-out computes the local checksum first and has gfal2 compare
-it with the storage's (``checksum_mode.both``) when ``verify_remote`` is on. The per-file timeout is given to
-gfal2 (transfer, checksum and namespace timeouts) and also enforced around the call: a call still blocked at its
-deadline is reported as a timeout and left to end in its daemon thread.
+Each file is handled in a bounded pool of threads (``parallel``), each with its own gfal2 context (a context is
+not shared between threads). Stage-in with an expected checksum reads the file through gfal2's POSIX-like API
+(``open``/``read_bytes``) and checksums the chunks as they arrive, renaming ``<name>.part`` into place only on a
+match; without one it is a ``filecopy`` and the copy's adler32 is computed. Stage-out computes the local
+checksum first and has gfal2 compare it with the storage's (``checksum_mode.both``) when ``verify_remote`` is
+on. The per-file timeout is given to gfal2 (transfer, checksum and namespace timeouts) and also enforced around
+the call: a call still blocked at its deadline is reported as a timeout and left to end in its daemon thread.
 
 Error translation follows PanDAWMS/pilot3 ``pilot/copytool/gfal.py`` and ``pilot/copytool/common.py``
 (errno and message of the gfal2 ``GError``).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno as errnos
 import importlib.util
 import logging
+import os
 import queue
 import time
 from collections.abc import Sequence
@@ -24,7 +26,13 @@ from typing import Protocol
 
 from pilotlib.errors import Direction
 from pilotlib.transfer.base import TransferRequest, TransferResult
-from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
+from pilotlib.transfer.checksum import (
+    RunningChecksum,
+    calculate_checksum,
+    normalize_checksum_type,
+    normalize_checksum_value,
+    verify_checksum,
+)
 from pilotlib.transfer.copytools._common import Endpoints, endpoints, failure, parallel_map, success
 from pilotlib.transfer.errors import (
     AuthenticationError,
@@ -41,10 +49,16 @@ __all__ = ["GfalCopytool", "classify_gfal_failure"]
 
 log = logging.getLogger(__name__)
 
+_CHUNK = 8 * 1024 * 1024
 _UNREACHABLE = {errnos.ECONNREFUSED, errnos.EHOSTDOWN, errnos.EHOSTUNREACH, errnos.ENETUNREACH, errnos.ECONNRESET}
 
 
+class _RemoteFile(Protocol):
+    def read_bytes(self, size: int) -> bytes: ...
+
+
 class _Context(Protocol):
+    def open(self, url: str, mode: str) -> _RemoteFile: ...
     def transfer_parameters(self) -> object: ...
     def filecopy(self, params: object, source: str, destination: str) -> int: ...
     def set_opt_integer(self, group: str, key: str, value: int) -> None: ...
@@ -79,14 +93,17 @@ class GfalCopytool:
     Args:
         parallel: files copied at once.
         verify_remote: on stage-out, have gfal2 compare the local checksum with the storage's.
+        stream: stage in a file with an expected checksum by reading it through gfal2's POSIX-like API and
+            checksumming the chunks as they arrive (no second read); off: ``filecopy``, then verify the copy.
     """
 
     name = "gfal"
     schemes: tuple[str, ...] = ("file", "root", "xroot", "http", "https", "dav", "davs", "srm", "gsiftp", "s3")
 
-    def __init__(self, parallel: int = 4, verify_remote: bool = True) -> None:
+    def __init__(self, parallel: int = 4, verify_remote: bool = True, stream: bool = True) -> None:
         self.parallel = parallel
         self.verify_remote = verify_remote
+        self.stream = stream
         self._contexts: queue.SimpleQueue[_Context] = queue.SimpleQueue()
 
     def unusable_reason(self) -> str | None:
@@ -159,10 +176,36 @@ class GfalCopytool:
 
     def _stage_in(self, context: _Context, request: TransferRequest, ends: Endpoints) -> tuple[str, str]:
         ends.local.parent.mkdir(parents=True, exist_ok=True)
+        if request.checksum is not None and self.stream:
+            return self._stream_in(context, request, ends, request.checksum)
         context.filecopy(self._params(context, request), ends.remote, ends.local.as_uri())
         if request.checksum is not None:
             return verify_checksum(ends.local, request.checksum, request.direction)
         return ("adler32", calculate_checksum(ends.local, "adler32", request.direction))
+
+    def _stream_in(
+        self, context: _Context, request: TransferRequest, ends: Endpoints, expected: tuple[str, str]
+    ) -> tuple[str, str]:
+        """Read the remote file through gfal2's POSIX-like API, checksumming the chunks as they arrive."""
+        self._params(context, request)  # sets the context's timeouts
+        running = RunningChecksum(expected[0], request.direction)
+        want = normalize_checksum_value(running.kind, expected[1])
+        partial = ends.local.with_name(ends.local.name + ".part")
+        remote = context.open(ends.remote, "r")
+        try:
+            with open(partial, "wb") as out:
+                while chunk := remote.read_bytes(_CHUNK):
+                    out.write(chunk)
+                    running.update(chunk)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        if running.value != want:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatchError(f"{running.kind} mismatch for {request.lfn}: expected {want}, "
+                                        f"got {running.value}", request.direction, running.kind, want, running.value)
+        os.replace(partial, ends.local)
+        return running.kind, running.value
 
     def _stage_out(self, context: _Context, request: TransferRequest, ends: Endpoints) -> tuple[str, str]:
         import gfal2  # noqa: PLC0415
