@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import zlib
@@ -118,3 +119,12 @@ print(reg.create("gfal").unusable_reason())
         "the XRootD Python client (pip install xrootd) is not importable",
         "the gfal2 Python binding is not importable (Debian python3-gfal2 or pip gfal2-python)",
     ]
+
+
+def test_xrdcp_auto_falls_back_to_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the XRootD Python client, backend=auto uses the xrdcp command when it exists."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "XRootD" else real(name, *a))
+    tool = XrdcpCopytool()
+    assert tool.unusable_reason() is None
+    assert tool._chosen() == "command"
