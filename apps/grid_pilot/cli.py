@@ -9,7 +9,6 @@ the command line wins over the file.
 from __future__ import annotations
 
 import argparse
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -91,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_config(path: Path | None) -> dict[str, object]:
     if path is None:
         return {}
+    import tomllib  # noqa: PLC0415 - only when a config file is given (a pilot's start is kept short)
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:

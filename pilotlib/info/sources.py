@@ -20,12 +20,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import requests
-
 from pilotlib.info.errors import InfoSourceError
+
+if TYPE_CHECKING:  # imported on first download: a pilot reading only files never loads requests
+    import requests
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -154,6 +155,8 @@ class UrlSource:
         Raises:
             InfoSourceError: connection failure, timeout, HTTP status other than 200, or a bad document.
         """
+        import requests  # noqa: PLC0415 - lazy, see the module imports
+
         url = self.url.replace(_PLACEHOLDER, quote(queue, safe=""))
         shown = redact_url(url)
         getter = self.session.get if self.session is not None else requests.get

@@ -16,12 +16,14 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import requests
 
 from pilotlib.panda.errors import CommunicationError, CredentialError
+
+if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived pilot a noticeable part of its start
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ Credentials = X509Proxy | BearerToken
 
 
 def _is_retryable(exc: requests.RequestException) -> bool:
+    import requests  # noqa: PLC0415 - lazy, see the module imports
+
     if isinstance(exc, requests.exceptions.SSLError):
         return False
     return isinstance(exc, requests.ConnectionError | requests.Timeout)
@@ -106,7 +110,11 @@ class Transport:
         self.timeouts = timeouts
         self.retry = retry
         self.credentials = credentials
-        self.session = session or requests.Session()
+        if session is None:
+            import requests  # noqa: PLC0415 - lazy, see the module imports
+
+            session = requests.Session()
+        self.session = session
         self.verify: bool | str = str(ca_dir) if (verify and ca_dir is not None) else verify
         self._sleep = sleep
         self._rng = rng
@@ -170,6 +178,8 @@ class Transport:
                  payload: bytes | None, query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
                  ) -> tuple[str | None, str]:
         """One request: (the answer's text, "") or (None, the reason of a retryable failure)."""
+        import requests  # noqa: PLC0415 - lazy (already loaded by the session)
+
         try:
             response = self.session.request(
                 method, url, json=dict(json_body) if json_body is not None else None, data=payload, params=query,

@@ -22,16 +22,18 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
-import requests
 
 from pilotlib.job import Job, parse_job
 from pilotlib.panda._legacy import LegacyDialect
 from pilotlib.panda._transport import BearerToken, Credentials, RetryPolicy, Timeouts, Transport, X509Proxy
 from pilotlib.panda._v1 import V1Dialect
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
+
+if TYPE_CHECKING:  # requests is imported when a transport is made (a launch-directory pilot never loads it)
+    import requests
 
 __all__ = ["BearerToken", "Credentials", "KeyPair", "PandaClient", "RetryPolicy", "Timeouts", "X509Proxy"]
 

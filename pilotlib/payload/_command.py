@@ -19,15 +19,16 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import attrs
-import requests
-import urllib3
 
 from pilotlib._redact import redact_url
 from pilotlib.job import Job
 from pilotlib.payload.errors import TransformNotFoundError, TrfChmodError, TrfDownloadError
+
+if TYPE_CHECKING:  # imported on a download only: loading requests is a noticeable part of a pilot's start
+    import requests
 
 __all__ = ["PayloadCommand", "PayloadSettings", "build_command"]
 
@@ -253,6 +254,9 @@ def download_transformation(url: str, workdir: Path, settings: PayloadSettings) 
             ``settings.download_max_bytes`` or an empty one (1149).
         TrfChmodError: chmod failed (1143).
     """
+    import requests  # noqa: PLC0415 - lazy, see the module imports
+    import urllib3  # noqa: PLC0415
+
     shown = redact_url(url)
     target = workdir / _trf_file_name(url)
     deadline = time.monotonic() + settings.download_timeout
