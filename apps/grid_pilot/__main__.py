@@ -47,6 +47,9 @@ def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
         lines.append(f"recovered final updates of jobs {', '.join(map(str, outcome.recovered))}")
     if not outcome.runs:
         lines.append("no job was run")
+    if outcome.retrieve_error is not None:
+        error = outcome.retrieve_error
+        lines.append(f"stopped asking for jobs: {type(error).__name__} code={int(error.code)}: {error}")
     lines.append(f"pilot log {Path(settings.workdir) / PILOT_LOG}; exit status {status}")
     return "\n".join(lines)
 

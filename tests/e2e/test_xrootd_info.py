@@ -106,14 +106,18 @@ def test_command_line_xrdcp_with_root_places(
     assert json.loads(str(final["xml"]))["out.dat"]["adler32"] == _adler32(stored)
 
 
-def test_queue_not_active_refuses_to_start(panda_server: DevServer, tmp_path: Path) -> None:
-    """A queue whose state is not ACTIVE: the pilot asks for no job and exits with PANDAQUEUENOTACTIVE's status."""
+def test_queue_not_active_refuses_to_start(
+    panda_server: DevServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A queue whose state is not ACTIVE: the pilot asks for no job, says why, and exits with
+    PANDAQUEUENOTACTIVE's status."""
     panda_server.add_queue("OFF_QUEUE", _queue("OFF_QUEUE", state="DISABLED"))
     panda_server.add_job(job_definition(8103))
 
     status = main(["-q", "OFF_QUEUE", "--url", panda_server.url, "-a", str(tmp_path / "work")])
 
     assert status == process_exit_code(ErrorCode.PANDAQUEUENOTACTIVE) == 78
+    assert "QueueNotActiveError code=1359: queue OFF_QUEUE is not active: state=DISABLED" in capsys.readouterr().out
     assert panda_server.request_count("getJob") == 0
     assert panda_server.updates(8103) == []
 
