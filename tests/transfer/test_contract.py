@@ -252,6 +252,15 @@ def test_storage_down(remote_env: Env, expected: str | None) -> None:
     assert result.error_code is ErrorCode.STAGEINFAILED, result.error
 
 
+def test_upload_to_storage_down(remote_env: Env) -> None:
+    """Staging out to a storage that refuses connections fails with STAGEOUTFAILED (1137); the output stays."""
+    assert remote_env.storage.down_url is not None
+    (remote_env.work / "o.root").write_bytes(b"output")
+    (result,) = remote_env.tool.transfer([put("o.root", remote_env.storage.down_url)], remote_env.work)
+    assert result.error_code is ErrorCode.STAGEOUTFAILED, result.error
+    assert (remote_env.work / "o.root").read_bytes() == b"output"
+
+
 @pytest.mark.parametrize("expected", [None, "0a0b0c0d"], ids=["no-checksum", "checksum"])
 def test_timeout(remote_env: Env, expected: str | None) -> None:
     """A storage that accepts the connection and never answers fails with STAGEINTIMEOUT (1151)."""
