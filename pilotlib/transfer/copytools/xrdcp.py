@@ -188,7 +188,7 @@ class XrdcpCopytool:
     def _run_python(self, ready: Sequence[_Ready]) -> list[TransferResult]:
         """Stage-in with an expected checksum streams and verifies on the fly; the rest is one CopyProcess."""
         streamed = [k for k, item in enumerate(ready) if self._streams(item[1])]
-        batched = [k for k in range(len(ready)) if k not in set(streamed)]
+        batched = [k for k, item in enumerate(ready) if not self._streams(item[1])]
         results: dict[int, TransferResult] = {}
         if batched:
             results.update(zip(batched, self._run_copyprocess([ready[k] for k in batched]), strict=True))
