@@ -6,7 +6,9 @@ the dispatcher client (:class:`PandaClient`, legacy and v1 dialects), Harvester'
 directory (:class:`ArcJobSource`, :class:`ArcReporter`). The app chooses one.
 """
 
-from pilotlib.panda.arc import ArcJobSource, ArcOutput, ArcReporter, output_list_entries
+import importlib
+from typing import TYPE_CHECKING
+
 from pilotlib.panda.base import (
     EventRange,
     EventRangeSource,
@@ -18,16 +20,53 @@ from pilotlib.panda.base import (
     ServerCommand,
     UpdateAnswer,
 )
-from pilotlib.panda.client import BearerToken, Credentials, KeyPair, PandaClient, RetryPolicy, Timeouts, X509Proxy
-from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerRefusedError
-from pilotlib.panda.harvester import (
-    Consume,
-    HarvesterEventRanges,
-    HarvesterFiles,
-    HarvesterJobSource,
-    HarvesterReporter,
-    StageOutFile,
-)
+
+if TYPE_CHECKING:
+    from pilotlib.panda.arc import ArcJobSource, ArcOutput, ArcReporter, output_list_entries
+    from pilotlib.panda.client import (
+        BearerToken,
+        Credentials,
+        KeyPair,
+        PandaClient,
+        RetryPolicy,
+        Timeouts,
+        X509Proxy,
+    )
+    from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerRefusedError
+    from pilotlib.panda.harvester import (
+        Consume,
+        HarvesterEventRanges,
+        HarvesterFiles,
+        HarvesterJobSource,
+        HarvesterReporter,
+        StageOutFile,
+    )
+
+# The implementations load on first use: a pilot in one mode does not pay for the others' imports (the dispatcher
+# client brings requests and ssl).
+_LAZY = {
+    **dict.fromkeys(("ArcJobSource", "ArcOutput", "ArcReporter", "output_list_entries"), "pilotlib.panda.arc"),
+    **dict.fromkeys(
+        ("BearerToken", "Credentials", "KeyPair", "PandaClient", "RetryPolicy", "Timeouts", "X509Proxy"),
+        "pilotlib.panda.client",
+    ),
+    **dict.fromkeys(
+        ("CommunicationError", "CredentialError", "ServerAnswerError", "ServerRefusedError"), "pilotlib.panda.errors"
+    ),
+    **dict.fromkeys(
+        ("Consume", "HarvesterEventRanges", "HarvesterFiles", "HarvesterJobSource", "HarvesterReporter",
+         "StageOutFile"),
+        "pilotlib.panda.harvester",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ArcJobSource",
