@@ -37,7 +37,10 @@ def _load(server: DevServer, jobs: Sequence[Path], queues: Sequence[Path]) -> No
         logging.info("jobs queued from=%s panda_ids=%s", path, ids)
     for path in queues:
         description = json.loads(path.read_text())
-        server.add_queue(str(description.get("name", path.stem)), description)
+        if not isinstance(description, dict):
+            raise ValueError(f"{path}: a queue description must be a JSON object")
+        name = description.get("name") or description.get("nickname") or path.stem
+        server.add_queue(str(name), description)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if server.ca_dir:
         print(f"CA directory for clients: {server.ca_dir}", file=sys.stderr)
-    scheme = "https" if args.tls else "http"
-    print(f"pilot-devserver on {scheme}://{args.host}:{args.port} db={workdir / 'panda.sqlite'}", file=sys.stderr)
+    # the URL, with the port actually bound (--port 0 picks a free one), is logged when serving starts
+    print(f"pilot-devserver database {workdir / 'panda.sqlite'}", file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
