@@ -236,20 +236,26 @@ class Pipeline:
         return self.results
 
     def _retrieve_loop(self, out: queue.Queue[object]) -> None:
-        while True:
-            self._slots.acquire()
-            if self._stop.is_set():
-                break
-            try:
-                run = self._retrieve(self._stop)
-            except PilotError as exc:
-                log.error("job retrieval failed code=%d error=%s", exc.code, exc)
-                self.retrieve_error = exc
-                break
-            if run is None:
-                break
-            out.put(run)
-        out.put(_DONE)
+        try:
+            while True:
+                self._slots.acquire()
+                if self._stop.is_set():
+                    break
+                try:
+                    run = self._retrieve(self._stop)
+                except PilotError as exc:
+                    log.error("job retrieval failed code=%d error=%s", exc.code, exc)
+                    self.retrieve_error = exc
+                    break
+                except Exception as exc:  # a bug in the source must end retrieval, not hang every stage
+                    log.exception("job retrieval crashed")
+                    self.retrieve_error = InternalPilotError(f"retrieve: {type(exc).__name__}: {exc}")
+                    break
+                if run is None:
+                    break
+                out.put(run)
+        finally:
+            out.put(_DONE)
 
     def _stage_loop(self, stage: Stage, inbox: queue.Queue[object], out: queue.Queue[object]) -> None:
         while (item := inbox.get()) is not _DONE:
@@ -261,9 +267,13 @@ class Pipeline:
         while (item := inbox.get()) is not _DONE:
             assert isinstance(item, JobRun)
             self.results.append(item)
-            if self._on_done is not None:
-                self._on_done(item)
-            self._slots.release()
+            try:
+                if self._on_done is not None:
+                    self._on_done(item)
+            except Exception:  # the job is over; a failing callback must not stop the others
+                log.exception("on_done crashed panda_id=%d", item.job.panda_id)
+            finally:
+                self._slots.release()
 
 
 def _apply(stage: Stage, run: JobRun, stop: Stop) -> JobRun:

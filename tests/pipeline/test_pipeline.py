@@ -215,6 +215,52 @@ def test_retrieval_error_ends_the_pilot_cleanly(tmp_path: Path) -> None:
     assert pipeline.retrieve_error is not None and pipeline.retrieve_error.code == ErrorCode.GENERALERROR
 
 
+def _run_bounded(pipeline: Pipeline) -> list[JobRun]:
+    """Run the pipeline on a thread; fail (instead of hanging the suite) when it does not end."""
+    results: list[list[JobRun]] = []
+    thread = threading.Thread(target=lambda: results.append(pipeline.run()), daemon=True)
+    thread.start()
+    thread.join(timeout=30.0)
+    assert not thread.is_alive(), "the pipeline hung"
+    return results[0]
+
+
+def test_retrieval_crash_ends_the_pilot_after_the_jobs_taken(tmp_path: Path) -> None:
+    """A bug in the job source (a bare KeyError) ends retrieval as INTERNALPILOTPROBLEM; taken jobs still finish."""
+    reporter = FakeReporter()
+    inner = _source(tmp_path, [1201])
+    calls: list[int] = []
+
+    def retrieve(stop: Stop) -> JobRun | None:
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyError("PandaID")
+        return inner(stop)
+
+    stages, _ = _stages(tmp_path, reporter, FakePayload())
+    pipeline = Pipeline(retrieve, standard_stages(stages), Stop())
+    (run,) = _run_bounded(pipeline)
+    assert run.job.panda_id == 1201 and run.final_sent and reporter.states(1201) == ["starting", "finished"]
+    assert isinstance(pipeline.retrieve_error, InternalPilotError)
+    assert pipeline.retrieve_error.code == ErrorCode.INTERNALPILOTPROBLEM
+
+
+def test_failing_on_done_callback_does_not_stop_the_next_jobs(tmp_path: Path) -> None:
+    """A callback that raises for a finished job is logged; the next jobs still run and are reported."""
+    reporter = FakeReporter()
+    stages, _ = _stages(tmp_path, reporter, FakePayload())
+    seen: list[int] = []
+
+    def on_done(run: JobRun) -> None:
+        seen.append(run.job.panda_id)
+        raise RuntimeError("callback bug")
+
+    pipeline = Pipeline(_source(tmp_path, [1301, 1302]), standard_stages(stages), Stop(), on_done=on_done)
+    runs = _run_bounded(pipeline)
+    assert [r.job.panda_id for r in runs] == [1301, 1302] == seen
+    assert all(r.final_sent for r in runs)
+
+
 def test_stop_keeps_first_reason_and_reaches_children() -> None:
     """The first reason wins; a child stop is set by its parent, also when made after the parent was set."""
     parent = Stop()
