@@ -19,19 +19,33 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 
 from pilotlib.errors import PilotError
 from pilotlib.panda.base import JobReporter, JobUpdate
 
-__all__ = ["FINAL_NAME", "FinalStore", "RetryPolicy", "deliver_final", "recover"]
+__all__ = ["FINAL_NAME", "STOPPING_DEADLINE", "FinalStore", "RetryPolicy", "Stopping", "deliver_final", "recover"]
 
 log = logging.getLogger(__name__)
 
 FINAL_NAME = "final_update.json"
 _SENT = FINAL_NAME + ".sent"
 _SENDING = FINAL_NAME + ".sending-"
+_OWN_CLAIMS: set[Path] = set()  # the claims this process holds (set operations are atomic under the GIL)
+
+
+class Stopping(Protocol):
+    """What the senders need of the pilot's stop (:class:`pilotlib.pipeline.Stop`, a :class:`threading.Event`)."""
+
+    def is_set(self) -> bool:
+        """Whether the pilot is stopping."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopping or ``timeout`` seconds passed."""
+        ...
 
 
 class FinalStore:
@@ -68,15 +82,18 @@ class FinalStore:
             os.rename(self.path(panda_id), claimed)
         except FileNotFoundError:
             return None
+        _OWN_CLAIMS.add(claimed.absolute())
         return claimed
 
     def mark_sent(self, claimed: Path) -> None:
         """Record that the claimed update was acknowledged (it is kept as ``.sent`` and never sent again)."""
         os.replace(claimed, claimed.with_name(_SENT))
+        _OWN_CLAIMS.discard(claimed.absolute())
 
     def unclaim(self, claimed: Path) -> None:
         """Give a claimed update back to pending (it could not be sent)."""
         os.replace(claimed, claimed.with_name(FINAL_NAME))
+        _OWN_CLAIMS.discard(claimed.absolute())
 
     def is_sent(self, panda_id: int) -> bool:
         """Whether the final update of ``panda_id`` was acknowledged."""
@@ -87,10 +104,21 @@ class FinalStore:
         if not self.root.is_dir():
             return []
         for stale in self.root.glob(f"*/{_SENDING}*"):
-            pid = stale.name.removeprefix(_SENDING)
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if self._is_stale(stale):
                 self.unclaim(stale)
         return sorted(int(p.parent.name) for p in self.root.glob(f"*/{FINAL_NAME}") if p.parent.name.isdigit())
+
+
+    def _is_stale(self, claimed: Path) -> bool:
+        """A claim of a process that is gone, or one with this process's id that this process did not make (the pid
+        of a pilot killed while sending, reused by its successor: likely in a container, where pilots get the same
+        small pid)."""
+        pid = claimed.name.removeprefix(_SENDING)
+        if not pid.isdigit():
+            return False
+        if int(pid) == os.getpid():
+            return claimed.absolute() not in _OWN_CLAIMS
+        return not Path(f"/proc/{pid}").exists()
 
 
 def _load(path: Path) -> JobUpdate:
@@ -98,13 +126,49 @@ def _load(path: Path) -> JobUpdate:
     return JobUpdate(int(body["panda_id"]), str(body["state"]), body["fields"], final=True)
 
 
+#: Seconds a final update is still tried once the pilot is stopping (a signal: the whole shutdown must end within about
+#: two minutes; what is not sent by then stays on disk for the next pilot).
+STOPPING_DEADLINE = 45.0
+
+
 @attrs.frozen
 class RetryPolicy:
-    """How long to keep trying a final update: until ``deadline`` seconds from now, backing off between tries."""
+    """How long to keep trying a final update: until ``deadline`` seconds from now, backing off between tries.
+
+    Once the pilot is stopping, at most ``stopping_deadline`` more seconds are spent.
+    """
 
     deadline: float = 600.0
     first_delay: float = 1.0
     max_delay: float = 60.0
+    stopping_deadline: float = STOPPING_DEADLINE
+
+
+class _Deadline:
+    """The end of the tries, cut short the first time the pilot is seen stopping; pauses wake when it stops."""
+
+    def __init__(self, policy: RetryPolicy, stopping: Stopping | None, pause: Callable[[float], object] | None):
+        self._end = time.monotonic() + policy.deadline
+        self._policy = policy
+        self._stopping = stopping
+        self._pause = pause
+        self._cut = False
+
+    def passed(self, delay: float = 0.0) -> bool:
+        """Whether the end comes before ``delay`` more seconds."""
+        if not self._cut and self._stopping is not None and self._stopping.is_set():
+            self._cut = True
+            self._end = min(self._end, time.monotonic() + self._policy.stopping_deadline)
+        return time.monotonic() + delay > self._end
+
+    def pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds (the given pause, else until the pilot stops, else a plain sleep)."""
+        if self._pause is not None:
+            self._pause(delay)
+        elif self._stopping is not None and not self._stopping.is_set():
+            self._stopping.wait(delay)
+        else:
+            time.sleep(delay)
 
 
 def _try_send(reporter: JobReporter, update: JobUpdate) -> bool:
@@ -118,28 +182,26 @@ def _try_send(reporter: JobReporter, update: JobUpdate) -> bool:
     return answer.accepted
 
 
-def _send_claimed(
-    store: FinalStore,
-    reporter: JobReporter,
-    claimed: Path,
-    policy: RetryPolicy,
-    pause: Callable[[float], object],
-) -> bool:
-    update = _load(claimed)
-    end = time.monotonic() + policy.deadline
-    delay = policy.first_delay
-    while True:
-        if _try_send(reporter, update):
-            store.mark_sent(claimed)
-            log.info("final update acknowledged panda_id=%d state=%s", update.panda_id, update.state)
-            return True
-        if time.monotonic() + delay > end:
+def _send_claimed(store: FinalStore, reporter: JobReporter, claimed: Path, policy: RetryPolicy,
+                  deadline: _Deadline) -> bool:
+    try:
+        update = _load(claimed)
+        delay = policy.first_delay
+        while not _try_send(reporter, update):
+            if deadline.passed(delay):
+                store.unclaim(claimed)
+                path = store.path(update.panda_id)
+                log.error("final update left for recovery panda_id=%d path=%s", update.panda_id, path)
+                return False
+            deadline.pause(delay)
+            delay = min(delay * 2, policy.max_delay)
+    except BaseException:
+        if claimed.exists():  # not sent: pending again (or set aside by the caller)
             store.unclaim(claimed)
-            path = store.path(update.panda_id)
-            log.error("final update left for recovery panda_id=%d path=%s", update.panda_id, path)
-            return False
-        pause(delay)
-        delay = min(delay * 2, policy.max_delay)
+        raise
+    store.mark_sent(claimed)
+    log.info("final update acknowledged panda_id=%d state=%s", update.panda_id, update.state)
+    return True
 
 
 def deliver_final(
@@ -147,9 +209,19 @@ def deliver_final(
     reporter: JobReporter,
     store: FinalStore,
     policy: RetryPolicy | None = None,
-    pause: Callable[[float], object] = time.sleep,
+    pause: Callable[[float], object] | None = None,
+    *,
+    stopping: Stopping | None = None,
 ) -> bool:
     """Save ``update`` to disk, then send it until acknowledged or the policy's deadline passes.
+
+    Args:
+        update: the job's final update.
+        reporter: where it is sent.
+        store: where it is kept until acknowledged.
+        policy: how long to try (default :class:`RetryPolicy`).
+        pause: waits between tries (default: a sleep that ends early when ``stopping`` is set).
+        stopping: the pilot's stop; once set, the tries end within ``policy.stopping_deadline`` seconds.
 
     Returns:
         True when the server acknowledged it; False when it is left on disk for a later pilot (:func:`recover`).
@@ -158,27 +230,40 @@ def deliver_final(
     claimed = store.claim(update.panda_id)
     if claimed is None:
         return store.is_sent(update.panda_id)
-    return _send_claimed(store, reporter, claimed, policy or RetryPolicy(), pause)
+    policy = policy or RetryPolicy()
+    return _send_claimed(store, reporter, claimed, policy, _Deadline(policy, stopping, pause))
 
 
 def recover(
     store: FinalStore,
     reporter: JobReporter,
     policy: RetryPolicy | None = None,
-    pause: Callable[[float], object] = time.sleep,
+    pause: Callable[[float], object] | None = None,
+    *,
+    stopping: Stopping | None = None,
 ) -> list[int]:
-    """Send every pending final update found in the store; return the PandaIDs acknowledged now."""
+    """Send every pending final update found in the store; return the PandaIDs acknowledged now.
+
+    ``policy.deadline`` (default 0: one try each) bounds the whole recovery, not each update: once an update could
+    not be sent and the deadline passed, the rest are left for the next pilot without trying (a server that is down
+    must not hold up the start once per pending job). ``pause`` and ``stopping`` as in :func:`deliver_final`.
+    """
+    policy = policy or RetryPolicy(deadline=0.0)
+    deadline = _Deadline(policy, stopping, pause)
     sent = []
     for panda_id in store.pending():
         claimed = store.claim(panda_id)
         if claimed is None:
             continue
         try:
-            ok = _send_claimed(store, reporter, claimed, policy or RetryPolicy(deadline=0.0), pause)
+            ok = _send_claimed(store, reporter, claimed, policy, deadline)
         except (ValueError, KeyError, TypeError) as exc:
-            log.error("unreadable final update set aside path=%s error=%s", claimed, exc)
-            os.replace(claimed, claimed.with_name(FINAL_NAME + ".bad"))
+            log.error("unreadable final update set aside path=%s error=%s", store.path(panda_id), exc)
+            os.replace(store.path(panda_id), store.path(panda_id).with_name(FINAL_NAME + ".bad"))
             continue
         if ok:
             sent.append(panda_id)
+        elif deadline.passed():
+            log.warning("recovery ended: the remaining final updates are left for the next pilot")
+            break
     return sent

@@ -25,7 +25,7 @@ from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage, Stop
-from pilotlib.recovery import FinalStore, RetryPolicy, deliver_final
+from pilotlib.recovery import STOPPING_DEADLINE, FinalStore, RetryPolicy, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
 from pilotlib.transfer.base import TransferResult
 
@@ -42,8 +42,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Seconds the final update is retried when the pilot is stopping (the rest is left for recovery).
-STOPPING_FINAL_DEADLINE = 45.0
+#: Seconds the final update is retried once the pilot is stopping (the rest is left for recovery).
+STOPPING_FINAL_DEADLINE = STOPPING_DEADLINE
 
 
 class StageIn(Protocol):
@@ -218,12 +218,13 @@ class Stages:
         return run if result.error is None else run.failed(result.error)
 
     def report(self, run: JobRun, stop: Stop) -> JobRun:
-        """Write the final update to disk, then send it until acknowledged (always)."""
+        """Write the final update to disk, then send it until acknowledged (always).
+
+        Once the pilot is stopping (a signal, also one that comes while the server is being retried), the tries end
+        within ``final_retry.stopping_deadline`` seconds: the whole shutdown must end within about two minutes.
+        """
         update = final_update(run, self.identity, self.pilot_log() if run.failure is not None else "")
-        policy = self.final_retry
-        if stop.is_set():  # stopping (a signal): the whole shutdown must end within about two minutes
-            policy = attrs.evolve(policy, deadline=min(policy.deadline, STOPPING_FINAL_DEADLINE))
-        sent = deliver_final(update, self.reporter, self.store, policy)
+        sent = deliver_final(update, self.reporter, self.store, self.final_retry, stopping=stop)
         return attrs.evolve(run, final_sent=sent)
 
     def _send(self, update: JobUpdate) -> UpdateAnswer | None:

@@ -182,7 +182,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None) -> O
     settings.workdir.mkdir(parents=True, exist_ok=True)
     parts = build_parts(settings, stop)
     store = FinalStore(settings.workdir)
-    recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)))
+    recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:
         log.info("recovered final updates panda_ids=%s", ",".join(map(str, recovered)))
     info = build_info_service(settings)

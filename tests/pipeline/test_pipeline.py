@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import attrs
 import pytest
 
 from pilotlib.errors import ErrorCode, InternalPilotError, PandaKillError, PilotError, SigTermError, TransferError
-from pilotlib.panda.base import ServerCommand
+from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, Pipeline, Stage, Stop
 from pilotlib.recovery import FinalStore, RetryPolicy
 from pilotlib.report import PilotIdentity
@@ -259,6 +260,26 @@ def test_failing_on_done_callback_does_not_stop_the_next_jobs(tmp_path: Path) ->
     runs = _run_bounded(pipeline)
     assert [r.job.panda_id for r in runs] == [1301, 1302] == seen
     assert all(r.final_sent for r in runs)
+
+
+def test_signal_while_the_final_update_is_retried_ends_the_report_promptly(tmp_path: Path) -> None:
+    """A signal that comes while the final update is retried (server down, 10 min retry) cuts the retries to the
+    stopping deadline: the report ends, the update is kept on disk for the next pilot."""
+    stop = Stop()
+
+    class DownThenSignal(FakeReporter):
+        def update_job(self, update: JobUpdate) -> UpdateAnswer:
+            if update.final:
+                stop.set(SigTermError("SIGTERM"))
+            return super().update_job(update)
+
+    reporter = DownThenSignal(fail_final=1000)
+    policy = RetryPolicy(deadline=600.0, first_delay=1.0, max_delay=1.0, stopping_deadline=0.0)
+    stages, _ = _stages(tmp_path, reporter, FakePayload())
+    stages = attrs.evolve(stages, final_retry=policy)
+    (run,) = _run_bounded(Pipeline(_source(tmp_path, [1401]), standard_stages(stages), stop))
+    assert not run.final_sent and reporter.fail_final == 999
+    assert FinalStore(tmp_path / "work").pending() == [1401]
 
 
 def test_stop_keeps_first_reason_and_reaches_children() -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from pilotlib.panda.base import JobUpdate
+import pytest
+
+from pilotlib.panda.base import JobUpdate, UpdateAnswer
 from pilotlib.recovery import FINAL_NAME, FinalStore, RetryPolicy, deliver_final, recover
 
 from .fakes import FakeReporter
@@ -76,3 +79,69 @@ def test_unreadable_file_is_set_aside(tmp_path: Path) -> None:
     reporter = FakeReporter()
     assert recover(store, reporter) == [5003]
     assert (tmp_path / "5002" / (FINAL_NAME + ".bad")).exists()
+
+
+class _StopsWhileWaiting:
+    """A pilot stop that is set during the first pause (as a signal coming while the server is being retried)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float | None] = []
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        self._set = True
+        return True
+
+
+def test_stop_during_retries_cuts_the_final_update_short(tmp_path: Path) -> None:
+    """A stop that comes while the final update is being retried (server down, 10 min deadline) wakes the pause and
+    ends the tries within the stopping deadline; the update stays on disk for the next pilot."""
+    store, down = FinalStore(tmp_path), FakeReporter(fail_final=100)
+    stopping = _StopsWhileWaiting()
+    policy = RetryPolicy(deadline=600.0, first_delay=1.0, stopping_deadline=0.0)
+    assert not deliver_final(_update(), down, store, policy, stopping=stopping)
+    assert stopping.waits == [1.0]
+    assert down.fail_final == 98  # two tries: before and after the pause the stop ended
+    assert store.pending() == [5001]
+
+
+def test_recovery_with_the_server_down_tries_once_not_once_per_job(tmp_path: Path) -> None:
+    """With the server down, recovery gives up after the first unsent update past its deadline; all stay pending."""
+    store = FinalStore(tmp_path)
+    for panda_id in (7001, 7002, 7003):
+        store.save(_update(panda_id))
+    down = FakeReporter(fail_final=100)
+    assert recover(store, down) == []
+    assert down.fail_final == 99
+    assert store.pending() == [7001, 7002, 7003]
+
+
+def test_claim_with_our_own_pid_left_by_a_dead_pilot_is_recovered(tmp_path: Path) -> None:
+    """A claim named with this process's pid that this process did not make (a killed pilot whose pid the next
+    pilot got, as in a container) is pending again; a claim this process holds is not taken from it."""
+    store = FinalStore(tmp_path)
+    path = store.save(_update())
+    path.rename(path.with_name(f"{FINAL_NAME}.sending-{os.getpid()}"))
+    assert store.pending() == [5001]
+    claimed = store.claim(5001)
+    assert claimed is not None and store.pending() == []
+    store.unclaim(claimed)
+    assert store.pending() == [5001]
+
+
+class _BrokenReporter:
+    def update_job(self, update: JobUpdate) -> UpdateAnswer:
+        raise RuntimeError("reporter bug")
+
+
+def test_unexpected_error_while_sending_leaves_the_update_pending(tmp_path: Path) -> None:
+    """An unexpected error from the reporter propagates, but the update is pending again, not stuck claimed."""
+    store = FinalStore(tmp_path)
+    with pytest.raises(RuntimeError, match="reporter bug"):
+        deliver_final(_update(), _BrokenReporter(), store)
+    assert store.pending() == [5001]
+    assert [p.name for p in (tmp_path / "5001").iterdir()] == [FINAL_NAME]
