@@ -19,20 +19,23 @@ __all__ = ["main"]
 _FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s job=%(panda_id)s %(name)s: %(message)s"
 
 
-def _configure_logging(settings: Settings) -> None:
+def _configure_logging(settings: Settings) -> PerJobFileHandler:
     """The pilot's log to stderr and ``<workdir>/pilotlog.txt``; each job's records also go to
-    ``<workdir>/pilotlog-<PandaID>.txt``, copied into the job's log tarball (its own story)."""
+    ``<workdir>/pilotlog-<PandaID>.txt``, copied into the job's log tarball (its own story). Returns the per-job
+    handler (a finished job's file is closed with its ``close_job``)."""
     settings.workdir.mkdir(parents=True, exist_ok=True)
+    per_job = PerJobFileHandler(lambda panda_id: job_log_path(settings, panda_id))
     handlers: list[logging.Handler] = [
         logging.StreamHandler(sys.stderr),
         logging.FileHandler(settings.workdir / PILOT_LOG, encoding="utf-8"),
-        PerJobFileHandler(lambda panda_id: job_log_path(settings, panda_id)),
+        per_job,
     ]
     formatter = logging.Formatter(_FORMAT)
     for handler in handlers:
         handler.addFilter(JobIdFilter())
         handler.setFormatter(formatter)
     logging.basicConfig(level=settings.log_level, handlers=handlers, force=True)
+    return per_job
 
 
 def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
@@ -62,10 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"grid-pilot: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings)
+    per_job = _configure_logging(settings)
     stop = Stop()
     with handle_signals(stop) as received:
-        outcome = run_pilot(settings, stop, started)
+        # each finished job's own log file is closed: a multi-job pilot would otherwise keep one open per job
+        outcome = run_pilot(settings, stop, started, on_done=lambda run: per_job.close_job(run.job.panda_id))
     status = exit_code(outcome, stop)
     if len(received.received) > 1:
         logging.getLogger(__name__).warning("signals after the first ignored count=%d", len(received.received) - 1)

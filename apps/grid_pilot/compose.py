@@ -173,10 +173,11 @@ def _tail(path: Path, size: int = 4096) -> str:
         return ""
 
 
-def run_pilot(settings: Settings, stop: Stop, started: float | None = None) -> Outcome:
+def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
+              on_done: Callable[[JobRun], None] | None = None) -> Outcome:
     """Recover unsent final updates, read the queue's description (a queue that is not active or cannot be
     described ends the pilot with its code, no job fetched), then run jobs until there is no more work, the
-    lifetime ends or ``stop``."""
+    lifetime ends or ``stop``; ``on_done`` is called with each finished job (e.g. to close its log file)."""
     started = time.monotonic() if started is None else started
     started_epoch = time.time() - (time.monotonic() - started)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +197,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None) -> O
                          node=socket.gethostname())
     retriever = Retriever(parts.source, request, settings, started, limits=limits)
     stages = _stages(settings, parts.reporter, store, JobSetups(settings, info), limits)
-    pipeline = Pipeline(retriever, standard_stages(stages), stop, in_flight=settings.in_flight)
+    pipeline = Pipeline(retriever, standard_stages(stages), stop, in_flight=settings.in_flight, on_done=on_done)
     runs = pipeline.run()
     parts.at_end()
     return Outcome(tuple(runs), pipeline.retrieve_error, tuple(recovered))
