@@ -91,7 +91,9 @@ class PayloadExecutor(Protocol):
 
 
 class Heartbeat:
-    """Sends ``running`` updates every ``interval`` seconds on its own thread until stopped; obeys ``tobekilled``."""
+    """Sends ``running`` updates on its own thread until stopped, the first one as the payload starts (pilot3
+    ``pilot/control/payloads/generic.py`` sends the state once the payload process runs), then every ``interval``
+    seconds; obeys ``tobekilled``."""
 
     def __init__(
         self,
@@ -120,6 +122,7 @@ class Heartbeat:
         self._thread.join()
 
     def _loop(self) -> None:
+        self.beat()
         while not self._done.wait(self._interval):
             self.beat()
 

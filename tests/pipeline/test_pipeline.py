@@ -55,7 +55,7 @@ def test_good_job_runs_every_stage_and_reports_finished(tmp_path: Path) -> None:
     assert run.failure is None and run.final_sent
     assert parts["stage_in"].calls == [1001] and payload.started == [1001]
     assert parts["stage_out"].calls == [1001] and parts["stage_out"].log_calls == [1001]
-    assert reporter.states(1001) == ["starting", "finished"]
+    assert reporter.states(1001) == ["starting", "running", "finished"]  # running as the payload starts
     final = reporter.final(1001)
     assert final.fields["pilotErrorCode"] == 0
     assert final.fields["transExitCode"] == 0
@@ -241,7 +241,7 @@ def test_retrieval_crash_ends_the_pilot_after_the_jobs_taken(tmp_path: Path) -> 
     stages, _ = _stages(tmp_path, reporter, FakePayload())
     pipeline = Pipeline(retrieve, standard_stages(stages), Stop())
     (run,) = _run_bounded(pipeline)
-    assert run.job.panda_id == 1201 and run.final_sent and reporter.states(1201) == ["starting", "finished"]
+    assert run.job.panda_id == 1201 and run.final_sent and reporter.states(1201) == ["starting", "running", "finished"]
     assert isinstance(pipeline.retrieve_error, InternalPilotError)
     assert pipeline.retrieve_error.code == ErrorCode.INTERNALPILOTPROBLEM
 
