@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from pilotlib.errors import Direction, ErrorCode
 from pilotlib.transfer import TransferRequest, TransferResult, TransferTimeoutError, failed_result
+from pilotlib.transfer.copytools import _common
 from pilotlib.transfer.copytools._common import parallel_map, run_command
 
 
@@ -33,6 +35,36 @@ def test_command_timeout_kills_the_whole_group(tmp_path: Path) -> None:
         time.sleep(0.05)
     else:
         pytest.fail("child of the timed-out command survived")
+
+
+def test_command_timeout_returns_when_an_escaped_descendant_holds_its_pipes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timed-out command whose descendant left the process group (setsid) and keeps stdout open still ends with
+    TransferTimeoutError (1151) promptly: the pipes are drained for a bounded time only, not until that process ends."""
+    monkeypatch.setattr(_common, "_DRAIN_SECONDS", 0.5)
+    pidfile = tmp_path / "escaped.pid"
+    script = f"setsid bash -c 'echo $$ > {pidfile}; exec sleep 300' & sleep 300"
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_command(["bash", "-c", script], 1.0, Direction.STAGE_IN, what="f")
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        thread.join(timeout=120.0)
+        assert not thread.is_alive(), "run_command waited for the escaped process"
+        assert len(errors) == 1 and isinstance(errors[0], TransferTimeoutError)
+        assert errors[0].code == ErrorCode.STAGEINTIMEOUT
+    finally:
+        if pidfile.exists():  # the escaped sleep is ours (the test started it): end it
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), 9)
+        thread.join(timeout=30.0)
 
 
 def test_command_output_and_status() -> None:

@@ -103,10 +103,21 @@ def run_command(
     return CommandResult(proc.returncode, out, err)
 
 
+#: Seconds to drain a killed command's pipes: a descendant that left its process group (``setsid``) may hold them.
+_DRAIN_SECONDS = 5.0
+
+
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the group we created with start_new_session
-    proc.communicate()
+    if proc.returncode is None:  # not reaped yet, so the group id is still the one we created
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group we created with start_new_session
+    try:
+        proc.communicate(timeout=_DRAIN_SECONDS)
+    except subprocess.TimeoutExpired:  # the pipes are held by a process outside the group: stop reading them
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        proc.wait()
 
 
 def parallel_map(
