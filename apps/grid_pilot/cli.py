@@ -125,7 +125,10 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
                 raise ConfigError(f"{key.replace('_', '-')} must be a number, got {out[key]!r}") from None
     if "timefloor" in out:
         out["timefloor"] = float(str(out["timefloor"])) * 60.0
-    out["mode"] = Mode(out.get("mode", Mode.SERVER.value))
+    modes = {m.value: m for m in Mode}
+    if str(out.get("mode", Mode.SERVER.value)) not in modes:
+        raise ConfigError(f"mode must be one of {', '.join(modes)}, got {out['mode']!r}")
+    out["mode"] = modes[str(out.get("mode", Mode.SERVER.value))]
     for key in ("workdir", "harvester_workdir", "launch_dir", "ca_path", "queuedata_file", "storagedata_file",
                 "cache_dir"):
         if key in out:
@@ -144,6 +147,12 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"--url must be an http(s) URL, got {settings.url!r}")
     if settings.lifetime <= 0 or settings.in_flight < 1:
         raise ConfigError("lifetime must be positive and in-flight at least 1")
+    if settings.heartbeat <= 0:  # 0 would send heartbeats without pause
+        raise ConfigError(f"heartbeat must be a positive number of seconds, got {settings.heartbeat}")
+    if settings.api not in ("legacy", "v1"):
+        raise ConfigError(f"api must be legacy or v1, got {settings.api!r}")
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"log-level must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:

@@ -45,12 +45,29 @@ def test_config_file_is_read_and_command_line_wins(tmp_path: Path) -> None:
         (["--mode", "harvester"], "harvester mode needs --harvester-workdir"),
         (["--mode", "arc", "--launch-dir", "/x", "-l", "soon"], "lifetime must be a number"),
         (["-q", "Q", "--url", "ftp://x"], "--url must be an http"),
+        (["--mode", "arc", "--launch-dir", "/x", "--heartbeat", "0"], "heartbeat must be a positive"),
     ],
 )
 def test_bad_settings_are_named(argv: list[str], message: str) -> None:
     """A missing or invalid setting is a ConfigError naming it."""
     with pytest.raises(ConfigError, match=message):
         parse_settings(argv)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('mode = "pull"', "mode must be one of server, harvester, arc"),
+        ('api = "v2"', "api must be legacy or v1"),
+        ('log-level = "LOUD"', "log-level must be"),
+    ],
+)
+def test_bad_config_file_values_are_named(tmp_path: Path, line: str, message: str) -> None:
+    """A bad value in the config file (not checked by argparse) is a ConfigError naming it, not a traceback."""
+    cfg = tmp_path / "pilot.toml"
+    cfg.write_text(f'mode = "arc"\nlaunch_dir = "/x"\n{line}\n' if not line.startswith("mode") else f"{line}\n")
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(["--config", str(cfg), "-q", "Q", "--url", "http://x"])
 
 
 def test_unknown_config_key_is_refused(tmp_path: Path) -> None:
