@@ -182,23 +182,30 @@ def _try_send(reporter: JobReporter, update: JobUpdate) -> bool:
     return answer.accepted
 
 
+def _send_until(reporter: JobReporter, update: JobUpdate, policy: RetryPolicy, deadline: _Deadline) -> bool:
+    """Try, backing off, until acknowledged (True) or the deadline passed (False)."""
+    delay = policy.first_delay
+    while not _try_send(reporter, update):
+        if deadline.passed(delay):
+            return False
+        deadline.pause(delay)
+        delay = min(delay * 2, policy.max_delay)
+    return True
+
+
 def _send_claimed(store: FinalStore, reporter: JobReporter, claimed: Path, policy: RetryPolicy,
                   deadline: _Deadline) -> bool:
     try:
         update = _load(claimed)
-        delay = policy.first_delay
-        while not _try_send(reporter, update):
-            if deadline.passed(delay):
-                store.unclaim(claimed)
-                path = store.path(update.panda_id)
-                log.error("final update left for recovery panda_id=%d path=%s", update.panda_id, path)
-                return False
-            deadline.pause(delay)
-            delay = min(delay * 2, policy.max_delay)
+        sent = _send_until(reporter, update, policy, deadline)
     except BaseException:
         if claimed.exists():  # not sent: pending again (or set aside by the caller)
             store.unclaim(claimed)
         raise
+    if not sent:
+        store.unclaim(claimed)
+        log.error("final update left for recovery panda_id=%d path=%s", update.panda_id, store.path(update.panda_id))
+        return False
     store.mark_sent(claimed)
     log.info("final update acknowledged panda_id=%d state=%s", update.panda_id, update.state)
     return True
@@ -225,13 +232,19 @@ def deliver_final(
 
     Returns:
         True when the server acknowledged it; False when it is left on disk for a later pilot (:func:`recover`).
+        When the update cannot be written (a full disk), it is still sent, without a copy for recovery.
     """
-    store.save(update)
+    policy = policy or RetryPolicy()
+    deadline = _Deadline(policy, stopping, pause)
+    try:
+        store.save(update)
+    except OSError as exc:  # e.g. the disk is full (often why the job failed): sending matters more than the copy
+        log.error("final update not saved, sent without a copy on disk panda_id=%d error=%s", update.panda_id, exc)
+        return _send_until(reporter, update, policy, deadline)
     claimed = store.claim(update.panda_id)
     if claimed is None:
         return store.is_sent(update.panda_id)
-    policy = policy or RetryPolicy()
-    return _send_claimed(store, reporter, claimed, policy, _Deadline(policy, stopping, pause))
+    return _send_claimed(store, reporter, claimed, policy, deadline)
 
 
 def recover(

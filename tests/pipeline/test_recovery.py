@@ -145,3 +145,12 @@ def test_unexpected_error_while_sending_leaves_the_update_pending(tmp_path: Path
         deliver_final(_update(), _BrokenReporter(), store)
     assert store.pending() == [5001]
     assert [p.name for p in (tmp_path / "5001").iterdir()] == [FINAL_NAME]
+
+
+def test_final_update_is_sent_even_when_it_cannot_be_written(tmp_path: Path) -> None:
+    """When the final update cannot be saved (the store's folder is unusable: a full disk alike), it is still sent
+    and acknowledged rather than lost."""
+    (tmp_path / "5001").write_text("a file where the job's folder should be")
+    store, reporter = FinalStore(tmp_path), FakeReporter()
+    assert deliver_final(_update(), reporter, store)
+    assert reporter.final(5001).fields == {"jobId": 5001, "pilotErrorCode": 1201}
