@@ -140,6 +140,24 @@ def test_signal_sets_the_stop_once_with_the_signal_error() -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+@pytest.mark.parametrize(("signum", "code", "status"), [
+    (signal.SIGTERM, ErrorCode.SIGTERM, 143), (signal.SIGINT, ErrorCode.SIGINT, 130),
+    (signal.SIGUSR1, ErrorCode.SIGUSR1, 138), (signal.SIGQUIT, ErrorCode.SIGQUIT, 131),
+    (signal.SIGXCPU, ErrorCode.SIGXCPU, 152),
+])
+def test_each_handled_signal_stops_with_its_code_and_exit_status(signum: int, code: ErrorCode, status: int) -> None:
+    """Each signal the pilot handles sets the stop with that signal's PanDA code; the exit status is 128+N."""
+    stop = Stop()
+    with handle_signals(stop) as record:
+        os.kill(os.getpid(), signum)
+        deadline = time.monotonic() + 10
+        while not record.received and time.monotonic() < deadline:
+            time.sleep(0.01)  # handlers run between bytecodes of the main thread
+    assert stop.reason is not None and stop.reason.code == code
+    run = JobRun(make_job(1), Path("/x"), final_sent=True)
+    assert exit_code(Outcome((run,), None), stop) == status
+
+
 def test_exit_status_for_a_wrapper() -> None:
     """Exit status: 0 when all finals were acknowledged, 143 after SIGTERM, 79 when the server was unreachable."""
     run = JobRun(make_job(1), Path("/x"), final_sent=True)
