@@ -34,7 +34,13 @@ def _configure_logging(settings: Settings) -> PerJobFileHandler:
     for handler in handlers:
         handler.addFilter(JobIdFilter())
         handler.setFormatter(formatter)
-    logging.basicConfig(level=settings.log_level, handlers=handlers, force=True)
+    # the files always tell the whole story (INFO, or DEBUG when asked); --log-level sets what reaches stderr
+    console_level = logging.getLevelName(settings.log_level)
+    file_level = min(logging.INFO, console_level) if isinstance(console_level, int) else logging.INFO
+    handlers[0].setLevel(settings.log_level)
+    for handler in handlers[1:]:
+        handler.setLevel(file_level)
+    logging.basicConfig(level=file_level, handlers=handlers, force=True)
     return per_job
 
 

@@ -1,0 +1,37 @@
+"""The pilot's log files always tell the whole story; --log-level only sets what reaches the console."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apps.grid_pilot.__main__ import _configure_logging
+from apps.grid_pilot.settings import Settings
+from pilotlib.logcontext import job_context
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger back as it was (the app reconfigures it)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_files_get_info_records_when_the_console_is_at_warning(tmp_path: Path, restore_logging: None) -> None:
+    """With --log-level WARNING, INFO records still reach pilotlog.txt and the job's own log, not the console."""
+    per_job = _configure_logging(Settings(workdir=tmp_path, log_level="WARNING"))
+    console = logging.getLogger().handlers[0]
+    assert console.level == logging.WARNING
+    with job_context(77):
+        logging.getLogger("pilotlib.test").info("stage-in start lfn=x")
+    per_job.close_job(77)
+    assert "job=77 pilotlib.test: stage-in start lfn=x" in (tmp_path / "pilotlog.txt").read_text()
+    assert "stage-in start lfn=x" in (tmp_path / "pilotlog-77.txt").read_text()
