@@ -2,9 +2,10 @@
 
 :func:`standard_stages` builds the stage list for :class:`~pilotlib.pipeline.Pipeline` from five collaborators, each a
 small :class:`typing.Protocol` the app fills with real implementations (or a test with fakes): stage-in, payload,
-stage-out of outputs, stage-out of the log, and the reporter. The payload stage runs a :class:`Heartbeat` on its own
-thread; the heartbeat obeys the server's back-channel: ``tobekilled`` stops the payload and fails the job with
-PANDAKILL (1144), as pilot3 does (``pilot/control/job.py`` ``handle_backchannel_command``). ``softkill`` is an
+stage-out of outputs, stage-out of the log, and the reporter. Each job has a :class:`Heartbeat` on its own thread
+from its ``starting`` update until its final update (stage-in, payload and stage-out included); the heartbeat obeys the
+server's back-channel: ``tobekilled`` stops the payload (or fails the job during a transfer) with PANDAKILL (1144), as
+pilot3 does (``pilot/control/job.py`` ``handle_backchannel_command``). ``softkill`` is an
 event-service preemption instruction (panda-server ``taskbuffer/db_proxy_mods/task_event_module.py`` sends it only for
 event-service preemption; pilot3 only records it for a plain job): for a plain job it is logged and the payload is
 left to finish.
@@ -91,55 +92,106 @@ class PayloadExecutor(Protocol):
 
 
 class Heartbeat:
-    """Sends ``running`` updates on its own thread until stopped, the first one as the payload starts (pilot3
-    ``pilot/control/payloads/generic.py`` sends the state once the payload process runs), then every ``interval``
-    seconds; obeys ``tobekilled``."""
+    """One job's heartbeat from its first update until its final one, on its own thread, and the job's own stop.
+
+    pilot3 sends heartbeats from the job's first update until the final one (``pilot/control/job.py``
+    ``send_heartbeat_if_time``), stage-in and stage-out included. Before the payload the state is ``starting`` with
+    no usage figures; from the payload on it is ``running`` with the figures (:meth:`running`), and the first
+    ``running`` update is sent as the payload starts (pilot3 ``pilot/control/payloads/generic.py`` sends the state
+    once the payload process runs), then every ``interval`` seconds. A ``tobekilled`` answer sets :attr:`stop`
+    (PANDAKILL); ``nocleanup`` is remembered (:attr:`nocleanup`). Use as a context manager or :meth:`start`/
+    :meth:`close`.
+
+    Args:
+        reporter: where the updates go.
+        starting: makes the ``starting`` update.
+        running: makes a ``running`` update from usage figures.
+        stop: the pilot's stop (the job's own stop is its child).
+        interval: seconds between heartbeats.
+    """
 
     def __init__(
         self,
         reporter: JobReporter,
-        make_update: Callable[[Mapping[str, object]], JobUpdate],
-        usage: Callable[[], Mapping[str, object]],
-        job_stop: Stop,
+        starting: Callable[[], JobUpdate],
+        running: Callable[[Mapping[str, object]], JobUpdate],
+        stop: Stop,
         interval: float,
     ) -> None:
         self._reporter = reporter
-        self._make_update = make_update
-        self._usage = usage
-        self._job_stop = job_stop
+        self._starting = starting
+        self._running = running
+        self._parent = stop
+        self.stop = stop.child()
         self._interval = interval
-        self._done = threading.Event()
+        self._usage: Callable[[], Mapping[str, object]] | None = None
+        self._wake = threading.Event()
+        self._closed = False
+        self._first_running = False
         context = contextvars.copy_context()  # the heartbeat's log records belong to the job, as its stage's do
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="heartbeat", daemon=True)
         self.sent = 0
+        self.nocleanup = False
 
-    def __enter__(self) -> Heartbeat:
+    def start(self) -> Heartbeat:
+        """Start the heartbeat thread (the first update comes after ``interval``, or when the payload starts)."""
         self._thread.start()
         return self
 
+    def close(self) -> None:
+        """Stop the heartbeats (before the final update) and forget the job's stop in the pilot's."""
+        self._closed = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._parent.release(self.stop)
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
+        self.close()
+
+    def running(self, usage: Callable[[], Mapping[str, object]]) -> None:
+        """From now on report ``running`` with ``usage()``; the first such update is sent at once."""
+        first = self._usage is None
+        self._usage = usage
+        if first:
+            self._first_running = True  # sent even when the job is over before the thread wakes
+            self._wake.set()
 
     def _loop(self) -> None:
-        self.beat()
-        while not self._done.wait(self._interval):
-            self.beat()
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._first_running or not self._closed:
+                self._first_running = False
+                self.beat()
+            if self._closed:
+                return
 
     def beat(self) -> None:
         """Send one heartbeat now and act on the answer's command."""
-        update = self._make_update(self._usage())
+        usage = self._usage
+        update = self._starting() if usage is None else self._running(usage())
         try:
             answer = self._reporter.update_job(update)
         except (PilotError, OSError) as exc:
             log.warning("heartbeat not sent error=%s", exc)
             return
         self.sent += 1
+        self.obey(answer)
+
+    def obey(self, answer: UpdateAnswer) -> None:
+        """Act on an update answer's back-channel command (also the ``starting`` update's)."""
         if answer.command is ServerCommand.TOBEKILLED:
             log.warning("server asked to kill the job command=tobekilled")
-            self._job_stop.set(PandaKillError("job killed by the PanDA server (tobekilled)"))
+            self.stop.set(PandaKillError("job killed by the PanDA server (tobekilled)"))
         elif answer.command is ServerCommand.SOFTKILL:
             log.info("server sent softkill: payload left to finish (event-service instruction)")
+        elif answer.command is ServerCommand.NOCLEANUP:
+            log.info("server sent nocleanup: the work directory will be kept")
+            self.nocleanup = True
 
 
 def _first_error(results: Sequence[TransferResult]) -> PilotError | None:
@@ -154,7 +206,7 @@ class Stages:
         stage_in, payload, stage_out, log_out, reporter: the collaborators.
         identity: who reports (site, node, ids).
         store: where final updates are kept until acknowledged.
-        heartbeat_interval: seconds between ``running`` updates while the payload runs.
+        heartbeat_interval: seconds between heartbeats, from the ``starting`` update to the final one.
         final_retry: how long to keep trying the final update.
         pilot_log: returns a short extract of the pilot's log for a failed job's ``pilotLog``.
     """
@@ -170,8 +222,35 @@ class Stages:
     final_retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     pilot_log: Callable[[], str] = str
 
+    _beats: dict[int, Heartbeat] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+
+    def _heartbeat(self, run: JobRun, stop: Stop) -> Heartbeat:
+        """The job's heartbeat, started by :meth:`validate` (or here, for a job that skipped it)."""
+        beat = self._beats.get(run.job.panda_id)
+        if beat is None:
+            beat = Heartbeat(self.reporter, lambda: starting_update(run, self.identity),
+                             lambda usage: heartbeat_update(run, self.identity, usage), stop,
+                             self.heartbeat_interval)
+            self._beats[run.job.panda_id] = beat.start()
+        return beat
+
+    def _end_heartbeat(self, run: JobRun) -> tuple[JobRun, Heartbeat | None]:
+        """Stop the job's heartbeat; a ``tobekilled`` it received fails the job (if nothing failed it before)."""
+        beat = self._beats.pop(run.job.panda_id, None)
+        if beat is None:
+            return run, None
+        beat.close()
+        return (run if beat.stop.reason is None else run.failed(beat.stop.reason)), beat
+
+    @staticmethod
+    def _checked(run: JobRun, beat: Heartbeat, error: PilotError | None) -> JobRun:
+        """The job's stop (signal, server kill) wins over the error it caused (an interrupted transfer)."""
+        error = beat.stop.reason or error
+        return run if error is None else run.failed(error)
+
     def validate(self, run: JobRun, stop: Stop) -> JobRun:
-        """Make the work directory and tell the server the job is starting (a ``tobekilled`` answer fails it)."""
+        """Make the work directory, tell the server the job is starting (a ``tobekilled`` answer fails it), and
+        start the job's heartbeat."""
         try:
             run.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -179,38 +258,35 @@ class Stages:
         answer = self._send(starting_update(run, self.identity))
         if answer is not None and answer.command is ServerCommand.TOBEKILLED:
             raise PandaKillError("job killed by the PanDA server (tobekilled) before its payload started")
+        beat = self._heartbeat(run, stop)
+        if answer is not None:
+            beat.obey(answer)
         return run
 
     def do_stage_in(self, run: JobRun, stop: Stop) -> JobRun:
-        """Stage the inputs in; the first failed file fails the job."""
+        """Stage the inputs in (heartbeats go on); the job's stop or the first failed file fails the job."""
+        beat = self._heartbeat(run, stop)
         results = tuple(self.stage_in.stage_in(run.job, run.workdir))
-        run = attrs.evolve(run, stage_in=results)
-        error = _first_error(results)
-        return run if error is None else run.failed(error)
+        return self._checked(attrs.evolve(run, stage_in=results), beat, _first_error(results))
 
     def run_payload(self, run: JobRun, stop: Stop) -> JobRun:
-        """Run the payload with heartbeats; a stop (signal, server kill) or the diagnosis fails the job."""
-        job_stop = stop.child()
-        try:
-            running = self.payload.start(run.job, run.workdir)
-
-            def make(usage: Mapping[str, object]) -> JobUpdate:
-                return heartbeat_update(run, self.identity, usage)
-
-            with Heartbeat(self.reporter, make, running.usage, job_stop, self.heartbeat_interval):
-                summary = running.wait(job_stop)
-        finally:
-            stop.release(job_stop)
-        run = attrs.evolve(run, payload=summary)
-        error = job_stop.reason or summary.error
-        return run if error is None else run.failed(error)
+        """Run the payload, reporting ``running`` with its usage; a stop (signal, server kill) or the diagnosis
+        fails the job."""
+        beat = self._heartbeat(run, stop)
+        if beat.stop.reason is not None:
+            return run.failed(beat.stop.reason)
+        running = self.payload.start(run.job, run.workdir)
+        beat.running(running.usage)
+        summary = running.wait(beat.stop)
+        beat.running(lambda: summary.usage)  # stage-out's heartbeats carry the payload's final figures
+        return self._checked(attrs.evolve(run, payload=summary), beat, summary.error)
 
     def do_stage_out(self, run: JobRun, stop: Stop) -> JobRun:
-        """Stage the outputs out; the first failed (or missing) file fails the job."""
+        """Stage the outputs out (heartbeats go on); the job's stop or the first failed (or missing) file fails
+        the job."""
+        beat = self._heartbeat(run, stop)
         results = tuple(self.stage_out.stage_out(run.job, run.workdir))
-        run = attrs.evolve(run, stage_out=results)
-        error = _first_error(results)
-        return run if error is None else run.failed(error)
+        return self._checked(attrs.evolve(run, stage_out=results), beat, _first_error(results))
 
     def do_log(self, run: JobRun, stop: Stop) -> JobRun:
         """Stage the log out (always, also after a failure); a log failure fails a job that had not failed."""
@@ -221,11 +297,12 @@ class Stages:
         return run if result.error is None else run.failed(result.error)
 
     def report(self, run: JobRun, stop: Stop) -> JobRun:
-        """Write the final update to disk, then send it until acknowledged (always).
+        """Stop the heartbeat, write the final update to disk, then send it until acknowledged (always).
 
         Once the pilot is stopping (a signal, also one that comes while the server is being retried), the tries end
         within ``final_retry.stopping_deadline`` seconds: the whole shutdown must end within about two minutes.
         """
+        run, _beat = self._end_heartbeat(run)
         update = final_update(run, self.identity, self.pilot_log() if run.failure is not None else "")
         sent = deliver_final(update, self.reporter, self.store, self.final_retry, stopping=stop)
         return attrs.evolve(run, final_sent=sent)

@@ -1,0 +1,119 @@
+"""End to end: what happens while files move (heartbeats, the server's kill, a signal) and the work directory after.
+
+Real parts: the devserver over HTTP, the pipeline, the ``lsm`` copytool running site commands ``lsm-get``/``lsm-put``
+that are shell scripts placed on PATH by the test: ``lsm-get`` records each call, then waits until the test creates
+a release file before copying (a slow transfer, deterministic).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from apps.grid_pilot.cli import parse_settings
+from apps.grid_pilot.compose import Outcome, run_pilot
+from pilotlib.devserver import DevServer
+from pilotlib.errors import ErrorCode
+from pilotlib.pipeline import Stop
+from pilotlib.transfer.paths import deterministic_path
+
+from .helpers import adler32, final_update, job_definition, make_inputs
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+LSM_GET = """#!/bin/sh
+# lsm-get SOURCE DESTINATION: record the call, wait for the release file, copy
+echo "$1" >> "{calls}"
+i=0
+while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+cp "${{1#file://}}" "$2"
+"""
+LSM_PUT = """#!/bin/sh
+exit 1
+"""
+
+
+@pytest.fixture(autouse=True)
+def _queue(panda_server: DevServer) -> None:
+    """The server describes LOCAL_QUEUE (active, no copytools: the tests name theirs; no storages: the places)."""
+    panda_server.add_queue("LOCAL_QUEUE", {"nickname": "LOCAL_QUEUE", "state": "ACTIVE", "status": "online"})
+
+
+def _site_commands(tmp_path: Path) -> Path:
+    """``bin/lsm-get`` (slow, see the module) and ``bin/lsm-put``; returns the bin directory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "lsm-get").write_text(LSM_GET.format(calls=tmp_path / "calls.txt", release=tmp_path / "release"))
+    (bin_dir / "lsm-put").write_text(LSM_PUT)
+    for name in ("lsm-get", "lsm-put"):
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def _many_inputs(panda_id: int, inputs: Path, count: int) -> dict[str, str]:
+    """The helpers' job plus ``count`` more small inputs ``extra<i>.dat``."""
+    job = job_definition(panda_id, sleep=0.2)
+    for i in range(count):
+        data = f"extra {i}\n".encode()
+        (inputs / f"extra{i}.dat").write_bytes(data)
+        for key, value in (("inFiles", f"extra{i}.dat"), ("scopeIn", "e2e"), ("GUID", f"gx{i}"),
+                           ("fsize", str(len(data))), ("checksum", f"ad:{adler32(data)}"),
+                           ("ddmEndPointIn", "LOCAL")):
+            job[key] += "," + value
+    return job
+
+
+def _argv(server: DevServer, tmp_path: Path, *extra: str) -> list[str]:
+    make_inputs(tmp_path / "in")
+    return ["-q", "LOCAL_QUEUE", "--url", server.url, "-a", str(tmp_path / "work"), "--input-dir",
+            str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool-in", "lsm",
+            "--copytool-out", "cp", "--heartbeat", "0.2", "--log-level", "INFO", *extra]
+
+
+def _calls(tmp_path: Path) -> list[str]:
+    path = tmp_path / "calls.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_tobekilled_during_a_slow_stage_in_fails_the_job_with_pandakill(
+    panda_server: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats go on during a long stage-in (state ``starting``); a tobekilled answer to one fails the job with
+    PANDAKILL 1144 before its payload; the log is staged out and the final state reported."""
+    monkeypatch.setenv("PATH", f"{_site_commands(tmp_path)}:{os.environ['PATH']}")
+    panda_server.add_job(job_definition(8101))
+    settings = parse_settings(_argv(panda_server, tmp_path))
+    outcome: list[Outcome] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_pilot(settings, Stop())))
+    thread.start()
+    try:
+        _until(lambda: len(_calls(tmp_path)) >= 1, "the stage-in to start")
+        _until(lambda: [u["state"] for u in panda_server.updates(8101)].count("starting") >= 2,
+               "a heartbeat during stage-in")
+        panda_server.set_command(8101, "tobekilled")
+        count = len(panda_server.updates(8101))
+        _until(lambda: len(panda_server.updates(8101)) >= count + 1, "a heartbeat answered with tobekilled")
+    finally:
+        (tmp_path / "release").touch()
+        thread.join(120)
+    assert not thread.is_alive()
+    updates = panda_server.updates(8101)
+    final = final_update(updates)
+    assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.PANDAKILL
+    assert "running" not in [u["state"] for u in updates]
+    assert all("cpuConsumptionTime" not in u for u in updates if u["state"] == "starting")
+    assert not (tmp_path / "work" / "8101" / "payload.stdout").exists()
+    assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()

@@ -1,0 +1,147 @@
+"""The job's heartbeat covers stage-in, payload and stage-out, and obeys ``tobekilled`` during the transfers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pilotlib.errors import ErrorCode, PandaKillError
+from pilotlib.job import Job
+from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
+from pilotlib.pipeline import Pipeline, Stop
+from pilotlib.stages import standard_stages
+from pilotlib.transfer.base import TransferResult
+
+from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut
+from .test_pipeline import _source, _stages
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until true, failing after 30 s."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+class CommandReporter(FakeReporter):
+    """Answers every non-final update with ``command`` once ``armed`` is set; ``second_starting`` is set once a
+    heartbeat in state ``starting`` followed the starting update."""
+
+    def __init__(self, command: ServerCommand | None = None) -> None:
+        super().__init__()
+        self.armed = threading.Event()
+        self.command_on_any = command
+        self.second_starting = threading.Event()
+
+    def update_job(self, update: JobUpdate) -> UpdateAnswer:
+        super().update_job(update)
+        if update.state == "starting" and self.states(update.panda_id).count("starting") >= 2:
+            self.second_starting.set()
+        if not update.final and self.armed.is_set():
+            return UpdateAnswer(True, command=self.command_on_any)
+        return UpdateAnswer(True)
+
+
+class BlockingStageIn(FakeStageIn):
+    """Stage-in that lasts until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def stage_in(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
+        assert self.release.wait(30), "stage-in never released"
+        return super().stage_in(job, workdir)
+
+
+class BlockingStageOut(FakeStageOut):
+    """Output stage-out that lasts until ``release`` is set (the log is immediate)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def stage_out(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
+        assert self.release.wait(30), "stage-out never released"
+        return super().stage_out(job, workdir)
+
+
+def test_heartbeats_during_stage_in_report_starting_without_usage(tmp_path: Path) -> None:
+    """A long stage-in sends heartbeats in state ``starting`` with no usage figures; the job then finishes."""
+    reporter, stage_in = CommandReporter(), BlockingStageIn()
+    stages, _ = _stages(tmp_path, reporter, FakePayload(), stage_in=stage_in, heartbeat_interval=0.02)
+    thread = threading.Thread(target=Pipeline(_source(tmp_path, [1201]), standard_stages(stages), Stop()).run)
+    thread.start()
+    assert reporter.second_starting.wait(30)  # the starting update, then a heartbeat during stage-in
+    stage_in.release.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    starting = [u for u in reporter.updates if u.state == "starting"]
+    assert len(starting) >= 2 and all("cpuConsumptionTime" not in u.fields for u in starting)
+    assert reporter.final(1201).state == "finished"
+    states = reporter.states(1201)
+    last_starting = max(i for i, state in enumerate(states) if state == "starting")
+    assert states[-1] == "finished" and states.index("running") > last_starting
+
+
+def test_heartbeats_during_stage_out_report_running_with_the_payload_usage(tmp_path: Path) -> None:
+    """A long output stage-out sends ``running`` heartbeats carrying the payload's final usage figures."""
+    reporter, stage_out = CommandReporter(), BlockingStageOut()
+    stages, _ = _stages(tmp_path, reporter, FakePayload(), stage_out=stage_out, heartbeat_interval=0.02)
+    thread = threading.Thread(target=Pipeline(_source(tmp_path, [1202]), standard_stages(stages), Stop()).run)
+    thread.start()
+    # the first running update comes as the payload starts; later ones come during the blocked stage-out
+    _until(lambda: reporter.states(1202).count("running") >= 3, "heartbeats during stage-out")
+    stage_out.release.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    running = [u for u in reporter.updates if u.state == "running"]
+    assert all(u.fields["cpuConsumptionTime"] == 7 and u.fields["maxRSS"] == 1234 for u in running)
+    assert reporter.final(1202).state == "finished"
+
+
+def test_tobekilled_during_stage_in_fails_the_job_with_pandakill(tmp_path: Path) -> None:
+    """tobekilled answering a heartbeat during stage-in: the payload never runs, the job fails with PANDAKILL 1144,
+    the log is still staged out and the final state reported; only the job's own stop was set."""
+    reporter, stage_in, payload = CommandReporter(ServerCommand.TOBEKILLED), BlockingStageIn(), FakePayload()
+    stages, parts = _stages(tmp_path, reporter, payload, stage_in=stage_in, heartbeat_interval=0.02)
+    stop = Stop()
+    pipeline = Pipeline(_source(tmp_path, [1203]), standard_stages(stages), stop)
+    thread = threading.Thread(target=pipeline.run)
+    thread.start()
+    assert reporter.second_starting.wait(30)
+    reporter.armed.set()
+    count = len(reporter.updates)
+    _until(lambda: len(reporter.updates) >= count + 2, "a heartbeat answered after arming")
+    stage_in.release.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    (run,) = pipeline.results
+    assert isinstance(run.failure, PandaKillError) and run.failure.code == ErrorCode.PANDAKILL
+    assert payload.started == [] and not stop.is_set()
+    assert parts["stage_out"].log_calls == [1203] and parts["stage_out"].calls == []
+    assert reporter.final(1203).fields["pilotErrorCode"] == 1144 and "running" not in reporter.states(1203)
+
+
+def test_tobekilled_during_stage_out_fails_the_job_with_pandakill(tmp_path: Path) -> None:
+    """tobekilled answering a heartbeat during output stage-out fails the job with PANDAKILL; the log is staged
+    out and the final update says 1144."""
+    reporter, stage_out = CommandReporter(ServerCommand.TOBEKILLED), BlockingStageOut()
+    stages, _ = _stages(tmp_path, reporter, FakePayload(), stage_out=stage_out, heartbeat_interval=0.02)
+    pipeline = Pipeline(_source(tmp_path, [1204]), standard_stages(stages), Stop())
+    thread = threading.Thread(target=pipeline.run)
+    thread.start()
+    _until(lambda: "running" in reporter.states(1204), "the payload's running update")
+    reporter.armed.set()
+    count = len(reporter.updates)
+    _until(lambda: len(reporter.updates) >= count + 2, "a heartbeat answered after arming")
+    stage_out.release.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    (run,) = pipeline.results
+    assert isinstance(run.failure, PandaKillError) and run.failure.code == ErrorCode.PANDAKILL
+    assert stage_out.log_calls == [1204] and stage_out.calls == [1204]
+    assert reporter.final(1204).fields["pilotErrorCode"] == 1144
