@@ -31,6 +31,7 @@ from pilotlib.report import PilotIdentity, final_update, heartbeat_update, start
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [
+    "LOG_STOPPING_TIMEOUT",
     "Heartbeat",
     "LogStageOut",
     "PayloadExecutor",
@@ -43,6 +44,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Seconds the log's tarball and its copy may each take once the job or the pilot is stopping (one try).
+LOG_STOPPING_TIMEOUT = 60.0
+
 #: Seconds the final update is retried once the pilot is stopping (the rest is left for recovery).
 STOPPING_FINAL_DEADLINE = STOPPING_DEADLINE
 
@@ -50,24 +54,27 @@ STOPPING_FINAL_DEADLINE = STOPPING_DEADLINE
 class StageIn(Protocol):
     """Brings a job's inputs into its work directory."""
 
-    def stage_in(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
-        """One result per input, in order; a failed file is a result with an error."""
+    def stage_in(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
+        """One result per input, in order; a failed file is a result with an error. No new file transfer starts
+        once ``should_stop()`` is True (the job or the pilot is stopping)."""
         ...
 
 
 class StageOut(Protocol):
     """Sends a job's outputs to storage."""
 
-    def stage_out(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
-        """One result per output, in order; a missing or failed file is a result with an error."""
+    def stage_out(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
+        """One result per output, in order; a missing or failed file is a result with an error. No new file
+        transfer starts once ``should_stop()`` is True."""
         ...
 
 
 class LogStageOut(Protocol):
     """Packs the work directory into the job's log tarball and sends it to storage."""
 
-    def stage_out_log(self, job: Job, workdir: Path) -> TransferResult:
-        """The log's transfer result; a failure is a result with an error."""
+    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None) -> TransferResult:
+        """The log's transfer result; a failure is a result with an error. ``timeout_cap`` (when not None) bounds
+        the tarball and each copy in seconds, one try each (the pilot is stopping)."""
         ...
 
 
@@ -266,7 +273,7 @@ class Stages:
     def do_stage_in(self, run: JobRun, stop: Stop) -> JobRun:
         """Stage the inputs in (heartbeats go on); the job's stop or the first failed file fails the job."""
         beat = self._heartbeat(run, stop)
-        results = tuple(self.stage_in.stage_in(run.job, run.workdir))
+        results = tuple(self.stage_in.stage_in(run.job, run.workdir, beat.stop.is_set))
         return self._checked(attrs.evolve(run, stage_in=results), beat, _first_error(results))
 
     def run_payload(self, run: JobRun, stop: Stop) -> JobRun:
@@ -285,14 +292,20 @@ class Stages:
         """Stage the outputs out (heartbeats go on); the job's stop or the first failed (or missing) file fails
         the job."""
         beat = self._heartbeat(run, stop)
-        results = tuple(self.stage_out.stage_out(run.job, run.workdir))
+        results = tuple(self.stage_out.stage_out(run.job, run.workdir, beat.stop.is_set))
         return self._checked(attrs.evolve(run, stage_out=results), beat, _first_error(results))
 
     def do_log(self, run: JobRun, stop: Stop) -> JobRun:
-        """Stage the log out (always, also after a failure); a log failure fails a job that had not failed."""
+        """Stage the log out (always, also after a failure); a log failure fails a job that had not failed.
+
+        Once the job or the pilot is stopping, the log gets :data:`LOG_STOPPING_TIMEOUT` seconds per step, so that
+        the log is out and the final state reported within the two minutes a signal leaves.
+        """
         if run.job.log is None:
             return run
-        result = self.log_out.stage_out_log(run.job, run.workdir)
+        beat = self._beats.get(run.job.panda_id)
+        stopping = stop.is_set() or (beat is not None and beat.stop.is_set())
+        result = self.log_out.stage_out_log(run.job, run.workdir, LOG_STOPPING_TIMEOUT if stopping else None)
         run = attrs.evolve(run, log_result=result)
         return run if result.error is None else run.failed(result.error)
 

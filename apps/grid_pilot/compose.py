@@ -173,6 +173,20 @@ def _tail(path: Path, size: int = 4096) -> str:
         return ""
 
 
+def _log_when_stopping(stop: Stop) -> threading.Event:
+    """Log the stop's reason (a signal) from a thread as soon as it is set (never from the signal handler, where
+    logging could deadlock); set the returned event to end the thread."""
+    ended = _event_for(stop)
+
+    def watch() -> None:
+        ended.wait()
+        if stop.reason is not None:
+            log.warning("pilot stopping code=%d reason=%s", int(stop.reason.code), stop.reason)
+
+    threading.Thread(target=watch, name="stop-log", daemon=True).start()
+    return ended
+
+
 def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
               on_done: Callable[[JobRun], None] | None = None) -> Outcome:
     """Recover unsent final updates, read the queue's description (a queue that is not active or cannot be
@@ -198,7 +212,9 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     retriever = Retriever(parts.source, request, settings, started, limits=limits)
     stages = _stages(settings, parts.reporter, store, JobSetups(settings, info), limits)
     pipeline = Pipeline(retriever, standard_stages(stages), stop, in_flight=settings.in_flight, on_done=on_done)
+    stopping_logged = _log_when_stopping(stop)
     runs = pipeline.run()
+    stopping_logged.set()
     parts.at_end()
     return Outcome(tuple(runs), pipeline.retrieve_error, tuple(recovered))
 

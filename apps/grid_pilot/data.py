@@ -134,36 +134,43 @@ class TransferStages:
         self._input_url = input_url
         self._place = place_protocol(output_url)
 
-    def stage_in(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
-        """Copy the inputs into ``workdir``, checksums verified."""
+    def stage_in(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
+        """Copy the inputs into ``workdir``, checksums verified; no new copy starts once ``should_stop()``."""
         setup = self._setups.of(job)
         local = {f.ddmendpoint or LOCAL_STORAGE for f in job.inputs} | set(_queue_storages(setup, "pr"))
         stage = StageIn(self._registry, setup.tools_in, workdir,
                         replicas=StorageReplicas(setup.info, self._input_url), local_storages=local)
-        return stage.run(job)
+        return stage.run(job, should_stop)
 
-    def _stage_out(self, job: Job, workdir: Path, tools: Sequence[str], activity: str) -> StageOut:
+    def _stage_out(self, job: Job, workdir: Path, tools: Sequence[str], activity: str,
+                   timeout_cap: float | None = None) -> StageOut:
         setup = self._setups.of(job)
         default = next(iter(_queue_storages(setup, activity)), LOCAL_STORAGE)
         names = {f.ddmendpoint or default for f in job.outputs + ((job.log,) if job.log else ())}
         storages = {name: storage_protocols(setup.info, name, activity) or (self._place,) for name in names}
-        return StageOut(self._registry, tools, workdir, storages=storages, default_storage=default)
+        return StageOut(self._registry, tools, workdir, storages=storages, default_storage=default,
+                        timeout_cap=timeout_cap, attempts=2 if timeout_cap is None else 1)
 
-    def stage_out(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
-        """Send the outputs (not the log) to their storages."""
-        return self._stage_out(job, workdir, self._setups.of(job).tools_out, Activity.WRITE).run(job)
+    def stage_out(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
+        """Send the outputs (not the log) to their storages; no new copy starts once ``should_stop()``."""
+        return self._stage_out(job, workdir, self._setups.of(job).tools_out, Activity.WRITE).run(job, None,
+                                                                                                  should_stop)
 
-    def stage_out_log(self, job: Job, workdir: Path) -> TransferResult:
+    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None) -> TransferResult:
         """Pack the work directory (without inputs, with the job's own pilot log) as the log tarball and send it.
 
         The job's pilot log lives beside the work directory while the job runs (a log written inside it would keep
-        the looping-job check from ever firing) and is copied in just before the tarball is made.
+        the looping-job check from ever firing) and is copied in just before the tarball is made. ``timeout_cap``
+        (the pilot is stopping) bounds the tarball and the copy, one try.
         """
         if self._job_log_of is not None:
             job_log = self._job_log_of(job.panda_id)
             with contextlib.suppress(OSError):  # no log yet, or no work directory: the tarball is made regardless
                 shutil.copyfile(job_log, workdir / PILOT_LOG_IN_TARBALL)
-        return stage_out_log(self._stage_out(job, workdir, self._setups.of(job).tools_log, Activity.LOG), job)
+        stage = self._stage_out(job, workdir, self._setups.of(job).tools_log, Activity.LOG, timeout_cap)
+        if timeout_cap is None:
+            return stage_out_log(stage, job)
+        return stage_out_log(stage, job, timeout=timeout_cap)
 
 
 def _queue_storages(setup: JobSetup, activity: str) -> Collection[str]:

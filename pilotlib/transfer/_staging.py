@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from pilotlib._redact import redact_url
-from pilotlib.errors import Direction, PilotError
+from pilotlib.errors import Direction, PilotError, TransferError
 from pilotlib.transfer.base import Copytool, TransferResult
 from pilotlib.transfer.errors import NoUsableCopytoolError, UnknownCopytoolError
 from pilotlib.transfer.registry import CopytoolRegistry
@@ -93,3 +93,14 @@ def log_done(result: TransferResult) -> None:
     else:
         log.warning("%s failed lfn=%s tool=%s code=%s error=%s", result.direction.value, result.lfn, result.tool,
                     int(result.error_code or 0), result.error)
+
+
+def never() -> bool:
+    """The default ``should_stop``: never stopping."""
+    return False
+
+
+def stopped_error(lfn: str, direction: Direction) -> TransferError:
+    """The error of a file whose transfer was not started because the pilot is stopping."""
+    log.warning("%s not started lfn=%s reason=the pilot is stopping", direction.value, lfn)
+    return TransferError(f"transfer of {lfn} not started: the pilot is stopping", direction)

@@ -25,7 +25,7 @@ import attrs
 
 from pilotlib.errors import Direction, PilotError, TransferError
 from pilotlib.job import FileSpec, Job
-from pilotlib.transfer._staging import ToolChain, log_done, log_start, run_parallel
+from pilotlib.transfer._staging import ToolChain, log_done, log_start, never, run_parallel, stopped_error
 from pilotlib.transfer.base import Copytool, TransferRequest, TransferResult, local_path, transfer_timeout
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.errors import NoSpaceError
@@ -105,8 +105,13 @@ class StageIn:
         self.tool_options = tool_options
         self.free_space = free_space or (lambda path: shutil.disk_usage(path).free)
 
-    def run(self, job: Job) -> tuple[TransferResult, ...]:
-        """Stage in ``job.inputs``; one result per input, in order."""
+    def run(self, job: Job, should_stop: Callable[[], bool] | None = None) -> tuple[TransferResult, ...]:
+        """Stage in ``job.inputs``; one result per input, in order.
+
+        ``should_stop`` is asked before each file's transfer (and each retry) starts: once it says True, no new
+        transfer starts (the pilot is stopping: a signal, the server's kill) and the files not done fail with
+        STAGEINFAILED; transfers already under way finish.
+        """
         files = job.inputs
         if not files:
             return ()
@@ -117,7 +122,9 @@ class StageIn:
             return tuple(_failed(f, exc) for f in files)
         chain = ToolChain(self.registry, self.tools, _IN, self.tool_options)
         direct = job.direct_access_requested
-        return tuple(run_parallel(lambda f: self._one(chain, f, found.get(f.did), direct), files, self.parallel))
+        stopping = should_stop or never
+        return tuple(run_parallel(lambda f: self._one(chain, f, found.get(f.did), direct, stopping), files,
+                                  self.parallel))
 
     def _check_space(self, files: Sequence[FileSpec]) -> None:
         need = sum(f.filesize or 0 for f in files)
@@ -128,8 +135,9 @@ class StageIn:
     def _list(self, files: Sequence[FileSpec]) -> Mapping[str, tuple[Replica, ...]]:
         return {} if self.replicas is None else self.replicas.list_replicas(files)
 
-    def _one(
-        self, chain: ToolChain, spec: FileSpec, replicas: tuple[Replica, ...] | None, direct: bool
+    def _one(  # noqa: PLR0911  (a flat sequence of outcomes)
+        self, chain: ToolChain, spec: FileSpec, replicas: tuple[Replica, ...] | None, direct: bool,
+        stopping: Callable[[], bool],
     ) -> TransferResult:
         try:
             target = local_path(self.workdir, spec.lfn, _IN)
@@ -147,6 +155,8 @@ class StageIn:
         last = _failed(spec, NoReplicasError(f"no replica of {spec.did} readable by {', '.join(self.tools)}", _IN))
         for tool in chain.tools:
             for source, rse in self._rotation(tool, spec, ordered):
+                if stopping():
+                    return _failed(spec, stopped_error(spec.lfn, _IN), tool.name)
                 result = self._attempt(tool, spec, source, rse, target)
                 if result.ok:
                     return result

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,7 +23,7 @@ import attrs
 
 from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError
 from pilotlib.job import FileSpec, Job
-from pilotlib.transfer._staging import ToolChain, log_done, log_start, run_parallel
+from pilotlib.transfer._staging import ToolChain, log_done, log_start, never, run_parallel, stopped_error
 from pilotlib.transfer.base import Copytool, TransferRequest, TransferResult, local_path, transfer_timeout
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_value
 from pilotlib.transfer.errors import ChecksumMismatchError, MissingFileError
@@ -72,6 +72,8 @@ class StageOut:
         attempts: tries per copytool, file and storage.
         tool_options: keyword options per copytool name.
         checksum_type: ``adler32`` (default) or ``md5``.
+        timeout_cap: at most this many seconds per copy (None: by size only); e.g. the log after a signal, which
+            must be out within the pilot's two-minute shutdown.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class StageOut:
         attempts: int = 2,
         tool_options: Mapping[str, Mapping[str, object]] | None = None,
         checksum_type: str = "adler32",
+        timeout_cap: float | None = None,
     ) -> None:
         self.registry = registry
         self.tools = tuple(tools)
@@ -100,9 +103,14 @@ class StageOut:
         self.attempts = max(1, attempts)
         self.tool_options = tool_options
         self.checksum_type = checksum_type
+        self.timeout_cap = timeout_cap
 
-    def run(self, job: Job, files: Sequence[FileSpec] | None = None) -> tuple[TransferResult, ...]:
+    def run(self, job: Job, files: Sequence[FileSpec] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> tuple[TransferResult, ...]:
         """Stage out ``files`` (default: ``job.outputs``); one result per file, in order.
+
+        ``should_stop`` is asked before each file's transfer (and each retry) starts: once it says True, no new
+        transfer starts and the files not done fail with STAGEOUTFAILED; transfers under way finish.
 
         By default, an output the job lists in ``allowNoOutput`` and the payload did not produce is left out (no
         result), as pilot3 does (``pilot/user/atlas/common.py``); any other missing output fails with
@@ -115,7 +123,8 @@ class StageOut:
             return ()
         chain = ToolChain(self.registry, self.tools, _OUT, self.tool_options)
         destinations = self._destinations(job)
-        return tuple(run_parallel(lambda f: self._one(chain, f, destinations), todo, self.parallel))
+        stopping = should_stop or never
+        return tuple(run_parallel(lambda f: self._one(chain, f, destinations, stopping), todo, self.parallel))
 
     def _allowed_missing(self, job: Job, spec: FileSpec) -> bool:
         if spec.lfn not in job.allow_no_output or (self.workdir / spec.lfn).exists():
@@ -127,7 +136,9 @@ class StageOut:
         allowed = self.allow_alt if self.allow_alt is not None else job.alt_stage_out in ("on", "force")
         return (self.alt_storage,) if allowed and self.alt_storage else ()
 
-    def _one(self, chain: ToolChain, spec: FileSpec, alternatives: tuple[str, ...]) -> TransferResult:
+    def _one(
+        self, chain: ToolChain, spec: FileSpec, alternatives: tuple[str, ...], stopping: Callable[[], bool]
+    ) -> TransferResult:
         try:
             local = self._prepare(spec)
         except TransferError as exc:
@@ -141,6 +152,8 @@ class StageOut:
         for rse in dict.fromkeys((first, *alternatives)):
             for tool in chain.tools:
                 for destination in self._targets(tool, spec, rse)[:1] * self.attempts:
+                    if stopping():
+                        return _failed(spec, stopped_error(spec.lfn, _OUT), tool.name)
                     result = self._attempt(tool, spec, local, destination, rse)
                     if result.ok:
                         return result
@@ -162,10 +175,14 @@ class StageOut:
         protocols = self.storages.get(rse, ())
         return [p.url_for(spec.scope or "", spec.lfn) for p in protocols if p.scheme in tool.schemes]
 
+    def _timeout(self, size: int) -> float:
+        timeout = transfer_timeout(size)
+        return timeout if self.timeout_cap is None else min(timeout, self.timeout_cap)
+
     def _attempt(self, tool: Copytool, spec: FileSpec, local: _Local, destination: str, rse: str) -> TransferResult:
         request = TransferRequest(lfn=spec.lfn, direction=_OUT, source=spec.lfn, destination=destination,
                                   scope=spec.scope or "", filesize=local.size, checksum=local.checksum,
-                                  ddmendpoint=rse, guid=local.guid, timeout=transfer_timeout(local.size))
+                                  ddmendpoint=rse, guid=local.guid, timeout=self._timeout(local.size))
         log_start(_OUT, spec.lfn, tool.name, local.size, destination)
         (result,) = tool.transfer([request], self.workdir)
         if result.ok:

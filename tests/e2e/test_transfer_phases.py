@@ -8,6 +8,9 @@ a release file before copying (a slow transfer, deterministic).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -117,3 +120,36 @@ def test_tobekilled_during_a_slow_stage_in_fails_the_job_with_pandakill(
     assert all("cpuConsumptionTime" not in u for u in updates if u["state"] == "starting")
     assert not (tmp_path / "work" / "8101" / "payload.stdout").exists()
     assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
+
+
+def test_sigterm_during_a_slow_stage_in_starts_no_new_copy_and_ends_within_the_budget(
+    panda_server: DevServer, tmp_path: Path
+) -> None:
+    """SIGTERM to the pilot process while two slow copies of eight inputs run: no further copy starts, the pilot
+    exits with 143 well within two minutes, the final update says SIGTERM (1201) and the log is staged out."""
+    bin_dir = _site_commands(tmp_path)
+    argv = _argv(panda_server, tmp_path)
+    panda_server.add_job(_many_inputs(8102, tmp_path / "in", 6))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.grid_pilot", *argv], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _until(lambda: len(_calls(tmp_path)) >= 2 or proc.poll() is not None, "two copies under way")
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        pilot_log = tmp_path / "work" / "pilotlog.txt"
+        _until(lambda: b"pilot stopping code=1201" in pilot_log.read_bytes(), "the stop logged")
+        (tmp_path / "release").touch()  # the copies under way end now
+        out, err = proc.communicate(timeout=120)
+        shutdown = time.monotonic() - signalled
+    finally:
+        (tmp_path / "release").touch()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert len(_calls(tmp_path)) == 2, _calls(tmp_path)  # six inputs were never started
+    assert shutdown < 120
+    final = final_update(panda_server.updates(8102))
+    assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.SIGTERM
+    assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
+    assert b"job 8102: failed pilotErrorCode=1201" in out

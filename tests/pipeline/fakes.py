@@ -89,7 +89,7 @@ class FakeStageIn:
         self.fail = fail
         self.calls: list[int] = []
 
-    def stage_in(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
+    def stage_in(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
         self.calls.append(job.panda_id)
         error = TransferError("no replica", Direction.STAGE_IN) if self.fail else None
         return [_result(f.lfn, Direction.STAGE_IN, error) for f in job.inputs]
@@ -100,14 +100,16 @@ class FakeStageOut:
         self.fail = fail
         self.calls: list[int] = []
         self.log_calls: list[int] = []
+        self.log_caps: list[float | None] = []
 
-    def stage_out(self, job: Job, workdir: Path) -> Sequence[TransferResult]:
+    def stage_out(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
         self.calls.append(job.panda_id)
         error = TransferError("storage refused", Direction.STAGE_OUT) if self.fail else None
         return [_result(f.lfn, Direction.STAGE_OUT, error) for f in job.outputs]
 
-    def stage_out_log(self, job: Job, workdir: Path) -> TransferResult:
+    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None) -> TransferResult:
         self.log_calls.append(job.panda_id)
+        self.log_caps.append(timeout_cap)
         assert job.log is not None
         return _result(job.log.lfn, Direction.STAGE_OUT)
 

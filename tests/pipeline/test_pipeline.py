@@ -179,7 +179,7 @@ def test_next_job_is_fetched_and_staged_in_while_a_payload_runs(tmp_path: Path) 
             return super().start(job, workdir)
 
     class StageIn(FakeStageIn):
-        def stage_in(self, job, workdir):  # type: ignore[no-untyped-def]
+        def stage_in(self, job, workdir, *args):  # type: ignore[no-untyped-def]
             if job.panda_id == 2002:
                 second_staged.set()
             return super().stage_in(job, workdir)
