@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage, Stop
-from pilotlib.recovery import STOPPING_DEADLINE, FinalStore, RetryPolicy, deliver_final
+from pilotlib.recovery import FINAL_NAME, STOPPING_DEADLINE, FinalStore, RetryPolicy, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
 from pilotlib.transfer.base import TransferResult
 
@@ -39,6 +40,7 @@ __all__ = [
     "StageIn",
     "StageOut",
     "Stages",
+    "clean_workdir",
     "standard_stages",
 ]
 
@@ -216,6 +218,8 @@ class Stages:
         heartbeat_interval: seconds between heartbeats, from the ``starting`` update to the final one.
         final_retry: how long to keep trying the final update.
         pilot_log: returns a short extract of the pilot's log for a failed job's ``pilotLog``.
+        cleanup: remove a job's work directory once its final update is acknowledged and its log staged out (the
+            final-update files are kept); the server's ``nocleanup`` keeps that job's directory.
     """
 
     stage_in: StageIn
@@ -228,6 +232,7 @@ class Stages:
     heartbeat_interval: float = 1800.0
     final_retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     pilot_log: Callable[[], str] = str
+    cleanup: bool = True
 
     _beats: dict[int, Heartbeat] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
@@ -315,9 +320,12 @@ class Stages:
         Once the pilot is stopping (a signal, also one that comes while the server is being retried), the tries end
         within ``final_retry.stopping_deadline`` seconds: the whole shutdown must end within about two minutes.
         """
-        run, _beat = self._end_heartbeat(run)
+        run, beat = self._end_heartbeat(run)
         update = final_update(run, self.identity, self.pilot_log() if run.failure is not None else "")
         sent = deliver_final(update, self.reporter, self.store, self.final_retry, stopping=stop)
+        log_out = run.job.log is None or (run.log_result is not None and run.log_result.ok)
+        if sent and log_out and self.cleanup and not (beat is not None and beat.nocleanup):
+            clean_workdir(run.workdir)
         return attrs.evolve(run, final_sent=sent)
 
     def _send(self, update: JobUpdate) -> UpdateAnswer | None:
@@ -326,6 +334,30 @@ class Stages:
         except (PilotError, OSError) as exc:
             log.warning("update not sent error=%s", exc)
             return None
+
+
+def clean_workdir(workdir: Path) -> None:
+    """Remove a finished job's work directory, keeping its final-update files (``final_update.json*``).
+
+    Only called once the final update was acknowledged and the log (which holds the directory's content) was staged
+    out; a failure to remove something is logged, never raised.
+    """
+    try:
+        entries = list(workdir.iterdir())
+    except OSError as exc:
+        log.warning("work directory not cleaned path=%s error=%s", workdir, exc)
+        return
+    for entry in entries:
+        if entry.name.startswith(FINAL_NAME):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as exc:
+            log.warning("work directory entry not removed path=%s error=%s", entry, exc)
+    log.info("work directory cleaned path=%s", workdir)
 
 
 def standard_stages(stages: Stages) -> list[Stage]:

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "is a looping job (default: 7200)")
     p.add_argument("--memory-limit", dest="memory_limit_kb",
                    help="payload PSS limit in kB (default: from the job's resource type and the queue)")
+    p.add_argument("--no-cleanup", dest="cleanup", action="store_const", const=False,
+                   help="keep each job's work directory after its final update (default: removed once the final "
+                   "update is acknowledged and the log staged out)")
     p.add_argument("--in-flight", help="jobs handled at once; 2 fetches the next job while a payload runs")
     p.add_argument("--capath", dest="ca_path", help="CA certificate directory for TLS verification")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")

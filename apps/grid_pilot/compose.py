@@ -156,7 +156,7 @@ def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
                   identity=identity, store=store, heartbeat_interval=settings.heartbeat,
                   final_retry=RetryPolicy(deadline=settings.final_retry),
-                  pilot_log=lambda: _tail(settings.workdir / PILOT_LOG))
+                  pilot_log=lambda: _tail(settings.workdir / PILOT_LOG), cleanup=settings.cleanup)
 
 
 def job_log_path(settings: Settings, panda_id: int) -> Path:

@@ -44,6 +44,7 @@ class Settings:
         cache_dir: where downloaded descriptions are cached (default: the work area).
         heartbeat: seconds between heartbeats; ``final_retry`` seconds to keep trying the final update.
         in_flight: jobs between retrieval and report at once (2 lets the next job be fetched during a payload).
+        cleanup: remove a job's work directory once its final update is acknowledged and its log staged out.
         log_level: ``DEBUG``, ``INFO``, ...; ``ca_path`` the CA directory (TLS is verified against it).
         payload_grace: seconds between SIGTERM and SIGKILL when stopping a payload.
         looping_limit: seconds without a file modified in the work directory before the job counts as looping.
@@ -74,6 +75,7 @@ class Settings:
     heartbeat: float = 1800.0
     final_retry: float = 600.0
     in_flight: int = 1
+    cleanup: bool = True
     log_level: str = "INFO"
     ca_path: Path | None = None
     payload_grace: float = 30.0

@@ -79,6 +79,8 @@ def test_good_job_reports_starting_running_finished(panda_server: DevServer, tmp
         job_log = handle.read().decode()
     # the job's own story is in its log tarball: its records, marked with its PandaID, from stage-in to stage-out
     assert "job=8001" in job_log and "stage-in" in job_log.lower() and "job=-" not in job_log
+    # the job's work directory is cleaned once its final update is acknowledged: only the final record stays
+    assert sorted(p.name for p in (tmp_path / "work" / "8001").iterdir()) == ["final_update.json.sent"]
 
 
 @pytest.mark.parametrize(
