@@ -80,6 +80,9 @@ install_rucio_server() {
 
 install_apt
 install_venv
+# bytecode for the project's own modules, as an installed wheel has it (pilots started by the tests and the
+# benchmarks then do not compile every module at every start when PYTHONDONTWRITEBYTECODE is set)
+"$VENV/bin/python" -m compileall -q pilotlib apps >/dev/null
 for arg in "$@"; do
   case "$arg" in
     --rucio-server) install_rucio_server ;;
