@@ -15,6 +15,7 @@ import attrs
 
 from pilotlib.errors import Direction, PilotError
 from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.transfer.checksum import normalize_checksum_value
 from pilotlib.transfer.errors import TransferError, TransferTimeoutError
 
 __all__ = ["CommandResult", "Endpoints", "endpoints", "parallel_map", "run_command", "success"]
@@ -38,8 +39,13 @@ def endpoints(request: TransferRequest, workdir: Path) -> Endpoints:
 def success(
     request: TransferRequest, tool: str, ends: Endpoints, checksum: tuple[str, str] | None, started: float
 ) -> TransferResult:
-    """The :class:`TransferResult` of a finished transfer (size read from the local file)."""
+    """The :class:`TransferResult` of a finished transfer (size read from the local file).
+
+    The checksum is reported in PanDA's form: a storage may print adler32 without its leading zeros.
+    """
     size = ends.local.stat().st_size if ends.local.exists() else request.filesize
+    if checksum is not None:
+        checksum = (checksum[0], normalize_checksum_value(checksum[0], checksum[1]))
     return TransferResult(
         lfn=request.lfn,
         direction=request.direction,
