@@ -320,15 +320,14 @@ def test_many_files_one_result_each_in_order(env: Env) -> None:
 
 @pytest.mark.parametrize("data", [b"abc", os.urandom(123_456)], ids=["leading-zeros", "random"])
 def test_xrootd_server_checksum_matches_upload(xrootd_server: XRootDServer, tmp_path: Path, data: bytes) -> None:
-    """After an xrdcp upload the server's own adler32 (xrdfs query checksum, zero-padded) equals the result's, and the
-    result's is in PanDA's 8-digit form even when the server prints it without leading zeros (adler32 of abc is
-    024d0127)."""
+    """After an xrdcp upload the server's own adler32 (xrdfs query checksum) equals the result's, and the result's is
+    in PanDA's 8-digit form even when the XRootD client reports it without leading zeros (adler32 of abc is
+    024d0127; CopyProcess gives 24d0127)."""
     (tmp_path / "o").write_bytes(data)
     path = f"contract/srv/{uuid.uuid4().hex[:8]}/o"
     (result,) = XrdcpCopytool().transfer([put("o", xrootd_server.root_url(path))], tmp_path)
     out = subprocess.run(["xrdfs", xrootd_server.endpoint.removeprefix("root://"), "query", "checksum", "/" + path],
                          capture_output=True, text=True, timeout=60, check=True)
     kind, value = out.stdout.split()
-    # the server prints adler32 without leading zeros ("ee699c2"); the result is in PanDA's 8-digit form
     assert [kind, value.zfill(8)] == ["adler32", adler(data)]
     assert result.checksum == ("adler32", adler(data))

@@ -41,7 +41,7 @@ def success(
 ) -> TransferResult:
     """The :class:`TransferResult` of a finished transfer (size read from the local file).
 
-    The checksum is reported in PanDA's form: a storage may print adler32 without its leading zeros.
+    The checksum is reported in PanDA's form: the XRootD client reports adler32 without its leading zeros.
     """
     size = ends.local.stat().st_size if ends.local.exists() else request.filesize
     if checksum is not None:
