@@ -210,8 +210,15 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
     retriever = Retriever(parts.source, request, settings, started, limits=limits)
-    stages = _stages(settings, parts.reporter, store, JobSetups(settings, info), limits)
-    pipeline = Pipeline(retriever, standard_stages(stages), stop, in_flight=settings.in_flight, on_done=on_done)
+    setups = JobSetups(settings, info)
+    stages = _stages(settings, parts.reporter, store, setups, limits)
+
+    def finished(run: JobRun) -> None:
+        setups.forget(run.job)  # a multi-job pilot keeps nothing of a finished job
+        if on_done is not None:
+            on_done(run)
+
+    pipeline = Pipeline(retriever, standard_stages(stages), stop, in_flight=settings.in_flight, on_done=finished)
     stopping_logged = _log_when_stopping(stop)
     runs = pipeline.run()
     stopping_logged.set()
