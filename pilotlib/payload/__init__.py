@@ -18,6 +18,12 @@ from pilotlib.payload._command import (
     payload_env,
     resolve_transformation,
 )
+from pilotlib.payload._environment import (
+    PRIVATE_PREFIXES,
+    PRIVATE_VARIABLES,
+    PayloadIdentity,
+    payload_environment,
+)
 from pilotlib.payload._jobmetrics import JOB_METRICS_LIMIT, build_job_metrics
 from pilotlib.payload._memlimit import DEFAULT_MEMORY_PER_CORE_MB, memory_limit_kb
 from pilotlib.payload._monitors import (
@@ -59,6 +65,8 @@ from pilotlib.payload.errors import (
 __all__ = [
     "DEFAULT_MEMORY_PER_CORE_MB",
     "JOB_METRICS_LIMIT",
+    "PRIVATE_PREFIXES",
+    "PRIVATE_VARIABLES",
     "CommandWrapper",
     "FreeDiskMonitor",
     "IdentityWrapper",
@@ -73,6 +81,7 @@ __all__ = [
     "PayloadCommand",
     "PayloadError",
     "PayloadExecutionError",
+    "PayloadIdentity",
     "PayloadKilledError",
     "PayloadResult",
     "PayloadRunner",
@@ -96,6 +105,7 @@ __all__ = [
     "download_transformation",
     "memory_limit_kb",
     "payload_env",
+    "payload_environment",
     "read_prmon_summary",
     "resolve_transformation",
     "sample_session",

@@ -3,8 +3,7 @@
 Facts (pilot3): the generic user plug-in builds ``./<trf> <jobPars>`` run from the job's work directory, after fetching
 the transformation when it is a URL (``pilot/user/generic/common.py`` ``get_payload_command``,
 ``get_analysis_run_command``); the payload's output goes to ``payload.stdout``/``payload.stderr``
-(``pilot/util/default.cfg``); the payload gets ``PandaID`` and ``ATHENA_PROC_NUMBER``/``ATHENA_CORE_NUMBER`` from the
-core count, and ``X509_USER_PROXY`` as a path (``pilot/user/atlas/common.py``).
+(``pilot/util/default.cfg``); its environment is :func:`~pilotlib.payload.payload_environment`'s.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import attrs
 
 from pilotlib._redact import redact_url
 from pilotlib.job import Job
+from pilotlib.payload._environment import PayloadIdentity, payload_environment
 from pilotlib.payload.errors import TransformNotFoundError, TrfChmodError, TrfDownloadError
 
 if TYPE_CHECKING:  # imported on a download only: loading requests is a noticeable part of a pilot's start
@@ -54,10 +54,13 @@ class PayloadSettings:
     """How to build payload commands; the caller (the app) fills it once (the library reads no environment).
 
     Attributes:
-        base_env: the environment the payload starts from (the app passes e.g. a filtered ``os.environ``); its
-            ``PATH`` is where plain transformation names are looked up.
+        base_env: the environment the payload starts from (the app passes the pilot's ``os.environ``; the pilot's
+            private variables are removed, see :func:`~pilotlib.payload.payload_environment`); its ``PATH`` is
+            where plain transformation names are looked up.
         proxy_path: path of the X.509 proxy file, passed as ``X509_USER_PROXY`` (the path only).
-        token_path: path of the OIDC token file, passed as ``OIDC_AUTH_TOKEN`` (the path only).
+        token_path: path of the bearer token file, passed as ``BEARER_TOKEN_FILE`` (the path only).
+        ca_path: the CA certificate directory, passed as ``X509_CERT_DIR``.
+        panda_resource: the PanDA resource (queue) the pilot serves, passed as ``PANDA_RESOURCE``.
         extra_env: more variables to set (e.g. an event-service channel directory).
         download_timeout: seconds for downloading a transformation URL (the whole download, not each read).
         download_max_bytes: the largest transformation accepted (a bigger body fails the download).
@@ -72,6 +75,8 @@ class PayloadSettings:
     base_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
     proxy_path: Path | None = attrs.field(default=None, converter=_opt_path)
     token_path: Path | None = attrs.field(default=None, converter=_opt_path)
+    ca_path: Path | None = attrs.field(default=None, converter=_opt_path)
+    panda_resource: str = ""
     extra_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
     download_timeout: float = 120.0
     download_max_bytes: int = 256 * 1024 * 1024
@@ -154,7 +159,8 @@ def _split_pars(job_pars: str) -> list[str]:
 
 
 def payload_env(job: Job, workdir: Path, settings: PayloadSettings) -> dict[str, str]:
-    """The payload's environment: the base environment plus the job's variables.
+    """The payload's environment: :func:`~pilotlib.payload.payload_environment` of the settings' base environment
+    and identity, plus ``settings.extra_env``.
 
     Args:
         job: the job.
@@ -164,22 +170,9 @@ def payload_env(job: Job, workdir: Path, settings: PayloadSettings) -> dict[str,
     Returns:
         A new dictionary (credentials as paths only, never their contents).
     """
-    env = dict(settings.base_env)
-    cores = str(max(job.core_count, 1))
-    env.update(
-        {
-            "PandaID": str(job.panda_id),
-            "PILOT_WORKDIR": str(workdir),
-            "ATHENA_PROC_NUMBER": cores,
-            "ATHENA_CORE_NUMBER": cores,
-        }
-    )
-    if job.task_id is not None:
-        env["TaskID"] = str(job.task_id)
-    if settings.proxy_path is not None:
-        env["X509_USER_PROXY"] = str(settings.proxy_path)
-    if settings.token_path is not None:
-        env["OIDC_AUTH_TOKEN"] = str(settings.token_path)
+    identity = PayloadIdentity(panda_resource=settings.panda_resource, proxy_path=settings.proxy_path,
+                               token_path=settings.token_path, ca_path=settings.ca_path)
+    env = payload_environment(job, settings.base_env, identity, workdir)
     env.update(settings.extra_env)
     return env
 

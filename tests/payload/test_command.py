@@ -117,7 +117,10 @@ def test_empty_trf_uses_pars_as_command(workdir: Path) -> None:
 
 
 def test_environment(workdir: Path, tmp_path: Path) -> None:
-    """The payload gets the base env plus PandaID, core numbers, work dir and credential paths (never contents)."""
+    """The payload gets the base env plus the job's identity, core numbers, work dir and credential paths (never
+    contents); names as pilot3 3.7.0.36 exports them (``pilot/user/atlas/setup.py:396-423``, ``PANDAID``
+    ``pilot/control/job.py:2221``, cores ``pilot/user/atlas/common.py:2694-2729``), the token as WLCG discovery's
+    ``BEARER_TOKEN_FILE``."""
     proxy = tmp_path / "x509up"
     proxy.write_text("SECRET-PROXY")
     token = tmp_path / "token"
@@ -134,12 +137,19 @@ def test_environment(workdir: Path, tmp_path: Path) -> None:
         "PATH": "/usr/bin",
         "HOME": "/home/x",
         "PandaID": "4242",
-        "TaskID": "17",
+        "PANDAID": "4242",
+        "PanDA_TaskID": "17",
+        "PanDA_AttemptNr": "0",
+        "FRONTIER_ID": "[17_4242]",
+        "CMSSW_VERSION": "[17_4242]",
+        "INDS": "unknown",
+        "RUCIO_ACCOUNT": "pilot",
         "PILOT_WORKDIR": str(workdir),
         "ATHENA_PROC_NUMBER": "8",
+        "ATHENA_PROC_NUMBER_JOB": "8",
         "ATHENA_CORE_NUMBER": "8",
         "X509_USER_PROXY": str(proxy),
-        "OIDC_AUTH_TOKEN": str(token),
+        "BEARER_TOKEN_FILE": str(token),
         "PILOT_CHANNEL": "/tmp/chan",
     }
     assert not any("SECRET" in v for v in cmd.env.values())
