@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each job's work directory after its final update (default: removed once the final "
                    "update is acknowledged and the log staged out)")
     p.add_argument("--in-flight", help="jobs handled at once; 2 fetches the next job while a payload runs")
-    p.add_argument("--capath", dest="ca_path", help="CA certificate directory for TLS verification")
+    p.add_argument("--capath", dest="ca_path", help="CA certificate directory for TLS verification (the server, "
+                   "the descriptions, transformation downloads); the payload gets it as X509_CERT_DIR")
+    p.add_argument("--proxy", "--cacert", dest="proxy",
+                   help="X509 proxy file (pilot3's --cacert; default: $X509_USER_PROXY, else /tmp/x509up_u<uid>); "
+                   "the payload gets its path as X509_USER_PROXY")
+    p.add_argument("--token-file", help="bearer token file; the payload gets its path as BEARER_TOKEN_FILE")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
     return p
 
@@ -133,7 +138,7 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
         raise ConfigError(f"mode must be one of {', '.join(modes)}, got {out['mode']!r}")
     out["mode"] = modes[str(out.get("mode", Mode.SERVER.value))]
     for key in ("workdir", "harvester_workdir", "launch_dir", "ca_path", "queuedata_file", "storagedata_file",
-                "cache_dir"):
+                "cache_dir", "proxy", "token_file"):
         if key in out:
             out[key] = Path(str(out[key])).absolute()
     return out

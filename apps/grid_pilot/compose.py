@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 
 from apps.grid_pilot.data import TransferStages
-from apps.grid_pilot.payload import RunnerExecutor
+from apps.grid_pilot.payload import RunnerExecutor, payload_settings
 from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import Mode, Settings
@@ -25,7 +25,6 @@ from pilotlib.job import Job
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobRequest, JobSource
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
-from pilotlib.payload import PayloadSettings
 from pilotlib.pipeline import JobRun, Pipeline, Stop
 from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
@@ -146,8 +145,7 @@ def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups
     data = TransferStages(default_registry(), setups, settings.input_url,
                           settings.output_url or str(settings.workdir / "storage"),
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id))
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "USER", "TMPDIR")}
-    executor = RunnerExecutor(PayloadSettings(base_env=env), grace=settings.payload_grace,
+    executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
                               sample_interval=min(60.0, settings.heartbeat), setups=setups,
                               deadline=limits.deadline)

@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 
 from apps.grid_pilot.queueinfo import JobSetups
+from apps.grid_pilot.settings import Settings
 from pilotlib.diagnosis import PayloadOutcome, diagnose
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
@@ -29,7 +30,17 @@ from pilotlib.payload import (
 )
 from pilotlib.pipeline import PayloadSummary, Stop
 
-__all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload"]
+__all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload", "payload_settings"]
+
+
+def payload_settings(settings: Settings, environ: Mapping[str, str]) -> PayloadSettings:
+    """How the pilot builds payload commands: the pilot's environment (``environ``, the site's) as the payload's
+    base, less the pilot's private variables (:func:`pilotlib.payload.payload_environment` removes them); the PanDA
+    resource, ``--proxy``, ``--token-file`` and ``--capath`` as paths; ``--capath`` also verifies transformation
+    downloads."""
+    return PayloadSettings(base_env=environ, proxy_path=settings.proxy, token_path=settings.token_file,
+                           ca_path=settings.ca_path, panda_resource=settings.site_name,
+                           verify_tls=str(settings.ca_path) if settings.ca_path else True)
 
 
 class DiagnosedPayloadError(PilotError):

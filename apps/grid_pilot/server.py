@@ -1,6 +1,6 @@
 """Server mode: the dispatcher client (:class:`pilotlib.panda.client.PandaClient`) as job source and reporter.
 
-Credentials (the app's job, STYLE R1): the X509 proxy named by ``X509_USER_PROXY`` (else ``/tmp/x509up_u<uid>``)
+Credentials (the app's job, STYLE R1): the X509 proxy ``--proxy`` or ``X509_USER_PROXY`` (else ``/tmp/x509up_u<uid>``)
 when it exists; none for a plain-HTTP development server. TLS is always verified (``--capath`` or the system store).
 """
 
@@ -17,15 +17,16 @@ from pilotlib.panda.client import PandaClient, RetryPolicy, X509Proxy
 __all__ = ["find_proxy", "server_parts"]
 
 
-def find_proxy(env: Mapping[str, str]) -> X509Proxy | None:
-    """The X509 proxy to present, if one exists (``X509_USER_PROXY``, else ``/tmp/x509up_u<uid>``)."""
-    path = Path(env.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}")  # noqa: S108 - the grid's convention
+def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy | None:
+    """The X509 proxy to present, if one exists (``given``: ``--proxy``, else ``X509_USER_PROXY``, else
+    ``/tmp/x509up_u<uid>``)."""
+    path = given or Path(env.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}")  # noqa: S108 - the grid's
     return X509Proxy(path) if path.is_file() else None
 
 
 def server_parts(settings: Settings) -> tuple[JobSource, JobReporter]:
     """The dispatcher client for ``settings.url`` in ``settings.api`` dialect, as source and reporter."""
-    proxy = find_proxy(os.environ) if settings.url.startswith("https://") else None
+    proxy = find_proxy(os.environ, settings.proxy) if settings.url.startswith("https://") else None
     client = PandaClient(settings.url, "v1" if settings.api == "v1" else "legacy", ca_dir=settings.ca_path,
                          credentials=proxy, retry=RetryPolicy(attempts=3, total_seconds=30.0))
     return client, client

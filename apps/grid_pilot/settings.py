@@ -45,7 +45,11 @@ class Settings:
         heartbeat: seconds between heartbeats; ``final_retry`` seconds to keep trying the final update.
         in_flight: jobs between retrieval and report at once (2 lets the next job be fetched during a payload).
         cleanup: remove a job's work directory once its final update is acknowledged and its log staged out.
-        log_level: ``DEBUG``, ``INFO``, ...; ``ca_path`` the CA directory (TLS is verified against it).
+        log_level: ``DEBUG``, ``INFO``, ...; ``ca_path`` the CA directory (TLS is verified against it: the
+            dispatcher, the descriptions, transformation downloads; the payload gets it as ``X509_CERT_DIR``).
+        proxy: the X.509 proxy file (None: ``X509_USER_PROXY``, else ``/tmp/x509up_u<uid>``); the dispatcher's
+            client certificate, and the payload's ``X509_USER_PROXY``.
+        token_file: the bearer token file the payload gets as ``BEARER_TOKEN_FILE`` (WLCG token discovery).
         payload_grace: seconds between SIGTERM and SIGKILL when stopping a payload.
         looping_limit: seconds without a file modified in the work directory before the job counts as looping.
         memory_limit_kb: the payload's PSS limit (0: from the job's resource type, cores and the queue's ``maxrss``).
@@ -78,6 +82,8 @@ class Settings:
     cleanup: bool = True
     log_level: str = "INFO"
     ca_path: Path | None = None
+    proxy: Path | None = None
+    token_file: Path | None = None
     payload_grace: float = 30.0
     looping_limit: float = 7200.0
     memory_limit_kb: int = 0

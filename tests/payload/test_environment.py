@@ -29,9 +29,9 @@ def _job(**fields: str) -> Job:
 
 def test_site_environment_is_inherited() -> None:
     """Every site variable reaches the payload unchanged: pilot3 starts the payload with ``subprocess.Popen`` and no
-    ``env`` (``pilot/util/container.py:90``), so release areas (``VO_ATLAS_SW_DIR``, ``pilot/user/atlas/setup.py:131``;
-    ``ATLAS_SW_BASE``, ``setup.py:52``), Frontier/squid settings and ``HARVESTER_*`` (``pilot/control/job.py:1422-1425``)
-    are the payload's too."""
+    ``env`` (``pilot/util/container.py:90``), so release areas (``VO_ATLAS_SW_DIR``,
+    ``pilot/user/atlas/setup.py:131``; ``ATLAS_SW_BASE``, ``setup.py:52``), Frontier/squid settings and
+    ``HARVESTER_*`` (``pilot/control/job.py:1422-1425``) are the payload's too."""
     env = payload_environment(_job(), SITE, PayloadIdentity())
     assert {k: env[k] for k in SITE} == SITE
 
@@ -98,7 +98,8 @@ def test_site_athena_proc_number_is_kept() -> None:
 
 
 def test_event_service_job_always_gets_athena_proc_number() -> None:
-    """An event-service job exports ``ATHENA_PROC_NUMBER`` even for one core (``pilot/user/atlas/common.py:675-681``)."""
+    """An event-service job exports ``ATHENA_PROC_NUMBER`` even for one core
+    (``pilot/user/atlas/common.py:675-681``)."""
     env = payload_environment(_job(coreCount="1", eventService="True"), {}, PayloadIdentity())
     assert (env["ATHENA_PROC_NUMBER"], env["ATHENA_CORE_NUMBER"]) == ("1", "1")
 
