@@ -27,6 +27,7 @@ from pilotlib.payload import (
     WorkdirSizeMonitor,
     build_command,
     build_job_metrics,
+    parse_queue_environ,
 )
 from pilotlib.pipeline import PayloadSummary, Stop
 
@@ -95,11 +96,16 @@ class RunnerExecutor:
         return monitors
 
     def start(self, job: Job, workdir: Path) -> RunnerPayload:
-        """Build the command (without the job's queue-override options) and start it in its own session."""
+        """Build the command (without the job's queue-override options; with the queue's ``environ`` variables) and
+        start it in its own session."""
+        settings = self.settings
         if self.setups is not None:
-            job = attrs.evolve(job, job_pars=self.setups.of(job).job_pars)
+            setup = self.setups.of(job)
+            job = attrs.evolve(job, job_pars=setup.job_pars)
+            if setup.queue is not None and setup.queue.environ:
+                settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
         monitors = self.monitors(job)
-        command = build_command(job, workdir, self.settings)
+        command = build_command(job, workdir, settings)
         runner = PayloadRunner(command, monitors=monitors, grace=self.grace,
                                sample_interval=self.sample_interval)
         runner.start()

@@ -22,6 +22,7 @@ from pilotlib.payload._environment import (
     PRIVATE_PREFIXES,
     PRIVATE_VARIABLES,
     PayloadIdentity,
+    parse_queue_environ,
     payload_environment,
 )
 from pilotlib.payload._jobmetrics import JOB_METRICS_LIMIT, build_job_metrics
@@ -104,6 +105,7 @@ __all__ = [
     "build_job_metrics",
     "download_transformation",
     "memory_limit_kb",
+    "parse_queue_environ",
     "payload_env",
     "payload_environment",
     "read_prmon_summary",

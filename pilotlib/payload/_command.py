@@ -61,6 +61,7 @@ class PayloadSettings:
         token_path: path of the bearer token file, passed as ``BEARER_TOKEN_FILE`` (the path only).
         ca_path: the CA certificate directory, passed as ``X509_CERT_DIR``.
         panda_resource: the PanDA resource (queue) the pilot serves, passed as ``PANDA_RESOURCE``.
+        queue_environ: the queue description's ``environ`` variables (over the base environment).
         extra_env: more variables to set (e.g. an event-service channel directory).
         download_timeout: seconds for downloading a transformation URL (the whole download, not each read).
         download_max_bytes: the largest transformation accepted (a bigger body fails the download).
@@ -77,6 +78,7 @@ class PayloadSettings:
     token_path: Path | None = attrs.field(default=None, converter=_opt_path)
     ca_path: Path | None = attrs.field(default=None, converter=_opt_path)
     panda_resource: str = ""
+    queue_environ: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
     extra_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
     download_timeout: float = 120.0
     download_max_bytes: int = 256 * 1024 * 1024
@@ -172,7 +174,7 @@ def payload_env(job: Job, workdir: Path, settings: PayloadSettings) -> dict[str,
     """
     identity = PayloadIdentity(panda_resource=settings.panda_resource, proxy_path=settings.proxy_path,
                                token_path=settings.token_path, ca_path=settings.ca_path)
-    env = payload_environment(job, settings.base_env, identity, workdir)
+    env = payload_environment(job, settings.base_env, identity, workdir, settings.queue_environ)
     env.update(settings.extra_env)
     return env
 

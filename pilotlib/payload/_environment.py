@@ -22,6 +22,9 @@ Facts, from pilot3 3.7.0.36 (PanDAWMS/pilot3, tag ``3.7.0.36``):
   pilot3 HEAD a090538 adds ``OIDC_REFRESHED_AUTH_TOKEN``, ``pilot/user/atlas/common.py:909-919``, and reads
   ``PANDA_AUTH_TOKEN_KEY``, ``pilot/util/https.py:1123``). The CA directory is ``--capath``, else ``X509_CERT_DIR``
   (``pilot/util/https.py:82-98``).
+- The queue description's ``environ`` (``KEY=VALUE KEY2=VALUE2``) is exported before the payload command, ahead
+  of pilot3's own variables (``pilot/user/atlas/common.py:530-535``, ``581-610``): it overrides the site's values,
+  pilot3's override it.
 - Tokens for the payload follow WLCG Bearer Token Discovery: ``BEARER_TOKEN`` (the token itself) first, then the
   file named by ``BEARER_TOKEN_FILE``; pilotlib gives the file and removes ``BEARER_TOKEN``, so that a token's
   content never travels in an environment and the given file is the one found.
@@ -29,6 +32,7 @@ Facts, from pilot3 3.7.0.36 (PanDAWMS/pilot3, tag ``3.7.0.36``):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,7 +40,7 @@ import attrs
 
 from pilotlib.job import Job
 
-__all__ = ["PRIVATE_PREFIXES", "PRIVATE_VARIABLES", "PayloadIdentity", "payload_environment"]
+__all__ = ["PRIVATE_PREFIXES", "PRIVATE_VARIABLES", "PayloadIdentity", "parse_queue_environ", "payload_environment"]
 
 #: Variables never passed on: the pilot's own PanDA credentials (pilot3 unsets them for the payload) and token
 #: contents (a secret's content never goes into the payload's environment).
@@ -70,21 +74,42 @@ class PayloadIdentity:
     ca_path: Path | None = attrs.field(default=None, converter=_opt_path)
 
 
+_QUEUE_KEY = re.compile(r"(?:^|\s)(\w+)=")
+
+
+def parse_queue_environ(text: str) -> dict[str, str]:
+    """The variables of a queue description's ``environ`` field: ``KEY=VALUE`` pairs separated by white space, a
+    value running up to the next ``KEY=`` (so it may hold spaces); one pair of surrounding quotes and a trailing
+    ``;`` are removed. Nothing is expanded (``$VAR`` stays as written)."""
+    matches = list(_QUEUE_KEY.finditer(text))
+    result = {}
+    ends = [m.start() for m in matches[1:]] + [len(text)] if matches else []
+    for match, end in zip(matches, ends, strict=True):
+        value = text[match.end():end].strip().removesuffix(";")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        result[match.group(1)] = value
+    return result
+
+
 def payload_environment(job: Job, base_env: Mapping[str, str], identity: PayloadIdentity,
-                        workdir: Path | None = None) -> dict[str, str]:
+                        workdir: Path | None = None, queue_environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The payload's environment: ``base_env`` (the site's, as the app read it) without the pilot's private
-    variables, plus what a PanDA payload expects (see the module's facts for the pilot3 references).
+    variables, then the queue's ``environ`` variables, then what a PanDA payload expects (see the module's facts for
+    the pilot3 references).
 
     Args:
         job: the job.
         base_env: the pilot's environment (the library never reads ``os.environ``: the app passes it).
         identity: the PanDA resource and the credential paths.
         workdir: the job's work directory, exported as ``PILOT_WORKDIR`` (pilotlib's own name).
+        queue_environ: the queue description's ``environ`` variables (:func:`parse_queue_environ`).
 
     Returns:
         A new dictionary.
     """
     env = {k: v for k, v in base_env.items() if not _private(k)}
+    env.update({k: v for k, v in (queue_environ or {}).items() if not _private(k)})
     env.update(_job_identity(job, identity.panda_resource))
     for name in ("ATHENA_PROC_NUMBER", "ATHENA_PROC_NUMBER_JOB"):  # the site's, replaced by _cores' decision
         env.pop(name, None)

@@ -55,7 +55,8 @@ def _tarball_text(tarball: Path) -> str:
 
 def test_payload_gets_site_environment_paths_and_identity_never_secrets(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
-    """ARC mode: the payload (``env > payload_env.txt``) sees the pilot's site variables, ``X509_USER_PROXY``,
+    """ARC mode: the payload (``env > payload_env.txt``) sees the pilot's site variables, the queue description's
+    ``environ`` variables (``pilot/user/atlas/common.py:534``), ``X509_USER_PROXY``,
     ``BEARER_TOKEN_FILE`` and ``X509_CERT_DIR`` as the paths given by ``--proxy``, ``--token-file`` and ``--capath``,
     ``PandaID``/``PANDAID``/``PanDA_TaskID``/``FRONTIER_ID`` (pilot3 3.7.0.36 ``pilot/user/atlas/setup.py:396-402``,
     ``pilot/control/job.py:2221``) and the core count as ``ATHENA_PROC_NUMBER``/``ATHENA_CORE_NUMBER``
@@ -77,14 +78,19 @@ def test_payload_gets_site_environment_paths_and_identity_never_secrets(
     launch.mkdir()
     make_inputs(launch)
     (launch / "pandaJobData.out").write_text(json.dumps(_dump_job(9301)))
+    queue = tmp_path / "queue.json"
+    queue.write_text(json.dumps({"nickname": "EXAMPLE_QUEUE", "state": "ACTIVE", "status": "online",
+                                 "environ": "QUEUE_SQUID=http://squid.queue.example:3128 QUEUE_FLAG=on"}))
     work, storage = tmp_path / "work", tmp_path / "storage"
     status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "EXAMPLE_QUEUE", "-a", str(work),
+                   "--queuedata-file", str(queue),
                    "--input-dir", str(launch), "--output-dir", str(storage), "--copytool", "mv", "--no-cleanup",
                    "--proxy", str(proxy), "--token-file", str(token), "--capath", str(cadir)])
     captured = capfd.readouterr()
     assert status == 0, captured.err[-2000:]
     env = _environment(work / "9301" / "payload_env.txt")
     assert {k: env.get(k) for k in SITE} == SITE
+    assert (env["QUEUE_SQUID"], env["QUEUE_FLAG"]) == ("http://squid.queue.example:3128", "on")
     assert (env["X509_USER_PROXY"], env["BEARER_TOKEN_FILE"], env["X509_CERT_DIR"]) == (str(proxy), str(token),
                                                                                         str(cadir))
     assert {k: env.get(k) for k in ("PandaID", "PANDAID", "PanDA_TaskID", "PanDA_JobsetID", "FRONTIER_ID",

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pilotlib.job import Job, parse_job
-from pilotlib.payload import PayloadIdentity, payload_environment
+from pilotlib.payload import PayloadIdentity, parse_queue_environ, payload_environment
 
 SITE = {
     "PATH": "/usr/bin:/bin",
@@ -142,3 +142,22 @@ def test_base_environment_is_not_changed() -> None:
     before = dict(base)
     env = payload_environment(_job(transformation="Merge_tf.py"), base, PayloadIdentity())
     assert dict(base) == before and env is not base
+
+
+def test_queue_environ_is_parsed_as_pilot3_reads_it() -> None:
+    """The queue's ``environ`` field is ``KEY=VALUE`` pairs; a value runs up to the next ``KEY=`` and may hold
+    spaces (pilot3 ``pilot/user/atlas/common.py:601-610``, ``get_key_values``); surrounding quotes and a trailing
+    ``;`` (pilot3 adds its own, ``common.py:630-633``) are dropped."""
+    text = 'FRONTIER_SERVER=(serverurl=http://f:8000/atlr) ATLAS_LOCAL=/opt/a b SQUID="http://s:3128"; X=1'
+    assert parse_queue_environ(text) == {"FRONTIER_SERVER": "(serverurl=http://f:8000/atlr)",
+                                         "ATLAS_LOCAL": "/opt/a b", "SQUID": "http://s:3128", "X": "1"}
+    assert parse_queue_environ("") == {}
+
+
+def test_queue_environ_is_between_the_site_and_the_pilot() -> None:
+    """The queue's variables are exported before pilot3's own (``pilot/user/atlas/common.py:530-535``): they override
+    the site's, and pilot3's (``PandaID``) override them; a private name from the queue is dropped like the site's."""
+    env = payload_environment(_job(), {"SQUID": "site", "KEEP": "k"}, PayloadIdentity(),
+                              queue_environ={"SQUID": "queue", "PandaID": "1", "BEARER_TOKEN": "secret"})
+    assert (env["SQUID"], env["KEEP"], env["PandaID"]) == ("queue", "k", "4242")
+    assert "BEARER_TOKEN" not in env
