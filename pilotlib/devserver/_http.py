@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("delay", "drop", "http500", "http503", "garbage", "garbage_html", "garbage_json", "apply_http500")
 
-#: What panda-server 1.x answers to ``event/update_event_ranges`` after applying it (``event_api.py:266`` at
-#: 9cc36033 builds ``{"Returns", [...], ...}``, a set holding a list; the WSGI entry answers ``str(exc)``).
+#: What panda-server 1.x answers to ``event/update_event_ranges`` after applying it: ``event_api.py:266`` (9cc36033)
+#: builds the set ``{"Returns", <returns>, "Commands", <commands>}``; with version 1 the returns are a list and
+#: building the set fails (``unhashable type: 'list'``); with version 0 they are JSON strings, the set is built and
+#: ``json.dumps`` fails on it (``server/panda.py:405``). Either way the WSGI entry answers 500 with ``str(exc)``.
 _UNHASHABLE_LIST = b"unhashable type: 'list'"
 
 _HTML_ERROR = (

@@ -16,8 +16,9 @@ Facts this module follows (panda-server ``pandaserver/api/v1/``):
 - ``event_api.acquire_event_ranges(job_id, jobset_id, task_id, n_ranges)``: ``data`` is the list of ranges;
   ``event_api.update_event_ranges(event_ranges: JSON string, version)``: its docstring promises
   ``data = {"Returns": [...], "Commands": {...}}``; the code (``event_api.py:266`` at 9cc36033) builds a Python *set*
-  holding the list instead, so the real server applies the update and then answers HTTP 500 (``unhashable type:
-  'list'``). We serve the documented shape; the ``apply_http500`` fault plays the real server;
+  instead (``{"Returns", returns, "Commands", commands}``), which fails for version 1 (a set holding a list) and
+  cannot be serialised for version 0 (``server/panda.py:405``): the real server applies the update and then answers
+  HTTP 500. We serve the documented shape; the ``apply_http500`` fault plays the real server;
   ``event_api.get_available_event_range_count`` answers the count as ``data``;
 - ``credential_management_api.get_key_pair(public_key_name, private_key_name)`` and ``get_proxy(role, dn)`` are
   GET calls answering ``{"public_key", "private_key"}`` and ``{"user_proxy"}``.

@@ -201,8 +201,9 @@ class V1Dialect:
 
         An HTTP 500 on every one of at most :data:`UPDATE_RANGES_ATTEMPTS` attempts is answered as accepted and
         ``possibly_applied``: panda-server 1.x (``api/v1/event_api.py:266`` at 9cc36033) applies the update, then
-        fails building its answer (a set holding a list), so a 500 there means "applied" far more often than "lost",
-        and re-sending cannot succeed either.
+        fails building its answer (it makes a set of the answer's parts, which JSON cannot encode:
+        ``server/panda.py:405``), so a 500 there means "applied" far more often than "lost", and re-sending cannot
+        succeed either.
         """
         ranges = [{**update.fields, "eventRangeID": update.event_range_id, "eventStatus": update.status}
                   for update in updates]
