@@ -14,7 +14,8 @@ Facts from panda-server (the same lines at tag 0.8.1, the last release with the 
   ``{"zipFile": {...}, "eventRanges": [...]}``; every range of a group is updated with the group's ``zipFile``; an
   element without ``eventRanges`` is a range itself. There is one answer per range.
 - A range update is applied only while the job is ``sent``, ``running``, ``starting`` or ``transferring``
-  (``ok_job_status``, ``task_event_module.py:403``); otherwise it answers False; an unknown PandaID answers False and
+  (``ok_job_status``, ``task_event_module.py:403``; version 2 also while ``activated``, ``:405``); otherwise it
+  answers False; an unknown PandaID answers False and
   the command ``tobekilled`` (``:492``).
 - A final update of a job the pilot already finished (server status ``holding`` set by a final update) is not applied:
   ``DBProxy.updateJobStatus`` answers the command ``alreadydone`` (``job_complex_module.py:182``) and the dispatcher
@@ -101,7 +102,7 @@ class Context:
                 returns.append(False)
                 commands.setdefault(str(panda_id), "tobekilled")
                 continue
-            if job_status not in UPDATE_RANGES_STATES:
+            if job_status not in UPDATE_RANGES_STATES and not (version == 2 and job_status == "activated"):
                 returns.append(False)
                 continue
             self.store.record_event_range_update(panda_id, item)

@@ -172,6 +172,18 @@ def test_event_range_updates_accepted_only_for_a_dispatched_job(panda_server: De
     assert len(panda_server.event_range_updates(301)) == 1
 
 
+def test_version_2_updates_are_accepted_before_dispatch(panda_server: DevServer) -> None:
+    """Version 2 (fine-grained processing: events updated before being dispatched) also accepts an ``activated`` job
+    (``task_event_module.py:404-405``); version 0 refuses it."""
+    panda_server.add_job(JOB)
+    panda_server.add_event_ranges(301, [RANGE])
+    ranges = json.dumps([{"eventRangeID": "1-301-1-1-1", "eventStatus": "finished"}])
+    refused = _v1(panda_server, "event/update_event_ranges", {"event_ranges": ranges, "version": 0})
+    accepted = _v1(panda_server, "event/update_event_ranges", {"event_ranges": ranges, "version": 2})
+    assert (refused["data"]["Returns"], accepted["data"]["Returns"]) == ([False], [True])  # type: ignore[index]
+    assert len(panda_server.event_range_updates(301)) == 1
+
+
 def test_event_range_update_of_an_unknown_job_is_refused_with_tobekilled(panda_server: DevServer) -> None:
     """A range whose PandaID the server does not know answers False and the command ``tobekilled``
     (``task_event_module.py:488-492``; commands are keyed by PandaID, ``:633``)."""
