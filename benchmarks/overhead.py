@@ -121,7 +121,7 @@ def one_job_server(area: Path) -> tuple[Figures, dict[str, int]]:
     with DevServer(area / "server") as server:
         server.add_queue("BENCH", _QUEUE)
         server.add_job(_definition(2, 2.0))
-        wall, rss_kb, rc, cpu = _run(area, ["-q", "BENCH", "--url", server.url])
+        wall, rss_kb, rc, cpu = _run(area, ["-q", "BENCH", "--url", server.url, "--api", "v1"])
         assert server.final_state(2) == "finished", server.final_state(2)
         calls = {c: server.request_count(c) for c in ("getJob", "updateJob", "schedconfig", "ddmendpoints")}
     return Figures(wall, _payload_seconds(area / "work" / "2"), cpu, rss_kb, rc), calls
@@ -133,7 +133,7 @@ def twenty_jobs(area: Path) -> None:
         server.add_queue("BENCH", _QUEUE)
         for i in range(20):
             server.add_job(_definition(100 + i, 0.1))
-        wall, rss_kb, rc, cpu = _run(area, ["-q", "BENCH", "--url", server.url, "--max-jobs", "20",
+        wall, rss_kb, rc, cpu = _run(area, ["-q", "BENCH", "--url", server.url, "--api", "v1", "--max-jobs", "20",
                                             "--in-flight", "2"])
         done = sum(1 for i in range(20) if server.final_state(100 + i) == "finished")
         calls = sum(server.request_count(c) for c in ("getJob", "updateJob", "schedconfig", "ddmendpoints"))

@@ -25,13 +25,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="a job definition file or a directory of *.json job files (repeatable)")
     parser.add_argument("--queue", type=Path, action="append", default=[],
                         help="a queue description JSON file, served under its 'name' field (repeatable)")
+    parser.add_argument("--storages", type=Path, action="append", default=[],
+                        help="a ddmendpoints.json file of storage (DDM endpoint) descriptions (repeatable)")
+    parser.add_argument("--legacy", action="store_true",
+                        help="also serve the legacy dialect /server/panda/<method> (panda-server before 1.0); "
+                             "by default only /api/v1/ is served, as panda-server 1.x does")
     parser.add_argument("--workdir", type=Path, help="where panda.sqlite lives (default: a new temporary directory)")
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a test CA generated in the workdir")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
 
-def _load(server: DevServer, jobs: Sequence[Path], queues: Sequence[Path]) -> None:
+def _load(server: DevServer, jobs: Sequence[Path], queues: Sequence[Path], storages: Sequence[Path] = ()) -> None:
     for path in jobs:
         ids = server.add_jobs_from(path) if path.is_dir() else server.add_job(path)
         logging.info("jobs queued from=%s panda_ids=%s", path, ids)
@@ -41,6 +46,8 @@ def _load(server: DevServer, jobs: Sequence[Path], queues: Sequence[Path]) -> No
             raise ValueError(f"{path}: a queue description must be a JSON object")
         name = description.get("name") or description.get("nickname") or path.stem
         server.add_queue(str(name), description)
+    for path in storages:
+        logging.info("storages served from=%s names=%s", path, server.add_storages_from(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pilot-devserver-"))
     try:
-        server = DevServer(workdir, tls=args.tls, host=args.host, port=args.port)
-        _load(server, args.jobs, args.queue)
+        server = DevServer(workdir, tls=args.tls, host=args.host, port=args.port, legacy=args.legacy)
+        _load(server, args.jobs, args.queue, args.storages)
     except (DevServerError, OSError, ValueError) as exc:
         print(f"pilot-devserver: {exc}", file=sys.stderr)
         return 2

@@ -6,10 +6,31 @@ one pilot only, keeps every update and event range update in SQLite (``<workdir>
 storage descriptions, injects faults on request and optionally serves HTTPS with a generated test CA.
 
 The ``pilot-devserver`` command runs one for a user: ``pilot-devserver --port 8080 --jobs examples/jobs/``.
+
+The test PKI (:class:`TestPKI`, :func:`make_test_pki`, :func:`subject_hash`) needs the ``cryptography`` package; it
+is imported only when one of them is used (or a server is made with ``tls=True``), so a plain-HTTP server runs on an
+install without it.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pilotlib.devserver._http import FAULT_KINDS
 from pilotlib.devserver._server import DevServer, DevServerError
-from pilotlib.devserver._tls import TestPKI, make_test_pki, subject_hash
+
+if TYPE_CHECKING:
+    from pilotlib.devserver._tls import TestPKI, make_test_pki, subject_hash
+
+_TLS_NAMES = ("TestPKI", "make_test_pki", "subject_hash")
+
+
+def __getattr__(name: str) -> Any:
+    """The TLS names, imported on first use (they need ``cryptography``)."""
+    if name in _TLS_NAMES:
+        from pilotlib.devserver import _tls  # noqa: PLC0415 - lazy: cryptography only for TLS
+
+        return getattr(_tls, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["FAULT_KINDS", "DevServer", "DevServerError", "TestPKI", "make_test_pki", "subject_hash"]

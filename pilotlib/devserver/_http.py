@@ -28,7 +28,13 @@ from pilotlib.devserver._logic import Context, Outcome
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("delay", "drop", "http500", "http503", "garbage", "garbage_html", "garbage_json")
+FAULT_KINDS = ("delay", "drop", "http500", "http503", "garbage", "garbage_html", "garbage_json", "apply_http500")
+
+#: What panda-server 1.x answers to ``event/update_event_ranges`` after applying it: ``event_api.py:266`` (9cc36033)
+#: builds the set ``{"Returns", <returns>, "Commands", <commands>}``; with version 1 the returns are a list and
+#: building the set fails (``unhashable type: 'list'``); with version 0 they are JSON strings, the set is built and
+#: ``json.dumps`` fails on it (``server/panda.py:405``). Either way the WSGI entry answers 500 with ``str(exc)``.
+_UNHASHABLE_LIST = b"unhashable type: 'list'"
 
 _HTML_ERROR = (
     b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head><title>500 Internal Server Error</title>"
@@ -144,6 +150,12 @@ def parse_body(headers: Mapping[str, str], body: bytes, dialect: str = "v1") -> 
     return document
 
 
+def forbidden(method: str) -> Outcome:
+    """panda-server 1.x's answer to a legacy method it no longer serves (``server/panda.py:344-348`` at 9cc36033:
+    ``validate_method`` fails, ``403 Forbidden``, ``ERROR : method <name> is forbidden``)."""
+    return Outcome(403, "text/plain", f"ERROR : method {method} is forbidden".encode())
+
+
 ContextFactory = Callable[[str | None], Context]
 
 
@@ -154,11 +166,12 @@ class DevHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], make_context: ContextFactory, faults: Faults,
-                 tls: ssl.SSLContext | None) -> None:
+                 tls: ssl.SSLContext | None, legacy: bool = False) -> None:
         super().__init__(address, Handler)
         self.make_context = make_context
         self.faults = faults
         self.tls = tls
+        self.legacy = legacy
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept a connection; with TLS, wrap it (the handshake runs in the handler's thread)."""
@@ -204,12 +217,20 @@ class Handler(BaseHTTPRequestHandler):
             self._send(Outcome(404, "text/plain", b"not found\n"))
             return
         fault = self.server.faults.next(target.call, dict(self.headers.items()))
+        if target.dialect == "legacy" and not self.server.legacy:
+            self._send(forbidden(target.key))
+            return
         if fault is not None and self._inject(fault):
             return
-        self._send(self._answer(target, method, body))
+        outcome = self._answer(target, method, body)
+        if fault is not None and fault.kind == "apply_http500":
+            outcome = Outcome(500, "text/plain", _UNHASHABLE_LIST)
+        self._send(outcome)
 
     def _inject(self, fault: _Fault) -> bool:
         """Apply a fault; True when the request has been answered (or dropped) by it."""
+        if fault.kind == "apply_http500":  # the call runs; its answer is replaced in _serve
+            return False
         if fault.kind == "delay":
             time.sleep(fault.seconds)
             return False

@@ -17,7 +17,9 @@ version before the module was retired, and ``pandaserver/jobdispatcher/Protocol.
   each range ``{eventRangeID, startEvent, lastEvent, LFN, GUID, scope}`` (``task_event_module.py``);
 - ``updateEventRanges`` answers ``Returns`` and ``Command`` as JSON strings (``TaskBuffer.updateEventRanges``,
   version 0), one return per range: True for a final status, None for running/transferring, False for a bad one;
-  the PandaID is the second dash-separated part of the ``eventRangeID``;
+  the PandaID is the second dash-separated part of the ``eventRangeID``; with ``version`` 1 or 2 (groups of ranges
+  sharing a ``zipFile``, as pilot3's event-service executors send them) ``Returns`` and ``Command`` are the lists
+  themselves (``TaskBuffer.py:1733`` at 0.8.1: no ``json.dumps``), so url-encoded they read as Python text;
 - ``checkEventsAvailability``, ``getProxy`` always answer JSON; ``getKeyPair``/``getProxy`` need a DN (HTTPS) or
   answer ``StatusCode=70`` "Cannot extract DN from proxy. not HTTPS?"; a missing key is 80, a missing proxy 90;
 - ``updateWorkerPilotStatus`` accepts only ``started``/``finished`` and answers a plain message otherwise.
@@ -134,7 +136,10 @@ def update_event_ranges(ctx: Context, params: Mapping[str, Any], accept_json: bo
             raise TypeError("not a list")
     except (ValueError, TypeError):
         return _response(SC_SUCCESS, accept_json, Returns=json.dumps("ERROR : failed to convert eventRanges with json"))
-    returns, commands = ctx.update_event_ranges(ranges)
+    version = _int(params, "version", 0)
+    returns, commands = ctx.update_event_ranges(ranges, version)
+    if version != 0:  # TaskBuffer.updateEventRanges hands versions 1 and 2 back without json.dumps
+        return _response(SC_SUCCESS, accept_json, Returns=returns, Command=commands)
     return _response(SC_SUCCESS, accept_json, Returns=json.dumps(returns), Command=json.dumps(commands))
 
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pilotlib.devserver._http import DevHTTPServer, Faults
 from pilotlib.devserver._logic import Context
 from pilotlib.devserver._store import Store
-from pilotlib.devserver._tls import TestPKI, make_test_pki
 from pilotlib.errors import PilotError
 from pilotlib.job import job_to_wire, load_job_definitions
+
+if TYPE_CHECKING:
+    from pilotlib.devserver._tls import TestPKI
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,12 @@ class DevServerError(RuntimeError):
 
 
 class DevServer:
-    """A local PanDA server speaking both dispatcher dialects, keeping what pilots report in SQLite.
+    """A local PanDA server speaking panda-server 1.x's dialect (and the legacy one on request), keeping what pilots
+    report in SQLite.
+
+    By default it serves what panda-server 1.x serves: the ``/api/v1/`` calls; a legacy ``/server/panda/<method>``
+    call is answered ``403 Forbidden`` with ``ERROR : method <method> is forbidden``, as 1.x answers it. With
+    ``legacy=True`` it also serves the legacy dialect, as a server before 1.0 does.
 
     Args:
         workdir: where the SQLite database (``panda.sqlite``) and, with TLS, the test PKI are written.
@@ -36,15 +44,18 @@ class DevServer:
         port: the port to bind (0: a free port).
         expired_certificate: with TLS, serve the generated *expired* certificate (to test verification).
         require_client_certificate: with TLS, refuse clients without a certificate signed by the test CA.
+        legacy: also serve the legacy dialect (see :attr:`legacy`).
     """
 
     def __init__(self, workdir: Path, tls: bool = False, *, host: str = "127.0.0.1", port: int = 0,
-                 expired_certificate: bool = False, require_client_certificate: bool = False) -> None:
+                 expired_certificate: bool = False, require_client_certificate: bool = False,
+                 legacy: bool = False) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.workdir / "panda.sqlite")
         self.faults = Faults()
-        self.pki: TestPKI | None = make_test_pki(self.workdir / "pki") if tls else None
+        self.pki: TestPKI | None = _make_pki(self.workdir / "pki") if tls else None
+        self._legacy = legacy
         self._address = (host, port)
         self._expired = expired_certificate
         self._require_client = require_client_certificate
@@ -58,7 +69,7 @@ class DevServer:
         """Bind and serve in a background thread; return self."""
         if self._httpd is not None:
             return self
-        self._httpd = DevHTTPServer(self._address, self._context, self.faults, self._tls_context())
+        self._httpd = DevHTTPServer(self._address, self._context, self.faults, self._tls_context(), self._legacy)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="pilot-devserver", daemon=True)
         self._thread.start()
         log.info("devserver started url=%s db=%s", self.url, self.store.path)
@@ -76,7 +87,7 @@ class DevServer:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (the command line's way)."""
-        self._httpd = DevHTTPServer(self._address, self._context, self.faults, self._tls_context())
+        self._httpd = DevHTTPServer(self._address, self._context, self.faults, self._tls_context(), self._legacy)
         log.info("devserver serving url=%s db=%s", self.url, self.store.path)
         try:
             self._httpd.serve_forever()
@@ -98,6 +109,20 @@ class DevServer:
             raise DevServerError("the server is not started")
         host, port = self._httpd.server_address[:2]
         return f"{'https' if self.pki else 'http'}://{host!s}:{port}"
+
+    @property
+    def legacy(self) -> bool:
+        """True when the legacy dialect (``/server/panda/<method>``, panda-server before 1.0) is served too.
+
+        Settable while the server runs (tests share one server and ask for the legacy dialect per test).
+        """
+        return self._legacy
+
+    @legacy.setter
+    def legacy(self, value: bool) -> None:
+        self._legacy = value
+        if self._httpd is not None:
+            self._httpd.legacy = value
 
     @property
     def ca_dir(self) -> Path | None:
@@ -147,6 +172,25 @@ class DevServer:
         """Serve a storage (DDM endpoint) description."""
         self.store.put_description("storages", name, description)
 
+    def add_storages_from(self, path: Path) -> list[str]:
+        """Serve every storage description of a ``ddmendpoints.json`` file (CRIC's form: ``{name: {...}}``, or a
+        list of objects each with a ``name``); return the names.
+
+        Raises:
+            DevServerError: the file cannot be read or is not in either form.
+        """
+        try:
+            document = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise DevServerError(f"cannot read storage descriptions from {path}: {exc}") from None
+        items = _named_descriptions(document)
+        if not items:
+            raise DevServerError(f"{path}: storage descriptions must be a JSON object of name -> description, "
+                                 "or a list of descriptions with a 'name'")
+        for name, body in items:
+            self.add_storage(name, body)
+        return [name for name, _ in items]
+
     def add_event_ranges(self, panda_id: int, ranges: Sequence[Mapping[str, Any]]) -> None:
         """Make event ranges available to a job; a range without ``eventRangeID`` gets one in PanDA's form."""
         bodies = []
@@ -176,7 +220,8 @@ class DevServer:
                 ``schedconfig``/``ddmendpoints``.
             kind: ``delay`` (wait ``seconds``, then answer), ``drop`` (close the connection without answering),
                 ``http500``, ``http503``, ``garbage`` (an HTML error page, then truncated JSON, alternately),
-                ``garbage_html`` or ``garbage_json``.
+                ``garbage_html``, ``garbage_json``, or ``apply_http500`` (the call is applied, then answered HTTP
+                500, as panda-server 1.x answers every ``event/update_event_ranges``).
             times: how many requests get the fault.
             seconds: the delay.
         """
@@ -200,6 +245,15 @@ class DevServer:
         """The server-side status (``activated``, ``sent``, ``starting``, ``running``, ``holding``, ...)."""
         return self.store.job_status(panda_id)
 
+    def ignored_updates(self, panda_id: int) -> list[dict[str, Any]]:
+        """Updates acknowledged but not applied (a final update after the final one): ``{"fields", "answer"}``."""
+        return self.store.ignored_updates(panda_id)
+
+    def dropped_fields(self, panda_id: int) -> list[tuple[str, Any]]:
+        """``(field, value)`` of a job's updates that panda-server would drop (``startTime``/``endTime`` not in
+        ``%Y-%m-%d %H:%M:%S`` form); the updates themselves keep what the pilot sent."""
+        return self.store.dropped_fields(panda_id)
+
     def event_range_updates(self, panda_id: int) -> list[dict[str, Any]]:
         """Every event range update received for a job, in order."""
         return self.store.event_range_updates(panda_id)
@@ -215,6 +269,28 @@ class DevServer:
     def last_headers(self, call: str) -> dict[str, str]:
         """The HTTP headers of the last request for ``call`` (to check what a client sent)."""
         return self.faults.last_headers(call)
+
+
+def _named_descriptions(document: object) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, description)`` pairs of a ``{name: {...}}`` object or a list of ``{"name": ..., ...}`` objects;
+    empty when the document is neither (or holds anything else)."""
+    pairs: list[tuple[object, object]] = (
+        list(document.items()) if isinstance(document, dict)
+        else [(item.get("name") if isinstance(item, dict) else None, item) for item in document]
+        if isinstance(document, list) else []
+    )
+    if not all(isinstance(name, str) and isinstance(body, dict) for name, body in pairs):
+        return []
+    return [(str(name), dict(body)) for name, body in pairs if isinstance(body, dict)]
+
+
+def _make_pki(directory: Path) -> TestPKI:
+    """The test PKI; ``cryptography`` is imported only here, so a plain-HTTP server runs without it."""
+    try:
+        from pilotlib.devserver._tls import make_test_pki  # noqa: PLC0415 - lazy: TLS only
+    except ImportError as exc:
+        raise DevServerError(f"TLS needs the cryptography package (pip install 'pilotlib[devserver]'): {exc}") from None
+    return make_test_pki(directory)
 
 
 def _read_definitions(path: Path) -> list[dict[str, Any]]:

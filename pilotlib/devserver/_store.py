@@ -33,10 +33,17 @@ CREATE TABLE IF NOT EXISTS storages (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS commands (panda_id INTEGER PRIMARY KEY, command TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS worker_status (
     id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ignored_updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, panda_id INTEGER NOT NULL, fields TEXT NOT NULL, answer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dropped_fields (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, panda_id INTEGER NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL);
 """
 
 #: Job states a pilot may report as final (JobDispatcher.updateJob turns them into ``holding`` on the server).
 FINAL_STATES = frozenset({"finished", "failed"})
+
+#: Server-side job states for which ranges are handed out (``DBProxy.getEventRanges``, task_event_module.py:161).
+SERVE_RANGES_STATES = ("sent", "running", "starting")
 
 
 class Store:
@@ -67,7 +74,8 @@ class Store:
     def clear(self) -> None:
         """Forget jobs, updates, event ranges and commands (queues and storages stay)."""
         with self._tx() as db:
-            for table in ("jobs", "updates", "event_ranges", "event_range_updates", "commands", "worker_status"):
+            for table in ("jobs", "updates", "event_ranges", "event_range_updates", "commands", "worker_status",
+                          "ignored_updates", "dropped_fields"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     # ------------------------------------------------------------------------------------------------------- jobs
@@ -122,6 +130,32 @@ class Store:
             row = self._db.execute("SELECT final_state FROM jobs WHERE panda_id = ?", (panda_id,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    def record_ignored_update(self, panda_id: int, fields: Mapping[str, Any], answer: str) -> None:
+        """Keep an update the server acknowledged without applying it, with the command it answered."""
+        with self._tx() as db:
+            db.execute("INSERT INTO ignored_updates (panda_id, fields, answer) VALUES (?, ?, ?)",
+                       (panda_id, json.dumps(dict(fields)), answer))
+
+    def ignored_updates(self, panda_id: int) -> list[dict[str, Any]]:
+        """The updates acknowledged without being applied: ``{"fields": ..., "answer": command}`` in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT fields, answer FROM ignored_updates WHERE panda_id = ? ORDER BY id", (panda_id,)).fetchall()
+        return [{"fields": json.loads(fields), "answer": answer} for fields, answer in rows]
+
+    def record_dropped_field(self, panda_id: int, field: str, value: Any) -> None:
+        """Keep a field value the real server would have dropped (logged and ignored)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO dropped_fields (panda_id, field, value) VALUES (?, ?, ?)",
+                       (panda_id, field, json.dumps(value)))
+
+    def dropped_fields(self, panda_id: int) -> list[tuple[str, Any]]:
+        """Every ``(field, value)`` of a job's updates the real server would have dropped, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT field, value FROM dropped_fields WHERE panda_id = ? ORDER BY id", (panda_id,)).fetchall()
+        return [(str(field), json.loads(value)) for field, value in rows]
+
     def set_command(self, panda_id: int, command: str) -> None:
         """Make the next update answer for ``panda_id`` carry ``command``."""
         with self._tx() as db:
@@ -146,8 +180,14 @@ class Store:
                 )
 
     def take_event_ranges(self, panda_id: int, count: int) -> list[dict[str, Any]]:
-        """Hand out up to ``count`` ready event ranges of a job (status ``sent``), each once only."""
+        """Hand out up to ``count`` ready event ranges of a job (status ``sent``), each once only.
+
+        Only for a job in :data:`SERVE_RANGES_STATES`; for any other (or an unknown) job the list is empty.
+        """
         with self._tx() as db:
+            status = db.execute("SELECT status FROM jobs WHERE panda_id = ?", (panda_id,)).fetchone()
+            if status is None or status[0] not in SERVE_RANGES_STATES:
+                return []
             rows = db.execute(
                 "SELECT event_range_id, body FROM event_ranges WHERE panda_id = ? AND status = 'ready' "
                 "ORDER BY seq LIMIT ?",

@@ -15,8 +15,11 @@ Facts this module follows (panda-server ``pandaserver/api/v1/``):
 - ``pilot_api.update_worker_status(worker_id, harvester_id, status, node_id)``;
 - ``event_api.acquire_event_ranges(job_id, jobset_id, task_id, n_ranges)``: ``data`` is the list of ranges;
   ``event_api.update_event_ranges(event_ranges: JSON string, version)``: its docstring promises
-  ``data = {"Returns": [...], "Commands": {...}}`` (the code builds a Python *set* there, which cannot be serialised;
-  we serve the documented shape); ``event_api.get_available_event_range_count`` answers the count as ``data``;
+  ``data = {"Returns": [...], "Commands": {...}}``; the code (``event_api.py:266`` at 9cc36033) builds a Python *set*
+  instead (``{"Returns", returns, "Commands", commands}``), which fails for version 1 (a set holding a list) and
+  cannot be serialised for version 0 (``server/panda.py:405``): the real server applies the update and then answers
+  HTTP 500. We serve the documented shape; the ``apply_http500`` fault plays the real server;
+  ``event_api.get_available_event_range_count`` answers the count as ``data``;
 - ``credential_management_api.get_key_pair(public_key_name, private_key_name)`` and ``get_proxy(role, dn)`` are
   GET calls answering ``{"public_key", "private_key"}`` and ``{"user_proxy"}``.
 """
@@ -148,7 +151,7 @@ def update_event_ranges(ctx: Context, params: Mapping[str, Any]) -> Outcome:
             raise TypeError("not a list")
     except (ValueError, TypeError):
         return envelope(False, "failed to convert event_ranges with json")
-    returns, commands = ctx.update_event_ranges(ranges)
+    returns, commands = ctx.update_event_ranges(ranges, _int(params, "version", 0))
     return envelope(True, data={"Returns": returns, "Commands": commands})
 
 

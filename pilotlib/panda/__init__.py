@@ -32,7 +32,13 @@ if TYPE_CHECKING:
         Timeouts,
         X509Proxy,
     )
-    from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerRefusedError
+    from pilotlib.panda.errors import (
+        CommunicationError,
+        CredentialError,
+        ServerAnswerError,
+        ServerHTTPError,
+        ServerRefusedError,
+    )
     from pilotlib.panda.harvester import (
         Consume,
         HarvesterEventRanges,
@@ -51,7 +57,8 @@ _LAZY = {
         "pilotlib.panda.client",
     ),
     **dict.fromkeys(
-        ("CommunicationError", "CredentialError", "ServerAnswerError", "ServerRefusedError"), "pilotlib.panda.errors"
+        ("CommunicationError", "CredentialError", "ServerAnswerError", "ServerHTTPError", "ServerRefusedError"),
+        "pilotlib.panda.errors",
     ),
     **dict.fromkeys(
         ("Consume", "HarvesterEventRanges", "HarvesterFiles", "HarvesterJobSource", "HarvesterReporter",
@@ -93,6 +100,7 @@ __all__ = [
     "RetryPolicy",
     "ServerAnswerError",
     "ServerCommand",
+    "ServerHTTPError",
     "ServerRefusedError",
     "StageOutFile",
     "Timeouts",

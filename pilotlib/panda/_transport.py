@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from pilotlib.panda.errors import CommunicationError, CredentialError
+from pilotlib.panda.errors import CommunicationError, CredentialError, ServerHTTPError
 
 if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived pilot a noticeable part of its start
     import requests
@@ -138,7 +138,7 @@ class Transport:
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             compress: bool = False) -> str:
+             compress: bool = False, max_attempts: int | None = None) -> str:
         """Send one call and return the answer's text, retrying as the policy allows.
 
         ``compress`` sends ``json_body`` gzip-compressed with ``Content-Type: application/json`` and no
@@ -146,8 +146,11 @@ class Transport:
         entry point (``server/panda.py`` ``parse_json_parameters_legacy``) gunzips every JSON body unconditionally and
         fails with a 500 on a plain one.
 
+        ``max_attempts`` lowers the policy's attempts for this call (never raises them).
+
         Raises:
-            CommunicationError: the call failed (after the retries, or at once when not retryable).
+            ServerHTTPError: every attempt was answered with an HTTP 5xx status (the last one's is kept).
+            CommunicationError: the call failed otherwise (after the retries, or at once when not retryable).
             CredentialError: the credentials cannot be read.
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
@@ -159,25 +162,30 @@ class Transport:
             all_headers["Content-Type"] = "application/json"
             json_body = None
         started = time.monotonic()
-        reason, attempt = "", 0
-        for attempt in range(1, self.retry.attempts + 1):
-            text, reason = self._attempt(call, method, url, json_body=json_body, payload=payload, query=query,
-                                         headers=all_headers, cert=cert)
+        reason, attempt, status = "", 0, None
+        attempts = min(self.retry.attempts, max_attempts or self.retry.attempts)
+        for attempt in range(1, attempts + 1):
+            text, reason, status = self._attempt(call, method, url, json_body=json_body, payload=payload,
+                                                 query=query, headers=all_headers, cert=cert)
             if text is not None:
                 return text
             log.warning("server call failed call=%s attempt=%d reason=%s", call, attempt, reason)
-            if attempt == self.retry.attempts:
+            if attempt == attempts:
                 break
             wait = self.retry.wait(attempt, self._rng)
             if time.monotonic() - started + wait > self.retry.total_seconds:
                 break
             self._sleep(wait)
-        raise CommunicationError(f"{call}: failed after {attempt} attempt(s): {reason}")
+        message = f"{call}: failed after {attempt} attempt(s): {reason}"
+        if status is not None:
+            raise ServerHTTPError(call, status, message)
+        raise CommunicationError(message)
 
     def _attempt(self, call: str, method: str, url: str, *, json_body: Mapping[str, Any] | None,
                  payload: bytes | None, query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
-                 ) -> tuple[str | None, str]:
-        """One request: (the answer's text, "") or (None, the reason of a retryable failure)."""
+                 ) -> tuple[str | None, str, int | None]:
+        """One request: (the answer's text, "", None) or (None, the reason of a retryable failure, its HTTP status
+        when the server answered one)."""
         import requests  # noqa: PLC0415 - lazy (already loaded by the session)
 
         try:
@@ -189,12 +197,12 @@ class Transport:
         except requests.RequestException as exc:
             if not _is_retryable(exc):
                 raise CommunicationError(f"{call}: {type(exc).__name__}: {_reason(exc)}") from None
-            return None, f"{type(exc).__name__}: {_reason(exc)}"
+            return None, f"{type(exc).__name__}: {_reason(exc)}", None
         if response.status_code >= 500:
-            return None, f"HTTP {response.status_code}"
+            return None, f"HTTP {response.status_code}", response.status_code
         if response.status_code != 200:
             raise CommunicationError(f"{call}: HTTP {response.status_code} from {url}")
-        return response.text, ""
+        return response.text, "", None
 
 
 def _reason(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from pilotlib.panda import _answers as ans
 from pilotlib.panda._legacy import range_answer
 from pilotlib.panda._transport import Transport
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
-from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
+from pilotlib.panda.errors import ServerAnswerError, ServerHTTPError, ServerRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ _NUMBER_ARGUMENTS = frozenset(
     + [f"{kind}_{what}" for kind in ("tot", "rate") for what in ("rchar", "wchar", "rbytes", "wbytes")]
 )
 _TIME_ARGUMENTS = frozenset(["start_time", "end_time"])
+
+#: At most this many attempts of ``event/update_event_ranges`` (panda-server 1.x answers each one with HTTP 500).
+UPDATE_RANGES_ATTEMPTS = 2
+_POSSIBLY_APPLIED = ("HTTP 500 after the update: panda-server 1.x applies event range updates, then fails building "
+                     "its answer; possibly applied")
 
 _SPECIAL = {"xml": "job_output_report", "jobId": "job_id", "state": "job_status"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -192,11 +197,26 @@ class V1Dialect:
         return [ans.event_range("getEventRanges", item) for item in ranges]
 
     def update_event_ranges(self, transport: Transport, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
-        """``event/update_event_ranges`` (version 0)."""
+        """``event/update_event_ranges`` (version 0).
+
+        An HTTP 500 on every one of at most :data:`UPDATE_RANGES_ATTEMPTS` attempts is answered as accepted and
+        ``possibly_applied``: panda-server 1.x (``api/v1/event_api.py:266`` at 9cc36033) applies the update, then
+        fails building its answer (it makes a set of the answer's parts, which JSON cannot encode:
+        ``server/panda.py:405``), so a 500 there means "applied" far more often than "lost", and re-sending cannot
+        succeed either.
+        """
         ranges = [{**update.fields, "eventRangeID": update.event_range_id, "eventStatus": update.status}
                   for update in updates]
         body = {"event_ranges": json.dumps(ranges), "version": 0}
-        success, message, data = _call(transport, "updateEventRanges", "event/update_event_ranges", body)
+        try:
+            text = transport.send("updateEventRanges", "api/v1/event/update_event_ranges", json_body=body,
+                                  max_attempts=UPDATE_RANGES_ATTEMPTS)
+        except ServerHTTPError as exc:
+            if exc.status_code != 500:
+                raise
+            log.warning("event range update answered HTTP 500, possibly applied ranges=%d", len(updates))
+            return UpdateAnswer(accepted=True, possibly_applied=True, message=_POSSIBLY_APPLIED)
+        success, message, data = ans.decode_v1("updateEventRanges", text)
         if not success:
             raise ServerRefusedError("updateEventRanges", message)
         if not isinstance(data, dict):

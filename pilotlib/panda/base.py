@@ -69,12 +69,18 @@ class ServerCommand(enum.Enum):
 
 @attrs.frozen
 class UpdateAnswer:
-    """The server's answer to an update: accepted or not, and an optional back-channel command."""
+    """The server's answer to an update: accepted or not, and an optional back-channel command.
+
+    ``possibly_applied`` is True when the server failed after receiving the update, so that it may well have applied
+    it (panda-server 1.x answers every v1 ``event/update_event_ranges`` with HTTP 500 after applying it): the update
+    is not to be counted as refused or lost, nor re-sent without end.
+    """
 
     accepted: bool
     command: ServerCommand | None = None
     command_text: str = ""
     message: str = ""
+    possibly_applied: bool = False
 
 
 @attrs.frozen

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pilotlib.errors import CommunicationError, NoProxyError
 
-__all__ = ["CommunicationError", "CredentialError", "ServerAnswerError", "ServerRefusedError"]
+__all__ = ["CommunicationError", "CredentialError", "ServerAnswerError", "ServerHTTPError", "ServerRefusedError"]
 
 _EXCERPT = 120
 
@@ -50,6 +50,20 @@ class ServerRefusedError(CommunicationError):
         self.status_code = status_code
         code = f" StatusCode={status_code}" if status_code is not None else ""
         super().__init__(f"{call}: refused by the server{code}: {reason}")
+
+
+class ServerHTTPError(CommunicationError):
+    """The server answered with an HTTP error status (5xx) on every attempt.
+
+    Attributes:
+        call: the dispatcher call.
+        status_code: the HTTP status of the last answer.
+    """
+
+    def __init__(self, call: str, status_code: int, message: str) -> None:
+        self.call = call
+        self.status_code = status_code
+        super().__init__(message)
 
 
 class CredentialError(NoProxyError):

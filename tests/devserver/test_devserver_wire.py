@@ -37,42 +37,42 @@ def _v1(server: DevServer, path: str, body: dict[str, object]) -> dict[str, obje
     return answer.json()
 
 
-def test_legacy_getjob_bulk_urlencoded(panda_server: DevServer) -> None:
+def test_legacy_getjob_bulk_urlencoded(panda_legacy: DevServer) -> None:
     """Legacy getJob with nJobs answers url-encoded StatusCode=0 and ``jobs`` as a JSON string of full jobs."""
-    panda_server.add_job(JOB)
-    answer = urllib.parse.parse_qs(_post(panda_server, "getJob", data={"siteName": "Q", "nJobs": "1"}).text)
+    panda_legacy.add_job(JOB)
+    answer = urllib.parse.parse_qs(_post(panda_legacy, "getJob", data={"siteName": "Q", "nJobs": "1"}).text)
     assert answer["StatusCode"] == ["0"]
     jobs = json.loads(answer["jobs"][0])
     assert jobs == [{"StatusCode": 0, **JOB, "nSent": 0}]
 
 
-def test_legacy_getjob_single_json_then_no_jobs(panda_server: DevServer) -> None:
+def test_legacy_getjob_single_json_then_no_jobs(panda_legacy: DevServer) -> None:
     """Without nJobs the job's fields are the answer; the next getJob gets StatusCode 20 (each job goes once)."""
-    panda_server.add_job(JOB)
-    first = _post(panda_server, "getJob", **_gz({"siteName": "Q"})).json()
+    panda_legacy.add_job(JOB)
+    first = _post(panda_legacy, "getJob", **_gz({"siteName": "Q"})).json()
     assert first["StatusCode"] == 0 and first["PandaID"] == 101 and first["jobPars"] == "-n 1"
-    second = _post(panda_server, "getJob", **_gz({"siteName": "Q"})).json()
+    second = _post(panda_legacy, "getJob", **_gz({"siteName": "Q"})).json()
     assert second == {"StatusCode": 20, "errorDialog": "no jobs in PanDA"}
-    assert _post(panda_server, "getJob", data={"siteName": "Q"}).text == "StatusCode=20"
-    assert panda_server.job_status(101) == "sent"
+    assert _post(panda_legacy, "getJob", data={"siteName": "Q"}).text == "StatusCode=20"
+    assert panda_legacy.job_status(101) == "sent"
 
 
-def test_legacy_gzip_json_body(panda_server: DevServer) -> None:
+def test_legacy_gzip_json_body(panda_legacy: DevServer) -> None:
     """A gzip-compressed JSON body (as pilot3 sends it) is understood."""
-    panda_server.add_job(JOB)
+    panda_legacy.add_job(JOB)
     body = gzip.compress(json.dumps({"siteName": "Q", "nJobs": 1}).encode())
-    answer = _post(panda_server, "getJob", data=body,
+    answer = _post(panda_legacy, "getJob", data=body,
                    headers={"Content-Type": "application/json", "Content-Encoding": "gzip", **JSON}).json()
     assert answer["jobs"][0]["PandaID"] == 101
 
 
-def test_legacy_plain_json_body_is_a_server_error(panda_server: DevServer) -> None:
+def test_legacy_plain_json_body_is_a_server_error(panda_legacy: DevServer) -> None:
     """An uncompressed JSON body on the legacy API is a 500, as panda-server's ``parse_json_parameters_legacy``
     gunzips every JSON body; the job stays unsent."""
-    panda_server.add_job(JOB)
-    answer = requests.post(f"{panda_server.url}/server/panda/getJob", json={"siteName": "Q"}, headers=JSON, timeout=10)
+    panda_legacy.add_job(JOB)
+    answer = requests.post(f"{panda_legacy.url}/server/panda/getJob", json={"siteName": "Q"}, headers=JSON, timeout=10)
     assert answer.status_code == 500
-    assert panda_server.job_status(101) == "activated"
+    assert panda_legacy.job_status(101) == "activated"
 
 
 def test_v1_gzip_only_with_content_encoding(panda_server: DevServer) -> None:
@@ -87,76 +87,77 @@ def test_v1_gzip_only_with_content_encoding(panda_server: DevServer) -> None:
     assert good.json()["data"]["jobs"][0]["PandaID"] == 101
 
 
-def test_legacy_update_job_records_and_answers_command(panda_server: DevServer) -> None:
+def test_legacy_update_job_records_and_answers_command(panda_legacy: DevServer) -> None:
     """updateJob keeps every update in order, answers command=NULL, then the command that was set, once."""
-    panda_server.add_job(JOB)
-    _post(panda_server, "getJob", data={"siteName": "Q"})
-    assert _post(panda_server, "updateJob", data={"jobId": "101", "state": "starting"}).text == (
+    panda_legacy.add_job(JOB)
+    _post(panda_legacy, "getJob", data={"siteName": "Q"})
+    assert _post(panda_legacy, "updateJob", data={"jobId": "101", "state": "starting"}).text == (
         "StatusCode=0&command=NULL")
-    panda_server.set_command(101, "tobekilled")
-    running = _post(panda_server, "updateJob", data={"jobId": "101", "state": "running", "cpuConsumptionTime": "3"})
+    panda_legacy.set_command(101, "tobekilled")
+    running = _post(panda_legacy, "updateJob", data={"jobId": "101", "state": "running", "cpuConsumptionTime": "3"})
     assert urllib.parse.parse_qs(running.text) == {"StatusCode": ["0"], "command": ["tobekilled"]}
-    final = _post(panda_server, "updateJob", **_gz({"jobId": 101, "state": "failed", "pilotErrorCode": 1099})).json()
+    final = _post(panda_legacy, "updateJob", **_gz({"jobId": 101, "state": "failed", "pilotErrorCode": 1099})).json()
     assert final == {"StatusCode": 0, "command": "NULL"}
-    assert panda_server.updates(101) == [
+    assert panda_legacy.updates(101) == [
         {"jobId": "101", "state": "starting"},
         {"jobId": "101", "state": "running", "cpuConsumptionTime": "3"},
         {"jobId": 101, "state": "failed", "pilotErrorCode": 1099},
     ]
-    assert panda_server.final_state(101) == "failed"
-    assert panda_server.job_status(101) == "holding"
+    assert panda_legacy.final_state(101) == "failed"
+    assert panda_legacy.job_status(101) == "holding"
 
 
-def test_legacy_update_unknown_job_and_bad_state(panda_server: DevServer) -> None:
+def test_legacy_update_unknown_job_and_bad_state(panda_legacy: DevServer) -> None:
     """An unknown PandaID is StatusCode 30; an invalid state and jobId=NULL get a bare 0 and are not recorded."""
-    assert _post(panda_server, "updateJob", data={"jobId": "999", "state": "running"}).text == "StatusCode=30"
-    panda_server.add_job(JOB)
-    assert _post(panda_server, "updateJob", data={"jobId": "101", "state": "dancing"}).text == "StatusCode=0"
-    assert _post(panda_server, "updateJob", data={"jobId": "NULL", "state": "running"}).text == "StatusCode=0"
-    assert panda_server.updates(101) == []
+    assert _post(panda_legacy, "updateJob", data={"jobId": "999", "state": "running"}).text == "StatusCode=30"
+    panda_legacy.add_job(JOB)
+    assert _post(panda_legacy, "updateJob", data={"jobId": "101", "state": "dancing"}).text == "StatusCode=0"
+    assert _post(panda_legacy, "updateJob", data={"jobId": "NULL", "state": "running"}).text == "StatusCode=0"
+    assert panda_legacy.updates(101) == []
 
 
-def test_legacy_update_with_an_unknown_field_is_a_server_error(panda_server: DevServer) -> None:
+def test_legacy_update_with_an_unknown_field_is_a_server_error(panda_legacy: DevServer) -> None:
     """JobDispatcher.updateJob takes the fields as keywords: an unknown one is a 500 (single) or a failed bulk."""
-    panda_server.add_job(JOB)
-    answer = requests.post(f"{panda_server.url}/server/panda/updateJob", timeout=10,
+    panda_legacy.add_job(JOB)
+    answer = requests.post(f"{panda_legacy.url}/server/panda/updateJob", timeout=10,
                            data={"jobId": "101", "state": "running", "mood": "good"})
     assert answer.status_code == 500 and "mood" in answer.text
     job_list = json.dumps([{"jobId": 101, "state": "running", "mood": "good"}])
-    bulk = _post(panda_server, "updateJobsInBulk", data={"jobList": job_list}).json()
+    bulk = _post(panda_legacy, "updateJobsInBulk", data={"jobList": job_list}).json()
     assert bulk[0] is False and "mood" in bulk[1]
-    assert panda_server.updates(101) == []
+    assert panda_legacy.updates(101) == []
 
 
-def test_legacy_bulk_update(panda_server: DevServer) -> None:
+def test_legacy_bulk_update(panda_legacy: DevServer) -> None:
     """updateJobsInBulk answers [true, [each updateJob answer]] and records each update."""
-    panda_server.add_job(JOB)
+    panda_legacy.add_job(JOB)
     job_list = json.dumps([{"jobId": 101, "state": "running"}, {"jobId": 101, "state": "finished"}])
-    answer = _post(panda_server, "updateJobsInBulk", data={"jobList": job_list}).json()
+    answer = _post(panda_legacy, "updateJobsInBulk", data={"jobList": job_list}).json()
     assert answer == [True, ["StatusCode=0&command=NULL", "StatusCode=0&command=NULL"]]
-    assert panda_server.final_state(101) == "finished"
+    assert panda_legacy.final_state(101) == "finished"
 
 
-def test_legacy_event_ranges(panda_server: DevServer) -> None:
+def test_legacy_event_ranges(panda_legacy: DevServer) -> None:
     """getEventRanges hands out ranges once (JSON string inside the url-encoded answer); updates are kept."""
-    panda_server.add_job(JOB)
-    panda_server.add_event_ranges(101, [{"startEvent": 1, "lastEvent": 5, "LFN": "f", "GUID": "g", "scope": "s"},
+    panda_legacy.add_job(JOB)
+    _post(panda_legacy, "getJob", data={"siteName": "Q"})  # ranges are served to a dispatched job only
+    panda_legacy.add_event_ranges(101, [{"startEvent": 1, "lastEvent": 5, "LFN": "f", "GUID": "g", "scope": "s"},
                                         {"startEvent": 6, "lastEvent": 9, "LFN": "f", "GUID": "g", "scope": "s"}])
-    first = urllib.parse.parse_qs(_post(panda_server, "getEventRanges",
+    first = urllib.parse.parse_qs(_post(panda_legacy, "getEventRanges",
                                         data={"pandaID": "101", "jobsetID": "7", "nRanges": "1"}).text)
     ranges = json.loads(first["eventRanges"][0])
     assert ranges == [{"startEvent": 1, "lastEvent": 5, "LFN": "f", "GUID": "g", "scope": "s",
                        "eventRangeID": "1-101-1-1-1"}]
-    left = _post(panda_server, "checkEventsAvailability", data={"pandaID": "101", "jobsetID": "7", "taskID": "9"})
+    left = _post(panda_legacy, "checkEventsAvailability", data={"pandaID": "101", "jobsetID": "7", "taskID": "9"})
     assert left.json() == {"StatusCode": 0, "nEventRanges": 1}
     updates = [{"eventRangeID": "1-101-1-1-1", "eventStatus": "finished"},
                {"eventRangeID": "1-101-1-2-1", "eventStatus": "running"}, {"eventRangeID": "bad", "eventStatus": "x"}]
-    answer = urllib.parse.parse_qs(_post(panda_server, "updateEventRanges",
+    answer = urllib.parse.parse_qs(_post(panda_legacy, "updateEventRanges",
                                          data={"eventRanges": json.dumps(updates)}).text)
     assert answer["StatusCode"] == ["0"]
     assert json.loads(answer["Returns"][0]) == [True, None, False]
     assert json.loads(answer["Command"][0]) == {}
-    assert panda_server.event_range_updates(101) == updates[:2]
+    assert panda_legacy.event_range_updates(101) == updates[:2]
 
 
 def test_v1_acquire_update_and_no_jobs(panda_server: DevServer) -> None:
@@ -196,25 +197,25 @@ def test_info_endpoints(panda_server: DevServer) -> None:
 
 
 @pytest.mark.parametrize(("kind", "status"), [("http500", 500), ("http503", 503)])
-def test_fault_http_status(panda_server: DevServer, kind: str, status: int) -> None:
+def test_fault_http_status(panda_legacy: DevServer, kind: str, status: int) -> None:
     """An injected 5xx answers that status for the given number of requests, then the server answers again."""
-    panda_server.inject_fault("getJob", kind, times=2)
-    codes = [requests.post(f"{panda_server.url}/server/panda/getJob", data={"siteName": "Q"}, timeout=10).status_code
+    panda_legacy.inject_fault("getJob", kind, times=2)
+    codes = [requests.post(f"{panda_legacy.url}/server/panda/getJob", data={"siteName": "Q"}, timeout=10).status_code
              for _ in range(3)]
     assert codes == [status, status, 200]
-    assert panda_server.request_count("getJob") == 3
+    assert panda_legacy.request_count("getJob") == 3
 
 
-def test_fault_garbage_and_drop(panda_server: DevServer) -> None:
+def test_fault_garbage_and_drop(panda_legacy: DevServer) -> None:
     """garbage alternates an HTML page and truncated JSON; drop closes the connection without an answer."""
-    panda_server.inject_fault("updateJob", "garbage", times=2)
-    first = requests.post(f"{panda_server.url}/server/panda/updateJob", timeout=10)
-    second = requests.post(f"{panda_server.url}/server/panda/updateJob", timeout=10)
+    panda_legacy.inject_fault("updateJob", "garbage", times=2)
+    first = requests.post(f"{panda_legacy.url}/server/panda/updateJob", timeout=10)
+    second = requests.post(f"{panda_legacy.url}/server/panda/updateJob", timeout=10)
     assert first.text.startswith("<!DOCTYPE HTML") and second.text == '{"StatusCode": 0, "jobs": [{"PandaID": 12'
-    panda_server.inject_fault("schedconfig", "drop")
+    panda_legacy.inject_fault("schedconfig", "drop")
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"{panda_server.url}/cache/schedconfig/Q.json", timeout=10)
-    assert panda_server.request_count("schedconfig") == 1
+        requests.get(f"{panda_legacy.url}/cache/schedconfig/Q.json", timeout=10)
+    assert panda_legacy.request_count("schedconfig") == 1
 
 
 def test_bad_fault_kind_and_bad_job(panda_server: DevServer, tmp_path: Path) -> None:
@@ -227,12 +228,12 @@ def test_bad_fault_kind_and_bad_job(panda_server: DevServer, tmp_path: Path) -> 
         panda_server.add_job(bad)
 
 
-def test_add_job_from_example_file(panda_server: DevServer, examples_dir: Path) -> None:
+def test_add_job_from_example_file(panda_legacy: DevServer, examples_dir: Path) -> None:
     """A job file is queued as its definition; the SQLite file is in the workdir."""
-    assert panda_server.add_job(examples_dir / "jobs" / "production.json") == [6100000001]
-    answer = _post(panda_server, "getJob", data={"siteName": "Q"}, headers=JSON).json()
+    assert panda_legacy.add_job(examples_dir / "jobs" / "production.json") == [6100000001]
+    answer = _post(panda_legacy, "getJob", data={"siteName": "Q"}, headers=JSON).json()
     assert answer["PandaID"] == "6100000001" and answer["inFiles"] == "EVNT.36000001._000001.pool.root.1"
-    assert (panda_server.workdir / "panda.sqlite").is_file()
+    assert (panda_legacy.workdir / "panda.sqlite").is_file()
 
 
 def test_v1_refuses_unknown_missing_and_mistyped_arguments(panda_server: DevServer) -> None:

@@ -31,7 +31,7 @@ def _queue(panda_server: DevServer) -> None:
 
 def _run(server: DevServer, tmp_path: Path, *extra: str) -> int:
     make_inputs(tmp_path / "in")
-    return main(["-q", "MONITOR_QUEUE", "--url", server.url, "-a", str(tmp_path / "work"), "--input-dir",
+    return main(["-q", "MONITOR_QUEUE", "--url", server.url, "--api", "v1", "-a", str(tmp_path / "work"), "--input-dir",
                  str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
                  "--heartbeat", "0.2", "--log-level", "INFO", *extra])
 

@@ -41,7 +41,7 @@ def _queue(panda_server: DevServer) -> None:
 
 def _argv(server: DevServer, tmp_path: Path, *extra: str) -> list[str]:
     make_inputs(tmp_path / "in")
-    return ["-q", "LOCAL_QUEUE", "--url", server.url, "-a", str(tmp_path / "work"), "--input-dir",
+    return ["-q", "LOCAL_QUEUE", "--url", server.url, "--api", "v1", "-a", str(tmp_path / "work"), "--input-dir",
             str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
             "--heartbeat", "0.2", "--log-level", "INFO", *extra]
 

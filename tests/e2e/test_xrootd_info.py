@@ -60,7 +60,7 @@ def test_queue_copytools_and_storages_drive_xrootd_stage_in_and_out(
                   "ddmEndPointOut": "XRD_DISK,XRD_DISK"}
     panda_server.add_job(definition)
 
-    status = main(["-q", "XRD_QUEUE", "--url", panda_server.url, "-a", str(tmp_path / "work"),
+    status = main(["-q", "XRD_QUEUE", "--url", panda_server.url, "--api", "v1", "-a", str(tmp_path / "work"),
                    "--heartbeat", "0.2"])
 
     assert status == 0
@@ -94,7 +94,7 @@ def test_command_line_xrdcp_with_root_places(
     panda_server.add_queue("PLACES_QUEUE", {"nickname": "PLACES_QUEUE", "state": "ACTIVE", "status": "online"})
     panda_server.add_job(job_definition(8102, sleep=0.2, data=DATA))
 
-    status = main(["-q", "PLACES_QUEUE", "--url", panda_server.url, "-a", str(tmp_path / "work"),
+    status = main(["-q", "PLACES_QUEUE", "--url", panda_server.url, "--api", "v1", "-a", str(tmp_path / "work"),
                    "--copytool", "xrdcp", "--input-dir", xrootd_server.root_url(f"{base}/in"),
                    "--output-dir", xrootd_server.root_url(f"{base}/out")])
 
@@ -114,7 +114,7 @@ def test_queue_not_active_refuses_to_start(
     panda_server.add_queue("OFF_QUEUE", _queue("OFF_QUEUE", state="DISABLED"))
     panda_server.add_job(job_definition(8103))
 
-    status = main(["-q", "OFF_QUEUE", "--url", panda_server.url, "-a", str(tmp_path / "work")])
+    status = main(["-q", "OFF_QUEUE", "--url", panda_server.url, "--api", "v1", "-a", str(tmp_path / "work")])
 
     assert status == process_exit_code(ErrorCode.PANDAQUEUENOTACTIVE) == 78
     assert "QueueNotActiveError code=1359: queue OFF_QUEUE is not active: state=DISABLED" in capsys.readouterr().out
@@ -126,7 +126,7 @@ def test_queue_not_described_refuses_to_start(panda_server: DevServer, tmp_path:
     """No description of the queue anywhere: the pilot asks for no job and exits with QUEUEDATA's status (71)."""
     panda_server.add_job(job_definition(8104))
 
-    status = main(["-q", "NO_SUCH_QUEUE", "--url", panda_server.url, "-a", str(tmp_path / "work")])
+    status = main(["-q", "NO_SUCH_QUEUE", "--url", panda_server.url, "--api", "v1", "-a", str(tmp_path / "work")])
 
     assert status == process_exit_code(ErrorCode.QUEUEDATA) == 71
     assert panda_server.request_count("getJob") == 0

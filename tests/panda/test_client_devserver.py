@@ -12,7 +12,7 @@ from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate, ServerCommand
 from pilotlib.panda.client import PandaClient, RetryPolicy, Timeouts
-from pilotlib.panda.errors import CommunicationError, ServerAnswerError, ServerRefusedError
+from pilotlib.panda.errors import CommunicationError, ServerAnswerError, ServerHTTPError, ServerRefusedError
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +24,14 @@ JOB = {"PandaID": 4242, "jobsetID": 11, "taskID": 77, "prodSourceLabel": "manage
 REQUEST = JobRequest(site_name="TEST_Q", queue="TEST_Q", node="wn01", mem_mb=2000, disk_mb=5000)
 
 
+@pytest.fixture
+def served(request: pytest.FixtureRequest, dialect: str) -> DevServer:
+    """The local server for the test's dialect: a legacy test asks for a server before 1.0 (both dialects), a v1
+    test gets what panda-server 1.x serves (v1 only)."""
+    server: DevServer = request.getfixturevalue("panda_legacy" if dialect == "legacy" else "panda_server")
+    return server
+
+
 def _client(server: DevServer, dialect: str, retry: RetryPolicy | None = None,
             sleeps: list[float] | None = None) -> PandaClient:
     return PandaClient(server.url, dialect,  # type: ignore[arg-type]
@@ -33,13 +41,13 @@ def _client(server: DevServer, dialect: str, retry: RetryPolicy | None = None,
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_full_job_cycle(panda_server: DevServer, dialect: str) -> None:
+def test_full_job_cycle(served: DevServer, dialect: str) -> None:
     """A job is fetched, updated starting/running/finished with event range updates; the server keeps exactly that."""
-    panda_server.add_job(JOB)
-    panda_server.add_event_ranges(4242, [
+    served.add_job(JOB)
+    served.add_event_ranges(4242, [
         {"eventRangeID": f"77-4242-1-{n}-1", "startEvent": n, "lastEvent": n, "LFN": "EVNT.1.root",
          "GUID": "A-B", "scope": "mc23"} for n in (1, 2)])
-    client = _client(panda_server, dialect)
+    client = _client(served, dialect)
 
     (job,) = client.get_jobs(REQUEST)
     assert (job.panda_id, job.task_id, job.job_pars) == (4242, 77, "--events 10")
@@ -57,17 +65,17 @@ def test_full_job_cycle(panda_server: DevServer, dialect: str) -> None:
 
     assert starting.accepted and running.accepted and final.accepted and event_answer.accepted
     assert starting.command is None and final.command is None
-    assert panda_server.updates(4242) == [
+    assert served.updates(4242) == [
         {"jobId": 4242, "state": "starting", "node": "wn01"},
         {"jobId": 4242, "state": "running", "cpuConsumptionTime": 12, "maxRSS": 1000},
         {"jobId": 4242, "state": "finished", "xml": "{}", "pilotErrorCode": 0},
     ]
-    assert panda_server.event_range_updates(4242) == [
+    assert served.event_range_updates(4242) == [
         {"eventRangeID": "77-4242-1-1-1", "eventStatus": "finished"},
         {"eventRangeID": "77-4242-1-2-1", "eventStatus": "failed"},
     ]
-    assert panda_server.final_state(4242) == "finished"
-    assert panda_server.job_status(4242) == "holding"
+    assert served.final_state(4242) == "finished"
+    assert served.job_status(4242) == "holding"
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -77,106 +85,108 @@ def test_full_job_cycle(panda_server: DevServer, dialect: str) -> None:
                                          "tail -n 20 payload.stdout"),
     ("debug,tobekilled", ServerCommand.TOBEKILLED, ""), ("debugoff", ServerCommand.DEBUGOFF, ""),
     ("alreadydone", None, ""), ("badattemptnr", None, "")])
-def test_back_channel_command(panda_server: DevServer, dialect: str, command: str,
+def test_back_channel_command(served: DevServer, dialect: str, command: str,
                               expected: ServerCommand | None, text: str) -> None:
     """A command set on the server arrives as a typed ServerCommand in the next update answer, once; tobekilled wins
     in a comma-separated list, and server words that are not pilot commands (alreadydone) are ignored."""
-    panda_server.add_job(JOB)
-    client = _client(panda_server, dialect)
+    served.add_job(JOB)
+    client = _client(served, dialect)
     client.get_jobs(REQUEST)
-    panda_server.set_command(4242, command)
+    served.set_command(4242, command)
     answer = client.update_job(JobUpdate(4242, "running"))
     assert (answer.command, answer.command_text) == (expected, text)
     assert client.update_job(JobUpdate(4242, "running")).command is None
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_bulk_updates_and_worker_status(panda_server: DevServer, dialect: str) -> None:
+def test_bulk_updates_and_worker_status(served: DevServer, dialect: str) -> None:
     """Bulk updates give one answer per update and are all kept; the worker status reaches the server."""
-    panda_server.add_job(JOB)
-    panda_server.add_job({**JOB, "PandaID": 4243})
-    client = _client(panda_server, dialect)
+    served.add_job(JOB)
+    served.add_job({**JOB, "PandaID": 4243})
+    client = _client(served, dialect)
     answers = client.update_jobs([JobUpdate(4242, "running"), JobUpdate(4243, "failed", {"pilotErrorCode": 1099})])
     assert [a.accepted for a in answers] == [True, True]
-    assert panda_server.updates(4243) == [{"jobId": 4243, "state": "failed", "pilotErrorCode": 1099}]
-    assert panda_server.final_state(4243) == "failed"
+    assert served.updates(4243) == [{"jobId": 4243, "state": "failed", "pilotErrorCode": 1099}]
+    assert served.final_state(4243) == "failed"
     client.update_worker_status(site="TEST_Q", worker_id="9", harvester_id="h1", status="started")
-    assert panda_server.worker_statuses()[-1]["status"] == "started"
+    assert served.worker_statuses()[-1]["status"] == "started"
     with pytest.raises(ServerRefusedError) as refused:
         client.update_worker_status(site="TEST_Q", worker_id="9", harvester_id="h1", status="dancing")
     assert refused.value.code == ErrorCode.COMMUNICATIONFAILURE
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_update_of_unknown_job_is_refused(panda_server: DevServer, dialect: str) -> None:
+def test_update_of_unknown_job_is_refused(served: DevServer, dialect: str) -> None:
     """The server refuses an update for a job it does not know: ServerRefusedError, code 1318, StatusCode 30."""
     with pytest.raises(ServerRefusedError) as refused:
-        _client(panda_server, dialect).update_job(JobUpdate(999, "running"))
+        _client(served, dialect).update_job(JobUpdate(999, "running"))
     assert refused.value.code == ErrorCode.COMMUNICATIONFAILURE == 1318
     assert refused.value.status_code == 30
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("kind", ["http500", "http503", "drop"])
-def test_retried_faults_then_success(panda_server: DevServer, dialect: str, kind: str) -> None:
+def test_retried_faults_then_success(served: DevServer, dialect: str, kind: str) -> None:
     """5xx answers and dropped connections are retried with growing backoff; the call then succeeds."""
-    panda_server.add_job(JOB)
-    panda_server.inject_fault("getJob", kind, times=2)
+    served.add_job(JOB)
+    served.inject_fault("getJob", kind, times=2)
     sleeps: list[float] = []
-    client = _client(panda_server, dialect, RetryPolicy(attempts=3, total_seconds=30, backoff=0.01), sleeps)
+    client = _client(served, dialect, RetryPolicy(attempts=3, total_seconds=30, backoff=0.01), sleeps)
     (job,) = client.get_jobs(REQUEST)
     assert job.panda_id == 4242
-    assert panda_server.request_count("getJob") == 3
+    assert served.request_count("getJob") == 3
     assert len(sleeps) == 2 and 0.005 <= sleeps[0] <= 0.01 and 0.01 <= sleeps[1] <= 0.02
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_retries_are_bounded_in_count(panda_server: DevServer, dialect: str) -> None:
-    """When every attempt fails, the client gives up after `attempts` requests with CommunicationError 1318."""
-    panda_server.inject_fault("updateJob", "http503", times=10)
+def test_retries_are_bounded_in_count(served: DevServer, dialect: str) -> None:
+    """When every attempt fails, the client gives up after `attempts` requests with a CommunicationError 1318 (a
+    ServerHTTPError keeping the last HTTP status)."""
+    served.inject_fault("updateJob", "http503", times=10)
     with pytest.raises(CommunicationError) as failed:
-        _client(panda_server, dialect, RetryPolicy(attempts=4, backoff=0.001)).update_job(JobUpdate(1, "running"))
-    assert type(failed.value) is CommunicationError and failed.value.code == ErrorCode.COMMUNICATIONFAILURE
+        _client(served, dialect, RetryPolicy(attempts=4, backoff=0.001)).update_job(JobUpdate(1, "running"))
+    assert type(failed.value) is ServerHTTPError and failed.value.code == ErrorCode.COMMUNICATIONFAILURE
+    assert failed.value.status_code == 503
     assert "after 4 attempt(s)" in str(failed.value) and "HTTP 503" in str(failed.value)
-    assert panda_server.request_count("updateJob") == 4
+    assert served.request_count("updateJob") == 4
 
 
-def test_retries_are_bounded_in_time(panda_server: DevServer) -> None:
+def test_retries_are_bounded_in_time(panda_legacy: DevServer) -> None:
     """No retry starts when its backoff would pass the total time budget: one request only."""
-    panda_server.inject_fault("getJob", "http500", times=5)
+    panda_legacy.inject_fault("getJob", "http500", times=5)
     policy = RetryPolicy(attempts=5, total_seconds=1.0, backoff=10.0, max_backoff=10.0)
     with pytest.raises(CommunicationError):
-        _client(panda_server, "legacy", policy).get_jobs(REQUEST)
-    assert panda_server.request_count("getJob") == 1
+        _client(panda_legacy, "legacy", policy).get_jobs(REQUEST)
+    assert panda_legacy.request_count("getJob") == 1
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_delay_beyond_read_timeout_is_retried(panda_server: DevServer, dialect: str) -> None:
+def test_delay_beyond_read_timeout_is_retried(served: DevServer, dialect: str) -> None:
     """A server slower than the read timeout counts as a retryable failure; the next attempt succeeds."""
-    panda_server.add_job(JOB)
-    panda_server.inject_fault("getJob", "delay", times=1, seconds=1.5)
-    client = PandaClient(panda_server.url, dialect, timeouts=Timeouts(connect=5, read=0.5),  # type: ignore[arg-type]
+    served.add_job(JOB)
+    served.inject_fault("getJob", "delay", times=1, seconds=1.5)
+    client = PandaClient(served.url, dialect, timeouts=Timeouts(connect=5, read=0.5),  # type: ignore[arg-type]
                          retry=RetryPolicy(attempts=2, backoff=0.01), sleep=lambda _s: None)
     assert [job.panda_id for job in client.get_jobs(REQUEST)] == [4242]
-    assert panda_server.request_count("getJob") == 2
+    assert served.request_count("getJob") == 2
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("kind", ["garbage_html", "garbage_json"])
-def test_garbage_answers_are_typed_errors(panda_server: DevServer, dialect: str, kind: str) -> None:
+def test_garbage_answers_are_typed_errors(served: DevServer, dialect: str, kind: str) -> None:
     """An HTML page or truncated JSON instead of an answer is a ServerAnswerError (1318), not retried, no crash."""
-    panda_server.inject_fault("updateJob", kind, times=1)
+    served.inject_fault("updateJob", kind, times=1)
     with pytest.raises(ServerAnswerError) as bad:
-        _client(panda_server, dialect).update_job(JobUpdate(1, "running"))
+        _client(served, dialect).update_job(JobUpdate(1, "running"))
     assert bad.value.code == ErrorCode.COMMUNICATIONFAILURE and bad.value.call == "updateJob"
     assert "malformed answer" in str(bad.value)
-    assert panda_server.request_count("updateJob") == 1
+    assert served.request_count("updateJob") == 1
 
 
-def test_no_jobs_is_empty_not_error(panda_server: DevServer) -> None:
+def test_no_jobs_is_empty_not_error(panda_legacy: DevServer) -> None:
     """A no-jobs answer (legacy StatusCode 20, v1 success false) is an empty result in both dialects."""
     for dialect in DIALECTS:
-        assert _client(panda_server, dialect).get_jobs(REQUEST) == ()
+        assert _client(panda_legacy, dialect).get_jobs(REQUEST) == ()
 
 
 def test_job_file_round_trip(panda_server: DevServer, examples_dir: Path) -> None:
@@ -187,15 +197,15 @@ def test_job_file_round_trip(panda_server: DevServer, examples_dir: Path) -> Non
     assert job.panda_id == int(source["PandaID"]) and job.inputs[0].lfn == source["inFiles"]
 
 
-def test_legacy_update_sends_only_known_fields_and_server_times(panda_server: DevServer) -> None:
+def test_legacy_update_sends_only_known_fields_and_server_times(panda_legacy: DevServer) -> None:
     """The legacy server takes updateJob's fields as keywords (an unknown one is a 500) and parses startTime/endTime
     with ``%Y-%m-%d %H:%M:%S``: the client leaves unknown fields out and formats epoch times; the update is kept."""
-    panda_server.add_job(JOB)
-    client = _client(panda_server, "legacy")
+    panda_legacy.add_job(JOB)
+    client = _client(panda_legacy, "legacy")
     client.get_jobs(REQUEST)
     fields = {"startTime": 86400.25, "endTime": 86461, "notAnUpdateJobArgument": "x", "coreCount": 2}
     assert client.update_job(JobUpdate(4242, "running", fields)).accepted
-    (update,) = panda_server.updates(4242)
+    (update,) = panda_legacy.updates(4242)
     assert update["startTime"] == "1970-01-02 00:00:00" and update["endTime"] == "1970-01-02 00:01:01"
     assert "notAnUpdateJobArgument" not in update and str(update["coreCount"]) == "2"
 

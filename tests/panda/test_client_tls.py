@@ -20,10 +20,12 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 
 @pytest.mark.parametrize("dialect", ["legacy", "v1"])
-def test_verified_https_with_ca_dir(panda_server_tls: DevServer, dialect: str) -> None:
-    """With the test CA's hashed directory as ca_dir, the client verifies the server and gets its job."""
-    panda_server_tls.add_job({"PandaID": 5, "transformation": "t"})
-    client = PandaClient(panda_server_tls.url, dialect, ca_dir=panda_server_tls.ca_dir)  # type: ignore[arg-type]
+def test_verified_https_with_ca_dir(request: pytest.FixtureRequest, dialect: str) -> None:
+    """With the test CA's hashed directory as ca_dir, the client verifies the server and gets its job (a legacy
+    client against a server that serves the legacy dialect too)."""
+    server: DevServer = request.getfixturevalue("panda_tls_legacy" if dialect == "legacy" else "panda_server_tls")
+    server.add_job({"PandaID": 5, "transformation": "t"})
+    client = PandaClient(server.url, dialect, ca_dir=server.ca_dir)  # type: ignore[arg-type]
     assert [job.panda_id for job in client.get_jobs(REQUEST)] == [5]
 
 
@@ -82,25 +84,26 @@ def test_missing_proxy_file_is_noproxy(panda_server_tls: DevServer, tmp_path: Pa
     assert panda_server_tls.request_count("updateJob") == 0
 
 
-def test_bearer_token_sent_and_never_logged(panda_server_tls: DevServer, tmp_path: Path,
+def test_bearer_token_sent_and_never_logged(panda_tls_legacy: DevServer, tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     """The token travels as Authorization: Bearer with its Origin; it is in no log record and no exception."""
     token = tmp_path / "token"
     token.write_text("s3cr3t-token-value\n")
-    panda_server_tls.inject_fault("updateJob", "http500", times=5)
-    client = PandaClient(panda_server_tls.url, ca_dir=panda_server_tls.ca_dir,
+    panda_tls_legacy.inject_fault("updateJob", "http500", times=5)
+    client = PandaClient(panda_tls_legacy.url, ca_dir=panda_tls_legacy.ca_dir,
                          credentials=BearerToken(token, "atlas"), retry=RetryPolicy(attempts=2, backoff=0.001))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(CommunicationError) as failed:
         client.update_job(JobUpdate(1, "running"))
-    headers = panda_server_tls.last_headers("updateJob")
+    headers = panda_tls_legacy.last_headers("updateJob")
     assert headers["Authorization"] == "Bearer s3cr3t-token-value" and headers["Origin"] == "atlas"
     assert "s3cr3t" not in str(failed.value) and "s3cr3t" not in caplog.text
     assert "s3cr3t" not in repr(client._transport.credentials)
 
 
-def test_get_proxy_over_plain_http_is_refused(panda_server: DevServer) -> None:
-    """Without a client identity (plain HTTP) getProxy is refused with StatusCode 70, as the real server does."""
+def test_get_proxy_over_plain_http_is_refused(panda_legacy: DevServer) -> None:
+    """Without a client identity (plain HTTP) getProxy is refused with StatusCode 70, as a server before 1.0
+    does."""
     with pytest.raises(CommunicationError) as refused:
-        PandaClient(panda_server.url).get_proxy()
+        PandaClient(panda_legacy.url).get_proxy()
     assert "StatusCode=70" in str(refused.value)
