@@ -92,16 +92,22 @@ install_panda_server() {
     return
   fi
   log "panda-server venv: $PANDA_VENV"
-  dpkg-query -W -f='${Status}' apache2-dev 2>/dev/null | grep -q "install ok installed" || {
+  # mod_wsgi (a dependency) compiles against apache2-dev; the wheel is built with Debian's python3 and pip, which
+  # the unprivileged user can run (a python under /root, e.g. pyenv's, it cannot)
+  local p missing=()
+  for p in apache2-dev python3-pip; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq || apt-get update -qq
-    apt-get install -y -qq --no-install-recommends apache2-dev >/dev/null
-  }
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
   local build
   build=$(mktemp -d)
   chown nobody "$build"
   runuser -u nobody -- env HOME="$build" DISABLE_MM=1 VIRTUAL_ENV="$build/env" PIP_CACHE_DIR="$build/cache" \
-    "$PY" -m pip wheel -q --no-deps "panda-server==$PANDA_SERVER_VERSION" -w "$build/wheels" 2>&1 \
+    PATH=/usr/bin:/bin /usr/bin/python3 -m pip wheel -q --no-deps "panda-server==$PANDA_SERVER_VERSION" -w "$build/wheels" 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   [[ -x "$PANDA_VENV/bin/python" ]] || "$PY" -m venv "$PANDA_VENV"
   pip_install "$PANDA_VENV/bin/python" --upgrade pip >/dev/null
