@@ -6,6 +6,8 @@ answer on stdout (``PANDA_HOME`` names the venv, whose ``etc/panda`` holds the c
 - ``{"do": "jobs"}``: for each kind (production, user, event service, merge, no input) a JobSpec with FileSpecs,
   passed through ``Protocol.Response.appendJob``; the answer holds both answer forms (the url-encoded text and the
   JSON text that ``Response.encode`` produces).
+- ``{"do": "acquire", "body": {...}}``: the real v1 ``pilot/acquire_jobs`` handler called with our request body, a
+  stand-in site mapper and a stand-in task buffer handing out the same jobs; its answer and ``getJobs``' arguments.
 - ``{"do": "signatures", "paths": [...]}``: the v1 handlers' signatures,
   ``{path: {argument: [annotation text, default or "<required>"]}}``.
 - ``{"do": "validate", "path": ..., "method": ..., "body": {...}}``: the real decorated handler called with a stand-in
@@ -68,9 +70,17 @@ class _SiteMapperCache:
         site.ddm_endpoints_input, site.ddm_endpoints_output = {"default": DdmSpec()}, {"default": DdmSpec()}
         site.ddm_input, site.ddm_output = {"default": "CERN-PROD_DATADISK"}, {"default": "CERN-PROD_DATADISK"}
         site.setokens_input, site.setokens_output = {"default": {}}, {"default": {}}
+        site.status, site.type, site.catchall = "online", "production", ""
         self.site = site
 
     def get_object(self):
+        return self
+
+    def update(self):
+        pass
+
+    @property
+    def cachedObj(self):  # the name panda-server's CachedObject uses
         return self
 
     def release_object(self):
@@ -83,7 +93,7 @@ class _SiteMapperCache:
         return name
 
 
-def jobs():
+def _made_jobs():
     made = {
         "production": _job(JobSpec, FileSpec, 1001, "managed", [("EVNT.01._000001.pool.root.1", 1000, "ad:0a1b2c3d")],
                            ["HITS.01._000001.pool.root.1"]),
@@ -101,8 +111,12 @@ def jobs():
     EventServiceUtils.setEventServiceMerge(merge)
     merge.metadata = [{"HITS.02._000001.pool.root.1": ["HITS.02._000001.pool.root.1.1003-1"]},
                       {"HITS.02._000001.pool.root.1.1003-1": "es_premerge"}]
+    return made
+
+
+def jobs():
     answers = {}
-    for kind, job in made.items():
+    for kind, job in _made_jobs().items():
         response = Protocol.Response(Protocol.SC_Success)
         response.appendJob(job, _SiteMapperCache())
         answers[kind] = {"urlencoded": response.encode(), "json": response.encode(acceptJson=True)["content"]}
@@ -162,10 +176,35 @@ def validate(path, method, body):
     return {"validated": not refused, "message": str(message)}
 
 
+class _JobsTaskBuffer:
+    """A stand-in task buffer whose ``getJobs`` hands out the made jobs, then ``nSent``, the proxy key and secrets,
+    the list ``pilot_api.acquire_jobs`` unpacks."""
+
+    def __init__(self, made):
+        self.made = made
+        self.calls = []
+
+    def getJobs(self, *args):  # panda-server's name
+        self.calls.append(list(args))
+        return [*self.made, 0, None, {}]
+
+
+def acquire(body):
+    """The real ``pilot/acquire_jobs`` handler on our request body, with the stand-ins; its whole answer."""
+    pilot_api = importlib.import_module("pandaserver.api.v1.pilot_api")
+    buffer = _JobsTaskBuffer(list(_made_jobs().values()))
+    pilot_api.global_task_buffer = buffer
+    pilot_api.global_site_mapper_cache = _SiteMapperCache()
+    answer = pilot_api.acquire_jobs(_Request("POST"), **body)
+    return {"answer": answer, "get_jobs_args": buffer.calls}
+
+
 def main():
     command = json.load(sys.stdin)
     if command["do"] == "jobs":
         result = jobs()
+    elif command["do"] == "acquire":
+        result = acquire(command["body"])
     elif command["do"] == "signatures":
         result = signatures(command["paths"])
     else:

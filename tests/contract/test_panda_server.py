@@ -132,6 +132,44 @@ def test_no_input_job(server_jobs: dict[str, dict[str, str]]) -> None:
         assert job.log is not None and job.log.lfn == "log.1005.tgz"
 
 
+class _Replay:
+    """A transport that records the request and answers a fixed text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.bodies: list[Mapping[str, Any]] = []
+
+    def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
+             query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+             compress: bool = False) -> str:
+        self.bodies.append(dict(json_body or {}))
+        return self.text
+
+
+def test_v1_acquire_jobs_answer_reads_as_the_jobs() -> None:
+    """Our v1 ``pilot/acquire_jobs`` request goes through panda-server 1.0.4's real handler
+    (``pandaserver/api/v1/pilot_api.py`` ``acquire_jobs``, line 55 at 1.0.4, with a stand-in task buffer whose
+    ``getJobs`` hands out JobSpecs and a stand-in site mapper); the handler's answer (``data.jobs``, each built by
+    ``Response.appendJob`` with ``nSent``) reads in our v1 dialect as the five jobs, field by field; the handler
+    passed our queue, label, memory and disk to ``getJobs``."""
+    request = JobRequest(site_name="CERN-PROD", queue="CERN-PROD_UCORE", node="wn1.cern.ch", mem_mb=2000,
+                         disk_mb=5000, resource_type="SCORE", n_jobs=5)
+    asked = _Replay(json.dumps({"success": False, "message": "No jobs in PanDA", "data": None}))
+    assert V1Dialect().get_jobs(asked, request) == []  # type: ignore[arg-type]
+    result = _probe({"do": "acquire", "body": asked.bodies[0]})
+    (call,) = result["get_jobs_args"]
+    assert call[:6] == [5, "CERN-PROD", "managed", 2000, 5000, "wn1.cern.ch"] and call[7] == "CERN-PROD_UCORE"
+    jobs = [parse_job(d) for d in V1Dialect().get_jobs(_Replay(json.dumps(result["answer"])), request)]  # type: ignore[arg-type]
+    assert [j.panda_id for j in jobs] == [1001, 1002, 1003, 1004, 1005]
+    production, user, event_service, merge, no_input = jobs
+    assert production.inputs[0].checksum == "ad:0a1b2c3d" and production.transfer_type == ""
+    assert (user.job_pars, user.job_pars_base64) == ("--maxEvents=10", True)
+    assert event_service.event_service and event_service.jobset_id == 77
+    assert merge.event_service_merge and merge.inputs[0].storage_token == "es_premerge"
+    assert no_input.inputs == () and no_input.log is not None and no_input.log.lfn == "log.1005.tgz"
+    assert production.extra["nSent"] == 0
+
+
 _PATHS = sorted(_signatures.SIGNATURES)
 
 
