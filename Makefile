@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: setup run test lint typecheck unit docs bench clean
 
 setup:
-	bash scripts/setup.sh --rucio-server
+	bash scripts/setup.sh --rucio-server --panda-server
 
 ## run: a grid pilot runs the shipped example job end to end (no outside service needed)
 run: setup

@@ -34,6 +34,8 @@ _NULLS = frozenset({"", "NULL", "None", "none", "null"})
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", "", "null", "none"})
 MAX_LFN_LENGTH = 255
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_BASE64_ALPHABET = re.compile(r"[A-Za-z0-9+/]*")
 
 # Scalar fields: Job attribute -> (wire key, kind). Kinds: int, int?, str, bool, bool+ (default True), csv.
 _SCALARS: dict[str, tuple[str, str]] = {
@@ -164,7 +166,9 @@ def _scalar(field: str, kind: str, present: bool, value: Any) -> Any:
         return _bool(field, value, default) if present else default
     if kind == "csv":
         return tuple(item for item in _split(field, value) if item not in _NULLS) if present else ()
-    return _text(field, value) if present else ""
+    text = _text(field, value) if present else ""
+    # panda-server's JobSpec sends "NULL" for an unset string column: it reads as unset, like the numbers do
+    return "" if text.strip() in _NULLS else text
 
 
 # ---------------------------------------------------------------------------------------------------- file lists
@@ -309,20 +313,25 @@ def _outputs(definition: Mapping[str, Any]) -> tuple[tuple[FileSpec, ...], FileS
 def _decode_job_pars(value: Any) -> tuple[str, bool]:
     """Return (job parameters, whether they came base64-encoded).
 
-    The server encodes with ``base64.b64encode`` and sends no flag; a value is taken as encoded only when it is strict
-    base64 that decodes to printable UTF-8 text with a space in it (plain parameters nearly always contain ``-`` or a
-    space, which base64 cannot).
+    The server encodes with ``base64.b64encode`` and sends no flag (``--maxEvents=10`` arrives as
+    ``LS1tYXhFdmVudHM9MTA=``). A value is taken as encoded only when it is canonical base64 (it re-encodes to the
+    same text) that decodes to printable UTF-8 text holding a character the base64 alphabet lacks (a space, ``-``,
+    ``=``, ``.``...): such a text could not have been sent as plain parameters, whereas a plain word made of
+    letters and digits only ("Reco1234") stays as it is.
     """
     text = _text("jobPars", value)
-    if len(text) < 8 or len(text) % 4 or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", text):
+    if len(text) < 4 or len(text) % 4 or not _BASE64.fullmatch(text):
         return text, False
     try:
-        decoded = base64.b64decode(text, validate=True).decode("utf-8")
+        raw = base64.b64decode(text, validate=True)
+        decoded = raw.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return text, False
-    if " " in decoded and decoded.isprintable():
-        return decoded, True
-    return text, False
+    if base64.b64encode(raw).decode() != text or not decoded.replace("\n", "").replace("\t", "").isprintable():
+        return text, False
+    if _BASE64_ALPHABET.fullmatch(decoded):
+        return text, False
+    return decoded, True
 
 
 # --------------------------------------------------------------------------------------------------------- parse

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--queue", help="PanDA queue name (computingElement)")
     p.add_argument("-s", "--site", help="site name (siteName); default: the queue name")
     p.add_argument("--url", help="PanDA server base URL, e.g. https://pandaserver.cern.ch:25443")
-    p.add_argument("--api", choices=["legacy", "v1"], help="dispatcher dialect (default: legacy)")
+    p.add_argument("--api", choices=["legacy", "v1"],
+                   help="dispatcher dialect: v1 (panda-server 1.x, the default) or legacy (before 1.0)")
     p.add_argument("-j", "--joblabel", dest="job_label", help="job label, prodSourceLabel (default: managed)")
     p.add_argument("-a", "--workdir", help="work area; each job runs in <workdir>/<PandaID> (default: .)")
     p.add_argument("-l", "--lifetime", help="seconds the pilot may live (default: 324000)")

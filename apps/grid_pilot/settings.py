@@ -25,7 +25,8 @@ class Settings:
     Attributes:
         mode: server, harvester or arc.
         queue: the PanDA queue (``computingElement``); ``site`` the site name (``siteName``), default the queue.
-        url: the dispatcher's base URL (server mode); ``api`` its dialect, ``legacy`` or ``v1``.
+        url: the dispatcher's base URL (server mode); ``api`` its dialect, ``v1`` (panda-server 1.x, the
+            default) or ``legacy`` (servers before 1.0).
         job_label: ``prodSourceLabel`` asked for (``managed``, ``user``, ``ptest``, ...).
         workdir: the pilot's work area; each job runs in ``<workdir>/<PandaID>``.
         lifetime: seconds the pilot may live (the queue's ``maxtime`` shortens it); ``timefloor`` seconds during
@@ -59,7 +60,7 @@ class Settings:
     queue: str = ""
     site: str = ""
     url: str = ""
-    api: str = "legacy"
+    api: str = "v1"
     job_label: str = "managed"
     workdir: Path = attrs.field(default=Path("."), converter=Path)
     lifetime: float = 324000.0

@@ -41,6 +41,7 @@ SIGNATURES: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "prod_user_id": (_S, None), "get_proxy_key": (_S, None), "task_id": (_I, None), "n_jobs": (_I, 1),
         "background": (_B, None), "resource_type": (_S, None), "harvester_id": (_S, None), "worker_id": (_I, None),
         "scheduler_id": (_S, None), "job_type": (_S, None), "via_topic": (_B, None), "remaining_time": (_ANY, None),
+        "target_architecture": ((dict, str), None),
     },
     "pilot/update_job": _UPDATE_JOB,
     "pilot/update_jobs_bulk": {"job_list": (_L, REQUIRED), "harvester_id": (_S, None)},
@@ -89,3 +90,38 @@ def check(key: str, params: dict[str, Any], method: str = "POST") -> str | None:
 def check_mapping(key: str, params: Mapping[str, Any]) -> str | None:
     """:func:`check` on a copy (for the elements of a bulk call)."""
     return check(key, dict(params))
+
+
+#: The legacy dispatcher's arguments, which panda-server 1.x no longer ships: legacy method ->
+#: (required, all accepted) argument names. Facts from PanDAWMS/panda-server tag 0.7.2 (the last 0.x release),
+#: ``pandaserver/jobdispatcher/JobDispatcher.py`` (the functions that ``pandaserver/server/panda.py`` exposes under
+#: ``/server/panda/<method>``; ``req`` is the request itself): ``getJob`` line 843, ``updateJob`` 969,
+#: ``updateJobsInBulk`` 1223, ``getStatus`` 1255, ``getEventRanges`` 1266, ``updateEventRanges`` 1365,
+#: ``checkEventsAvailability`` 1394, ``getKeyPair`` 1416, ``getProxy`` 1432, ``updateWorkerPilotStatus`` 1576.
+LEGACY_ARGUMENTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "getJob": (frozenset({"siteName"}), frozenset({
+        "siteName", "token", "timeout", "cpu", "mem", "diskSpace", "prodSourceLabel", "node", "computingElement",
+        "AtlasRelease", "prodUserID", "getProxyKey", "countryGroup", "workingGroup", "allowOtherCountry", "taskID",
+        "nJobs", "background", "resourceType", "harvester_id", "worker_id", "schedulerID", "jobType", "viaTopic",
+        "remaining_time"})),
+    "updateJob": (frozenset({"jobId", "state"}), frozenset({
+        "jobId", "state", "token", "transExitCode", "pilotErrorCode", "pilotErrorDiag", "timestamp", "timeout", "xml",
+        "node", "workdir", "cpuConsumptionTime", "cpuConsumptionUnit", "remainingSpace", "schedulerID", "pilotID",
+        "siteName", "messageLevel", "pilotLog", "metaData", "cpuConversionFactor", "exeErrorCode", "exeErrorDiag",
+        "pilotTiming", "computingElement", "startTime", "endTime", "nEvents", "nInputFiles", "batchID", "attemptNr",
+        "jobMetrics", "stdout", "jobSubStatus", "coreCount", "maxRSS", "maxVMEM", "maxSWAP", "maxPSS", "avgRSS",
+        "avgVMEM", "avgSWAP", "avgPSS", "totRCHAR", "totWCHAR", "totRBYTES", "totWBYTES", "rateRCHAR", "rateWCHAR",
+        "rateRBYTES", "rateWBYTES", "corruptedFiles", "meanCoreCount", "cpu_architecture_level", "grid",
+        "source_site", "destination_site"})),
+    "updateJobsInBulk": (frozenset({"jobList"}), frozenset({"jobList", "harvester_id"})),
+    "getStatus": (frozenset({"ids"}), frozenset({"ids", "timeout"})),
+    "getEventRanges": (frozenset({"pandaID", "jobsetID"}), frozenset({
+        "pandaID", "jobsetID", "taskID", "nRanges", "timeout", "scattered", "segment_id"})),
+    "updateEventRanges": (frozenset({"eventRanges"}), frozenset({"eventRanges", "timeout", "version", "pandaID"})),
+    "checkEventsAvailability": (frozenset({"pandaID", "jobsetID", "taskID"}), frozenset({
+        "pandaID", "jobsetID", "taskID", "timeout"})),
+    "getKeyPair": (frozenset({"publicKeyName", "privateKeyName"}), frozenset({"publicKeyName", "privateKeyName"})),
+    "getProxy": (frozenset(), frozenset({"role", "dn"})),
+    "updateWorkerPilotStatus": (frozenset({"site", "workerID", "harvesterID", "status"}), frozenset({
+        "site", "workerID", "harvesterID", "status", "timeout", "node_id"})),
+}

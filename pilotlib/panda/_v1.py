@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pilotlib.errors import MissingFieldError
 from pilotlib.job import Job
 from pilotlib.panda import _answers as ans
 from pilotlib.panda._legacy import range_answer
@@ -188,7 +189,15 @@ class V1Dialect:
                                item.get("data")) for item in data]
 
     def get_event_ranges(self, transport: Transport, job: Job, n_ranges: int) -> list[EventRange]:
-        """``event/acquire_event_ranges``."""
+        """``event/acquire_event_ranges``.
+
+        Raises:
+            pilotlib.errors.MissingFieldError: the job has no ``jobsetID`` (the handler declares ``jobset_id: int``
+                and its validation refuses anything else), raised before anything is sent.
+        """
+        if job.jobset_id is None:
+            raise MissingFieldError("jobsetID", None, "event/acquire_event_ranges needs the job's jobset_id (an "
+                                    f"integer); job {job.panda_id} has none")
         body = {"job_id": job.panda_id, "jobset_id": job.jobset_id, "task_id": job.task_id, "n_ranges": n_ranges}
         success, message, data = _call(transport, "getEventRanges", "event/acquire_event_ranges", body)
         if not success:

@@ -12,6 +12,7 @@ import pytest
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import Outcome, Retriever, exit_code
+from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import Mode, Settings
 from apps.grid_pilot.signals import handle_signals
 from pilotlib.errors import CommunicationError, ErrorCode, SigTermError
@@ -168,3 +169,14 @@ def test_exit_status_for_a_wrapper() -> None:
     assert exit_code(Outcome((), CommunicationError("down")), Stop()) == 79
     unsent = JobRun(make_job(2), Path("/x"), final_sent=False)
     assert exit_code(Outcome((unsent,), None), Stop()) == 1
+
+
+def test_default_dialect_is_v1_and_legacy_stays_on_request() -> None:
+    """grid-pilot speaks v1 unless told otherwise: panda-server 1.0 deleted the legacy dispatcher
+    (``pandaserver/jobdispatcher/JobDispatcher.py`` is absent at tag 1.0.0 of PanDAWMS/panda-server, present at
+    0.7.2) and answers ``/server/panda/getJob`` with 403; ``--api legacy`` keeps the old dialect for older servers."""
+    default = parse_settings(["-q", "Q1", "--url", "https://panda.example:25443"])
+    legacy = parse_settings(["-q", "Q1", "--url", "https://panda.example:25443", "--api", "legacy"])
+    assert (default.api, legacy.api) == ("v1", "legacy")
+    assert server_parts(default)[0].dialect.name == "v1"
+    assert server_parts(legacy)[0].dialect.name == "legacy"

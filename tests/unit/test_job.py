@@ -151,6 +151,42 @@ def test_base64_job_parameters() -> None:
     assert (plain.job_pars, plain.job_pars_base64) == (pars, False)
 
 
+@pytest.mark.parametrize("pars", ["--maxEvents=10", "--inputFile=a.root", "-a", "Reco.py\n--x=1", "ünï=1"])
+def test_base64_job_parameters_without_a_space(pars: str) -> None:
+    """panda-server encodes with ``base64.b64encode(jobPars.encode()).decode()`` and sends no flag
+    (``pandaserver/jobdispatcher/Protocol.py`` line 223, PanDAWMS/panda-server 1.0.4): ``--maxEvents=10`` arrives as
+    ``LS1tYXhFdmVudHM9MTA=``, with no space in the decoded text, and is decoded all the same."""
+    encoded = base64.b64encode(pars.encode()).decode()
+    assert parse_job({"PandaID": "7", "jobPars": encoded}).job_pars == pars
+    assert parse_job({"PandaID": "7", "jobPars": "LS1tYXhFdmVudHM9MTA="}).job_pars_base64
+
+
+@pytest.mark.parametrize("pars", ["Reco1234", "runTests", "abcd", "ABCDabcd1234", "AAAAAAAA", "c2VjcmV0",
+                                  "dGVzdA==x", "Zm9v", "YWJjZA=="])
+def test_plain_job_parameters_that_are_valid_base64_stay_plain(pars: str) -> None:
+    """Plain parameters made only of base64's alphabet are decoded only when the decoded text is printable UTF-8 and
+    holds a character outside that alphabet (a space, ``-``, ``=``, ``.``), as every real set of parameters does:
+    ``c2VjcmV0``
+    ("secret"), ``Zm9v`` ("foo") and ``YWJjZA==`` ("abcd") decode to bare words and stay as sent, as do texts whose
+    decoding is not printable UTF-8."""
+    job = parse_job({"PandaID": "7", "jobPars": pars})
+    assert (job.job_pars, job.job_pars_base64) == (pars, False)
+
+
+@pytest.mark.parametrize("field,attr", [
+    ("transferType", "transfer_type"), ("homepackage", "homepackage"), ("cmtConfig", "cmtconfig"),
+    ("processingType", "processing_type"), ("destinationSE", "destination_se"), ("resource_type", "resource_type"),
+])
+def test_null_string_columns_read_as_unset(field: str, attr: str) -> None:
+    """panda-server's ``JobSpec.__getattribute__`` returns ``"NULL"`` for every unset column
+    (``pandaserver/taskbuffer/JobSpec.py`` line 244, 1.0.4) and ``Response.appendJob`` copies it into the job
+    definition (``jobdispatcher/Protocol.py`` line 67 ``homepackage``, 263 ``transferType``, 287
+    ``resource_type``): a string column sent as ``NULL`` reads as unset."""
+    job = parse_job({"PandaID": "7", field: "NULL"})
+    assert getattr(job, attr) == ""
+    assert getattr(parse_job({"PandaID": "7", field: "x"}), attr) == "x"
+
+
 def test_unknown_fields_are_kept() -> None:
     """Fields pilotlib does not model stay in ``extra`` and go back on the wire unchanged."""
     wire = {"PandaID": 7, "nucleus": "CERN-PROD", "someNewField": {"nested": [1, 2]}}
