@@ -1,6 +1,6 @@
 """The dispatcher client: a :class:`JobSource`, :class:`JobReporter` and :class:`EventRangeSource` over HTTP(S).
 
-``PandaClient(base_url, dialect="legacy" | "v1", ...)`` speaks the legacy ``/server/panda/<method>`` API or the
+``PandaClient(base_url, dialect="v1" | "legacy", ...)`` speaks the legacy ``/server/panda/<method>`` API or the
 current ``/api/v1/<module>/<method>`` API, with connect/read timeouts, bounded retries with backoff and jitter on
 connection errors, timeouts and 5xx answers, TLS verified against a CA directory by default, and a client
 certificate from an X509 proxy or an OIDC bearer token. Answers that break the protocol become a
@@ -73,7 +73,7 @@ class PandaClient:
 
     Args:
         base_url: the server, scheme and port included (``https://host:25443``).
-        dialect: ``"legacy"`` or ``"v1"``.
+        dialect: ``"v1"`` (the default: panda-server 1.0 and later) or ``"legacy"`` (servers before 1.0).
         timeouts: connect and read timeouts.
         retry: the retry policy (bounded in count and total time).
         ca_dir: the CA directory to verify the server against (e.g. ``/etc/grid-security/certificates``); None uses
@@ -88,7 +88,7 @@ class PandaClient:
         ValueError: an unknown dialect.
     """
 
-    def __init__(self, base_url: str, dialect: Literal["legacy", "v1"] = "legacy", *,
+    def __init__(self, base_url: str, dialect: Literal["legacy", "v1"] = "v1", *,
                  timeouts: Timeouts | None = None, retry: RetryPolicy | None = None, ca_dir: Path | None = None,
                  credentials: Credentials | None = None, verify: bool = True,
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,

@@ -90,7 +90,7 @@ def test_bearer_token_sent_and_never_logged(panda_tls_legacy: DevServer, tmp_pat
     token = tmp_path / "token"
     token.write_text("s3cr3t-token-value\n")
     panda_tls_legacy.inject_fault("updateJob", "http500", times=5)
-    client = PandaClient(panda_tls_legacy.url, ca_dir=panda_tls_legacy.ca_dir,
+    client = PandaClient(panda_tls_legacy.url, "legacy", ca_dir=panda_tls_legacy.ca_dir,
                          credentials=BearerToken(token, "atlas"), retry=RetryPolicy(attempts=2, backoff=0.001))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(CommunicationError) as failed:
@@ -105,5 +105,5 @@ def test_get_proxy_over_plain_http_is_refused(panda_legacy: DevServer) -> None:
     """Without a client identity (plain HTTP) getProxy is refused with StatusCode 70, as a server before 1.0
     does."""
     with pytest.raises(CommunicationError) as refused:
-        PandaClient(panda_legacy.url).get_proxy()
+        PandaClient(panda_legacy.url, "legacy").get_proxy()
     assert "StatusCode=70" in str(refused.value)
