@@ -4,14 +4,18 @@ every ``PilotError`` message, the apps' log filter, and the hand-over of a token
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from pilotlib._redact import redact_text, redact_url, secret_parameters
-from pilotlib.errors import Direction, PilotError, TransferError
+from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError
 from pilotlib.logcontext import SecretFilter
+from pilotlib.panda._transport import _reason
+from pilotlib.transfer import TransferRequest, TransferResult
 from pilotlib.transfer.copytools._common import command_url, run_command
-from pilotlib.transfer.copytools.rucio import _rucio_log
+from pilotlib.transfer.copytools.rucio import RucioCopytool, _rucio_log
+from pilotlib.transfer.report import output_file_info
 
 S = "s3cr3tV4lue"
 
@@ -131,9 +135,40 @@ def test_command_url_refuses_a_secret_it_can_not_move(url: str) -> None:
     assert S not in str(err.value) and err.value.code.name == "STAGEOUTFAILED"
 
 
-def test_run_command_refuses_an_argument_with_a_secret(tmp_path: object) -> None:
+def test_run_command_refuses_an_argument_with_a_secret() -> None:
     """The last guard: a command whose argv holds a secret is not started (``/proc/<pid>/cmdline`` is
     world-readable), and the error does not repeat the secret."""
     with pytest.raises(TransferError) as err:
         run_command(["true", f"root://h//f?authz={S}"], 5, Direction.STAGE_IN)
     assert "not run" in str(err.value) and S not in str(err.value)
+
+
+def test_rucio_tool_keeps_a_tokenised_pfn_from_rucio_clients(tmp_path: Path) -> None:
+    """A stage-in PFN with ``?authz=`` is not handed to rucio-clients' ``download_pfns``: its protocols run
+    commands with the PFN as an argument (rucio 41.5.1 ``rse/protocols/xrootd.py:240-246`` ``xrdcp -f <pfn>``,
+    ``rse/protocols/gfal.py:658-670`` ``gfal-copy``); the file fails with STAGEINFAILED, the error shows
+    ``authz=***`` and no rucio client is even built beyond the factory."""
+    request = TransferRequest(lfn="f.root", direction=Direction.STAGE_IN, scope="mc23", destination="f.root",
+                              source=f"root://se.example.org//atlas/f.root?authz={S}", timeout=10)
+    (result,) = RucioCopytool(client_factory=object).transfer([request], tmp_path)
+    assert result.error_code is ErrorCode.STAGEINFAILED
+    assert "root://se.example.org//atlas/f.root?authz=***" in str(result.error) and S not in str(result.error)
+    assert not (tmp_path / "f.root").exists()
+
+
+def test_final_update_surl_is_redacted() -> None:
+    """The final update's ``xml`` (PanDAWMS/pilot3 a090538b ``pilot/control/data.py:1164-1179``,
+    ``generate_fileinfo``: a ``surl`` per output) never carries a stage-out URL's signature to the server."""
+    result = TransferResult(lfn="out.root", direction=Direction.STAGE_OUT, tool="gfal", local_path="out.root",
+                            url=f"https://s3.example.org/b/out.root?X-Amz-Signature={S}", size=1,
+                            checksum=("adler32", "00000001"), ddmendpoint="S3_DATADISK", guid="g")
+    info = output_file_info([result])
+    assert info["out.root"]["surl"] == "https://s3.example.org/b/out.root?X-Amz-Signature=***"
+
+
+def test_dispatcher_transport_reason_is_redacted() -> None:
+    """requests quotes the URL with its query in a connection error; the reason logged and raised by the
+    dispatcher client shows the secret as ``***``."""
+    exc = ConnectionError(f"HTTPSConnectionPool(host='h', port=25443): Max retries exceeded with url: "
+                          f"/api/v1/creds/get_proxy?access_token={S}")
+    assert _reason(exc).endswith("/api/v1/creds/get_proxy?access_token=***")
