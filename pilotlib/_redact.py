@@ -15,7 +15,9 @@ The secret parameter names are the forms storages and signed URLs use:
 - AWS presigned URLs: ``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token`` (SigV4) and ``Signature``,
   ``AWSAccessKeyId`` (SigV2); Google ``X-Goog-Signature``/``X-Goog-Credential``; Azure SAS ``sig``;
 - any name holding ``secret``, ``password``, ``passwd``, ``signature`` or ``credential`` (pilot3
-  ``pilot/util/container.py`` ``print_executable`` masks ``S3_SECRET_KEY=``).
+  ``pilot/util/container.py`` ``print_executable`` masks ``S3_SECRET_KEY=``);
+
+but not a name ending in ``_FILE``, ``_PATH`` or ``_DIR``: ``BEARER_TOKEN_FILE=/path`` says where a secret is.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ MASK = "***"
 
 _EXACT = frozenset({"authz", "sig", "awsaccesskeyid", "macaroon"})
 _PARTS = ("token", "secret", "password", "passwd", "signature", "credential")
+_PATH_SUFFIXES = ("_file", "_path", "_dir", "-file", "-path", "-dir")
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 _PAIR = re.compile(r"(?P<key>[A-Za-z0-9_.-]+)=(?P<value>[^&;\s'\"<>`,)]+)")
@@ -40,6 +43,8 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 def is_secret_key(key: str) -> bool:
     """Whether a query parameter (or ``key=value`` setting) named ``key`` carries a secret."""
     lowered = key.lower()
+    if lowered.endswith(_PATH_SUFFIXES):  # BEARER_TOKEN_FILE=/path: where a secret is, not the secret
+        return False
     return lowered in _EXACT or any(part in lowered for part in _PARTS)
 
 

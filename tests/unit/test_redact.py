@@ -52,9 +52,11 @@ def test_redact_url_forms(url: str, shown: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["mc23:EVNT.pool.root", "/data/in/EVNT.pool.root", "root://h:1094//d/f.root",
-                                  "https://h/p?svcClass=atlas&x=1", "lfn=a.root tool=xrdcp size=10"])
+                                  "https://h/p?svcClass=atlas&x=1", "lfn=a.root tool=xrdcp size=10",
+                                  "BEARER_TOKEN_FILE=/run/user/1/bt_u1 X509_USER_PROXY=/tmp/x509up_u1"])
 def test_text_without_secrets_is_unchanged(text: str) -> None:
-    """DIDs, paths, plain URLs and ordinary ``key=value`` log fields are shown as they are."""
+    """DIDs, paths, plain URLs, ordinary ``key=value`` log fields and where a credential is (a path: WLCG bearer
+    token discovery's ``BEARER_TOKEN_FILE`` names a file) are shown as they are."""
     assert redact_url(text) == text
     assert redact_text(text) == text
 
