@@ -25,6 +25,7 @@ from pilotlib.job import FileKind, FileSpec, Job
 from pilotlib.transfer import CopytoolRegistry, TransferRequest
 from pilotlib.transfer.copytools import LsmCopytool, XrdcpCopytool
 from pilotlib.transfer.replicas import Replica, StaticReplicaSource
+from pilotlib.transfer.report import output_file_info
 from pilotlib.transfer.stagein import StageIn
 
 pytestmark = pytest.mark.integration
@@ -229,3 +230,29 @@ def test_a_presigned_url_is_never_given_to_a_command(
     assert "X-Amz-Signature=***" in str(result.error) and token not in str(result.error)
     assert token not in caplog.text
     assert not (record / "cmdline").exists()
+
+
+def test_lsm_put_gets_the_destination_without_its_token(token: str, tmp_path: Path) -> None:
+    """Stage-out through ``lsm-put --size N --checksum adler32:V [--guid G] SRC DST`` (PanDAWMS/pilot3
+    ``pilot/copytool/lsm.py:312-318``) to a tokenised ``davs://`` destination: the command's own
+    ``/proc/self/cmdline`` ends with the destination without ``authz``, the token is in its ``BEARER_TOKEN``, and
+    the final update's ``surl`` shows ``authz=***``."""
+    record = tmp_path / "record"
+    record.mkdir()
+    put = _script(tmp_path / "lsm-put", f"""#!{sys.executable}
+import os
+open({str(record)!r} + "/cmdline", "wb").write(open("/proc/self/cmdline", "rb").read())
+open({str(record)!r} + "/token", "w").write(os.environ.get("BEARER_TOKEN", ""))
+""")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "out.root").write_bytes(b"output")
+    url = f"davs://se.example.org:443/atlas/out.root?authz={token}"
+    request = TransferRequest(lfn="out.root", direction=Direction.STAGE_OUT, source="out.root", destination=url,
+                              guid="g-1", timeout=30)
+    (result,) = LsmCopytool(get_command=str(put), put_command=str(put)).transfer([request], work)
+    assert result.ok, result.error
+    argv = (record / "cmdline").read_bytes().split(b"\0")[:-1]
+    assert argv[-1] == b"davs://se.example.org:443/atlas/out.root" and token.encode() not in b" ".join(argv)
+    assert (record / "token").read_text() == token
+    assert output_file_info([result])["out.root"]["surl"] == "davs://se.example.org:443/atlas/out.root?authz=***"
