@@ -5,7 +5,8 @@ Ground floor: imports nothing of pilotlib, so every layer (``errors`` included) 
 :func:`redact_url` hides what a storage or server URL may carry: the user info (``user:password@``, or a token as
 user name) and the values of secret query (or fragment) parameters. :func:`redact_text` applies the same to free text
 (a copytool's stderr, a backend's exception message, a log line), which also hides bare ``key=value`` secrets (an
-XRootD server echoes the opaque part of a path: ``/data/f?authz=...``), ``Bearer <token>`` and JSON Web Tokens.
+XRootD server echoes the opaque part of a path: ``/data/f?authz=...``), quoted ``"access_token": "..."`` pairs (an
+answer excerpt, a ``repr``), ``Bearer <token>`` and JSON Web Tokens.
 
 The secret parameter names are the forms storages and signed URLs use:
 
@@ -35,6 +36,7 @@ _PATH_SUFFIXES = ("_file", "_path", "_dir", "-file", "-path", "-dir")
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 _PAIR = re.compile(r"(?P<key>[A-Za-z0-9_.-]+)=(?P<value>[^&;\s'\"<>`,)]+)")
+_QUOTED_PAIR = re.compile(r"""(?P<q>["'])(?P<key>[A-Za-z0-9_.-]+)(?P=q)\s*:\s*(?P<v>["'])(?P<value>[^"']*)(?P=v)""")
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[A-Za-z0-9._~+/=-]+")
 _USERINFO = re.compile(r"://[^/@\s?#]+@")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
@@ -53,8 +55,16 @@ def _mask_pair(match: re.Match[str]) -> str:
     return f"{key}={MASK}" if is_secret_key(key) and match.group("value") != MASK else match.group(0)
 
 
+def _mask_quoted(match: re.Match[str]) -> str:
+    if not is_secret_key(match.group("key")) or not match.group("value"):
+        return match.group(0)
+    quote, value_quote = match.group("q"), match.group("v")
+    return f"{quote}{match.group('key')}{quote}: {value_quote}{MASK}{value_quote}"
+
+
 def _redact_pairs(text: str) -> str:
-    return _PAIR.sub(_mask_pair, text)
+    """``key=value`` and JSON/``repr`` ``"key": "value"`` pairs with a secret key, value shown as ``***``."""
+    return _QUOTED_PAIR.sub(_mask_quoted, _PAIR.sub(_mask_pair, text))
 
 
 def _hide(text: str) -> str:

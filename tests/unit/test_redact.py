@@ -174,3 +174,12 @@ def test_dispatcher_transport_reason_is_redacted() -> None:
     exc = ConnectionError(f"HTTPSConnectionPool(host='h', port=25443): Max retries exceeded with url: "
                           f"/api/v1/creds/get_proxy?access_token={S}")
     assert _reason(exc).endswith("/api/v1/creds/get_proxy?access_token=***")
+
+
+def test_quoted_secret_pairs_in_an_answer_excerpt() -> None:
+    """A JSON answer or a ``repr`` quoted in an error (``"access_token": "..."``, ``'secrets': '...'``) shows the
+    value as ``***``; ordinary quoted fields stay."""
+    text = f"""answer: '{{"access_token": "{S}", "status": "ok"}}' job {{'pilotSecrets': '{S}', 'PandaID': '1'}}"""
+    shown = redact_text(text)
+    assert S not in shown
+    assert '"access_token": "***", "status": "ok"' in shown and "'pilotSecrets': '***', 'PandaID': '1'" in shown
