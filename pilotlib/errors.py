@@ -16,6 +16,8 @@ import signal
 from collections.abc import Mapping
 from typing import ClassVar
 
+from pilotlib._redact import redact_text
+
 __all__ = [
     "BadFileNameError",
     "CommandTimedOutError",
@@ -274,13 +276,15 @@ class PilotError(Exception):
     """Base of every error the pilot raises; carries exactly one :class:`ErrorCode`.
 
     Subclasses fix the code with the class attribute ``code`` (a transfer error sets it from its direction).
-    ``str(err)`` is the message with the facts; without a message it is the catalogue's message.
+    ``str(err)`` is the message with the facts; without a message it is the catalogue's message. The message is
+    redacted (:func:`~pilotlib._redact.redact_text`): a tokenised URL or a tool's output quoted in it never carries
+    its secret into a log, a report or ``pilotErrorDiag``.
     """
 
     code: ErrorCode = ErrorCode.GENERALERROR
 
     def __init__(self, message: str = "") -> None:
-        super().__init__(message or self.code.message)
+        super().__init__(redact_text(message) or self.code.message)
 
     @property
     def message(self) -> str:

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
-__all__ = ["JobIdFilter", "PerJobFileHandler", "current_panda_id", "job_context"]
+from pilotlib._redact import redact_text
+
+__all__ = ["JobIdFilter", "PerJobFileHandler", "SecretFilter", "current_panda_id", "job_context"]
 
 #: The PandaID of the job being worked on in this context, or None.
 current_panda_id: ContextVar[int | None] = ContextVar("pilotlib_panda_id", default=None)
@@ -39,6 +41,27 @@ class JobIdFilter(logging.Filter):
         if not hasattr(record, "panda_id"):
             panda_id = current_panda_id.get()
             record.panda_id = "-" if panda_id is None else panda_id
+        return True
+
+
+class SecretFilter(logging.Filter):
+    """Redacts every record's message with :func:`~pilotlib._redact.redact_text` (tokenised URLs, ``Bearer``
+    tokens, secret ``key=value`` pairs), also a third-party library's (rucio-clients, gfal2); never drops one.
+
+    A handler filter, added by the app next to :class:`JobIdFilter`: pilotlib redacts its own lines where it writes
+    them, this catches what a backend logs on its own loggers.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the message by its redacted form (a record is formatted once, here)."""
+        message = record.getMessage()
+        shown = redact_text(message)
+        if shown != message or record.args:
+            record.msg, record.args = shown, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
         return True
 
 

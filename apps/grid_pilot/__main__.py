@@ -12,7 +12,7 @@ from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import PILOT_LOG, Outcome, exit_code, job_log_path, run_pilot
 from apps.grid_pilot.settings import Settings
 from apps.grid_pilot.signals import handle_signals
-from pilotlib.logcontext import JobIdFilter, PerJobFileHandler
+from pilotlib.logcontext import JobIdFilter, PerJobFileHandler, SecretFilter
 from pilotlib.pipeline import Stop
 
 __all__ = ["main"]
@@ -33,6 +33,7 @@ def _configure_logging(settings: Settings) -> PerJobFileHandler:
     formatter = logging.Formatter(_FORMAT)
     for handler in handlers:
         handler.addFilter(JobIdFilter())
+        handler.addFilter(SecretFilter())
         handler.setFormatter(formatter)
     # the files always tell the whole story (INFO, or DEBUG when asked); --log-level sets what reaches stderr
     console_level = logging.getLevelName(settings.log_level)

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
+from pilotlib._redact import redact_url
 from pilotlib.info.errors import InfoSourceError
 
 if TYPE_CHECKING:  # imported on first download: a pilot reading only files never loads requests
@@ -80,14 +81,6 @@ class StaleSource(Protocol):
     def stale(self, queue: str) -> tuple[object, float] | None:
         """The last good document for ``queue`` and its age in seconds, or ``None``."""
         ...
-
-
-def redact_url(url: str) -> str:
-    """The URL without a ``user:password@`` part (secrets never reach logs or errors)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _fill_path(template: str, queue: str) -> Path:

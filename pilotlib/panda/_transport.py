@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from pilotlib._redact import redact_text, redact_url
 from pilotlib.panda.errors import CommunicationError, CredentialError, ServerHTTPError
 
 if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived pilot a noticeable part of its start
@@ -201,11 +202,11 @@ class Transport:
         if response.status_code >= 500:
             return None, f"HTTP {response.status_code}", response.status_code
         if response.status_code != 200:
-            raise CommunicationError(f"{call}: HTTP {response.status_code} from {url}")
+            raise CommunicationError(f"{call}: HTTP {response.status_code} from {redact_url(url)}")
         return response.text, "", None
 
 
 def _reason(exc: BaseException) -> str:
-    """A short reason without URLs' query strings or headers (requests puts neither secret in its messages)."""
-    text = str(exc)
+    """A short, redacted reason (requests quotes the URL with its query in a ``ConnectionError``)."""
+    text = redact_text(str(exc))
     return text if len(text) <= 300 else text[:297] + "..."

@@ -2,7 +2,8 @@
 
 PanDAWMS/pilot3 ``pilot/control/data.py`` (``generate_fileinfo``) sends, for every transferred output and log file,
 ``{lfn: {"guid", "fsize", "adler32" (or "md5sum"), "surl", "endpoint"}}`` (the endpoint always, ATLASPANDA-604), as
-JSON (``pilot/control/job.py``: ``xml=dumps(job.fileinfo)``). Failed transfers are left out.
+JSON (``pilot/control/job.py``: ``xml=dumps(job.fileinfo)``). Failed transfers are left out. The ``surl`` is
+redacted (:func:`~pilotlib._redact.redact_url`): a token or a signature in a storage URL never reaches the server.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from pilotlib._redact import redact_url
 from pilotlib.errors import Direction
 from pilotlib.transfer.base import TransferResult
 
@@ -35,7 +37,7 @@ def output_file_info(results: Iterable[TransferResult], checksum_type: str = "ad
             "guid": result.guid,
             "fsize": result.size,
             key: value,
-            "surl": result.url,
+            "surl": redact_url(result.url),
             "endpoint": result.ddmendpoint,
         }
     return info

@@ -35,3 +35,16 @@ def test_files_get_info_records_when_the_console_is_at_warning(tmp_path: Path, r
     per_job.close_job(77)
     assert "job=77 pilotlib.test: stage-in start lfn=x" in (tmp_path / "pilotlog.txt").read_text()
     assert "stage-in start lfn=x" in (tmp_path / "pilotlog-77.txt").read_text()
+
+
+def test_a_library_logging_a_tokenised_url_is_redacted_in_every_file(tmp_path: Path, restore_logging: None) -> None:
+    """A backend's own logger (rucio-clients logs the xrdcp command with its PFN: rucio 41.5.1
+    ``rse/protocols/xrootd.py:246``) writing ``?authz=<token>`` reaches pilotlog.txt and the job's log as
+    ``authz=***``: grid-pilot's handlers carry pilotlib's SecretFilter."""
+    per_job = _configure_logging(Settings(workdir=tmp_path, log_level="WARNING"))
+    with job_context(78):
+        logging.getLogger("rucio").warning("xrootd.get: cmd: xrdcp -f %s /w/f", "root://h//f?authz=tokXYZ123")
+    per_job.close_job(78)
+    for name in ("pilotlog.txt", "pilotlog-78.txt"):
+        text = (tmp_path / name).read_text()
+        assert "xrdcp -f root://h//f?authz=*** /w/f" in text and "tokXYZ123" not in text

@@ -294,8 +294,8 @@ def test_trf_download_decodes_content_encoding(workdir: Path) -> None:
 
 
 def test_redact_url() -> None:
-    """Logged URLs lose user info, query and fragment."""
-    assert redact_url("https://u:pw@host:8443/a/trf?sig=abc#x") == "https://host:8443/a/trf"
+    """Logged transformation URLs show user info and a signature as ``***``; host, path and fragment stay."""
+    assert redact_url("https://u:pw@host:8443/a/trf?sig=abc#x") == "https://***@host:8443/a/trf?sig=***#x"
 
 
 def test_settings_are_frozen() -> None:

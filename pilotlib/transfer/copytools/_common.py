@@ -8,17 +8,29 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
+from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
 from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
 from pilotlib.transfer.checksum import normalize_checksum_value
 from pilotlib.transfer.errors import TransferError, TransferTimeoutError
 
-__all__ = ["CommandResult", "Endpoints", "endpoints", "parallel_map", "run_command", "success"]
+__all__ = [
+    "BEARER_PARAMETERS",
+    "CommandResult",
+    "CommandUrl",
+    "Endpoints",
+    "command_url",
+    "endpoints",
+    "parallel_map",
+    "run_command",
+    "success",
+]
 
 
 @attrs.frozen
@@ -74,6 +86,50 @@ class CommandResult:
     stderr: str
 
 
+#: Query parameters that carry a bearer token: XRootD's ``authz`` CGI (XrdAccSciTokens; XrdHttp also reads it as the
+#: ``Authorization`` header, ``authz=Bearer%20<token>``), RFC 6750's ``access_token``, and ``bearer_token``.
+BEARER_PARAMETERS = ("authz", "access_token", "bearer_token")
+
+
+@attrs.frozen
+class CommandUrl:
+    """A URL made fit for a command line: ``url`` carries no secret, ``env`` the token taken out of it."""
+
+    url: str
+    env: Mapping[str, str] = attrs.field(factory=dict)
+
+
+def command_url(url: str, direction: Direction) -> CommandUrl:
+    """Take a bearer token out of ``url`` for a child process: the URL without it, and ``BEARER_TOKEN`` to set.
+
+    A command line is world-readable (``/proc/<pid>/cmdline``); the environment is not (``/proc/<pid>/environ`` is
+    the owner's only). ``BEARER_TOKEN`` is where WLCG bearer token discovery looks first, and how rucio-clients
+    hands a token to ``xrdcp`` (rucio ``rse/protocols/xrootd.py``, ``_auth_env``: ``BEARER_TOKEN`` with the ztn
+    security protocol).
+
+    Raises:
+        TransferError: the URL carries another secret (a password, a presigned URL's signature), which no
+            command can be given but on its command line; or two different tokens.
+    """
+    parts = urllib.parse.urlsplit(url)
+    kept: list[str] = []
+    tokens: set[str] = set()
+    for piece in parts.query.split("&") if parts.query else []:
+        key, _, value = piece.partition("=")
+        if key.lower() in BEARER_PARAMETERS:
+            token = urllib.parse.unquote_plus(value).strip()
+            tokens.add(token[7:].strip() if token.lower().startswith("bearer ") else token)
+        else:
+            kept.append(piece)
+    bare = urllib.parse.urlunsplit(parts._replace(query="&".join(kept)))
+    if len(tokens) > 1:
+        raise TransferError(f"{redact_url(url)} carries two different tokens", direction)
+    if redact_text(bare) != bare:
+        raise TransferError(f"{redact_url(bare)} carries a secret that only a command line could take "
+                            "(a password or a signature): not given to a command", direction)
+    return CommandUrl(bare, {"BEARER_TOKEN": tokens.pop()} if tokens else {})
+
+
 def run_command(
     args: Sequence[str],
     timeout: float,
@@ -92,8 +148,12 @@ def run_command(
 
     Raises:
         TransferTimeoutError: the command ran longer than ``timeout`` (STAGEINTIMEOUT/STAGEOUTTIMEOUT).
-        TransferError: the command can not be started.
+        TransferError: the command can not be started, or an argument carries a secret (a command line is
+            world-readable: :func:`command_url` takes a token out of a URL first).
     """
+    if any(redact_text(arg) != arg for arg in args):
+        raise TransferError(f"{args[0]} not run: its command line would show a secret "
+                            f"({' '.join(redact_text(a) for a in args[1:])})", direction)
     try:
         proc = subprocess.Popen(
             list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",

@@ -4,21 +4,33 @@ The calling convention is PanDAWMS/pilot3 ``pilot/copytool/lsm.py``'s: ``lsm-get
 and ``lsm-put --size N --checksum adler32:VALUE --guid GUID [-t TOKEN] SOURCE DESTINATION``; a non-zero exit
 status is a failure, classified from the command's output as pilot3 ``pilot/copytool/common.py``
 (``resolve_common_transfer_errors``) does. After ``lsm-get`` the expected checksum is verified on the local file.
-Each command runs with the request's timeout (its process group is killed then), ``parallel`` at once.
+Each command runs with the request's timeout (its process group is killed then), ``parallel`` at once. A bearer token
+in the URL (``?authz=``, ``?access_token=``, ``?bearer_token=``) is not put on the command line, which any user of
+the node can read: the command gets the URL without it and the token in ``BEARER_TOKEN`` (WLCG bearer token
+discovery); a URL with another secret (a password, a presigned signature) is not given to the command at all.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pilotlib.errors import Direction
 from pilotlib.transfer.base import TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
-from pilotlib.transfer.copytools._common import Endpoints, endpoints, failure, parallel_map, run_command, success
+from pilotlib.transfer.copytools._common import (
+    Endpoints,
+    command_url,
+    endpoints,
+    failure,
+    parallel_map,
+    run_command,
+    success,
+)
 from pilotlib.transfer.errors import (
     ChecksumMismatchError,
     FileExistsTransferError,
@@ -103,8 +115,9 @@ class LsmCopytool:
             return failure(request, self.name, exc, started)
         return success(request, self.name, ends, checksum, started)
 
-    def _run(self, args: list[str], request: TransferRequest) -> None:
-        done = run_command(args, request.timeout, request.direction, what=request.lfn)
+    def _run(self, args: list[str], request: TransferRequest, env: Mapping[str, str]) -> None:
+        environment = {**os.environ, **env} if env else None
+        done = run_command(args, request.timeout, request.direction, env=environment, what=request.lfn)
         if done.returncode != 0:
             output = "\n".join(x for x in (done.stdout, done.stderr) if x)
             raise classify_command_output(output or f"exit status {done.returncode}", request.direction,
@@ -112,7 +125,8 @@ class LsmCopytool:
 
     def _get(self, request: TransferRequest, ends: Endpoints) -> tuple[str, str]:
         ends.local.parent.mkdir(parents=True, exist_ok=True)
-        self._run([self.get_command, ends.remote, str(ends.local)], request)
+        remote = command_url(ends.remote, request.direction)
+        self._run([self.get_command, remote.url, str(ends.local)], request, remote.env)
         if not ends.local.is_file():
             raise TransferError(f"{self.get_command} left no file at {ends.local}", request.direction)
         if request.checksum is not None:
@@ -132,5 +146,6 @@ class LsmCopytool:
             args += ["--guid", request.guid]
         if self.token:
             args += ["-t", self.token]
-        self._run([*args, str(ends.local), ends.remote], request)
+        remote = command_url(ends.remote, request.direction)
+        self._run([*args, str(ends.local), remote.url], request, remote.env)
         return checksum

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pilotlib._redact import redact_url
 from pilotlib.errors import Direction
 from pilotlib.transfer.base import TransferRequest, TransferResult, url_scheme
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
@@ -141,7 +142,7 @@ class _LocalCopytool:
         line = f"{lfn} {url}:checksumtype={checksum[0]}:checksumvalue={checksum[1]}\n"
         with open(self.output_list, "a", encoding="utf-8") as handle:
             handle.write(line)
-        log.info("output.list entry lfn=%s url=%s", lfn, url)
+        log.info("output.list entry lfn=%s url=%s", lfn, redact_url(url))
 
 
 class MvCopytool(_LocalCopytool):

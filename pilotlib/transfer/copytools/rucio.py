@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
 from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
 from pilotlib.transfer.errors import (
@@ -51,8 +52,19 @@ ClientFactory = Callable[[], object]
 
 
 def _rucio_log(level: int, msg: str, *args: object, **kwargs: object) -> None:
-    """rucio-clients' logger function (called like ``logging.log``), routed to a child of this module's logger."""
-    logging.getLogger(__name__ + ".client").log(level, msg, *args, exc_info=bool(kwargs.get("exc_info")))
+    """rucio-clients' logger function (called like ``logging.log``), routed to a child of this module's logger.
+
+    Redacted: rucio-clients logs PFNs and the commands its protocols run (``rse/protocols/xrootd.py`` logs
+    ``xrootd.get: cmd: xrdcp -f <pfn> <dest>``), and a PFN may carry a token.
+    """
+    logger = logging.getLogger(__name__ + ".client")
+    if not logger.isEnabledFor(level):
+        return
+    try:
+        text = str(msg) % args if args else str(msg)
+    except (TypeError, ValueError):
+        text = " ".join(str(x) for x in (msg, *args))
+    logger.log(level, "%s", redact_text(text), exc_info=bool(kwargs.get("exc_info")))
 
 
 class RucioCopytool:
@@ -142,6 +154,11 @@ class RucioCopytool:
 
     # -- stage-in -----------------------------------------------------------------------------------------------
     def _download(self, client: object, request: TransferRequest, scratch: Path) -> str:
+        if "://" in request.source and redact_text(request.source) != request.source:
+            # rucio-clients' protocols may run a command with the PFN as an argument (rse/protocols/xrootd.py: xrdcp,
+            # rse/protocols/gfal.py CLI: gfal-copy): a PFN with a secret would show it in /proc/<pid>/cmdline
+            raise TransferError(f"{redact_url(request.source)}: a PFN with a token or signature is not given to "
+                                "rucio-clients, whose protocols may put it on a command line", request.direction)
         from rucio.client.downloadclient import DownloadClient  # noqa: PLC0415 - the backend is imported only when used (R10)
 
         downloader = DownloadClient(client=client, logger=_rucio_log, tracing=self._tracing)

@@ -4,7 +4,10 @@ The Python client copies many files in parallel in one ``CopyProcess`` (``parall
 verification: on stage-in the expected checksum is preset, so a corrupted replica fails even though the server's
 checksum matches its own bad copy; on stage-out the local checksum is computed first and preset. When only the
 ``xrdcp`` command exists (Debian's xrootd-client), each file is one command run (``--cksum adler32:<value>``), a
-bounded number at once, each with its timeout; the process group is killed on timeout.
+bounded number at once, each with its timeout; the process group is killed on timeout. A bearer token in the URL
+(``?authz=``, ``?access_token=``) is taken out of the command line and given to ``xrdcp`` in ``BEARER_TOKEN``, where
+the XRootD client's ztn security protocol reads it (as rucio-clients does, ``rse/protocols/xrootd.py``); a URL with a
+secret that can not be moved so is not given to the command.
 
 Error translation follows PanDAWMS/pilot3 ``pilot/copytool/xrdcp.py`` and ``pilot/copytool/common.py``: checksum
 errors are GETADMISMATCH/PUTADMISMATCH, "no such file" on stage-in is MISSINGINPUTFILE, a server error response is
@@ -30,6 +33,7 @@ from pilotlib.transfer.base import TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
 from pilotlib.transfer.copytools._common import (
     Endpoints,
+    command_url,
     endpoints,
     failure,
     parallel_map,
@@ -329,10 +333,11 @@ class XrdcpCopytool:
         if inbound:
             ends.local.parent.mkdir(parents=True, exist_ok=True)
         cksum = f"adler32:{preset[1]}" if preset else "adler32"
-        src, dst = (ends.remote, str(ends.local)) if inbound else (str(ends.local), ends.remote)
-        args = [self.command, "--nopbar", "--force", "--rm-bad-cksum", "--cksum", cksum, src, dst]
         try:
-            done = run_command(args, request.timeout, request.direction, env=env, what=request.lfn)
+            remote = command_url(ends.remote, request.direction)  # a token goes in BEARER_TOKEN, not in argv
+            src, dst = (remote.url, str(ends.local)) if inbound else (str(ends.local), remote.url)
+            args = [self.command, "--nopbar", "--force", "--rm-bad-cksum", "--cksum", cksum, src, dst]
+            done = run_command(args, request.timeout, request.direction, env={**env, **remote.env}, what=request.lfn)
         except TransferError as exc:
             return failure(request, self.name, exc, started)
         if done.returncode != 0:
