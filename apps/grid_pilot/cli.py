@@ -44,7 +44,7 @@ _HARVESTER_FILES = (("job-file", "jobSpecFile"), ("pandaids-file", "pandaIDsFile
                     ("request-file", "jobRequestFile"), ("attributes-file", "workerAttributesFile"),
                     ("report-file", "jobReportFile"), ("event-status-file", "eventStatusDumpJsonFile"),
                     ("event-request-file", "eventRequestFile"), ("event-ranges-file", "eventRangesFile"),
-                    ("kill-file", "killWorkerFile"))
+                    ("kill-file", "killWorkerFile"), ("heartbeat-file", "heartbeatFile"))
 
 
 class ConfigError(Exception):

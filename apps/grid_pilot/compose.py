@@ -68,7 +68,7 @@ _HARVESTER_NAMES = {"harvester_job_file": "job_file", "harvester_pandaids_file":
                     "harvester_request_file": "job_request", "harvester_attributes_file": "worker_attributes",
                     "harvester_report_file": "job_report", "harvester_event_status_file": "event_status",
                     "harvester_event_request_file": "event_request", "harvester_event_ranges_file": "event_ranges",
-                    "harvester_kill_file": "kill_worker"}
+                    "harvester_kill_file": "kill_worker", "harvester_heartbeat_file": "heartbeat"}
 
 
 def harvester_files(settings: Settings) -> HarvesterFiles:

@@ -38,10 +38,10 @@ class Settings:
         harvester_per_job_dirs: each job's files are in ``<access point>/<PandaID>/`` (Harvester's ``MT_MultiJobs``).
         harvester_job_file, harvester_pandaids_file, harvester_request_file, harvester_attributes_file,
             harvester_report_file, harvester_event_status_file, harvester_event_request_file,
-            harvester_event_ranges_file, harvester_kill_file: Harvester's file names (``[payload_interaction]``
-            ``jobSpecFile``, ``pandaIDsFile``, ``jobRequestFile``, ``workerAttributesFile``, ``jobReportFile``,
-            ``eventStatusDumpJsonFile``, ``eventRequestFile``, ``eventRangesFile``, ``killWorkerFile``); empty:
-            Harvester's default.
+            harvester_event_ranges_file, harvester_kill_file, harvester_heartbeat_file: Harvester's file names
+            (``[payload_interaction]`` ``jobSpecFile``, ``pandaIDsFile``, ``jobRequestFile``,
+            ``workerAttributesFile``, ``jobReportFile``, ``eventStatusDumpJsonFile``, ``eventRequestFile``,
+            ``eventRangesFile``, ``killWorkerFile``, ``heartbeatFile``); empty: Harvester's default.
         input_url: where inputs are when their storage (``ddmEndPointIn``) is not described (development; a
             directory or ``root://`` URL; ``<input_url>/<lfn>``).
         output_url: where outputs and the log go when their storage is not described (a directory or URL).
@@ -84,6 +84,7 @@ class Settings:
     harvester_event_request_file: str = ""
     harvester_event_ranges_file: str = ""
     harvester_kill_file: str = ""
+    harvester_heartbeat_file: str = ""
     input_url: str = ""
     output_url: str = ""
     copytool_in: tuple[str, ...] = ()
