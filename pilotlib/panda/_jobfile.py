@@ -3,7 +3,7 @@
 Facts relied on:
 
 - Harvester writes the job file with a plain ``open(path, "w")`` and ``json.dump({PandaID: params})``, or
-  ``urlencode(params)`` when the queue's ``jobSpecFileFormat`` is ``cgi``; then ``PoolFileCatalog_H.xml``, then
+  ``urlencode(params)`` when the queue's ``jobSpecFileFormat`` is ``cgi``; then ``PoolFileCatalog_H.xml``, the input links, then
   ``worker_pandaids.json``, then it removes ``worker_requestjob.json`` (HSF/harvester
   ``pandaharvester/harvestermessenger/shared_file_messenger.py``, ``feed_jobs``). A reader can therefore see an empty
   or truncated file.
