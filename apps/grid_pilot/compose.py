@@ -88,12 +88,13 @@ def _harvester_parts(settings: Settings, stop: Stop) -> Parts:
 
 def _data_places(settings: Settings) -> tuple[str, str, tuple[str, ...]]:
     """Stage-in's fallback place, stage-out's, and stage-out's copytools: in harvester mode inputs are in the
-    access point; with ``harvester_stageout = harvester`` outputs and the log are copied there (``cp``) and left to
-    Harvester."""
+    job's directory of the access point; with ``harvester_stageout = harvester`` outputs and the log are copied
+    there (``cp``) and left to Harvester."""
     input_url, output_url = settings.input_url, settings.output_url or str(settings.workdir / "storage")
     tools_out = settings.copytool_out
     if settings.mode is Mode.HARVESTER and settings.harvester_workdir is not None:
-        input_url = settings.input_url or str(settings.harvester_workdir)
+        per_job = "/{panda_id}" if settings.harvester_per_job_dirs else ""
+        input_url = settings.input_url or str(settings.harvester_workdir) + per_job
         if settings.harvester_stageout == "harvester":
             output_url = settings.output_url or str(settings.harvester_workdir)
             tools_out = tools_out or ("cp",)

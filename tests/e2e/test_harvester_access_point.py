@@ -87,7 +87,8 @@ def test_in_flight_two_refused_without_per_job_dirs(tmp_path: Path, capsys: pyte
     """``--in-flight 2`` in harvester mode is a setting error (exit 2) unless each job has its own directory:
     ``worker_attributes.json`` and ``jobReport.json`` are one per access point (``get_access_point`` l.149-155) and
     ``get_work_attributes`` (l.169-223) does not check which job wrote them. With ``--harvester-per-job-dirs``
-    (``MT_MultiJobs``) it runs, every job-level file in ``<access point>/<PandaID>/``; with the default
+    (``MT_MultiJobs``) it runs, every job-level file in ``<access point>/<PandaID>/``, the inputs Harvester linked
+    there (l.403-411 with ``get_access_point``) used without ``--input-dir``; with the default
     ``--harvester-stageout pilot`` the files the pilot transferred are declared there."""
     access_point = tmp_path / "access_point"
     access_point.mkdir()
@@ -98,10 +99,12 @@ def test_in_flight_two_refused_without_per_job_dirs(tmp_path: Path, capsys: pyte
     job_dir = access_point / "9302"
     job_dir.mkdir()
     (job_dir / "HPCJobs.json").write_text(json.dumps({"9302": job_definition(9302, sleep=0.1)}))
+    prestaged = make_inputs(tmp_path / "prestaged")
+    for lfn in ("in.dat", "payload.sh"):
+        os.symlink(prestaged / lfn, job_dir / lfn)
     (access_point / "worker_pandaids.json").write_text("[9302]")
-    inputs = make_inputs(tmp_path / "in")
-    assert main([*argv, "--harvester-per-job-dirs", "--input-dir", str(inputs),
-                 "--output-dir", str(tmp_path / "storage")]) == 0
+    assert main([*argv, "--harvester-per-job-dirs", "--output-dir", str(tmp_path / "storage")]) == 0
+    assert (job_dir / "in.dat").is_symlink() and (prestaged / "in.dat").is_file()
     assert json.loads((job_dir / "worker_attributes.json").read_text())["jobStatus"] == "finished"
     declared = json.loads((job_dir / "event_status.dump.json").read_text())["9302"]
     assert sorted((os.path.basename(e["path"]), e["type"]) for e in declared) == [("log.tgz", "log"),
