@@ -39,6 +39,14 @@ _NUMBERS = {"lifetime": float, "timefloor": float, "heartbeat": float, "final_re
             "in_flight": int, "payload_grace": float, "looping_limit": float, "memory_limit_kb": int}
 
 
+#: ``--harvester-<option>`` and the ``[payload_interaction]`` key of Harvester's configuration it mirrors.
+_HARVESTER_FILES = (("job-file", "jobSpecFile"), ("pandaids-file", "pandaIDsFile"),
+                    ("request-file", "jobRequestFile"), ("attributes-file", "workerAttributesFile"),
+                    ("report-file", "jobReportFile"), ("event-status-file", "eventStatusDumpJsonFile"),
+                    ("event-request-file", "eventRequestFile"), ("event-ranges-file", "eventRangesFile"),
+                    ("kill-file", "killWorkerFile"), ("heartbeat-file", "heartbeatFile"))
+
+
 class ConfigError(Exception):
     """A setting is missing or invalid; the message says which."""
 
@@ -61,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the queue's timefloor, else 0)")
     p.add_argument("--max-jobs", help="stop after this many jobs (default: no limit beyond the lifetime)")
     p.add_argument("--harvester-workdir", help="Harvester access point (harvester mode)")
+    p.add_argument("--harvester-stageout", choices=["pilot", "harvester"],
+                   help="pilot: stage outputs and the log out, declare them to Harvester; harvester: copy them into "
+                   "the access point for Harvester to stage out (default: pilot)")
+    p.add_argument("--harvester-per-job-dirs", action="store_const", const=True,
+                   help="each job's files are in <access point>/<PandaID>/ (Harvester's MT_MultiJobs workers)")
+    for option, key in _HARVESTER_FILES:
+        p.add_argument(f"--harvester-{option}", help=f"Harvester's {key} name (default: Harvester's)")
     p.add_argument("--launch-dir", help="ARC launch directory holding pandaJobData.out (arc mode)")
     p.add_argument("--queuedata-url", help="queue description URL, {pandaqueue} replaced; 'none': no download "
                    "(server mode default: <url>/cache/schedconfig/{pandaqueue}.all.json)")
@@ -148,8 +163,8 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
 def _check(settings: Settings) -> None:
     if settings.mode is Mode.SERVER and not (settings.url and settings.queue):
         raise ConfigError("server mode needs --url and -q/--queue")
-    if settings.mode is Mode.HARVESTER and settings.harvester_workdir is None:
-        raise ConfigError("harvester mode needs --harvester-workdir")
+    if settings.mode is Mode.HARVESTER:
+        _check_harvester(settings)
     if settings.mode is Mode.ARC and settings.launch_dir is None:
         raise ConfigError("arc mode needs --launch-dir")
     if settings.url and not settings.url.startswith(("https://", "http://")):
@@ -162,6 +177,21 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"api must be legacy or v1, got {settings.api!r}")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log-level must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+
+
+def _check_harvester(settings: Settings) -> None:
+    if settings.harvester_workdir is None:
+        raise ConfigError("harvester mode needs --harvester-workdir")
+    if settings.in_flight > 1 and not settings.harvester_per_job_dirs:
+        raise ConfigError(f"in-flight {settings.in_flight} needs --harvester-per-job-dirs in harvester mode: "
+                          "worker_attributes.json and jobReport.json are one per access point and Harvester does not "
+                          "check which job wrote them")
+    if settings.harvester_stageout not in ("pilot", "harvester"):
+        raise ConfigError(f"harvester-stageout must be pilot or harvester, got {settings.harvester_stageout!r}")
+    for option, _key in _HARVESTER_FILES:
+        name = getattr(settings, "harvester_" + option.replace("-", "_"))
+        if name and ("/" in name or name in (".", "..")):
+            raise ConfigError(f"harvester-{option} must be a plain file name, got {name!r}")
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:

@@ -62,12 +62,42 @@ def _event_for(stop: Stop) -> threading.Event:
     return event
 
 
-def _harvester_parts(settings: Settings, stop: Stop) -> Parts:
+#: Settings holding Harvester's file names -> the :class:`HarvesterFiles` attribute each sets.
+_HARVESTER_NAMES = {"harvester_job_file": "job_file", "harvester_pandaids_file": "panda_ids",
+                    "harvester_request_file": "job_request", "harvester_attributes_file": "worker_attributes",
+                    "harvester_report_file": "job_report", "harvester_event_status_file": "event_status",
+                    "harvester_event_request_file": "event_request", "harvester_event_ranges_file": "event_ranges",
+                    "harvester_kill_file": "kill_worker", "harvester_heartbeat_file": "heartbeat"}
+
+
+def harvester_files(settings: Settings) -> HarvesterFiles:
+    """The access point and Harvester's file names of the settings (unset names keep Harvester's defaults)."""
     assert settings.harvester_workdir is not None
-    files = HarvesterFiles(access_point=settings.harvester_workdir)
-    reporter = HarvesterReporter(files)
+    names = {attr: getattr(settings, key) for key, attr in _HARVESTER_NAMES.items() if getattr(settings, key)}
+    return HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.harvester_per_job_dirs, **names)
+
+
+def _harvester_parts(settings: Settings, stop: Stop) -> Parts:
+    files = harvester_files(settings)
     source = HarvesterJobSource(files, stop=_event_for(stop), wait_timeout=max(1.0, settings.timefloor or 60.0))
+    reporter = HarvesterReporter(files, job_of=source.served_job,
+                                 local_dir=lambda panda_id: settings.workdir / str(panda_id))
     return Parts(source, reporter, reporter.kill_worker)
+
+
+def _data_places(settings: Settings) -> tuple[str, str, tuple[str, ...]]:
+    """Stage-in's fallback place, stage-out's, and stage-out's copytools: in harvester mode inputs are in the
+    job's directory of the access point; with ``harvester_stageout = harvester`` outputs and the log are copied
+    there (``cp``) and left to Harvester."""
+    input_url, output_url = settings.input_url, settings.output_url or str(settings.workdir / "storage")
+    tools_out = settings.copytool_out
+    if settings.mode is Mode.HARVESTER and settings.harvester_workdir is not None:
+        per_job = "/{panda_id}" if settings.harvester_per_job_dirs else ""
+        input_url = settings.input_url or str(settings.harvester_workdir) + per_job
+        if settings.harvester_stageout == "harvester":
+            output_url = settings.output_url or str(settings.harvester_workdir)
+            tools_out = tools_out or ("cp",)
+    return input_url, output_url, tools_out
 
 
 def _arc_parts(settings: Settings, stop: Stop) -> Parts:
@@ -142,8 +172,8 @@ class Retriever:
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
             limits: PilotLimits) -> Stages:
-    data = TransferStages(default_registry(), setups, settings.input_url,
-                          settings.output_url or str(settings.workdir / "storage"),
+    input_url, output_url, _tools_out = _data_places(settings)
+    data = TransferStages(default_registry(), setups, input_url, output_url,
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id))
     executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
@@ -208,7 +238,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
     retriever = Retriever(parts.source, request, settings, started, limits=limits)
-    setups = JobSetups(settings, info)
+    setups = JobSetups(attrs.evolve(settings, copytool_out=_data_places(settings)[2]), info)
     stages = _stages(settings, parts.reporter, store, setups, limits)
 
     def finished(run: JobRun) -> None:

@@ -114,7 +114,8 @@ class TransferStages:
     Args:
         registry: the copytools.
         setups: each job's copytools and information service.
-        input_url: the place of inputs whose storage is not described ("" for none).
+        input_url: the place of inputs whose storage is not described ("" for none; ``{panda_id}`` is replaced by
+            the job's PandaID, e.g. Harvester's per-job directories).
         output_url: the place of outputs and logs whose storage is not described.
         job_log_of: where a job's own pilot log is (copied into its log tarball).
     """
@@ -139,7 +140,8 @@ class TransferStages:
         setup = self._setups.of(job)
         local = {f.ddmendpoint or LOCAL_STORAGE for f in job.inputs} | set(_queue_storages(setup, "pr"))
         stage = StageIn(self._registry, setup.tools_in, workdir,
-                        replicas=StorageReplicas(setup.info, self._input_url), local_storages=local)
+                        replicas=StorageReplicas(setup.info, self._input_url.replace("{panda_id}", str(job.panda_id))),
+                        local_storages=local)
         return stage.run(job, should_stop)
 
     def _stage_out(self, job: Job, workdir: Path, tools: Sequence[str], activity: str,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import attrs
 
-from apps.grid_pilot.settings import Settings
+from apps.grid_pilot.settings import Mode, Settings
 from pilotlib.errors import PilotError
 from pilotlib.info import (
     CachedSource,
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The copytools used when neither the command line nor a queue description names any.
 DEFAULT_COPYTOOLS = ("mv",)
+#: Stage-in's in harvester mode: the inputs are Harvester's links in the access point, never moved out of it.
+HARVESTER_COPYTOOLS_IN = ("symlink",)
 _MIB = 1024 * 1024
 
 
@@ -153,11 +155,12 @@ def _grace(queue: QueueDescription | None, key: str, default: float) -> float:
         return default
 
 
-def _tools(given: Sequence[str], queue: QueueDescription | None, activity: str) -> tuple[str, ...]:
+def _tools(given: Sequence[str], queue: QueueDescription | None, activity: str,
+           default: tuple[str, ...] = DEFAULT_COPYTOOLS) -> tuple[str, ...]:
     if given:
         return tuple(given)
     if queue is None:
-        return DEFAULT_COPYTOOLS
+        return default
     return queue.copytools_for(activity)
 
 
@@ -210,7 +213,8 @@ class JobSetups:
         queue = info.queue() if info is not None and info.queue_sources else None
         s = self._settings
         out = _tools(s.copytool_out, queue, "pw")
-        return JobSetup(tools_in=_tools(s.copytool_in, queue, "pr"), tools_out=out,
+        default_in = HARVESTER_COPYTOOLS_IN if s.mode is Mode.HARVESTER else DEFAULT_COPYTOOLS
+        return JobSetup(tools_in=_tools(s.copytool_in, queue, "pr", default_in), tools_out=out,
                         tools_log=tuple(s.copytool_out) or (_tools((), queue, "pl") if queue else out),
                         info=info, queue=queue, job_pars=overrides.job_pars)
 

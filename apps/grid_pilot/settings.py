@@ -33,6 +33,16 @@ class Settings:
             which a multi-job pilot keeps asking (None: the queue's ``timefloor``, else 0).
         max_jobs: the most jobs this pilot runs (0: as many as the lifetime allows).
         harvester_workdir: the access point (harvester mode); ``launch_dir`` the ARC launch directory.
+        harvester_stageout: ``pilot`` (the pilot stages outputs and the log out and declares what it transferred in
+            ``event_status.dump.json``) or ``harvester`` (the pilot copies them into the access point and declares
+            them there for Harvester's stager).
+        harvester_per_job_dirs: each job's files are in ``<access point>/<PandaID>/`` (Harvester's ``MT_MultiJobs``).
+        harvester_job_file, harvester_pandaids_file, harvester_request_file, harvester_attributes_file,
+            harvester_report_file, harvester_event_status_file, harvester_event_request_file,
+            harvester_event_ranges_file, harvester_kill_file, harvester_heartbeat_file: Harvester's file names
+            (``[payload_interaction]`` ``jobSpecFile``, ``pandaIDsFile``, ``jobRequestFile``,
+            ``workerAttributesFile``, ``jobReportFile``, ``eventStatusDumpJsonFile``, ``eventRequestFile``,
+            ``eventRangesFile``, ``killWorkerFile``, ``heartbeatFile``); empty: Harvester's default.
         input_url: where inputs are when their storage (``ddmEndPointIn``) is not described (development; a
             directory or ``root://`` URL; ``<input_url>/<lfn>``).
         output_url: where outputs and the log go when their storage is not described (a directory or URL).
@@ -68,6 +78,18 @@ class Settings:
     max_jobs: int = 0
     harvester_workdir: Path | None = None
     launch_dir: Path | None = None
+    harvester_stageout: str = "pilot"
+    harvester_per_job_dirs: bool = False
+    harvester_job_file: str = ""
+    harvester_pandaids_file: str = ""
+    harvester_request_file: str = ""
+    harvester_attributes_file: str = ""
+    harvester_report_file: str = ""
+    harvester_event_status_file: str = ""
+    harvester_event_request_file: str = ""
+    harvester_event_ranges_file: str = ""
+    harvester_kill_file: str = ""
+    harvester_heartbeat_file: str = ""
     input_url: str = ""
     output_url: str = ""
     copytool_in: tuple[str, ...] = ()

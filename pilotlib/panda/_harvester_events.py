@@ -9,8 +9,11 @@ Facts relied on (HSF/harvester ``pandaharvester/harvestermessenger/shared_file_m
 - Harvester answers by writing ``JobsEventRanges.json`` in the access point with a plain ``open(..., "w")``
   (``feed_events``): ``{"<PandaID>": [{eventRangeID, startEvent, lastEvent, LFN, GUID, scope, ...}]}``, then removes
   the request file; with ``prefetchEvents`` the ranges may be there before the pilot asks;
-- updates go to ``worker_updateevents.json`` in the job's directory as ``{"<PandaID>": [{eventRangeID,
-  eventStatus}]}``; Harvester renames it to ``.read`` while it works (``events_to_update``), so updates are merged.
+- range statuses go to ``event_status.dump.json`` in the job's directory, as entries ``{eventRangeID,
+  eventStatus}`` without a ``path`` (``get_files_to_stage_out`` collects every entry's ``eventRangeID`` and
+  ``eventStatus``, with or without a file). Harvester rewrites ``worker_updateevents.json`` from the dump whenever
+  the dump holds events, so a status written there directly would be lost; the dump is renamed to ``.read`` while
+  Harvester works, so statuses are merged into it, never overwritten.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, r
 from pilotlib.panda._harvester_settings import HarvesterFiles
 from pilotlib.panda.base import EventRange, EventRangeUpdate, UpdateAnswer
 
-__all__ = ["HarvesterEventRanges"]
+__all__ = ["DUMP_LOCK", "HarvesterEventRanges", "dump_key"]
+
+#: Serialises the merges into ``event_status.dump.json`` of the reporter and of the event ranges in one process.
+DUMP_LOCK = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +65,13 @@ def _event_range(entry: Any) -> EventRange:
     )
 
 
-def _update_key(entry: Mapping[str, Any]) -> tuple[str, str]:
-    return str(entry.get("eventRangeID")), str(entry.get("eventStatus"))
+def dump_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What makes an ``event_status.dump.json`` entry distinct: a file by its path and range; a status without a
+    file by its range and status (a newer status of a range Harvester holds in ``.read`` is still added)."""
+    path = entry.get("path")
+    if path:
+        return str(path), str(entry.get("eventRangeID")), ""
+    return "", str(entry.get("eventRangeID")), str(entry.get("eventStatus"))
 
 
 class HarvesterEventRanges:
@@ -69,7 +80,7 @@ class HarvesterEventRanges:
     ``get_event_ranges`` first takes ranges Harvester already placed for the job; otherwise it writes the request,
     waits (at most ``timeout``; ``stop`` ends the wait) for the answer and consumes it. More ranges than asked for
     are kept and handed out by the next calls. ``update_event_ranges`` merges the statuses into the job's
-    ``worker_updateevents.json``.
+    ``event_status.dump.json``.
     """
 
     def __init__(
@@ -157,7 +168,7 @@ class HarvesterEventRanges:
         return []
 
     def update_event_ranges(self, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
-        """Merge the updates into each job's ``worker_updateevents.json``; always accepted.
+        """Merge the updates into each job's ``event_status.dump.json``; always accepted.
 
         Raises:
             LaunchDirFormatError: a field can not be written as JSON.
@@ -168,8 +179,8 @@ class HarvesterEventRanges:
             entry = dict(update.fields)
             entry.update(eventRangeID=update.event_range_id, eventStatus=update.status)
             by_job[update.panda_id].append(entry)
-        with self._lock:
+        with DUMP_LOCK:
             for panda_id, entries in by_job.items():
-                path = self._files.job_path(panda_id, self._files.event_updates)
-                merge_entries(path, {str(panda_id): entries}, _update_key)
+                path = self._files.job_path(panda_id, self._files.event_status)
+                merge_entries(path, {str(panda_id): entries}, dump_key)
         return UpdateAnswer(accepted=True)

@@ -3,8 +3,8 @@
 Facts relied on:
 
 - Harvester writes the job file with a plain ``open(path, "w")`` and ``json.dump({PandaID: params})``, or
-  ``urlencode(params)`` when the queue's ``jobSpecFileFormat`` is ``cgi``; then ``PoolFileCatalog_H.xml``, then
-  ``worker_pandaids.json``, then it removes ``worker_requestjob.json`` (HSF/harvester
+  ``urlencode(params)`` when the queue's ``jobSpecFileFormat`` is ``cgi``; then ``PoolFileCatalog_H.xml``, the input
+  links, then ``worker_pandaids.json``, then it removes ``worker_requestjob.json`` (HSF/harvester
   ``pandaharvester/harvestermessenger/shared_file_messenger.py``, ``feed_jobs``). A reader can therefore see an empty
   or truncated file.
 - A truncated JSON object never parses, so a JSON file that parses is complete. A truncated url-encoded definition

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pilotlib.job import Job
 from pilotlib.panda import _answers as ans
+from pilotlib.panda._times import server_time
 from pilotlib.panda._transport import Transport
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
 from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
@@ -54,7 +54,7 @@ def legacy_update_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             log.debug("updateJob field not sent: the legacy server has no such argument field=%s", key)
             continue
         epoch = key in _TIME_FIELDS and isinstance(value, int | float) and not isinstance(value, bool)
-        body[key] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value)) if epoch else value
+        body[key] = server_time(value) if epoch else value
     return body
 
 

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from pilotlib.errors import MissingFieldError
 from pilotlib.job import Job
 from pilotlib.panda import _answers as ans
 from pilotlib.panda._legacy import range_answer
+from pilotlib.panda._times import server_time
 from pilotlib.panda._transport import Transport
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
 from pilotlib.panda.errors import ServerAnswerError, ServerHTTPError, ServerRefusedError
@@ -91,7 +91,7 @@ def typed_argument(name: str, value: Any) -> Any:
     if value is None or name in _INT_ARGUMENTS | _NUMBER_ARGUMENTS:
         return _number(value, integer=name in _INT_ARGUMENTS)
     if name in _TIME_ARGUMENTS and isinstance(value, int | float):
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+        return server_time(value)
     if isinstance(value, Mapping | list | tuple):
         return json.dumps(value)
     return value if isinstance(value, str) else str(value)

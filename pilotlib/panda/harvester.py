@@ -36,7 +36,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -49,9 +50,10 @@ from pilotlib.panda._file_errors import (
     LaunchDirTimeoutError,
 )
 from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, remove_file
-from pilotlib.panda._harvester_events import HarvesterEventRanges
+from pilotlib.panda._harvester_events import DUMP_LOCK, HarvesterEventRanges, dump_key
 from pilotlib.panda._harvester_settings import HarvesterFiles
 from pilotlib.panda._jobfile import Consume, consume_job_file, read_job_file
+from pilotlib.panda._times import TIME_FIELDS, server_time
 from pilotlib.panda.base import JobRequest, JobUpdate, UpdateAnswer
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "LaunchDirFormatError",
     "LaunchDirTimeoutError",
     "StageOutFile",
+    "declared_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,9 +81,14 @@ class HarvesterJobSource:
     with ``worker_requestjob.json`` (``{"nJobs": request.n_jobs}``) and waits for a new job file. A call returns an
     empty sequence when no job came before ``wait_timeout`` or when ``stop`` is set.
 
+    A job is taken only once ``worker_pandaids.json`` lists its PandaID: Harvester's ``feed_jobs`` writes that file
+    last, after the job file, ``PoolFileCatalog_H.xml`` and the input links, so stage-in never starts before the
+    inputs are in place. When a job is taken, the ``jobReport.json`` left in its directory by an earlier job is
+    removed (Harvester would send it as this job's ``metaData``).
+
     Rank ``rank`` (an HPC worker's MPI rank, 0 otherwise) takes entry ``rank`` of ``worker_pandaids.json``: with
     ``per_job_dirs`` its job file is ``<access point>/<PandaID>/<job file>``; otherwise, when the one job file holds
-    several jobs, it takes the one with that PandaID (or, without a PandaID list, the ``rank``-th one).
+    several jobs, it takes the one with that PandaID.
     """
 
     def __init__(
@@ -115,6 +123,11 @@ class HarvesterJobSource:
         self._consume = consume
         self._stop = stop or threading.Event()
         self._served: set[int] = set()
+        self._jobs: dict[int, Job] = {}
+
+    def served_job(self, panda_id: int) -> Job | None:
+        """The job this source handed out with that PandaID, if any (the reporter reads its file list)."""
+        return self._jobs.get(panda_id)
 
     def get_jobs(self, request: JobRequest) -> Sequence[Job]:
         """Return this rank's next job (one at most), or an empty sequence.
@@ -139,7 +152,9 @@ class HarvesterJobSource:
             self._stop.wait(min(self._interval, remaining))
         if found:
             self._served.add(found[0].panda_id)
+            self._jobs[found[0].panda_id] = found[0]
             remove_file(self._files.worker_path(self._files.job_request))
+            remove_file(self._files.job_path(found[0].panda_id, self._files.job_report))
             log.info("took job from harvester panda_id=%s", found[0].panda_id)
         return tuple(found)
 
@@ -170,6 +185,9 @@ class HarvesterJobSource:
             path, timeout=self._read_timeout, interval=self._interval, stop=self._stop, confirmed=ids.__contains__
         )
         job = self._choose(jobs or (), wanted)
+        if job is not None and str(job.panda_id) not in ids:
+            log.debug("job file read, waiting for %s to list it panda_id=%s", self._files.panda_ids, job.panda_id)
+            return None
         if job is not None and (len(jobs or ()) == 1 or self._files.per_job_dirs):
             consume_job_file(path, self._consume)
         return job
@@ -180,7 +198,7 @@ class HarvesterJobSource:
             return fresh[0] if fresh else None
         if wanted is not None:
             return next((job for job in fresh if str(job.panda_id) == wanted), None)
-        return jobs[self._rank] if self._rank < len(jobs) and jobs[self._rank] in fresh else None
+        return None
 
 
 # -------------------------------------------------------------------------------------------------------- reporter
@@ -238,8 +256,42 @@ class StageOutFile:
 _NOT_FORWARDED = frozenset({"xml", "inputfiles", "outputfiles"})
 
 
-def _stageout_key(entry: Mapping[str, Any]) -> tuple[str, str]:
-    return str(entry.get("path")), str(entry.get("eventRangeID"))
+def _local_path(surl: Any, fallback: Path) -> str:
+    """The file's local path: its URL when that is one (``/x`` or ``file:///x``), else ``fallback``."""
+    text = str(surl or "")
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return text if text.startswith("/") else str(fallback)
+
+
+def declared_files(xml: Any, job: Job | None, local_dir: Path) -> list[StageOutFile]:
+    """The ``event_status.dump.json`` entries of a final update's output file info (the ``xml`` field).
+
+    Each transferred file (outputs and the log, ``{lfn: {guid, fsize, adler32, surl}}``) becomes an ``output``
+    entry, or ``log`` for the job's log file; its path is its URL when that is a local path, else
+    ``<local_dir>/<lfn>``. A value that is not the JSON object gives no entry.
+    """
+    try:
+        info = json.loads(xml) if isinstance(xml, str) else xml
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(info, Mapping):
+        return []
+    log_lfn = job.log.lfn if job is not None and job.log is not None else None
+    entries = []
+    for lfn, value in info.items():
+        desc = value if isinstance(value, Mapping) else {}
+        size = desc.get("fsize")
+        entries.append(StageOutFile(
+            path=_local_path(desc.get("surl"), local_dir / str(lfn)),
+            type="log" if lfn == log_lfn else "output",
+            fsize=int(size) if isinstance(size, int | str) and str(size).isdigit() else None,
+            chksum=str(desc["adler32"]) if desc.get("adler32") else None,
+            guid=str(desc["guid"]) if desc.get("guid") else None,
+        ))
+    return entries
+
+
 
 
 def _camel(name: str) -> str:
@@ -268,14 +320,32 @@ class HarvesterReporter:
     """Job updates as Harvester's files (implements :class:`~pilotlib.panda.base.JobReporter`).
 
     Every update rewrites the job's ``worker_attributes.json`` (the update's fields in camelCase, without ``xml``,
-    plus ``jobId``, ``state`` and ``jobStatus``) and touches ``worker_heartbeat.json``. The final update first writes
-    ``jobReport.json`` from the update's ``metaData``. Answers are always accepted, without a command.
+    plus ``jobId``, ``state`` and ``jobStatus``; ``startTime`` and ``endTime`` in the server's
+    ``%Y-%m-%d %H:%M:%S`` UTC form, which Harvester forwards unchanged) and touches ``worker_heartbeat.json``. The
+    final update first declares the job's outputs and log in ``event_status.dump.json`` (from its ``xml``, see
+    :func:`declared_files`; Harvester's ``get_files_to_stage_out`` reads them, and without them reports no outputs
+    and builds a log tarball of its own), then writes ``jobReport.json`` from ``metaData``. Answers are always
+    accepted, without a command.
     """
 
-    def __init__(self, files: HarvesterFiles) -> None:
-        """Create the reporter for the access point ``files.access_point``."""
+    def __init__(
+        self,
+        files: HarvesterFiles,
+        *,
+        job_of: Callable[[int], Job | None] = lambda _panda_id: None,
+        local_dir: Callable[[int], Path] | None = None,
+    ) -> None:
+        """Create the reporter for the access point ``files.access_point``.
+
+        Args:
+            files: the access point and file names.
+            job_of: the job of a PandaID (to tell its log from its outputs), e.g. the job source's ``served_job``.
+            local_dir: where a job's files are when their URL is not a local path (default: the job's directory in
+                the access point).
+        """
         self._files = files
-        self._lock = threading.Lock()
+        self._job_of = job_of
+        self._local_dir = local_dir or files.job_dir
 
     def update_job(self, update: JobUpdate) -> UpdateAnswer:
         """Write the update; see the class description.
@@ -285,6 +355,14 @@ class HarvesterReporter:
             LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
         """
         attributes = {_camel(key): value for key, value in update.fields.items() if key not in _NOT_FORWARDED}
+        for key in TIME_FIELDS:
+            value = attributes.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                attributes[key] = server_time(value)
+        if update.final:
+            job = self._job_of(update.panda_id)
+            files = declared_files(update.fields.get("xml"), job, self._local_dir(update.panda_id))
+            self.add_stageout_files(update.panda_id, files)
         if update.final and "metaData" in attributes:
             report = _job_report(attributes["metaData"])
             if report is None:
@@ -316,8 +394,8 @@ class HarvesterReporter:
         if not files:
             return
         path = self._files.job_path(panda_id, self._files.event_status)
-        with self._lock:
-            merge_entries(path, {str(panda_id): [f.to_wire() for f in files]}, _stageout_key)
+        with DUMP_LOCK:
+            merge_entries(path, {str(panda_id): [f.to_wire() for f in files]}, dump_key)
         log.info("declared files for stage-out panda_id=%s count=%d", panda_id, len(files))
 
     def kill_worker(self) -> None:

@@ -19,7 +19,7 @@ from pilotlib.job import Job
 from pilotlib.panda import _files
 from pilotlib.panda._file_errors import LaunchDirFormatError, LaunchDirTimeoutError
 from pilotlib.panda.base import EventRange, EventRangeSource, EventRangeUpdate, UpdateAnswer
-from pilotlib.panda.harvester import HarvesterEventRanges, HarvesterFiles
+from pilotlib.panda.harvester import HarvesterEventRanges, HarvesterFiles, HarvesterReporter, StageOutFile
 
 JOB = Job(panda_id=8001, task_id=31000001, jobset_id=42)
 
@@ -137,22 +137,48 @@ def test_malformed_range_is_a_format_error(ap: Path) -> None:
     assert caught.value.code == ErrorCode.CONVERSIONFAILURE
 
 
-def test_updates_merged_beside_a_read_file(ap: Path) -> None:
-    """Updates go to worker_updateevents.json, merged; the ``.read`` file Harvester works on stays untouched and
-    an update it already holds is not written again."""
-    taken = {"8001": [{"eventRangeID": "r1", "eventStatus": "finished"}]}
-    (ap / "worker_updateevents.json.read").write_text(json.dumps(taken))
+def test_updates_merged_into_the_event_status_dump_beside_a_read_file(ap: Path) -> None:
+    """Range statuses go to ``event_status.dump.json``, merged, never to ``worker_updateevents.json``.
+
+    HSF/harvester ``pandaharvester/harvestermessenger/shared_file_messenger.py`` (commit d561b72),
+    ``get_files_to_stage_out``: the dump is renamed to ``.read`` while Harvester works (l.251); every entry's
+    ``eventRangeID`` and ``eventStatus`` is collected, with or without a ``path`` (l.285-332), and whenever there is
+    one, ``worker_updateevents.json`` is replaced by them (l.338-343), so a status written there would be lost. The
+    ``.read`` file stays untouched; an update Harvester already holds is not written again, a newer status of the
+    same range is.
+    """
+    taken = {"8001": [{"eventRangeID": "r1", "eventStatus": "running"}]}
+    (ap / "event_status.dump.json.read").write_text(json.dumps(taken))
     source = HarvesterEventRanges(HarvesterFiles(ap))
     answer = source.update_event_ranges(
-        [EventRangeUpdate("r1", "finished", 8001), EventRangeUpdate("r2", "running", 8001)]
+        [EventRangeUpdate("r1", "running", 8001), EventRangeUpdate("r2", "running", 8001)]
     )
     assert answer == UpdateAnswer(accepted=True)
     source.update_event_ranges([EventRangeUpdate("r3", "failed", 8001, {"errorCode": 1224})])
-    assert json.loads((ap / "worker_updateevents.json.read").read_text()) == taken
-    assert json.loads((ap / "worker_updateevents.json").read_text()) == {
+    source.update_event_ranges([EventRangeUpdate("r1", "finished", 8001)])
+    assert json.loads((ap / "event_status.dump.json.read").read_text()) == taken
+    dump = json.loads((ap / "event_status.dump.json").read_text())
+    assert dump == {
         "8001": [
             {"eventRangeID": "r2", "eventStatus": "running"},
             {"errorCode": 1224, "eventRangeID": "r3", "eventStatus": "failed"},
+            {"eventRangeID": "r1", "eventStatus": "finished"},
+        ]
+    }
+    assert all("path" not in entry for entry in dump["8001"])  # l.289: not a file to stage out
+    assert not (ap / "worker_updateevents.json").exists()
+
+
+def test_range_statuses_and_declared_files_share_the_dump(ap: Path) -> None:
+    """The reporter's declared outputs and the range statuses merge into one dump: neither overwrites the other
+    (shared_file_messenger.py@d561b72 reads one ``eventStatusDumpJsonFile`` per job, l.236)."""
+    files = HarvesterFiles(ap)
+    HarvesterReporter(files).add_stageout_files(8001, [StageOutFile(path=str(ap / "out.root"), fsize=3)])
+    HarvesterEventRanges(files).update_event_ranges([EventRangeUpdate("r1", "finished", 8001)])
+    assert json.loads((ap / "event_status.dump.json").read_text()) == {
+        "8001": [
+            {"path": str(ap / "out.root"), "type": "output", "fsize": 3},
+            {"eventRangeID": "r1", "eventStatus": "finished"},
         ]
     }
 

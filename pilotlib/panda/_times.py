@@ -1,0 +1,20 @@
+"""The time form of the PanDA server (private).
+
+panda-server parses ``startTime`` and ``endTime`` with ``time.strptime(value, "%Y-%m-%d %H:%M:%S")`` (legacy
+``updateJob`` and v1 ``pilot/update_job``); Harvester forwards the values of ``worker_attributes.json`` unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["SERVER_TIME_FORMAT", "TIME_FIELDS", "server_time"]
+
+SERVER_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: The update fields that carry a time.
+TIME_FIELDS = ("startTime", "endTime")
+
+
+def server_time(epoch: float) -> str:
+    """``epoch`` (seconds) as the UTC text the PanDA server parses."""
+    return time.strftime(SERVER_TIME_FORMAT, time.gmtime(epoch))
