@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pilotlib.devserver._logic import Context, Outcome, event_range_panda_id
+from pilotlib.devserver._signatures import LEGACY_ARGUMENTS
 
 SC_SUCCESS, SC_NOJOBS, SC_FAILED, SC_PERMS, SC_MISSKEY, SC_PROXYERROR = 0, 20, 30, 70, 80, 90
 
@@ -76,18 +77,10 @@ def get_job(ctx: Context, params: Mapping[str, Any], accept_json: bool) -> Outco
     return _response(SC_SUCCESS, accept_json, jobs=answers if accept_json else json.dumps(answers))
 
 
-#: The keyword arguments of ``JobDispatcher.updateJob`` (panda-server 2e1a1449); the request's fields are passed as
-#: keywords, so any other field is a TypeError: an HTTP 500 for ``updateJob``, a failed ``updateJobsInBulk``.
-UPDATE_JOB_ARGUMENTS = frozenset({
-    "jobId", "state", "token", "transExitCode", "pilotErrorCode", "pilotErrorDiag", "timestamp", "timeout", "xml",
-    "node", "workdir", "cpuConsumptionTime", "cpuConsumptionUnit", "remainingSpace", "schedulerID", "pilotID",
-    "siteName", "messageLevel", "pilotLog", "metaData", "cpuConversionFactor", "exeErrorCode", "exeErrorDiag",
-    "pilotTiming", "computingElement", "startTime", "endTime", "nEvents", "nInputFiles", "batchID", "attemptNr",
-    "jobMetrics", "stdout", "jobSubStatus", "coreCount", "maxRSS", "maxVMEM", "maxSWAP", "maxPSS", "avgRSS",
-    "avgVMEM", "avgSWAP", "avgPSS", "totRCHAR", "totWCHAR", "totRBYTES", "totWBYTES", "rateRCHAR", "rateWCHAR",
-    "rateRBYTES", "rateWBYTES", "corruptedFiles", "meanCoreCount", "cpu_architecture_level", "grid", "source_site",
-    "destination_site",
-})
+#: The keyword arguments of the legacy ``updateJob`` (facts from panda-server 0.7.2, kept in ``_signatures``): the
+#: request's fields are passed as keywords, so any other field is a TypeError: an HTTP 500 for ``updateJob``, a
+#: failed ``updateJobsInBulk``.
+UPDATE_JOB_ARGUMENTS = LEGACY_ARGUMENTS["updateJob"][1]
 
 
 def update_job(ctx: Context, params: Mapping[str, Any], accept_json: bool) -> Outcome:
