@@ -223,7 +223,11 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     started = time.monotonic() if started is None else started
     started_epoch = time.time() - (time.monotonic() - started)
     settings.workdir.mkdir(parents=True, exist_ok=True)
-    parts = build_parts(settings, stop)
+    try:
+        parts = build_parts(settings, stop)
+    except PilotError as exc:  # e.g. a --proxy that is not there: the pilot's code, no job fetched
+        log.error("pilot cannot start code=%d error=%s", int(exc.code), exc)
+        return Outcome((), exc, ())
     store = FinalStore(settings.workdir)
     recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:

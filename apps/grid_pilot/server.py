@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from apps.grid_pilot.settings import Settings
+from pilotlib.errors import NoProxyError
 from pilotlib.panda.base import JobReporter, JobSource
 from pilotlib.panda.client import PandaClient, RetryPolicy, X509Proxy
 
@@ -19,7 +20,13 @@ __all__ = ["find_proxy", "server_parts"]
 
 def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy | None:
     """The X509 proxy to present, if one exists (``given``: ``--proxy``, else ``X509_USER_PROXY``, else
-    ``/tmp/x509up_u<uid>``)."""
+    ``/tmp/x509up_u<uid>``).
+
+    Raises:
+        NoProxyError: ``given`` (a proxy the pilot was told to use) is not a file.
+    """
+    if given is not None and not given.is_file():
+        raise NoProxyError(f"--proxy names no file: {given}")
     path = given or Path(env.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}")  # noqa: S108 - the grid's
     return X509Proxy(path) if path.is_file() else None
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from apps.grid_pilot.__main__ import main
 from apps.grid_pilot.cli import parse_settings
 from apps.grid_pilot.payload import payload_settings
 from apps.grid_pilot.server import find_proxy
+from pilotlib.errors import NoProxyError
 from pilotlib.job import Job
 from pilotlib.payload import TrfDownloadError, download_transformation, payload_env
 
@@ -102,3 +104,16 @@ def test_capath_verifies_transformation_downloads(tmp_path: Path, https_server: 
     plain = payload_settings(parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)]), {})
     with pytest.raises(TrfDownloadError):
         download_transformation(f"{url}/trf.sh", tmp_path, plain)
+
+
+def test_missing_proxy_file_is_noproxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``--proxy`` that names no file ends the pilot before any server call with NOPROXY (1163) and the wrapper
+    exit status pilot3 gives that code (68: pilot3 a090538b ``pilot/util/auxiliary.py`` line 186), not an anonymous
+    TLS session or a traceback."""
+    missing = tmp_path / "x509up_missing"
+    status = main(["-q", "Q", "--url", "https://127.0.0.1:9", "--proxy", str(missing),
+                   "--workdir", str(tmp_path / "w")])
+    assert status == 68
+    assert f"NoProxyError code=1163: --proxy names no file: {missing}" in capsys.readouterr().out
+    with pytest.raises(NoProxyError):
+        find_proxy({}, missing)
