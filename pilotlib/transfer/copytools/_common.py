@@ -143,7 +143,7 @@ def run_command(
         args: the command and its arguments.
         timeout: seconds before the group is killed.
         direction: picks the error code.
-        env: the environment (default: inherited).
+        env: variables set for the command on top of the environment it inherits (a token, client settings).
         what: named in the timeout error (the file).
 
     Raises:
@@ -157,7 +157,7 @@ def run_command(
     try:
         proc = subprocess.Popen(
             list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            env=None if env is None else dict(env), start_new_session=True,
+            env={**os.environ, **env} if env else None, start_new_session=True,
         )
     except OSError as exc:
         raise TransferError(f"cannot run {args[0]}: {exc.strerror or exc}", direction) from exc

@@ -13,7 +13,6 @@ discovery); a URL with another secret (a password, a presigned signature) is not
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -116,8 +115,7 @@ class LsmCopytool:
         return success(request, self.name, ends, checksum, started)
 
     def _run(self, args: list[str], request: TransferRequest, env: Mapping[str, str]) -> None:
-        environment = {**os.environ, **env} if env else None
-        done = run_command(args, request.timeout, request.direction, env=environment, what=request.lfn)
+        done = run_command(args, request.timeout, request.direction, env=env, what=request.lfn)
         if done.returncode != 0:
             output = "\n".join(x for x in (done.stdout, done.stderr) if x)
             raise classify_command_output(output or f"exit status {done.returncode}", request.direction,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -309,9 +308,8 @@ class XrdcpCopytool:
     def _run_commands(
         self, ready: Sequence[_Ready]
     ) -> list[TransferResult]:
-        environment = dict(os.environ)
         shortest = min(int(request.timeout) for _, request, _, _ in ready)
-        environment.update({f"XRD_{k.upper()}": str(v) for k, v in self._client_env(shortest).items()})
+        environment = {f"XRD_{k.upper()}": str(v) for k, v in self._client_env(shortest).items()}
 
         def one(k: int) -> TransferResult:
             _, request, ends, preset = ready[k]
