@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-__all__ = ["MASK", "is_secret_key", "redact_text", "redact_url", "secret_parameters"]
+__all__ = ["MASK", "is_secret_key", "redact_text", "redact_url"]
 
 MASK = "***"
 
@@ -102,8 +102,3 @@ def redact_text(text: str) -> str:
     text = _URL.sub(lambda m: redact_url(m.group(0)), _hide(text))
     return _redact_pairs(text)
 
-
-def secret_parameters(url: str) -> tuple[str, ...]:
-    """The names of the secret query parameters of ``url`` (empty when it carries none)."""
-    query = urllib.parse.urlsplit(url).query
-    return tuple(key for key, _ in urllib.parse.parse_qsl(query, keep_blank_values=True) if is_secret_key(key))

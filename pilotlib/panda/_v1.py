@@ -70,8 +70,9 @@ def snake_name(name: str) -> str:
     return _SPECIAL.get(name) or _CAMEL.sub("_", name).lower()
 
 
-def _call(transport: Transport, call: str, path: str, body: Mapping[str, Any]) -> tuple[bool, str, Any]:
-    return ans.decode_v1(call, transport.send(call, f"api/v1/{path}", json_body=body))
+def _call(transport: Transport, call: str, path: str, body: Mapping[str, Any],
+          max_attempts: int | None = None) -> tuple[bool, str, Any]:
+    return ans.decode_v1(call, transport.send(call, f"api/v1/{path}", json_body=body, max_attempts=max_attempts))
 
 
 def _get(transport: Transport, call: str, path: str, query: Mapping[str, Any]) -> Any:
@@ -218,14 +219,13 @@ class V1Dialect:
                   for update in updates]
         body = {"event_ranges": json.dumps(ranges), "version": 0}
         try:
-            text = transport.send("updateEventRanges", "api/v1/event/update_event_ranges", json_body=body,
-                                  max_attempts=UPDATE_RANGES_ATTEMPTS)
+            success, message, data = _call(transport, "updateEventRanges", "event/update_event_ranges", body,
+                                           max_attempts=UPDATE_RANGES_ATTEMPTS)
         except ServerHTTPError as exc:
             if exc.status_code != 500:
                 raise
             log.warning("event range update answered HTTP 500, possibly applied ranges=%d", len(updates))
             return UpdateAnswer(accepted=True, possibly_applied=True, message=_POSSIBLY_APPLIED)
-        success, message, data = ans.decode_v1("updateEventRanges", text)
         if not success:
             raise ServerRefusedError("updateEventRanges", message)
         if not isinstance(data, dict):

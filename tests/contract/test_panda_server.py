@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pilotlib.devserver import _signatures
+from pilotlib.errors import PilotError
 from pilotlib.job import Job, parse_job
 from pilotlib.panda import _answers
 from pilotlib.panda._v1 import V1Dialect
@@ -141,7 +142,7 @@ class _Replay:
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             compress: bool = False) -> str:
+             compress: bool = False, max_attempts: int | None = None) -> str:
         self.bodies.append(dict(json_body or {}))
         return self.text
 
@@ -215,7 +216,7 @@ class _Capture:
 
 def _captured(call: Any, data: Any) -> tuple[str, str, Mapping[str, Any]]:
     capture = _Capture(data)
-    with contextlib.suppress(Exception):  # the stand-in answer may not suit the call; only the request matters
+    with contextlib.suppress(PilotError):  # the stand-in answer may not suit the call; only the request matters
         call(capture)
     (sent,) = capture.sent
     return sent
