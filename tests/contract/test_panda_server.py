@@ -29,13 +29,12 @@ REPO = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("PILOTLIB_PANDA_VENV", REPO / ".venv-panda"))
 PROBE = Path(__file__).with_name("panda_server_probe.py")
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not (VENV / ".stamp").is_file(), reason="no .venv-panda (scripts/setup.sh --panda-server)"),
-]
+pytestmark = pytest.mark.integration
 
 
 def _probe(command: Mapping[str, Any]) -> Any:
+    if not (VENV / ".stamp").is_file():  # never a skip: make test installs it
+        pytest.fail(f"no panda-server venv at {VENV}: run scripts/setup.sh --panda-server (make setup does)")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(VENV), "PANDA_HOME": str(VENV),
            "PANDA_BEHIND_REAL_LB": "1"}
     done = subprocess.run([str(VENV / "bin" / "python"), str(PROBE)], input=json.dumps(command), text=True,
