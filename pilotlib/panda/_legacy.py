@@ -19,7 +19,7 @@ from typing import Any
 
 from pilotlib.job import Job
 from pilotlib.panda import _answers as ans
-from pilotlib.panda._times import server_time
+from pilotlib.panda._times import update_field
 from pilotlib.panda._transport import Transport
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
 from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
@@ -43,7 +43,6 @@ UPDATE_JOB_FIELDS = frozenset({
     "rateRBYTES", "rateWBYTES", "corruptedFiles", "meanCoreCount", "cpu_architecture_level", "grid", "source_site",
     "destination_site",
 })
-_TIME_FIELDS = ("startTime", "endTime")
 
 
 def legacy_update_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,8 +52,7 @@ def legacy_update_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         if key not in UPDATE_JOB_FIELDS:
             log.debug("updateJob field not sent: the legacy server has no such argument field=%s", key)
             continue
-        epoch = key in _TIME_FIELDS and isinstance(value, int | float) and not isinstance(value, bool)
-        body[key] = server_time(value) if epoch else value
+        body[key] = update_field(key, value)
     return body
 
 

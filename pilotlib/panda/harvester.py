@@ -53,7 +53,7 @@ from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, r
 from pilotlib.panda._harvester_events import DUMP_LOCK, HarvesterEventRanges, dump_key
 from pilotlib.panda._harvester_settings import HarvesterFiles
 from pilotlib.panda._jobfile import Consume, consume_job_file, read_job_file
-from pilotlib.panda._times import TIME_FIELDS, server_time
+from pilotlib.panda._times import update_field
 from pilotlib.panda.base import JobRequest, JobUpdate, UpdateAnswer
 
 __all__ = [
@@ -292,8 +292,6 @@ def declared_files(xml: Any, job: Job | None, local_dir: Path) -> list[StageOutF
     return entries
 
 
-
-
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
@@ -354,11 +352,8 @@ class HarvesterReporter:
             LaunchDirFormatError: a field can not be written as JSON (CONVERSIONFAILURE).
             LaunchDirFileError: a file can not be written (FILEHANDLINGFAILURE).
         """
-        attributes = {_camel(key): value for key, value in update.fields.items() if key not in _NOT_FORWARDED}
-        for key in TIME_FIELDS:
-            value = attributes.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                attributes[key] = server_time(value)
+        attributes = {_camel(key): update_field(key, value) for key, value in update.fields.items()
+                      if key not in _NOT_FORWARDED}
         if update.final:
             job = self._job_of(update.panda_id)
             files = declared_files(update.fields.get("xml"), job, self._local_dir(update.panda_id))
