@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from apps.grid_pilot.settings import Mode, Settings
+from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
 
 __all__ = ["ConfigError", "build_parser", "parse_settings"]
 
@@ -37,14 +37,6 @@ examples:
 
 _NUMBERS = {"lifetime": float, "timefloor": float, "heartbeat": float, "final_retry": float, "max_jobs": int,
             "in_flight": int, "payload_grace": float, "looping_limit": float, "memory_limit_kb": int}
-
-
-#: ``--harvester-<option>`` and the ``[payload_interaction]`` key of Harvester's configuration it mirrors.
-_HARVESTER_FILES = (("job-file", "jobSpecFile"), ("pandaids-file", "pandaIDsFile"),
-                    ("request-file", "jobRequestFile"), ("attributes-file", "workerAttributesFile"),
-                    ("report-file", "jobReportFile"), ("event-status-file", "eventStatusDumpJsonFile"),
-                    ("event-request-file", "eventRequestFile"), ("event-ranges-file", "eventRangesFile"),
-                    ("kill-file", "killWorkerFile"), ("heartbeat-file", "heartbeatFile"))
 
 
 class ConfigError(Exception):
@@ -74,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the access point for Harvester to stage out (default: pilot)")
     p.add_argument("--harvester-per-job-dirs", action="store_const", const=True,
                    help="each job's files are in <access point>/<PandaID>/ (Harvester's MT_MultiJobs workers)")
-    for option, key in _HARVESTER_FILES:
+    for option, key, _attr in HARVESTER_FILES:
         p.add_argument(f"--harvester-{option}", help=f"Harvester's {key} name (default: Harvester's)")
     p.add_argument("--launch-dir", help="ARC launch directory holding pandaJobData.out (arc mode)")
     p.add_argument("--queuedata-url", help="queue description URL, {pandaqueue} replaced; 'none': no download "
@@ -188,9 +180,8 @@ def _check_harvester(settings: Settings) -> None:
                           "check which job wrote them")
     if settings.harvester_stageout not in ("pilot", "harvester"):
         raise ConfigError(f"harvester-stageout must be pilot or harvester, got {settings.harvester_stageout!r}")
-    for option, _key in _HARVESTER_FILES:
-        name = getattr(settings, "harvester_" + option.replace("-", "_"))
-        if name and ("/" in name or name in (".", "..")):
+    for option, name in settings.harvester_names.items():
+        if "/" in name or name in (".", ".."):
             raise ConfigError(f"harvester-{option} must be a plain file name, got {name!r}")
 
 

@@ -19,7 +19,7 @@ from apps.grid_pilot.data import TransferStages
 from apps.grid_pilot.payload import RunnerExecutor, payload_settings
 from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
-from apps.grid_pilot.settings import Mode, Settings
+from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
 from pilotlib.errors import PilotError, process_exit_code
 from pilotlib.job import Job
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
@@ -62,18 +62,11 @@ def _event_for(stop: Stop) -> threading.Event:
     return event
 
 
-#: Settings holding Harvester's file names -> the :class:`HarvesterFiles` attribute each sets.
-_HARVESTER_NAMES = {"harvester_job_file": "job_file", "harvester_pandaids_file": "panda_ids",
-                    "harvester_request_file": "job_request", "harvester_attributes_file": "worker_attributes",
-                    "harvester_report_file": "job_report", "harvester_event_status_file": "event_status",
-                    "harvester_event_request_file": "event_request", "harvester_event_ranges_file": "event_ranges",
-                    "harvester_kill_file": "kill_worker", "harvester_heartbeat_file": "heartbeat"}
-
-
 def harvester_files(settings: Settings) -> HarvesterFiles:
     """The access point and Harvester's file names of the settings (unset names keep Harvester's defaults)."""
     assert settings.harvester_workdir is not None
-    names = {attr: getattr(settings, key) for key, attr in _HARVESTER_NAMES.items() if getattr(settings, key)}
+    attribute = {option: attr for option, _key, attr in HARVESTER_FILES}
+    names = {attribute[option]: name for option, name in settings.harvester_names.items()}
     return HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.harvester_per_job_dirs, **names)
 
 
@@ -171,9 +164,8 @@ class Retriever:
 
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
-            limits: PilotLimits) -> Stages:
-    input_url, output_url, _tools_out = _data_places(settings)
-    data = TransferStages(default_registry(), setups, input_url, output_url,
+            limits: PilotLimits, places: tuple[str, str]) -> Stages:
+    data = TransferStages(default_registry(), setups, *places,
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id))
     executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
@@ -242,8 +234,9 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
     retriever = Retriever(parts.source, request, settings, started, limits=limits)
-    setups = JobSetups(attrs.evolve(settings, copytool_out=_data_places(settings)[2]), info)
-    stages = _stages(settings, parts.reporter, store, setups, limits)
+    input_url, output_url, tools_out = _data_places(settings)
+    setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
+    stages = _stages(settings, parts.reporter, store, setups, limits, (input_url, output_url))
 
     def finished(run: JobRun) -> None:
         setups.forget(run.job)  # a multi-job pilot keeps nothing of a finished job

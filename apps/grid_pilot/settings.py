@@ -7,7 +7,19 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["Mode", "Settings"]
+__all__ = ["HARVESTER_FILES", "Mode", "Settings"]
+
+#: Harvester's file names the pilot can be given: the ``--harvester-<option>`` (and config key), the
+#: ``[payload_interaction]`` key of Harvester's configuration it mirrors, and the
+#: :class:`~pilotlib.panda.harvester.HarvesterFiles` attribute it sets. The setting is ``harvester_<option>``.
+HARVESTER_FILES = (
+    ("job-file", "jobSpecFile", "job_file"), ("pandaids-file", "pandaIDsFile", "panda_ids"),
+    ("request-file", "jobRequestFile", "job_request"), ("attributes-file", "workerAttributesFile", "worker_attributes"),
+    ("report-file", "jobReportFile", "job_report"), ("event-status-file", "eventStatusDumpJsonFile", "event_status"),
+    ("event-request-file", "eventRequestFile", "event_request"),
+    ("event-ranges-file", "eventRangesFile", "event_ranges"), ("kill-file", "killWorkerFile", "kill_worker"),
+    ("heartbeat-file", "heartbeatFile", "heartbeat"),
+)
 
 
 class Mode(enum.Enum):
@@ -125,6 +137,12 @@ class Settings:
     def site_name(self) -> str:
         """The site name, defaulting to the queue."""
         return self.site or self.queue
+
+    @property
+    def harvester_names(self) -> dict[str, str]:
+        """Harvester's file names given (``--harvester-<option>``: the name), from :data:`HARVESTER_FILES`."""
+        given = ((option, getattr(self, "harvester_" + option.replace("-", "_"))) for option, _k, _a in HARVESTER_FILES)
+        return {option: name for option, name in given if name}
 
 
 def _url_or_default(given: str, settings: Settings, path: str) -> str:
