@@ -164,7 +164,7 @@ class Retriever:
 
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
-            limits: PilotLimits, places: tuple[str, str]) -> Stages:
+            limits: PilotLimits, *, places: tuple[str, str]) -> Stages:
     data = TransferStages(default_registry(), setups, *places,
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id))
     executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
@@ -236,7 +236,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     retriever = Retriever(parts.source, request, settings, started, limits=limits)
     input_url, output_url, tools_out = _data_places(settings)
     setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
-    stages = _stages(settings, parts.reporter, store, setups, limits, (input_url, output_url))
+    stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url))
 
     def finished(run: JobRun) -> None:
         setups.forget(run.job)  # a multi-job pilot keeps nothing of a finished job
