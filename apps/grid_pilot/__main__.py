@@ -6,7 +6,6 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import PILOT_LOG, Outcome, exit_code, job_log_path, run_pilot
@@ -20,14 +19,14 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s job=%(panda_id)s %(name
 
 
 def _configure_logging(settings: Settings) -> PerJobFileHandler:
-    """The pilot's log to stderr and ``<workdir>/pilotlog.txt``; each job's records also go to
-    ``<workdir>/pilotlog-<PandaID>.txt``, copied into the job's log tarball (its own story). Returns the per-job
+    """The pilot's log to stderr and ``<state dir>/pilotlog.txt``; each job's records also go to
+    ``<state dir>/pilotlog-<PandaID>.txt``, copied into the job's log tarball (its own story). Returns the per-job
     handler (a finished job's file is closed with its ``close_job``)."""
-    settings.workdir.mkdir(parents=True, exist_ok=True)
+    settings.state_path.mkdir(parents=True, exist_ok=True)
     per_job = PerJobFileHandler(lambda panda_id: job_log_path(settings, panda_id))
     handlers: list[logging.Handler] = [
         logging.StreamHandler(sys.stderr),
-        logging.FileHandler(settings.workdir / PILOT_LOG, encoding="utf-8"),
+        logging.FileHandler(settings.state_path / PILOT_LOG, encoding="utf-8"),
         per_job,
     ]
     formatter = logging.Formatter(_FORMAT)
@@ -60,7 +59,7 @@ def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
     if outcome.retrieve_error is not None:
         error = outcome.retrieve_error
         lines.append(f"stopped asking for jobs: {type(error).__name__} code={int(error.code)}: {error}")
-    lines.append(f"pilot log {Path(settings.workdir) / PILOT_LOG}; exit status {status}")
+    lines.append(f"pilot log {settings.state_path / PILOT_LOG}; exit status {status}")
     return "\n".join(lines)
 
 

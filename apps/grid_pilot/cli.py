@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dispatcher dialect: v1 (panda-server 1.x, the default) or legacy (before 1.0)")
     p.add_argument("-j", "--joblabel", dest="job_label", help="job label, prodSourceLabel (default: managed)")
     p.add_argument("-a", "--workdir", help="work area; each job runs in <workdir>/<PandaID> (default: .)")
+    p.add_argument("--state-dir", help="the pilot's own state: final updates not yet acknowledged, the journal of "
+                   "jobs, the pilot's logs (default: <workdir>/pilot-state; best on another file system than the "
+                   "work area)")
     p.add_argument("-l", "--lifetime", help="seconds the pilot may live (default: 324000)")
     p.add_argument("--timefloor", help="minutes during which a multi-job pilot keeps asking for jobs "
                    "(default: the queue's timefloor, else 0)")
@@ -145,8 +148,8 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
     if str(out.get("mode", Mode.SERVER.value)) not in modes:
         raise ConfigError(f"mode must be one of {', '.join(modes)}, got {out['mode']!r}")
     out["mode"] = modes[str(out.get("mode", Mode.SERVER.value))]
-    for key in ("workdir", "harvester_workdir", "launch_dir", "ca_path", "queuedata_file", "storagedata_file",
-                "cache_dir", "proxy", "token_file"):
+    for key in ("workdir", "state_dir", "harvester_workdir", "launch_dir", "ca_path", "queuedata_file",
+                "storagedata_file", "cache_dir", "proxy", "token_file"):
         if key in out:
             out[key] = Path(str(out[key])).absolute()
     return out

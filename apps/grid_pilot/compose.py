@@ -176,12 +176,13 @@ def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
                   identity=identity, store=store, heartbeat_interval=settings.heartbeat,
                   final_retry=RetryPolicy(deadline=settings.final_retry),
-                  pilot_log=lambda: _tail(settings.workdir / PILOT_LOG), cleanup=settings.cleanup)
+                  pilot_log=lambda: _tail(settings.state_path / PILOT_LOG), cleanup=settings.cleanup)
 
 
 def job_log_path(settings: Settings, panda_id: int) -> Path:
-    """Where job ``panda_id``'s own pilot log is written while it runs (beside its work directory, not in it)."""
-    return settings.workdir / f"pilotlog-{panda_id}.txt"
+    """Where job ``panda_id``'s own pilot log is written while it runs (in the pilot's state directory, not in the
+    job's work directory)."""
+    return settings.state_path / f"pilotlog-{panda_id}.txt"
 
 
 def _tail(path: Path, size: int = 4096) -> str:
@@ -215,12 +216,13 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     started = time.monotonic() if started is None else started
     started_epoch = time.time() - (time.monotonic() - started)
     settings.workdir.mkdir(parents=True, exist_ok=True)
+    settings.state_path.mkdir(parents=True, exist_ok=True)
     try:
         parts = build_parts(settings, stop)
     except PilotError as exc:  # e.g. a --proxy that is not there: the pilot's code, no job fetched
         log.error("pilot cannot start code=%d error=%s", int(exc.code), exc)
         return Outcome((), exc, ())
-    store = FinalStore(settings.workdir)
+    store = FinalStore(settings.state_path)
     recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:
         log.info("recovered final updates panda_ids=%s", ",".join(map(str, recovered)))

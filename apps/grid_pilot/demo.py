@@ -25,6 +25,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from apps.grid_pilot.settings import STATE_DIR_NAME
 from pilotlib.devserver import DevServer
 
 #: The demo server's queue description: the pilot refuses a queue it cannot find or that is not active.
@@ -77,7 +78,7 @@ def _show(area: Path) -> None:
     for path in sorted((area / "storage").rglob("*")) if (area / "storage").exists() else []:
         if path.is_file():
             print(f"  {path} ({path.stat().st_size} bytes)")
-    print(f"  pilot log: {area / 'work' / 'pilotlog.txt'}")
+    print(f"  pilot log: {area / 'work' / STATE_DIR_NAME / 'pilotlog.txt'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["HARVESTER_FILES", "Mode", "Settings"]
+__all__ = ["HARVESTER_FILES", "STATE_DIR_NAME", "Mode", "Settings"]
+
+#: The state directory's name in the work area when ``state_dir`` is not given.
+STATE_DIR_NAME = "pilot-state"
 
 #: Harvester's file names the pilot can be given: the ``--harvester-<option>`` (and config key), the
 #: ``[payload_interaction]`` key of Harvester's configuration it mirrors, and the
@@ -41,6 +44,9 @@ class Settings:
             default) or ``legacy`` (servers before 1.0).
         job_label: ``prodSourceLabel`` asked for (``managed``, ``user``, ``ptest``, ...).
         workdir: the pilot's work area; each job runs in ``<workdir>/<PandaID>``.
+        state_dir: the pilot's own state (final updates until acknowledged, the journal of jobs started, the pilot's
+            logs), kept apart from the jobs' work directories so that it never depends on the space they use (None:
+            ``<workdir>/pilot-state``; point it at another file system, e.g. when the work area is a RAM disk).
         lifetime: seconds the pilot may live (the queue's ``maxtime`` shortens it); ``timefloor`` seconds during
             which a multi-job pilot keeps asking (None: the queue's ``timefloor``, else 0).
         max_jobs: the most jobs this pilot runs (0: as many as the lifetime allows).
@@ -85,6 +91,7 @@ class Settings:
     api: str = "v1"
     job_label: str = "managed"
     workdir: Path = attrs.field(default=Path("."), converter=Path)
+    state_dir: Path | None = None
     lifetime: float = 324000.0
     timefloor: float | None = None
     max_jobs: int = 0
@@ -132,6 +139,11 @@ class Settings:
     def storagedata_source(self) -> str:
         """The storage descriptions' URL ("" for none)."""
         return _url_or_default(self.storagedata_url, self, "/cache/ddmendpoints.json")
+
+    @property
+    def state_path(self) -> Path:
+        """The pilot's state directory (``state_dir``, else ``<workdir>/pilot-state``)."""
+        return self.state_dir if self.state_dir is not None else self.workdir / STATE_DIR_NAME
 
     @property
     def site_name(self) -> str:

@@ -77,9 +77,9 @@ def test_harvester_mode_runs_two_jobs_through_the_request_cycle(tmp_path: Path,
     assert (access_point / "kill_worker.json").exists()
     assert not (access_point / "worker_requestjob.json").exists()
     for panda_id in (9101, 9102):
-        assert (tmp_path / "work" / str(panda_id) / "final_update.json.sent").is_file()
+        assert (tmp_path / "work" / "pilot-state" / str(panda_id) / "final_update.json.sent").is_file()
     open_files = {os.path.realpath(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink()}
-    job_logs = {str((tmp_path / "work" / f"pilotlog-{i}.txt").resolve()) for i in (9101, 9102)}
+    job_logs = {str((tmp_path / "work" / "pilot-state" / f"pilotlog-{i}.txt").resolve()) for i in (9101, 9102)}
     assert all(Path(p).is_file() for p in job_logs)
     assert not open_files & job_logs, "a finished job's own log file is still open"
     assert forgotten == [9101, 9102]

@@ -79,8 +79,10 @@ def test_good_job_reports_starting_running_finished(panda_server: DevServer, tmp
         job_log = handle.read().decode()
     # the job's own story is in its log tarball: its records, marked with its PandaID, from stage-in to stage-out
     assert "job=8001" in job_log and "stage-in" in job_log.lower() and "job=-" not in job_log
-    # the job's work directory is cleaned once its final update is acknowledged: only the final record stays
-    assert sorted(p.name for p in (tmp_path / "work" / "8001").iterdir()) == ["final_update.json.sent"]
+    # the job's work directory is cleaned once its final update is acknowledged; the record that the final state was
+    # delivered is in the pilot's state directory, apart from the work directory
+    assert list((tmp_path / "work" / "8001").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "work" / "pilot-state" / "8001").iterdir()) == ["final_update.json.sent"]
 
 
 @pytest.mark.parametrize(
@@ -169,12 +171,12 @@ def test_server_down_at_final_update_is_recovered_by_the_next_pilot(panda_server
     cfg.write_text("final_retry = 1\n")
     assert main([*_argv(panda_server, tmp_path), "--config", str(cfg)]) == 1
     assert panda_server.final_state(8008) is None
-    assert (tmp_path / "work" / "8008" / "final_update.json").is_file()
+    assert (tmp_path / "work" / "pilot-state" / "8008" / "final_update.json").is_file()
     panda_server.faults.clear()  # the server is back (the job and its updates stay)
     assert main(_argv(panda_server, tmp_path)) == 0
     final = final_update(panda_server.updates(8008))
     assert final["state"] == "finished" and panda_server.final_state(8008) == "finished"
-    assert (tmp_path / "work" / "8008" / "final_update.json.sent").is_file()
+    assert (tmp_path / "work" / "pilot-state" / "8008" / "final_update.json.sent").is_file()
 
 
 def test_sigterm_mid_payload_fails_job_with_sigterm_and_exits_143(panda_server: DevServer, tmp_path: Path) -> None:

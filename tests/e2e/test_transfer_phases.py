@@ -137,7 +137,7 @@ def test_sigterm_during_a_slow_stage_in_starts_no_new_copy_and_ends_within_the_b
         _until(lambda: len(_calls(tmp_path)) >= 2 or proc.poll() is not None, "two copies under way")
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        pilot_log = tmp_path / "work" / "pilotlog.txt"
+        pilot_log = tmp_path / "work" / "pilot-state" / "pilotlog.txt"
         _until(lambda: b"pilot stopping code=1201" in pilot_log.read_bytes(), "the stop logged")
         (tmp_path / "release").touch()  # the copies under way end now
         out, err = proc.communicate(timeout=120)

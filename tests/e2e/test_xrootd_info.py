@@ -78,7 +78,7 @@ def test_queue_copytools_and_storages_drive_xrootd_stage_in_and_out(
     assert xml["out.dat"]["endpoint"] == "XRD_DISK"
     assert xml["log.tgz"]["adler32"] == _adler32(log_file.read_bytes())
     assert panda_server.request_count("schedconfig") >= 1
-    log_text = (tmp_path / "work" / "pilotlog.txt").read_text()
+    log_text = (tmp_path / "work" / "pilot-state" / "pilotlog.txt").read_text()
     assert "stage-in done lfn=in.dat tool=xrdcp" in log_text and "stage-out done lfn=out.dat tool=xrdcp" in log_text
 
 

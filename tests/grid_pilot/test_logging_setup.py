@@ -26,15 +26,17 @@ def restore_logging() -> Iterator[None]:
 
 
 def test_files_get_info_records_when_the_console_is_at_warning(tmp_path: Path, restore_logging: None) -> None:
-    """With --log-level WARNING, INFO records still reach pilotlog.txt and the job's own log, not the console."""
+    """With --log-level WARNING, INFO records still reach pilotlog.txt and the job's own log (both in the state
+    directory, ``<workdir>/pilot-state`` by default), not the console."""
     per_job = _configure_logging(Settings(workdir=tmp_path, log_level="WARNING"))
     console = logging.getLogger().handlers[0]
     assert console.level == logging.WARNING
     with job_context(77):
         logging.getLogger("pilotlib.test").info("stage-in start lfn=x")
     per_job.close_job(77)
-    assert "job=77 pilotlib.test: stage-in start lfn=x" in (tmp_path / "pilotlog.txt").read_text()
-    assert "stage-in start lfn=x" in (tmp_path / "pilotlog-77.txt").read_text()
+    state = tmp_path / "pilot-state"
+    assert "job=77 pilotlib.test: stage-in start lfn=x" in (state / "pilotlog.txt").read_text()
+    assert "stage-in start lfn=x" in (state / "pilotlog-77.txt").read_text()
 
 
 def test_a_library_logging_a_tokenised_url_is_redacted_in_every_file(tmp_path: Path, restore_logging: None) -> None:
@@ -46,5 +48,5 @@ def test_a_library_logging_a_tokenised_url_is_redacted_in_every_file(tmp_path: P
         logging.getLogger("rucio").warning("xrootd.get: cmd: xrdcp -f %s /w/f", "root://h//f?authz=tokXYZ123")
     per_job.close_job(78)
     for name in ("pilotlog.txt", "pilotlog-78.txt"):
-        text = (tmp_path / name).read_text()
+        text = (tmp_path / "pilot-state" / name).read_text()
         assert "xrdcp -f root://h//f?authz=*** /w/f" in text and "tokXYZ123" not in text
