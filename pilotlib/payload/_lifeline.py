@@ -69,9 +69,10 @@ class Lifeline:
     """The pilot's end of the lifeline: registers the payload sessions it starts and ends them if the pilot dies.
 
     ``Lifeline.start()`` once, ``watch(pid)`` after starting a process in a new session, ``release(pid)`` after
-    reaping it, ``close()`` at the end (or use it as a context manager). Thread-safe. If the pilot dies in any way
-    (SIGKILL included), the lifeline process SIGKILLs everything still in the watched sessions within
-    :data:`KILL_SECONDS` and exits; after ``close()`` it exits at once and signals nothing.
+    reaping it, ``close()`` at the end (or use it as a context manager: an exception leaving the block closes
+    without goodbye). Thread-safe. If the pilot dies in any way (SIGKILL included), the lifeline process SIGKILLs
+    everything still in the watched sessions within :data:`KILL_SECONDS` and exits; after ``close()`` it exits at
+    once and signals nothing.
 
     Args:
         process: the lifeline process.
@@ -138,10 +139,16 @@ class Lifeline:
         """The session led by ``pid`` is over (its leader was reaped): never signal it."""
         self._send(f"- {pid}")
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Say goodbye: the lifeline exits at once and signals nothing; wait for it (``timeout`` seconds, then it is
-        killed). Idempotent."""
-        self._send("bye")
+    def close(self, *, goodbye: bool = True, timeout: float = KILL_SECONDS + 2.0) -> None:
+        """End the lifeline and wait for it (``timeout`` seconds, then it is killed). Idempotent.
+
+        Args:
+            goodbye: True: the lifeline exits at once and signals nothing. False (the pilot ends on an error, with
+                payloads perhaps still running): it ends the sessions still watched, as if the pilot had died.
+            timeout: seconds to wait for the lifeline process.
+        """
+        if goodbye:
+            self._send("bye")
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -149,7 +156,7 @@ class Lifeline:
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:
-            log.error("lifeline did not exit after goodbye, killing it pid=%d", self._process.pid)
+            log.error("lifeline did not exit, killing it pid=%d", self._process.pid)
             self._process.kill()
             self._process.wait()
 
@@ -169,7 +176,8 @@ class Lifeline:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        """Close: with a goodbye, unless an exception ends the block (then the watched sessions are ended)."""
+        self.close(goodbye=exc_type is None)
 
 
 # --- the lifeline process ---------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ so that the whole process group can be signalled; a kill is SIGTERM to the group
 Safety: the runner only signals processes it started. The payload leader is never reaped before the runner has
 finished signalling (a watcher thread waits with ``waitid(WNOWAIT)``), so its pid, which is the process group and
 session id, cannot be recycled while it is used. Session members in other process groups are signalled through a
-pidfd after checking, on that pidfd's process, that they still belong to the session.
+pidfd after checking, on that pidfd's process, that they still belong to the session. Given a
+:class:`~pilotlib.payload.Lifeline`, the runner registers the session as soon as the payload started and releases it
+after reaping the leader, so that the session dies with the pilot, however the pilot dies.
 """
 
 from __future__ import annotations

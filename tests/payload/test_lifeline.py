@@ -179,6 +179,22 @@ def test_lifeline_close_ends_its_process_and_watch_refuses_a_non_leader() -> Non
     assert process_gone(lifeline.pid)
 
 
+def test_an_exception_leaving_the_lifeline_block_ends_the_watched_sessions(sessions: Sessions) -> None:
+    """A pilot that ends on an error (an exception leaves ``with Lifeline.start()``) says no goodbye: the sessions
+    still watched are killed (within 5 s) and the lifeline has exited when the block is left; a released one runs
+    on."""
+    watched, released = sessions.new(), sessions.new()
+    members = _members(watched)
+    with pytest.raises(RuntimeError, match="pilot failure"), Lifeline.start() as lifeline:
+        lifeline.watch(watched)
+        lifeline.watch(released)
+        lifeline.release(released)
+        raise RuntimeError("pilot failure")
+    assert process_gone(lifeline.pid)
+    assert wait_gone(members, deadline=0.5)
+    assert len(_members(released)) == 3
+
+
 def test_runner_payload_session_dies_with_its_pilot(make_command: MakeCommand) -> None:
     """A PayloadRunner given a lifeline registers its payload's session: when the pilot (here a stand-in process
     the lifeline watches) is SIGKILLed, the payload and its child are killed within 5 s (the runner sees SIGKILL)."""
