@@ -103,8 +103,8 @@ class Lifeline:
             raise ValueError(f"no process {pilot} to watch")
         read_fd, write_fd = os.pipe()  # both ends close-on-exec: only the lifeline gets the read end, as its stdin
         try:
-            process = subprocess.Popen([python, "-I", "-S", __file__], stdin=read_fd, stdout=subprocess.DEVNULL,
-                                       cwd="/", start_new_session=True, close_fds=True)
+            process = subprocess.Popen([python, "-I", "-S", os.path.abspath(__file__)], stdin=read_fd,
+                                       stdout=subprocess.DEVNULL, cwd="/", start_new_session=True, close_fds=True)
         except BaseException:
             os.close(write_fd)
             raise
@@ -246,7 +246,7 @@ def _serve(fd: int) -> _Supervisor:
 
 def _targets(sessions: dict[int, int], proc: Path = _PROC) -> list[tuple[int, int, int]]:
     """(pid, sid, start time) of every live process of the registered sessions."""
-    newer = {}
+    newer: dict[int, int] = {}
     for sid, began in sessions.items():
         now = start_time(sid, proc)
         if now is not None and now != began:
