@@ -3,6 +3,10 @@
 The pilot runs as a real process in ARC mode (a launch directory, no server), in a session of its own so that its
 process group can be killed as a batch system kills a job. Its payload starts a child, a double-forked daemon that
 writes into the work directory, and a process in another process group of the session that writes too.
+
+pilot3 starts its payload in a new session too (``pilot/util/container.py:94``, HEAD a090538b) and cleans up orphans
+only from a living pilot (``kill_orphans``, ``pilot/util/processes.py:450``): a SIGKILLed pilot3 leaves them running,
+which is the behaviour these tests rule out.
 """
 
 from __future__ import annotations
