@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import PILOT_LOG, Outcome, exit_code, job_log_path, run_pilot
 from apps.grid_pilot.settings import Settings
 from apps.grid_pilot.signals import handle_signals
 from pilotlib.logcontext import JobIdFilter, PerJobFileHandler, SecretFilter
+from pilotlib.payload import Lifeline
 from pilotlib.pipeline import Stop
 
 __all__ = ["main"]
@@ -44,6 +46,20 @@ def _configure_logging(settings: Settings) -> PerJobFileHandler:
     return per_job
 
 
+@contextlib.contextmanager
+def _lifeline() -> Iterator[Lifeline | None]:
+    """The pilot's lifeline for its whole run (payloads die with the pilot), closed at the end; None (logged) when
+    it cannot be started: the pilot still runs its jobs."""
+    try:
+        lifeline = Lifeline.start()
+    except OSError as exc:
+        logging.getLogger(__name__).error("no lifeline: payloads would outlive a killed pilot error=%s", exc)
+        yield None
+        return
+    with lifeline:
+        yield lifeline
+
+
 def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
     lines = []
     for run in outcome.runs:
@@ -73,9 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     per_job = _configure_logging(settings)
     stop = Stop()
-    with handle_signals(stop) as received:
+    with handle_signals(stop) as received, _lifeline() as lifeline:
         # each finished job's own log file is closed: a multi-job pilot would otherwise keep one open per job
-        outcome = run_pilot(settings, stop, started, on_done=lambda run: per_job.close_job(run.job.panda_id))
+        outcome = run_pilot(settings, stop, started, on_done=lambda run: per_job.close_job(run.job.panda_id),
+                            lifeline=lifeline)
     status = exit_code(outcome, stop)
     if len(received.received) > 1:
         logging.getLogger(__name__).warning("signals after the first ignored count=%d", len(received.received) - 1)

@@ -25,6 +25,7 @@ from pilotlib.job import Job
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobRequest, JobSource
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
+from pilotlib.payload import Lifeline
 from pilotlib.pipeline import JobRun, Pipeline, Stop
 from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
@@ -164,13 +165,13 @@ class Retriever:
 
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
-            limits: PilotLimits, *, places: tuple[str, str]) -> Stages:
+            limits: PilotLimits, *, places: tuple[str, str], lifeline: Lifeline | None = None) -> Stages:
     data = TransferStages(default_registry(), setups, *places,
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id))
     executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
                               sample_interval=min(60.0, settings.heartbeat), setups=setups,
-                              deadline=limits.deadline)
+                              deadline=limits.deadline, lifeline=lifeline)
     identity = PilotIdentity(site_name=settings.site_name, node=socket.gethostname(),
                              pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
@@ -209,7 +210,7 @@ def _log_when_stopping(stop: Stop) -> threading.Event:
 
 
 def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
-              on_done: Callable[[JobRun], None] | None = None) -> Outcome:
+              on_done: Callable[[JobRun], None] | None = None, lifeline: Lifeline | None = None) -> Outcome:
     """Recover unsent final updates, read the queue's description (a queue that is not active or cannot be
     described ends the pilot with its code, no job fetched), then run jobs until there is no more work, the
     lifetime ends or ``stop``; ``on_done`` is called with each finished job (e.g. to close its log file)."""
@@ -238,7 +239,8 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     retriever = Retriever(parts.source, request, settings, started, limits=limits)
     input_url, output_url, tools_out = _data_places(settings)
     setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
-    stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url))
+    stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),
+                     lifeline=lifeline)
 
     def finished(run: JobRun) -> None:
         setups.forget(run.job)  # a multi-job pilot keeps nothing of a finished job

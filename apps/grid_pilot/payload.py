@@ -16,6 +16,7 @@ from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
 from pilotlib.payload import (
     FreeDiskMonitor,
+    Lifeline,
     LoopingMonitor,
     MemoryMonitor,
     Monitor,
@@ -68,6 +69,7 @@ class RunnerExecutor:
         job_report_required: a missing ``jobReport.json`` fails the job (production transforms always write one).
         setups: each job's queue description and parameters without overrides (None: none).
         deadline: the end of the pilot's life (epoch seconds), None for no limit.
+        lifeline: the pilot's lifeline: each payload's session is ended if the pilot dies (None: not tied).
     """
 
     settings: PayloadSettings = attrs.field(factory=PayloadSettings)
@@ -78,6 +80,7 @@ class RunnerExecutor:
     job_report_required: bool = False
     setups: JobSetups | None = None
     deadline: float | None = None
+    lifeline: Lifeline | None = attrs.field(default=None, eq=False)
 
     def monitors(self, job: Job) -> list[Monitor]:
         """The monitors of ``job``'s payload."""
@@ -107,7 +110,7 @@ class RunnerExecutor:
         monitors = self.monitors(job)
         command = build_command(job, workdir, settings)
         runner = PayloadRunner(command, monitors=monitors, grace=self.grace,
-                               sample_interval=self.sample_interval)
+                               sample_interval=self.sample_interval, lifeline=self.lifeline)
         runner.start()
         return RunnerPayload(job, workdir, runner, self.job_report_required)
 

@@ -26,6 +26,7 @@ from pilotlib.payload._environment import (
     payload_environment,
 )
 from pilotlib.payload._jobmetrics import JOB_METRICS_LIMIT, build_job_metrics
+from pilotlib.payload._lifeline import KILL_SECONDS, Lifeline
 from pilotlib.payload._memlimit import DEFAULT_MEMORY_PER_CORE_MB, memory_limit_kb
 from pilotlib.payload._monitors import (
     FreeDiskMonitor,
@@ -66,11 +67,13 @@ from pilotlib.payload.errors import (
 __all__ = [
     "DEFAULT_MEMORY_PER_CORE_MB",
     "JOB_METRICS_LIMIT",
+    "KILL_SECONDS",
     "PRIVATE_PREFIXES",
     "PRIVATE_VARIABLES",
     "CommandWrapper",
     "FreeDiskMonitor",
     "IdentityWrapper",
+    "Lifeline",
     "LoopingJobError",
     "LoopingMonitor",
     "MemoryLimitExceededError",

@@ -7,7 +7,9 @@ so that the whole process group can be signalled; a kill is SIGTERM to the group
 Safety: the runner only signals processes it started. The payload leader is never reaped before the runner has
 finished signalling (a watcher thread waits with ``waitid(WNOWAIT)``), so its pid, which is the process group and
 session id, cannot be recycled while it is used. Session members in other process groups are signalled through a
-pidfd after checking, on that pidfd's process, that they still belong to the session.
+pidfd after checking, on that pidfd's process, that they still belong to the session. Given a
+:class:`~pilotlib.payload.Lifeline`, the runner registers the session as soon as the payload started and releases it
+after reaping the leader, so that the session dies with the pilot, however the pilot dies.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import attrs
 
 from pilotlib.errors import PilotError
 from pilotlib.payload._command import PayloadCommand
+from pilotlib.payload._lifeline import Lifeline
 from pilotlib.payload._monitors import Monitor, MonitorContext
 from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, UsageTracker, sample_session, session_members
 from pilotlib.payload.errors import PayloadError, PayloadKilledError, PayloadStartError
@@ -130,6 +133,8 @@ class PayloadRunner:
         grace: seconds between SIGTERM and SIGKILL when killing.
         stdin: ``/dev/null`` or a pipe (see :attr:`stdin`).
         clock: the time source for monitors and the result (seconds since the epoch).
+        lifeline: ties the payload's session to the pilot's life: if the pilot dies, even by SIGKILL, everything in
+            the session is killed (see :class:`~pilotlib.payload.Lifeline`); None: the session outlives the pilot.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class PayloadRunner:
         grace: float = 30.0,
         stdin: StdinMode = StdinMode.DEVNULL,
         clock: Callable[[], float] = time.time,
+        lifeline: Lifeline | None = None,
     ) -> None:
         self.command = command
         self._wrapper = wrapper or IdentityWrapper()
@@ -152,6 +158,7 @@ class PayloadRunner:
         self._grace = grace
         self._stdin_mode = stdin
         self._clock = clock
+        self._lifeline = lifeline
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
         self._reaped = False
@@ -203,6 +210,8 @@ class PayloadRunner:
                 )
         except OSError as exc:
             raise PayloadStartError(f"cannot start payload {argv[0]}: {exc.strerror or exc}") from exc
+        if self._lifeline is not None:
+            self._lifeline.watch(self._proc.pid)
         self._started = self._clock()
         threading.Thread(target=self._watch, name=f"payload-watch-{self._proc.pid}", daemon=True).start()
         log.info("payload started pid=%d program=%s workdir=%s", self._proc.pid, argv[0], cmd.workdir)
@@ -379,6 +388,8 @@ class PayloadRunner:
                 log.warning("killing leftover payload processes count=%d", len(leftovers))
                 self._signal_tree(signal.SIGKILL)
             code, cpu, maxrss = self._reap()
+            if self._lifeline is not None:
+                self._lifeline.release(self._proc.pid)
             if self._proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     self._proc.stdin.close()
