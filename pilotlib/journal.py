@@ -56,10 +56,10 @@ def _append(fd: int, record: Mapping[str, Any]) -> None:
     os.fsync(fd)
 
 
-def _entries(path: Path) -> list[JournalEntry]:
-    """The jobs started and not ended in a journal file, in start order (a torn or unreadable line is skipped)."""
+def _entries(content: bytes) -> list[JournalEntry]:
+    """The jobs started and not ended in a journal's content, in start order (a torn or unreadable line is skipped)."""
     started: dict[int, JournalEntry] = {}
-    for line in path.read_bytes().split(b"\n"):
+    for line in content.split(b"\n"):
         try:
             record = json.loads(line)
             panda_id = int(record["panda_id"])
@@ -124,7 +124,10 @@ class AbandonedJournal:
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self._fd = fd
-        self.entries = _entries(path)
+        content = path.read_bytes()
+        self.entries = _entries(content)
+        if content and not content.endswith(b"\n"):  # a torn last line: what is appended starts on a line of its own
+            os.write(fd, b"\n")
 
     def end(self, panda_id: int) -> None:
         """Record that the job was recovered (its final update is saved): no later pilot recovers it again."""
@@ -132,7 +135,7 @@ class AbandonedJournal:
 
     def release(self) -> None:
         """Remove the journal when none of its jobs is left open, and release its lock."""
-        if not _entries(self.path):
+        if not _entries(self.path.read_bytes()):
             with contextlib.suppress(OSError):
                 self.path.unlink()  # still locked: a successor that opened it before sees its entries all ended
         os.close(self._fd)
