@@ -8,6 +8,7 @@ update that was being sent when the pilot died is sent again and answered as pan
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ import pytest
 
 from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode
+from pilotlib.panda.base import JobUpdate
+from pilotlib.recovery import FinalStore
 from pilotlib.transfer.paths import deterministic_path
 
 from .helpers import job_definition, make_inputs
@@ -177,14 +180,13 @@ def test_recovery_that_fails_ends_the_pilot_with_status_79(panda_server: DevServ
     new work, keeps the update on disk and exits 79 (COMMUNICATIONFAILURE's status, pilot3
     ``pilot/util/auxiliary.py`` ``get_error_code_translation_dictionary``)."""
     panda_server.add_job(job_definition(8301))
+    assert panda_server.store.take_jobs(1, "grid-pilot-earlier")  # the earlier pilot had it
+    store = FinalStore(tmp_path / "work" / "pilot-state")  # what a pilot that could not send its final update left
+    pending = store.save(JobUpdate(8301, "finished", {"jobId": 8301, "state": "finished"}, final=True))
     panda_server.inject_fault("updateJob", "http503", times=1000)
     cfg = tmp_path / "pilot.toml"
     cfg.write_text("final_retry = 1\n")
     argv = [*_argv(panda_server, tmp_path), "--config", str(cfg)]
-    status, _pid, err = _run(argv)
-    assert status == 1, err[-2000:]  # its own final update is left on disk
-    pending = tmp_path / "work" / "pilot-state" / "8301" / "final_update.json"
-    assert pending.is_file()
     calls_before = len(panda_server.calls())
 
     status, _pid, err = _run(argv)
@@ -192,3 +194,40 @@ def test_recovery_that_fails_ends_the_pilot_with_status_79(panda_server: DevServ
     assert status == 79, err[-2000:]
     assert pending.is_file() and panda_server.final_state(8301) is None
     assert "getJob" in panda_server.calls()[calls_before:]
+
+
+@pytest.mark.usefixtures("leftovers")
+def test_harvester_mode_reports_the_lost_job_through_harvesters_files(tmp_path: Path) -> None:
+    """Harvester mode: the job of a pilot SIGKILLed mid-payload is reported by the next pilot through the mode's
+    reporter: ``worker_attributes.json`` says ``failed`` with KILLSIGNAL (1200), and the log tarball it made of the
+    work directory is copied into the access point and declared as the job's ``log`` in ``event_status.dump.json``
+    (as for any job, see test_harvester_access_point.py)."""
+    prestaged = make_inputs(tmp_path / "prestaged")
+    access_point = tmp_path / "access_point"
+    access_point.mkdir()
+    (access_point / "HPCJobs.json").write_text(json.dumps({"9401": job_definition(9401, sleep=120)}))
+    for lfn in ("in.dat", "payload.sh"):
+        os.symlink(prestaged / lfn, access_point / lfn)
+    (access_point / "worker_pandaids.json").write_text("[9401]")
+    # --timefloor is in minutes: the next pilot waits about 1 s for a job of its own
+    argv = ["--mode", "harvester", "--harvester-workdir", str(access_point), "-q", "Q", "-a", str(tmp_path / "work"),
+            "--harvester-stageout", "harvester", "--max-jobs", "1", "--timefloor", "0.02", "--heartbeat", "0.2"]
+    attributes = access_point / "worker_attributes.json"
+
+    def running() -> bool:
+        try:
+            return json.loads(attributes.read_text()).get("jobStatus") == "running"
+        except (OSError, ValueError):
+            return False
+
+    _kill_when(_spawn(argv), running, "the payload running")
+    status, second_pid, err = _run(argv)
+    assert status == 0, err[-2000:]
+    reported = json.loads(attributes.read_text())
+    assert reported["jobId"] == 9401 and reported["jobStatus"] == "failed"
+    assert int(reported["pilotErrorCode"]) == ErrorCode.KILLSIGNAL
+    assert f"recovered by pilot grid-pilot-{second_pid}" in reported["pilotErrorDiag"]
+    declared = json.loads((access_point / "event_status.dump.json").read_text())["9401"]
+    assert [(Path(e["path"]).name, e["type"]) for e in declared] == [("log.tgz", "log")]
+    with tarfile.open(declared[0]["path"]) as tar:
+        assert "payload.stdout" in {Path(n).name for n in tar.getnames()}
