@@ -19,6 +19,7 @@ pilot3 has no code for a lost pilot; a pilot killed with ``SIGKILL`` is what 120
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: Stoppin
     if job.log is not None:
         entry.workdir.mkdir(parents=True, exist_ok=True)  # gone: the tarball still carries the job's pilot log
         log_result = parts.log_out.stage_out_log(job, entry.workdir, LOG_STOPPING_TIMEOUT)
-    run = JobRun(job, entry.workdir, log_result=log_result, failure=PilotLostError(_diagnostics(entry, parts.identity)))
+    run = JobRun(job, entry.workdir, started=entry.started or time.time(), log_result=log_result,
+                 failure=PilotLostError(_diagnostics(entry, parts.identity)))
     parts.on_job(job)
     update = final_update(run, parts.identity, parts.job_log(job.panda_id))
     sent = deliver_final(update, parts.reporter, parts.store, parts.retry, stopping=stopping)
@@ -123,7 +125,8 @@ def recover_abandoned(state_dir: Path, parts: JobRecovery, own: Journal | None =
                       stopping: Stopping | None = None) -> AbandonedOutcome:
     """Recover the jobs of every journal in ``state_dir`` whose pilot is gone (see the module); ``own`` is this
     pilot's journal (skipped). Once ``stopping`` is set, no further job is recovered (the rest stay for the next
-    pilot)."""
+    pilot). Once one final update could not be delivered (the server is down), the others get one try each, so that a
+    server that is down does not hold up the start once per job."""
     sent: list[int] = []
     unsent: list[int] = []
     for journal in take_abandoned(state_dir, own):
@@ -134,6 +137,8 @@ def recover_abandoned(state_dir: Path, parts: JobRecovery, own: Journal | None =
                 ok = _recover_entry(journal, entry, parts, stopping)
                 if ok is not None:
                     (sent if ok else unsent).append(entry.panda_id)
+                if ok is False:
+                    parts = attrs.evolve(parts, retry=attrs.evolve(parts.retry, deadline=0.0))
         finally:
             journal.release()
     return AbandonedOutcome(tuple(sent), tuple(unsent))

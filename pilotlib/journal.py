@@ -7,8 +7,8 @@ and in a container every pilot has the same small one). The file is created unde
 renamed into place, so a successor never finds a journal that is not locked yet.
 
 Each line is one JSON object, written with a single ``write`` and ``fsync``-ed before the call returns:
-``{"event": "start", "panda_id", "pilot", "workdir", "definition"}`` before the job's ``starting`` update, and
-``{"event": "end", "panda_id"}`` once its final update is saved. A last line that was being written when the pilot
+``{"event": "start", "panda_id", "pilot", "started", "workdir", "definition"}`` before the job's ``starting`` update,
+and ``{"event": "end", "panda_id"}`` once its final update is saved. A last line that was being written when the pilot
 died (torn, no newline or not JSON) is ignored. :func:`take_abandoned` gives the journals of pilots that are gone, each
 still locked by the caller, with the jobs they started and did not end: two successors racing for one journal
 get it once (the lock), and a journal whose every job is ended is removed.
@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,12 +40,14 @@ _SUFFIX = ".jsonl"
 
 @attrs.frozen
 class JournalEntry:
-    """A job a pilot started: its definition (wire form), its work directory, and the pilot that took it."""
+    """A job a pilot started: its definition (wire form), its work directory, the pilot that took it, and when
+    (epoch seconds)."""
 
     panda_id: int
     definition: Mapping[str, Any]
     workdir: Path
     pilot: str
+    started: float = 0.0
 
 
 def _append(fd: int, record: Mapping[str, Any]) -> None:
@@ -65,7 +68,7 @@ def _entries(content: bytes) -> list[JournalEntry]:
             panda_id = int(record["panda_id"])
             if record["event"] == "start":
                 started[panda_id] = JournalEntry(panda_id, dict(record["definition"]), Path(record["workdir"]),
-                                                 str(record["pilot"]))
+                                                 str(record["pilot"]), float(record.get("started", 0.0)))
             elif record["event"] == "end":
                 started.pop(panda_id, None)
         except (ValueError, KeyError, TypeError):  # the torn last line of a pilot killed mid-write, or an empty line
@@ -98,7 +101,7 @@ class Journal:
 
     def start(self, panda_id: int, definition: Mapping[str, Any], workdir: Path) -> None:
         """Record that the job was taken on (before its ``starting`` update); durable when this returns."""
-        _append(self._fd, {"event": "start", "panda_id": panda_id, "pilot": self.pilot,
+        _append(self._fd, {"event": "start", "panda_id": panda_id, "pilot": self.pilot, "started": time.time(),
                            "workdir": str(workdir), "definition": dict(definition)})
         self._open.add(panda_id)
 
