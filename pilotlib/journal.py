@@ -97,6 +97,11 @@ class Journal:
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
         self.path = self.directory / (name + _SUFFIX)
         os.rename(temporary, self.path)
+        directory_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)  # the name survives a crash of the node, not only of the process
+        finally:
+            os.close(directory_fd)
         self._open: set[int] = set()
 
     def start(self, panda_id: int, definition: Mapping[str, Any], workdir: Path) -> None:

@@ -18,7 +18,7 @@ from pilotlib.errors import ErrorCode
 from pilotlib.job import Job
 from pilotlib.journal import JOURNAL_DIR, Journal, take_abandoned
 from pilotlib.panda.base import JobUpdate, UpdateAnswer
-from pilotlib.recovery import FinalStore, RetryPolicy
+from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
 from pilotlib.transfer.base import Direction, TransferResult
 
@@ -176,3 +176,24 @@ def test_abandoned_job_with_a_saved_final_update_is_left_to_it(tmp_path: Path) -
     outcome = recover_abandoned(tmp_path, _recovery(tmp_path, reporter, log_out))
     assert outcome.sent == outcome.unsent == () and reporter.updates == [] and log_out.calls == []
     assert take_abandoned(tmp_path) == []
+
+
+class _Refusing(_Reporter):
+    def update_job(self, update: JobUpdate) -> UpdateAnswer:
+        self.updates.append(update)
+        return UpdateAnswer(accepted=False, message="refused")
+
+
+def test_abandoned_job_whose_report_is_refused_is_left_to_the_next_pilot(tmp_path: Path) -> None:
+    """A refused report is kept in the final-update store (and counted unsent); the journal entry is closed, so the
+    next pilot sends that saved update (:func:`pilotlib.recovery.recover`) rather than recovering the job again."""
+    journal = Journal(tmp_path, "grid-pilot-1")
+    journal.start(42, DEFINITION, tmp_path / "42")
+    journal.close()
+    refusing = _Refusing()
+    outcome = recover_abandoned(tmp_path, _recovery(tmp_path, refusing, _LogOut()))
+    assert outcome.sent == () and outcome.unsent == (42,) and len(refusing.updates) == 1
+    assert take_abandoned(tmp_path) == []
+    reporter = _Reporter()
+    assert recover(FinalStore(tmp_path), reporter) == [42]
+    assert reporter.updates[0].fields["pilotErrorCode"] == ErrorCode.KILLSIGNAL
