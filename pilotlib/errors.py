@@ -43,6 +43,7 @@ __all__ = [
     "PayloadExecutionError",
     "PayloadOutOfMemoryError",
     "PilotError",
+    "PilotLostError",
     "ReachedMaxTimeError",
     "SetupFailureError",
     "SigBusError",
@@ -486,6 +487,11 @@ class KilledBySignalError(PilotError):
     def __init__(self, message: str = "", signum: int | None = None) -> None:
         self.signum = signum
         super().__init__(message)
+
+
+class PilotLostError(KilledBySignalError):
+    """The pilot running the job was lost (killed with SIGKILL, or its node went down); a later pilot in the same
+    work area found the job in the lost pilot's journal and reports it (see :mod:`pilotlib.abandoned`)."""
 
 
 class SigTermError(KilledBySignalError):

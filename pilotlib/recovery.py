@@ -95,6 +95,10 @@ class FinalStore:
         os.replace(claimed, claimed.with_name(FINAL_NAME))
         _OWN_CLAIMS.discard(claimed.absolute())
 
+    def has(self, panda_id: int) -> bool:
+        """Whether a final update of ``panda_id`` was saved (pending, being sent, acknowledged or set aside)."""
+        return any(self.path(panda_id).parent.glob(FINAL_NAME + "*"))
+
     def is_sent(self, panda_id: int) -> bool:
         """Whether the final update of ``panda_id`` was acknowledged."""
         return self.path(panda_id).with_name(_SENT).exists()

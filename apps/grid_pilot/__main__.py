@@ -70,6 +70,9 @@ def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
                      f"work directory {run.workdir}")
     if outcome.recovered:
         lines.append(f"recovered final updates of jobs {', '.join(map(str, outcome.recovered))}")
+    if outcome.unrecovered:
+        lines.append(f"final updates of earlier jobs still not delivered (kept for the next pilot): "
+                     f"{', '.join(map(str, outcome.unrecovered))}")
     if not outcome.runs:
         lines.append("no job was run")
     if outcome.retrieve_error is not None:

@@ -20,8 +20,10 @@ from apps.grid_pilot.payload import RunnerExecutor, payload_settings
 from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
-from pilotlib.errors import PilotError, process_exit_code
-from pilotlib.job import Job
+from pilotlib.abandoned import JobRecovery, recover_abandoned
+from pilotlib.errors import ErrorCode, PilotError, process_exit_code
+from pilotlib.job import Job, job_to_wire
+from pilotlib.journal import Journal
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobRequest, JobSource
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
@@ -32,29 +34,40 @@ from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, standard_stages
 from pilotlib.transfer.registry import default_registry
 
-__all__ = ["PILOT_LOG", "Outcome", "Parts", "Retriever", "build_parts", "exit_code", "job_log_path", "run_pilot"]
+__all__ = ["PILOT_LOG", "RECOVERY_FAILED", "Outcome", "Parts", "Retriever", "build_parts", "exit_code", "job_log_path",
+           "run_pilot"]
 
 log = logging.getLogger(__name__)
 
 PILOT_LOG = "pilotlog.txt"
 
+#: The exit status when a final update of an earlier pilot's job (one left unsent, or of a job a lost pilot abandoned)
+#: could still not be delivered: 79, pilot3's "PanDA server communication failure" (``pilot/util/auxiliary.py``
+#: ``get_error_code_translation_dictionary``: COMMUNICATIONFAILURE). The update stays in the state directory.
+RECOVERY_FAILED = process_exit_code(ErrorCode.COMMUNICATIONFAILURE)
+
 
 @attrs.frozen
 class Parts:
-    """The mode's job source and reporter, and what to do when the pilot ends (Harvester: ``kill_worker.json``)."""
+    """The mode's job source and reporter, and what to do when the pilot ends (Harvester: ``kill_worker.json``);
+    ``recovering`` is told each abandoned job whose failure is about to be reported (Harvester's reporter needs it)."""
 
     source: JobSource
     reporter: JobReporter
     at_end: Callable[[], None] = lambda: None
+    recovering: Callable[[Job], None] = lambda _job: None
 
 
 @attrs.frozen
 class Outcome:
-    """What the pilot did: the finished runs, and the error that ended retrieval, if any."""
+    """What the pilot did: the finished runs, the error that ended retrieval, if any, the earlier final updates it
+    delivered (``recovered``: left unsent, or of jobs a lost pilot abandoned) and those it could not
+    (``unrecovered``, still in the state directory)."""
 
     runs: tuple[JobRun, ...]
     retrieve_error: PilotError | None
     recovered: tuple[int, ...] = ()
+    unrecovered: tuple[int, ...] = ()
 
 
 def _event_for(stop: Stop) -> threading.Event:
@@ -74,9 +87,10 @@ def harvester_files(settings: Settings) -> HarvesterFiles:
 def _harvester_parts(settings: Settings, stop: Stop) -> Parts:
     files = harvester_files(settings)
     source = HarvesterJobSource(files, stop=_event_for(stop), wait_timeout=max(1.0, settings.timefloor or 60.0))
-    reporter = HarvesterReporter(files, job_of=source.served_job,
+    recovering: dict[int, Job] = {}
+    reporter = HarvesterReporter(files, job_of=lambda panda_id: source.served_job(panda_id) or recovering.get(panda_id),
                                  local_dir=lambda panda_id: settings.workdir / str(panda_id))
-    return Parts(source, reporter, reporter.kill_worker)
+    return Parts(source, reporter, reporter.kill_worker, lambda job: recovering.update({job.panda_id: job}))
 
 
 def _data_places(settings: Settings) -> tuple[str, str, tuple[str, ...]]:
@@ -124,7 +138,8 @@ class Retriever:
     """
 
     def __init__(self, source: JobSource, request: JobRequest, settings: Settings, started: float,
-                 *, reserve: float = 120.0, limits: PilotLimits | None = None) -> None:
+                 *, reserve: float = 120.0, limits: PilotLimits | None = None, journal: Journal | None = None) -> None:
+        self._journal = journal
         self._source = source
         self._request = request
         self._settings = settings
@@ -161,7 +176,19 @@ class Retriever:
             timings["initial_setup"] = begin - self._started
         self.count += 1
         log.info("job taken panda_id=%d number=%d", job.panda_id, self.count)
-        return JobRun(job, self._settings.workdir / str(job.panda_id), timings=timings)
+        workdir = self._settings.workdir / str(job.panda_id)
+        self._record(job, workdir)
+        return JobRun(job, workdir, timings=timings)
+
+    def _record(self, job: Job, workdir: Path) -> None:
+        """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job)."""
+        if self._journal is None:
+            return
+        try:
+            self._journal.start(job.panda_id, job_to_wire(job), workdir)
+        except OSError as exc:
+            log.error("job not journalled: it cannot be recovered if this pilot is lost panda_id=%d error=%s",
+                      job.panda_id, exc)
 
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
@@ -172,12 +199,49 @@ def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
                               sample_interval=min(60.0, settings.heartbeat), setups=setups,
                               deadline=limits.deadline, lifeline=lifeline)
-    identity = PilotIdentity(site_name=settings.site_name, node=socket.gethostname(),
-                             pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
+    identity = pilot_identity(settings)
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
                   identity=identity, store=store, heartbeat_interval=settings.heartbeat,
                   final_retry=RetryPolicy(deadline=settings.final_retry),
                   pilot_log=lambda: _tail(settings.state_path / PILOT_LOG), cleanup=settings.cleanup)
+
+
+def pilot_identity(settings: Settings) -> PilotIdentity:
+    """Who this pilot is in its updates (``pilotID`` ``grid-pilot-<pid>``, the batch job's id)."""
+    return PilotIdentity(site_name=settings.site_name, node=socket.gethostname(),
+                         pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
+
+
+def _open_journal(settings: Settings) -> Journal | None:
+    try:
+        return Journal(settings.state_path, pilot_identity(settings).pilot_id)
+    except OSError as exc:
+        log.error("no journal: the jobs of this pilot cannot be recovered if it is lost error=%s", exc)
+        return None
+
+
+def _recover_abandoned(settings: Settings, parts: Parts, stages: Stages, journal: Journal | None,
+                       stop: Stop) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Report the jobs of lost pilots failed (their log staged out first), before any new work is taken."""
+    recovery = JobRecovery(stages.log_out, parts.reporter, stages.store, stages.identity,
+                           RetryPolicy(deadline=min(60.0, settings.final_retry)),
+                           job_log=lambda panda_id: _tail(job_log_path(settings, panda_id)),
+                           cleanup=settings.cleanup, on_job=parts.recovering)
+    outcome = recover_abandoned(settings.state_path, recovery, journal, stopping=stop)
+    if outcome.sent or outcome.unsent:
+        log.warning("recovered jobs of lost pilots reported=%s unsent=%s", ",".join(map(str, outcome.sent)),
+                    ",".join(map(str, outcome.unsent)))
+    return outcome.sent, outcome.unsent
+
+
+def _end_journal(journal: Journal | None, run: JobRun, store: FinalStore) -> None:
+    """Close the job's journal entry once its final update is saved (or was acknowledged without a copy)."""
+    if journal is None or not (run.final_sent or store.has(run.job.panda_id)):
+        return
+    try:
+        journal.end(run.job.panda_id)
+    except OSError as exc:  # the entry stays open: a later pilot finds the saved final update and only closes it
+        log.error("journal entry not closed panda_id=%d error=%s", run.job.panda_id, exc)
 
 
 def job_log_path(settings: Settings, panda_id: int) -> Path:
@@ -212,8 +276,11 @@ def _log_when_stopping(stop: Stop) -> threading.Event:
 def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
               on_done: Callable[[JobRun], None] | None = None, lifeline: Lifeline | None = None) -> Outcome:
     """Recover unsent final updates, read the queue's description (a queue that is not active or cannot be
-    described ends the pilot with its code, no job fetched), then run jobs until there is no more work, the
-    lifetime ends or ``stop``; ``on_done`` is called with each finished job (e.g. to close its log file)."""
+    described ends the pilot with its code, no job fetched), report the jobs of lost pilots failed
+    (:mod:`pilotlib.abandoned`), then run jobs, each journalled before its ``starting`` update, until there is no
+    more work, the lifetime ends or ``stop``; ``on_done`` is called with each finished job (e.g. to close its log
+    file). A recovery that fails does not keep the pilot from taking new work; the exit status tells
+    (:data:`RECOVERY_FAILED`)."""
     started = time.monotonic() if started is None else started
     started_epoch = time.time() - (time.monotonic() - started)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -224,25 +291,33 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
         log.error("pilot cannot start code=%d error=%s", int(exc.code), exc)
         return Outcome((), exc, ())
     store = FinalStore(settings.state_path)
+    earlier = store.pending()
     recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:
         log.info("recovered final updates panda_ids=%s", ",".join(map(str, recovered)))
+    unrecovered = tuple(p for p in earlier if p not in recovered)
+    if unrecovered:
+        log.error("final updates of earlier jobs still not delivered panda_ids=%s", ",".join(map(str, unrecovered)))
     info = build_info_service(settings)
     try:
         queue = check_queue(info)
     except PilotError as exc:
         parts.at_end()
-        return Outcome((), exc, tuple(recovered))
+        return Outcome((), exc, tuple(recovered), unrecovered)
     limits = pilot_limits(settings, queue, started_epoch)
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
-    retriever = Retriever(parts.source, request, settings, started, limits=limits)
     input_url, output_url, tools_out = _data_places(settings)
     setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
     stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),
                      lifeline=lifeline)
+    journal = _open_journal(settings)
+    sent, unsent = _recover_abandoned(settings, parts, stages, journal, stop)
+    recovered, unrecovered = [*recovered, *sent], (*unrecovered, *unsent)
+    retriever = Retriever(parts.source, request, settings, started, limits=limits, journal=journal)
 
     def finished(run: JobRun) -> None:
+        _end_journal(journal, run, store)
         setups.forget(run.job)  # a multi-job pilot keeps nothing of a finished job
         if on_done is not None:
             on_done(run)
@@ -251,16 +326,21 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     stopping_logged = _log_when_stopping(stop)
     runs = pipeline.run()
     stopping_logged.set()
+    if journal is not None:
+        journal.close()
     parts.at_end()
-    return Outcome(tuple(runs), pipeline.retrieve_error, tuple(recovered))
+    return Outcome(tuple(runs), pipeline.retrieve_error, tuple(recovered), tuple(unrecovered))
 
 
 def exit_code(outcome: Outcome, stop: Stop) -> int:
-    """The process exit status for a wrapper: signals 128+N, pilot errors 64-83, other failures 1, else 0."""
+    """The process exit status for a wrapper: signals 128+N, pilot errors 64-83, an earlier job's final update still
+    not delivered :data:`RECOVERY_FAILED` (79), this pilot's own final update not delivered 1, else 0."""
     if stop.reason is not None:
         return process_exit_code(stop.reason)
     if outcome.retrieve_error is not None:
         return process_exit_code(outcome.retrieve_error)
+    if outcome.unrecovered:
+        return RECOVERY_FAILED
     unsent = [r for r in outcome.runs if not r.final_sent]
     return 1 if unsent else 0
 

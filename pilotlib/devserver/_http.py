@@ -28,7 +28,8 @@ from pilotlib.devserver._logic import Context, Outcome
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("delay", "drop", "http500", "http503", "garbage", "garbage_html", "garbage_json", "apply_http500")
+FAULT_KINDS = ("delay", "drop", "http500", "http503", "garbage", "garbage_html", "garbage_json", "apply_http500",
+               "apply_delay")
 
 #: What panda-server 1.x answers to ``event/update_event_ranges`` after applying it: ``event_api.py:266`` (9cc36033)
 #: builds the set ``{"Returns", <returns>, "Commands", <commands>}``; with version 1 the returns are a list and
@@ -59,6 +60,7 @@ class Faults:
         self._faults: dict[str, list[_Fault]] = {}
         self._counts: Counter[str] = Counter()
         self._headers: dict[str, dict[str, str]] = {}
+        self._calls: list[str] = []
 
     def add(self, call: str, kind: str, times: int, seconds: float) -> None:
         """Inject ``kind`` into the next ``times`` requests for ``call``."""
@@ -71,6 +73,7 @@ class Faults:
         """Count one request for ``call``, keep its headers and return the fault to inject into it, if any."""
         with self._lock:
             self._counts[call] += 1
+            self._calls.append(call)
             self._headers[call] = dict(headers)
             queue = self._faults.get(call, [])
             while queue and queue[0].remaining <= 0:
@@ -87,6 +90,11 @@ class Faults:
         with self._lock:
             return self._counts[call]
 
+    def calls(self) -> list[str]:
+        """Every call received, in arrival order (faulted ones included)."""
+        with self._lock:
+            return list(self._calls)
+
     def last_headers(self, call: str) -> dict[str, str]:
         """The headers of the last request for ``call`` (empty when none arrived)."""
         with self._lock:
@@ -98,6 +106,7 @@ class Faults:
             self._faults.clear()
             self._counts.clear()
             self._headers.clear()
+            self._calls.clear()
 
 
 @attrs.frozen
@@ -225,11 +234,13 @@ class Handler(BaseHTTPRequestHandler):
         outcome = self._answer(target, method, body)
         if fault is not None and fault.kind == "apply_http500":
             outcome = Outcome(500, "text/plain", _UNHASHABLE_LIST)
+        if fault is not None and fault.kind == "apply_delay":
+            time.sleep(fault.seconds)
         self._send(outcome)
 
     def _inject(self, fault: _Fault) -> bool:
         """Apply a fault; True when the request has been answered (or dropped) by it."""
-        if fault.kind == "apply_http500":  # the call runs; its answer is replaced in _serve
+        if fault.kind in ("apply_http500", "apply_delay"):  # the call runs; its answer is changed in _serve
             return False
         if fault.kind == "delay":
             time.sleep(fault.seconds)

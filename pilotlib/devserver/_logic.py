@@ -19,7 +19,16 @@ Facts from panda-server (the same lines at tag 0.8.1, the last release with the 
   the command ``tobekilled`` (``:492``).
 - A final update of a job the pilot already finished (server status ``holding`` set by a final update) is not applied:
   ``DBProxy.updateJobStatus`` answers the command ``alreadydone`` (``job_complex_module.py:182``) and the dispatcher
-  skips the outputs (``JobDispatcher.py:356`` at 0.8.1, ``api/v1/pilot_api.py:633``).
+  skips the outputs (``JobDispatcher.py:356`` at 0.8.1, ``api/v1/pilot_api.py:633``). In the installed 1.0.4
+  package: a final state is written as ``holding`` with ``jobDispatcherErrorDiag`` None
+  (``api/v1/pilot_api.py:621-625``), so a repeat finds ``holding`` -> ``holding`` with an empty diagnostic and
+  gets ``alreadydone`` (``taskbuffer/db_proxy_mods/job_complex_module.py:182-190``; a ``failed`` job likewise,
+  ``:162-169``); the answer is success with that command (``pilot_api.py:649-659``:
+  ``{"StatusCode": 0, "command": "alreadydone"}``; legacy ``StatusCode=0&command=alreadydone``,
+  ``JobDispatcher.py:339-349`` at 0.8.1) and the outputs are not added again (``pilot_api.py:662``). The repeat is
+  kept apart (:meth:`Store.ignored_updates`): the job's record holds one final state. (A job already archived is no
+  longer in ``jobsActive4`` and is answered ``tobekilled``, ``:474-477``; the development server does not archive
+  jobs.)
 - ``startTime``/``endTime`` are parsed with ``time.strptime(value, "%Y-%m-%d %H:%M:%S")``; a value in any other form
   is dropped (``JobDispatcher.py:1186-1195`` at 0.8.1, ``api/v1/pilot_api.py:553-557``).
 """

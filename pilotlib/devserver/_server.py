@@ -220,8 +220,9 @@ class DevServer:
                 ``schedconfig``/``ddmendpoints``.
             kind: ``delay`` (wait ``seconds``, then answer), ``drop`` (close the connection without answering),
                 ``http500``, ``http503``, ``garbage`` (an HTML error page, then truncated JSON, alternately),
-                ``garbage_html``, ``garbage_json``, or ``apply_http500`` (the call is applied, then answered HTTP
-                500, as panda-server 1.x answers every ``event/update_event_ranges``).
+                ``garbage_html``, ``garbage_json``, ``apply_http500`` (the call is applied, then answered HTTP
+                500, as panda-server 1.x answers every ``event/update_event_ranges``), or ``apply_delay`` (the call is
+                applied, then its answer waits ``seconds``: a client killed meanwhile never learns it was applied).
             times: how many requests get the fault.
             seconds: the delay.
         """
@@ -265,6 +266,11 @@ class DevServer:
     def request_count(self, call: str) -> int:
         """How many HTTP requests arrived for ``call`` (faulted ones included)."""
         return self.faults.count(call)
+
+    def calls(self) -> list[str]:
+        """Every request's call (``getJob``, ``updateJob``, ``schedconfig``, ...; the v1 calls by their legacy names),
+        in arrival order: the order a pilot made its calls in."""
+        return self.faults.calls()
 
     def last_headers(self, call: str) -> dict[str, str]:
         """The HTTP headers of the last request for ``call`` (to check what a client sent)."""

@@ -1,0 +1,144 @@
+"""Recovery of the jobs a lost pilot left: started (in its :mod:`~pilotlib.journal`), never finished.
+
+A pilot killed with ``SIGKILL`` (or whose node went down) leaves its jobs ``running`` on the server forever. A pilot
+started in the same work area (the same state directory) calls :func:`recover_abandoned` before it takes new work.
+For each job of each journal whose owner is gone (its lock is free):
+
+- when a final update of the job is already in the :class:`~pilotlib.recovery.FinalStore` (the pilot died while
+  sending it, or after saving it), nothing more is done here: :func:`pilotlib.recovery.recover` sends it;
+- otherwise the job's work directory is staged out as its log tarball (with the job's own pilot log), and the job is
+  reported ``failed`` with KILLSIGNAL (1200), through :func:`~pilotlib.recovery.deliver_final` (saved before it is
+  sent, claimed, so that it is reported once even when the sending pilot dies too).
+
+The journal entry is closed once the final update is saved (or acknowledged), so no later pilot reports the job again.
+pilot3 has no code for a lost pilot; a pilot killed with ``SIGKILL`` is what 1200 names: pilot3's
+``pilot/common/errorcodes.py`` ``get_kill_signal_error_code`` gives KILLSIGNAL for every signal outside its table
+(SIGKILL included), and ``pilot/util/auxiliary.py`` turns 1200 into the exit status 137 (128 + SIGKILL).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from pilotlib.errors import JobDefinitionError, PilotError, PilotLostError
+from pilotlib.job import Job, parse_job
+from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, take_abandoned
+from pilotlib.panda.base import JobReporter
+from pilotlib.pipeline import JobRun
+from pilotlib.recovery import FinalStore, RetryPolicy, Stopping, deliver_final
+from pilotlib.report import PilotIdentity, final_update
+from pilotlib.stages import LOG_STOPPING_TIMEOUT, LogStageOut, clean_workdir
+
+__all__ = ["AbandonedOutcome", "JobRecovery", "recover_abandoned"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class JobRecovery:
+    """What recovering an abandoned job needs: where its log goes, where its final update goes and is kept.
+
+    Attributes:
+        log_out: stages the work directory out as the job's log tarball (each step bounded by
+            :data:`~pilotlib.stages.LOG_STOPPING_TIMEOUT` seconds, one try: recovery must not hold the start).
+        reporter: the mode's reporter (the server, or Harvester's files).
+        store: where final updates are kept until acknowledged.
+        identity: the recovering pilot (its ``pilotID`` goes in the update and the diagnostics).
+        retry: how long the final update is tried.
+        job_log: a short extract of the job's own pilot log (``pilotLog``), by PandaID.
+        cleanup: remove the work directory once the final update is acknowledged and the log staged out.
+        on_job: called with each job before its final update is sent (Harvester's reporter needs the job).
+    """
+
+    log_out: LogStageOut
+    reporter: JobReporter
+    store: FinalStore
+    identity: PilotIdentity
+    retry: RetryPolicy = attrs.field(factory=lambda: RetryPolicy(deadline=0.0))
+    job_log: Callable[[int], str] = lambda _panda_id: ""
+    cleanup: bool = True
+    on_job: Callable[[Job], None] = lambda _job: None
+
+
+@attrs.frozen
+class AbandonedOutcome:
+    """The PandaIDs whose failure was reported and acknowledged now, and those left unsent on disk."""
+
+    sent: tuple[int, ...] = ()
+    unsent: tuple[int, ...] = ()
+
+
+def _diagnostics(entry: JournalEntry, identity: PilotIdentity) -> str:
+    return (f"pilot {entry.pilot} was lost while running the job (killed or its node went down); "
+            f"recovered by pilot {identity.pilot_id or 'unknown'} on {identity.node}")
+
+
+def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: Stopping | None) -> bool:
+    """Stage out the job's log, then report it failed (pilot lost); True when acknowledged."""
+    log_result = None
+    if job.log is not None:
+        entry.workdir.mkdir(parents=True, exist_ok=True)  # gone: the tarball still carries the job's pilot log
+        log_result = parts.log_out.stage_out_log(job, entry.workdir, LOG_STOPPING_TIMEOUT)
+    run = JobRun(job, entry.workdir, started=entry.started or time.time(), log_result=log_result,
+                 failure=PilotLostError(_diagnostics(entry, parts.identity)))
+    parts.on_job(job)
+    update = final_update(run, parts.identity, parts.job_log(job.panda_id))
+    sent = deliver_final(update, parts.reporter, parts.store, parts.retry, stopping=stopping)
+    log_out = log_result is None or log_result.ok
+    if sent and log_out and parts.cleanup:
+        clean_workdir(entry.workdir)
+    return sent
+
+
+def _recover_entry(journal: AbandonedJournal, entry: JournalEntry, parts: JobRecovery,
+                   stopping: Stopping | None) -> bool | None:
+    """Recover one job; True when its failure was acknowledged, False when left on disk, None when there was
+    nothing to report (a final update already saved, or a definition that cannot be read)."""
+    if parts.store.has(entry.panda_id):
+        log.info("abandoned job has a final update already panda_id=%d", entry.panda_id)
+        journal.end(entry.panda_id)
+        return None
+    try:
+        job = parse_job(entry.definition)
+    except JobDefinitionError as exc:
+        log.error("abandoned job not recoverable panda_id=%d error=%s", entry.panda_id, exc)
+        journal.end(entry.panda_id)
+        return None
+    log.warning("recovering abandoned job panda_id=%d pilot=%s workdir=%s", entry.panda_id, entry.pilot,
+                entry.workdir)
+    try:
+        sent = _report(entry, job, parts, stopping)
+    except (PilotError, OSError) as exc:  # e.g. the state directory cannot be written: left for the next pilot
+        log.error("abandoned job not recovered panda_id=%d error=%s", entry.panda_id, exc)
+        return False
+    if sent or parts.store.has(entry.panda_id):  # saved: recover() sends it if this pilot could not
+        journal.end(entry.panda_id)
+    return sent
+
+
+def recover_abandoned(state_dir: Path, parts: JobRecovery, own: Journal | None = None, *,
+                      stopping: Stopping | None = None) -> AbandonedOutcome:
+    """Recover the jobs of every journal in ``state_dir`` whose pilot is gone (see the module); ``own`` is this
+    pilot's journal (skipped). Once ``stopping`` is set, no further job is recovered (the rest stay for the next
+    pilot). Once one final update could not be delivered (the server is down), the others get one try each, so that a
+    server that is down does not hold up the start once per job."""
+    sent: list[int] = []
+    unsent: list[int] = []
+    for journal in take_abandoned(state_dir, own):
+        try:
+            for entry in journal.entries:
+                if stopping is not None and stopping.is_set():
+                    break
+                ok = _recover_entry(journal, entry, parts, stopping)
+                if ok is not None:
+                    (sent if ok else unsent).append(entry.panda_id)
+                if ok is False:
+                    parts = attrs.evolve(parts, retry=attrs.evolve(parts.retry, deadline=0.0))
+        finally:
+            journal.release()
+    return AbandonedOutcome(tuple(sent), tuple(unsent))
