@@ -30,7 +30,7 @@ JOB = {"PandaID": 5151, "prodSourceLabel": "managed", "transformation": "run.sh"
 def _client(server: DevServer, stop: Stop | None = None, **retry: float) -> PandaClient:
     policy = RetryPolicy(**{"attempts": 3, "total_seconds": 60.0, "backoff": 0.01, "max_backoff": 0.02, **retry})
     return PandaClient(server.url, "v1", timeouts=Timeouts(connect=5, read=30), retry=policy,
-                       rng=random.Random(1), stop=stop)
+                       rng=random.Random(1), stop=stop, ca_dir=server.ca_dir)
 
 
 def _stop_after(stop: Stop, seconds: float) -> threading.Timer:
@@ -63,19 +63,23 @@ def test_trickling_answer_is_cut_off_at_the_total_bound(panda_server: DevServer,
     assert panda_server.request_count("getJob") == 1
 
 
-def test_hanging_call_ends_at_once_when_the_stop_is_set(panda_server: DevServer, no_helper_left: None) -> None:
-    """A getJob the server never answers (30 s read timeout, 60 s bound) ends within half a second of the stop
-    with CommunicationError saying the pilot is stopping; no retry follows."""
-    panda_server.inject_fault("getJob", "hang", times=3)
+@pytest.mark.parametrize("server", ["panda_server", "panda_server_tls"])
+def test_hanging_call_ends_at_once_when_the_stop_is_set(request: pytest.FixtureRequest, server: str,
+                                                        no_helper_left: None) -> None:
+    """A getJob the server never answers (30 s read timeout, 60 s bound), over HTTP and over verified HTTPS, ends
+    within half a second of the stop with CommunicationError saying the pilot is stopping; no retry follows, and
+    the request's thread ends (its socket, a TLS one too, is shut down)."""
+    served: DevServer = request.getfixturevalue(server)
+    served.inject_fault("getJob", "hang", times=3)
     stop = Stop()
     timer = _stop_after(stop, 0.5)
     began = time.monotonic()
     with pytest.raises(CommunicationError) as failed:
-        _client(panda_server, stop).get_jobs(REQUEST)
+        _client(served, stop).get_jobs(REQUEST)
     timer.join()
     assert time.monotonic() - began < 1.0
     assert "the pilot is stopping" in str(failed.value)
-    assert panda_server.request_count("getJob") == 1
+    assert served.request_count("getJob") == 1
 
 
 def test_backoff_between_retries_wakes_on_the_stop(panda_server: DevServer) -> None:
@@ -115,3 +119,35 @@ def test_call_made_while_stopping_is_sent(panda_server: DevServer) -> None:
     stop.set(SigTermError("SIGTERM"))
     assert client.update_job(JobUpdate(job.panda_id, "failed", {"pilotErrorCode": 1201})).accepted
     assert panda_server.final_state(job.panda_id) == "failed"
+
+
+def test_trickle_fault_delivers_the_whole_answer(panda_server: DevServer) -> None:
+    """The devserver's trickle fault slows the answer but sends all of it: a client with time enough gets the job."""
+    panda_server.add_job(JOB)
+    panda_server.inject_fault("getJob", "trickle", times=1, seconds=0.001)
+    (job,) = _client(panda_server).get_jobs(REQUEST)
+    assert job.panda_id == 5151 and job.job_pars == JOB["jobPars"]
+
+
+def test_hang_fault_ends_when_the_server_is_cleared(panda_server: DevServer) -> None:
+    """A request held by the hang fault is let go (its connection closed, nothing applied) by clear(): the client
+    sees a failed call at once, not after the hour the fault would hold it."""
+    panda_server.inject_fault("updateJob", "hang", times=1)
+    errors: list[Exception] = []
+
+    def call() -> None:
+        try:
+            _client(panda_server, attempts=1).update_job(JobUpdate(1, "running"))
+        except CommunicationError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 5
+    while panda_server.request_count("updateJob") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    panda_server.clear()
+    caller.join(5)
+    assert not caller.is_alive() and len(errors) == 1
+    assert panda_server.updates(1) == []
