@@ -90,6 +90,7 @@ class Waiter:
 
     def pause(self, seconds: float) -> bool:
         """Wait ``seconds`` (less when the stop comes first); True when the call should go on."""
+        self.event.clear()  # it may still hold the last request's end; the stop sets ``stopped`` before the event
         if not self.stopped:
             self.event.wait(seconds)
         return not self.stopped

@@ -97,6 +97,17 @@ def test_backoff_between_retries_wakes_on_the_stop(panda_server: DevServer) -> N
     assert panda_server.request_count("getJob") == 1
 
 
+def test_backoff_without_a_stop_waits(panda_server: DevServer) -> None:
+    """Without a sleep function the client waits its backoff between retries on the stop's event: two 503s with a
+    0.4 s backoff (jitter: 0.2 to 0.4 s each) take at least 0.4 s before the third request succeeds."""
+    panda_server.add_job(JOB)
+    panda_server.inject_fault("getJob", "http503", times=2)
+    began = time.monotonic()
+    (job,) = _client(panda_server, Stop(), backoff=0.4, max_backoff=0.4).get_jobs(REQUEST)
+    assert time.monotonic() - began >= 0.4
+    assert job.panda_id == 5151 and panda_server.request_count("getJob") == 3
+
+
 def test_call_made_while_stopping_gets_one_short_attempt(panda_server: DevServer, no_helper_left: None) -> None:
     """Once the pilot is stopping a call (the final update) is still made, but once, for at most
     stopping_seconds (1 s here), however long the total bound."""
