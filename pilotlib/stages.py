@@ -32,6 +32,7 @@ from pilotlib.report import PilotIdentity, final_update, heartbeat_update, start
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [
+    "HEARTBEAT_CLOSE_TIMEOUT",
     "LOG_STOPPING_TIMEOUT",
     "Heartbeat",
     "LogStageOut",
@@ -51,6 +52,10 @@ LOG_STOPPING_TIMEOUT = 60.0
 
 #: Seconds the final update is retried once the pilot is stopping (the rest is left for recovery).
 STOPPING_FINAL_DEADLINE = STOPPING_DEADLINE
+
+#: Seconds :meth:`Heartbeat.close` waits for a heartbeat still in a server call (then it is left behind: its call is
+#: bounded by the client, and its answer changes nothing).
+HEARTBEAT_CLOSE_TIMEOUT = 5.0
 
 
 class StageIn(Protocol):
@@ -147,12 +152,15 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop the heartbeats (before the final update) and forget the job's stop in the pilot's."""
+    def close(self, timeout: float = HEARTBEAT_CLOSE_TIMEOUT) -> None:
+        """Stop the heartbeats (before the final update) and forget the job's stop in the pilot's; returns within
+        ``timeout`` seconds, also when a heartbeat is stuck in a server call (the thread is then left behind)."""
         self._closed = True
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("heartbeat left behind in a server call seconds=%.1f", timeout)
         self._parent.release(self.stop)
 
     def __enter__(self) -> Heartbeat:

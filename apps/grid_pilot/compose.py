@@ -114,7 +114,7 @@ def _arc_parts(settings: Settings, stop: Stop) -> Parts:
 
 
 def _server_parts(settings: Settings, stop: Stop) -> Parts:
-    source, reporter = server_parts(settings)
+    source, reporter = server_parts(settings, stop)
     return Parts(source, reporter)
 
 

@@ -14,6 +14,7 @@ from apps.grid_pilot.settings import Settings
 from pilotlib.errors import NoProxyError
 from pilotlib.panda.base import JobReporter, JobSource
 from pilotlib.panda.client import PandaClient, RetryPolicy, X509Proxy
+from pilotlib.pipeline import Stop
 
 __all__ = ["find_proxy", "server_parts"]
 
@@ -31,9 +32,14 @@ def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy |
     return X509Proxy(path) if path.is_file() else None
 
 
-def server_parts(settings: Settings) -> tuple[JobSource, JobReporter]:
-    """The dispatcher client for ``settings.url`` in ``settings.api`` dialect, as source and reporter."""
+def server_parts(settings: Settings, stop: Stop | None = None) -> tuple[JobSource, JobReporter]:
+    """The dispatcher client for ``settings.url`` in ``settings.api`` dialect, as source and reporter.
+
+    Each call ends within 30 s (attempts and waits included); a call in flight when ``stop`` is set ends at once,
+    and a call made once it is set (the final update) makes one attempt of at most 10 s.
+    """
     proxy = find_proxy(os.environ, settings.proxy) if settings.url.startswith("https://") else None
     client = PandaClient(settings.url, "v1" if settings.api == "v1" else "legacy", ca_dir=settings.ca_path,
-                         credentials=proxy, retry=RetryPolicy(attempts=3, total_seconds=30.0))
+                         credentials=proxy, stop=stop,
+                         retry=RetryPolicy(attempts=3, total_seconds=30.0, stopping_seconds=10.0))
     return client, client

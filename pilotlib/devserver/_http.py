@@ -29,7 +29,10 @@ from pilotlib.devserver._logic import Context, Outcome
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("delay", "drop", "http500", "http503", "garbage", "garbage_html", "garbage_json", "apply_http500",
-               "apply_delay")
+               "apply_delay", "hang", "trickle")
+
+#: How long a ``hang`` fault with no ``seconds`` holds its request (unless the server is cleared or stopped first).
+HANG_SECONDS = 3600.0
 
 #: What panda-server 1.x answers to ``event/update_event_ranges`` after applying it: ``event_api.py:266`` (9cc36033)
 #: builds the set ``{"Returns", <returns>, "Commands", <commands>}``; with version 1 the returns are a list and
@@ -61,6 +64,7 @@ class Faults:
         self._counts: Counter[str] = Counter()
         self._headers: dict[str, dict[str, str]] = {}
         self._calls: list[str] = []
+        self.released = threading.Event()  # set by clear(): held requests (hang, trickle, apply_delay) end
 
     def add(self, call: str, kind: str, times: int, seconds: float) -> None:
         """Inject ``kind`` into the next ``times`` requests for ``call``."""
@@ -101,12 +105,14 @@ class Faults:
             return dict(self._headers.get(call, {}))
 
     def clear(self) -> None:
-        """Forget faults, counts and headers."""
+        """Forget faults, counts and headers; requests held by a ``hang`` or ``trickle`` end."""
         with self._lock:
             self._faults.clear()
             self._counts.clear()
             self._headers.clear()
             self._calls.clear()
+            released, self.released = self.released, threading.Event()
+        released.set()
 
 
 @attrs.frozen
@@ -235,13 +241,20 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "apply_http500":
             outcome = Outcome(500, "text/plain", _UNHASHABLE_LIST)
         if fault is not None and fault.kind == "apply_delay":
-            time.sleep(fault.seconds)
+            self.server.faults.released.wait(fault.seconds)
+        if fault is not None and fault.kind == "trickle":
+            self._trickle(outcome, fault.seconds)
+            return
         self._send(outcome)
 
     def _inject(self, fault: _Fault) -> bool:
         """Apply a fault; True when the request has been answered (or dropped) by it."""
-        if fault.kind in ("apply_http500", "apply_delay"):  # the call runs; its answer is changed in _serve
+        if fault.kind in ("apply_http500", "apply_delay", "trickle"):  # the call runs; its answer is changed in _serve
             return False
+        if fault.kind == "hang":  # held unanswered and not applied; then the connection is closed
+            self.server.faults.released.wait(fault.seconds or HANG_SECONDS)
+            self.close_connection = True
+            return True
         if fault.kind == "delay":
             time.sleep(fault.seconds)
             return False
@@ -302,6 +315,22 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization", "").startswith("Bearer "):
             return f"token:{self.headers.get('Origin', '')}"
         return None
+
+    def _trickle(self, outcome: Outcome, seconds: float) -> None:
+        """Send the whole answer (status line and headers included) one byte every ``seconds`` (0.5 when 0),
+        until it is sent, the client goes away or the server is cleared."""
+        head = (f"{self.protocol_version} {outcome.status} {self.responses.get(outcome.status, ('',))[0]}\r\n"
+                f"Content-Type: {outcome.content_type}\r\nContent-Length: {len(outcome.body)}\r\n\r\n")
+        released = self.server.faults.released
+        self.close_connection = True
+        for byte in head.encode() + outcome.body:
+            if released.wait(seconds or 0.5):
+                return
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
     def _send(self, outcome: Outcome) -> None:
         self.send_response(outcome.status)

@@ -76,7 +76,8 @@ class DevServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the database."""
+        """Stop serving (requests held by a ``hang`` or ``trickle`` fault end) and close the database."""
+        self.faults.clear()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -221,10 +222,14 @@ class DevServer:
             kind: ``delay`` (wait ``seconds``, then answer), ``drop`` (close the connection without answering),
                 ``http500``, ``http503``, ``garbage`` (an HTML error page, then truncated JSON, alternately),
                 ``garbage_html``, ``garbage_json``, ``apply_http500`` (the call is applied, then answered HTTP
-                500, as panda-server 1.x answers every ``event/update_event_ranges``), or ``apply_delay`` (the call is
-                applied, then its answer waits ``seconds``: a client killed meanwhile never learns it was applied).
+                500, as panda-server 1.x answers every ``event/update_event_ranges``), ``apply_delay`` (the call is
+                applied, then its answer waits ``seconds`` or until :meth:`clear`: a client killed meanwhile never
+                learns it was applied), ``hang`` (hold the request unanswered and unapplied for ``seconds``, default
+                an hour, or until :meth:`clear` or :meth:`stop`, then close the connection), ``trickle`` (apply the
+                call, then send its whole answer, status line and headers included, one byte every ``seconds``,
+                default 0.5).
             times: how many requests get the fault.
-            seconds: the delay.
+            seconds: the delay (``delay``, ``hang``, ``trickle``).
         """
         self.faults.add(call, kind, times, seconds)
 

@@ -1,19 +1,24 @@
 """HTTP transport of the dispatcher client: a ``requests`` session, timeouts, bounded retries, TLS and credentials.
 
-Retries happen on connection errors, timeouts and 5xx answers only, at most ``RetryPolicy.attempts`` times and never
-past ``RetryPolicy.total_seconds``, with exponential backoff and full jitter. A TLS verification failure is not
-retried. Credentials follow pilot3's ``pilot/util/https.py``: an X509 proxy file is the client certificate and key at
-once; an OIDC token is sent as ``Authorization: Bearer <token>`` with an ``Origin`` header naming the VO, read from its
+Retries happen on connection errors, timeouts and 5xx answers only, at most ``RetryPolicy.attempts`` times, with
+exponential backoff and full jitter. A TLS verification failure is not retried. ``RetryPolicy.total_seconds`` bounds
+the whole call (connects, reads, retries and waits): a request still running then is cut off, also from a server that
+trickles its answer a byte at a time (see :mod:`pilotlib.panda._bounded`). A call in flight when the pilot's stop is
+set ends at once; a call made once the pilot is stopping (the final update) makes one attempt of at most
+``RetryPolicy.stopping_seconds``.
+
+Credentials follow pilot3's ``pilot/util/https.py``: an X509 proxy file is the client certificate and key at once; an
+OIDC token is sent as ``Authorization: Bearer <token>`` with an ``Origin`` header naming the VO, read from its
 file for every request (tokens are renewed on disk). Neither is ever logged or put in an exception.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from pilotlib._redact import redact_text, redact_url
+from pilotlib.panda._bounded import Cancelled, StopSignal, Waiter, run_bounded, tracking_adapter
 from pilotlib.panda.errors import CommunicationError, CredentialError, ServerHTTPError
 
 if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived pilot a noticeable part of its start
     import requests
 
 log = logging.getLogger(__name__)
+
+_Result = tuple[str | None, str, int | None]  # (the answer's text, the retryable failure's reason, its HTTP status)
 
 
 @attrs.frozen
@@ -43,16 +51,19 @@ class RetryPolicy:
 
     Attributes:
         attempts: the most requests one call makes (1: no retry).
-        total_seconds: no new attempt starts after this long since the call began.
+        total_seconds: the longest one call takes, every attempt and wait included: a request still running then
+            is cut off (however the server trickles its answer), and no retry starts whose wait would pass it.
         backoff: the first wait, doubled at each retry up to ``max_backoff``; the wait is drawn uniformly between
             half of it and all of it (jitter).
         max_backoff: the longest single wait.
+        stopping_seconds: the longest a call made once the pilot is stopping takes (one attempt, no retry).
     """
 
     attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     total_seconds: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
     backoff: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
     max_backoff: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+    stopping_seconds: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
 
     def wait(self, retry: int, rng: random.Random) -> float:
         """The wait before retry number ``retry`` (1 for the first retry)."""
@@ -99,14 +110,16 @@ class Transport:
         ca_dir: the CA directory (or bundle) to verify the server against; None: the system's default store.
         verify: False switches verification off (never do this outside a test).
         credentials: an :class:`X509Proxy` or a :class:`BearerToken`, or None.
-        session: a ``requests.Session`` to use (one is made otherwise).
-        sleep: the sleep function (tests pass a recorder).
+        session: a ``requests.Session`` to use (one is made otherwise); its ``http://`` and ``https://`` adapters
+            are replaced by ones whose requests can be cut off.
+        sleep: the wait between retries (tests pass a recorder); None: a wait that ends when ``stop`` is set.
         rng: the jitter's random source.
+        stop: the pilot's stop (:class:`pilotlib.pipeline.Stop`), or None.
     """
 
     def __init__(self, base_url: str, *, timeouts: Timeouts, retry: RetryPolicy, ca_dir: Path | None,
                  verify: bool, credentials: Credentials | None, session: requests.Session | None,
-                 sleep: Callable[[float], None], rng: random.Random) -> None:
+                 sleep: Callable[[float], None] | None, rng: random.Random, stop: StopSignal | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
         self.retry = retry
@@ -115,7 +128,11 @@ class Transport:
             import requests  # noqa: PLC0415 - lazy, see the module imports
 
             session = requests.Session()
+        adapter = tracking_adapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         self.session = session
+        self.stop = stop
         self.verify: bool | str = str(ca_dir) if (verify and ca_dir is not None) else verify
         self._sleep = sleep
         self._rng = rng
@@ -147,11 +164,14 @@ class Transport:
         entry point (``server/panda.py`` ``parse_json_parameters_legacy``) gunzips every JSON body unconditionally and
         fails with a 500 on a plain one.
 
-        ``max_attempts`` lowers the policy's attempts for this call (never raises them).
+        ``max_attempts`` lowers the policy's attempts for this call (never raises them). The call ends within
+        ``retry.total_seconds`` (``retry.stopping_seconds``, one attempt, when made once the pilot is stopping), and
+        at once when the stop is set while it runs.
 
         Raises:
             ServerHTTPError: every attempt was answered with an HTTP 5xx status (the last one's is kept).
-            CommunicationError: the call failed otherwise (after the retries, or at once when not retryable).
+            CommunicationError: the call failed otherwise (after the retries, or at once when not retryable), took
+                its whole bound, or was interrupted by the stop.
             CredentialError: the credentials cannot be read.
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
@@ -162,29 +182,46 @@ class Transport:
             payload = gzip.compress(json.dumps(dict(json_body)).encode())
             all_headers["Content-Type"] = "application/json"
             json_body = None
-        started = time.monotonic()
+        stopping = self.stop is not None and self.stop.is_set()
+        bound = self.retry.stopping_seconds if stopping else self.retry.total_seconds
+        attempts = 1 if stopping else min(self.retry.attempts, max_attempts or self.retry.attempts)
+        request = functools.partial(self._attempt, call, method, url, json_body=json_body, payload=payload,
+                                    query=query, headers=all_headers, cert=cert)
+        with Waiter(bound, self.stop) as waiter:
+            return self._tries(call, request, attempts, waiter)
+
+    def _tries(self, call: str, request: Callable[[Timeouts], _Result], attempts: int, waiter: Waiter) -> str:
+        """Up to ``attempts`` requests, each on a helper thread that is left at the waiter's deadline or stop."""
         reason, attempt, status = "", 0, None
-        attempts = min(self.retry.attempts, max_attempts or self.retry.attempts)
         for attempt in range(1, attempts + 1):
-            text, reason, status = self._attempt(call, method, url, json_body=json_body, payload=payload,
-                                                 query=query, headers=all_headers, cert=cert)
+            left = waiter.left()
+            if left <= 0:
+                raise CommunicationError(f"{call}: no answer within the call's bound ({attempt - 1} attempt(s))")
+            timeouts = Timeouts(min(self.timeouts.connect, left), min(self.timeouts.read, left))
+            try:
+                text, reason, status = run_bounded(functools.partial(request, timeouts), waiter, f"http-{call}")
+            except Cancelled as exc:
+                raise CommunicationError(_cut_off(call, attempt, exc)) from None
             if text is not None:
                 return text
             log.warning("server call failed call=%s attempt=%d reason=%s", call, attempt, reason)
             if attempt == attempts:
                 break
             wait = self.retry.wait(attempt, self._rng)
-            if time.monotonic() - started + wait > self.retry.total_seconds:
+            if wait >= waiter.left():
                 break
-            self._sleep(wait)
+            if self._sleep is not None:
+                self._sleep(wait)
+            elif not waiter.pause(wait):
+                raise CommunicationError(f"{call}: interrupted after {attempt} attempt(s): the pilot is stopping")
         message = f"{call}: failed after {attempt} attempt(s): {reason}"
         if status is not None:
             raise ServerHTTPError(call, status, message)
         raise CommunicationError(message)
 
-    def _attempt(self, call: str, method: str, url: str, *, json_body: Mapping[str, Any] | None,
+    def _attempt(self, call: str, method: str, url: str, timeouts: Timeouts, *, json_body: Mapping[str, Any] | None,
                  payload: bytes | None, query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
-                 ) -> tuple[str | None, str, int | None]:
+                 ) -> _Result:
         """One request: (the answer's text, "", None) or (None, the reason of a retryable failure, its HTTP status
         when the server answered one)."""
         import requests  # noqa: PLC0415 - lazy (already loaded by the session)
@@ -193,7 +230,7 @@ class Transport:
             response = self.session.request(
                 method, url, json=dict(json_body) if json_body is not None else None, data=payload, params=query,
                 headers=dict(headers), cert=cert, verify=self.verify,
-                timeout=(self.timeouts.connect, self.timeouts.read),
+                timeout=(timeouts.connect, timeouts.read),
             )
         except requests.RequestException as exc:
             if not _is_retryable(exc):
@@ -204,6 +241,12 @@ class Transport:
         if response.status_code != 200:
             raise CommunicationError(f"{call}: HTTP {response.status_code} from {redact_url(url)}")
         return response.text, "", None
+
+
+def _cut_off(call: str, attempt: int, cancelled: Cancelled) -> str:
+    if cancelled.stopped:
+        return f"{call}: interrupted in attempt {attempt}: the pilot is stopping"
+    return f"{call}: no answer within the call's bound (attempt {attempt} cut off)"
 
 
 def _reason(exc: BaseException) -> str:

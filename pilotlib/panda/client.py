@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 from pilotlib.job import Job, parse_job
+from pilotlib.panda._bounded import StopSignal
 from pilotlib.panda._legacy import LegacyDialect
 from pilotlib.panda._transport import BearerToken, Credentials, RetryPolicy, Timeouts, Transport, X509Proxy
 from pilotlib.panda._v1 import V1Dialect
@@ -81,8 +81,11 @@ class PandaClient:
         credentials: an :class:`X509Proxy` or a :class:`BearerToken` (files read when a call is made), or None.
         verify: False disables TLS verification (for nothing but a test).
         session: a ``requests.Session`` to reuse.
-        sleep: how to wait between retries (tests pass a recorder).
+        sleep: how to wait between retries (tests pass a recorder); default: a wait that ends when ``stop`` is set.
         rng: the random source of the jitter.
+        stop: the pilot's stop (:class:`pilotlib.pipeline.Stop`): a call in flight when it is set ends at once
+            with a :class:`~pilotlib.errors.CommunicationError`; a call made once it is set makes one attempt of at
+            most ``retry.stopping_seconds``. Every call ends within ``retry.total_seconds``.
 
     Raises:
         ValueError: an unknown dialect.
@@ -91,14 +94,15 @@ class PandaClient:
     def __init__(self, base_url: str, dialect: Literal["legacy", "v1"] = "v1", *,
                  timeouts: Timeouts | None = None, retry: RetryPolicy | None = None, ca_dir: Path | None = None,
                  credentials: Credentials | None = None, verify: bool = True,
-                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None) -> None:
+                 session: requests.Session | None = None, sleep: Callable[[float], None] | None = None,
+                 rng: random.Random | None = None, stop: StopSignal | None = None) -> None:
         if dialect not in _DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}: 'legacy' or 'v1'")
         self.dialect: _Dialect = _DIALECTS[dialect]()
         self._transport = Transport(
             base_url, timeouts=timeouts or Timeouts(), retry=retry or RetryPolicy(), ca_dir=ca_dir, verify=verify,
             credentials=credentials, session=session, sleep=sleep, rng=rng or random.Random(),  # noqa: S311
+            stop=stop,
         )
 
     def get_jobs(self, request: JobRequest) -> tuple[Job, ...]:

@@ -11,6 +11,7 @@ Typical use (the payload stage of a pipeline)::
 """
 
 from pilotlib.payload._command import (
+    MAX_JOB_PARS_BYTES,
     PayloadCommand,
     PayloadSettings,
     build_command,
@@ -46,6 +47,7 @@ from pilotlib.payload._runner import (
     StdinMode,
     StopFlag,
 )
+from pilotlib.payload._split import split_args
 from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, read_prmon_summary, sample_session
 from pilotlib.payload.errors import (
     LoopingJobError,
@@ -68,6 +70,7 @@ __all__ = [
     "DEFAULT_MEMORY_PER_CORE_MB",
     "JOB_METRICS_LIMIT",
     "KILL_SECONDS",
+    "MAX_JOB_PARS_BYTES",
     "PRIVATE_PREFIXES",
     "PRIVATE_VARIABLES",
     "CommandWrapper",
@@ -114,4 +117,5 @@ __all__ = [
     "read_prmon_summary",
     "resolve_transformation",
     "sample_session",
+    "split_args",
 ]

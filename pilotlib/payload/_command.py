@@ -23,18 +23,24 @@ from typing import TYPE_CHECKING, BinaryIO
 import attrs
 
 from pilotlib._redact import redact_url
+from pilotlib.errors import JobDefinitionError
 from pilotlib.job import Job
 from pilotlib.payload._environment import PayloadIdentity, payload_environment
+from pilotlib.payload._split import split_args
 from pilotlib.payload.errors import TransformNotFoundError, TrfChmodError, TrfDownloadError
 
 if TYPE_CHECKING:  # imported on a download only: loading requests is a noticeable part of a pilot's start
     import requests
 
-__all__ = ["PayloadCommand", "PayloadSettings", "build_command"]
+__all__ = ["MAX_JOB_PARS_BYTES", "PayloadCommand", "PayloadSettings", "build_command"]
 
 log = logging.getLogger(__name__)
 
 _URL_SCHEMES = ("http://", "https://")
+
+#: The longest ``jobPars`` accepted, in bytes (UTF-8): Linux's ``ARG_MAX`` with the usual 8 MiB stack, the most the
+#: kernel lets ``execve`` pass as arguments and environment together (a longer command fails with ``E2BIG``).
+MAX_JOB_PARS_BYTES = 2 * 1024 * 1024
 
 
 def _frozen_env(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -70,7 +76,10 @@ class PayloadSettings:
         stderr_name: file name of the payload's stderr in the work directory.
         shell: run ``<transformation> <jobPars>`` through ``/bin/bash -c`` as pilot3 does (``jobPars`` may then use
             ``$VARIABLES``, quoting and shell operators, as production job definitions sometimes do); by default
-            ``jobPars`` are split with :func:`shlex.split` and no shell is involved.
+            ``jobPars`` are split into arguments by shell quoting rules (the arguments :func:`shlex.split` gives, in
+            linear time) and no shell is involved.
+        max_job_pars: the longest ``jobPars`` accepted, in UTF-8 bytes (:data:`MAX_JOB_PARS_BYTES`); a longer one
+            is refused before any work is done on it.
     """
 
     base_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
@@ -86,6 +95,7 @@ class PayloadSettings:
     stdout_name: str = "payload.stdout"
     stderr_name: str = "payload.stderr"
     shell: bool = False
+    max_job_pars: int = MAX_JOB_PARS_BYTES
 
 
 @attrs.frozen
@@ -116,7 +126,9 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> Payload
     """Build the payload command of a job.
 
     The transformation is resolved to an executable (downloaded into ``workdir`` when it is a URL); ``jobPars`` are
-    split with :func:`shlex.split` into arguments. An empty transformation means ``jobPars`` hold the whole command.
+    split into arguments as :func:`shlex.split` splits them (in linear time: a long ``jobPars`` can not hold the
+    pilot), after checking their length against ``settings.max_job_pars``. An empty transformation means
+    ``jobPars`` hold the whole command.
 
     Args:
         job: the job.
@@ -130,8 +142,10 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> Payload
         TrfDownloadError: the transformation URL could not be fetched (1149).
         TrfChmodError: the downloaded transformation could not be made executable (1143).
         TransformNotFoundError: the transformation is missing, or ``jobPars``/the name are unusable (1346).
+        JobDefinitionError: ``jobPars`` are longer than ``settings.max_job_pars`` bytes (1302).
     """
     workdir = Path(workdir)
+    _check_length(job.job_pars, settings.max_job_pars)
     args = _split_pars(job.job_pars)
     if not job.transformation.strip() and not args:
         raise TransformNotFoundError(f"job {job.panda_id} has neither a transformation nor jobPars")
@@ -153,9 +167,16 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> Payload
     )
 
 
+def _check_length(job_pars: str, limit: int) -> None:
+    size = len(job_pars.encode("utf-8", errors="surrogatepass"))
+    if size > limit:
+        raise JobDefinitionError("jobPars", f"<{size} bytes>",
+                                 f"longer than {limit} bytes, the most a payload command line may hold")
+
+
 def _split_pars(job_pars: str) -> list[str]:
     try:
-        return shlex.split(job_pars)
+        return split_args(job_pars)
     except ValueError as exc:
         raise TransformNotFoundError(f"cannot split jobPars into arguments: {exc}") from exc
 

@@ -186,13 +186,16 @@ def test_v1_creds_are_get_calls(panda_server: DevServer) -> None:
 
 
 def test_info_endpoints(panda_server: DevServer) -> None:
-    """Queue descriptions at both schedconfig paths, all storages at ddmendpoints.json, unknown queue 404."""
+    """Queue descriptions at both schedconfig paths, all storages at ddmendpoints.json (by name, with what the
+    session's earlier tests added), unknown queue 404."""
     panda_server.add_queue("TEST_Q", {"name": "TEST_Q", "maxwdir": 1000})
     panda_server.add_storage("DISK", {"name": "DISK", "type": "DATADISK"})
+    panda_server.add_storage("TAPE", {"name": "TAPE", "type": "DATATAPE"})
     for path in ("TEST_Q.all.json", "TEST_Q.json"):
         assert requests.get(f"{panda_server.url}/cache/schedconfig/{path}", timeout=10).json()["maxwdir"] == 1000
-    assert requests.get(f"{panda_server.url}/cache/ddmendpoints.json", timeout=10).json() == {
-        "DISK": {"name": "DISK", "type": "DATADISK"}}
+    storages = requests.get(f"{panda_server.url}/cache/ddmendpoints.json", timeout=10).json()
+    assert storages["DISK"] == {"name": "DISK", "type": "DATADISK"}
+    assert storages["TAPE"] == {"name": "TAPE", "type": "DATATAPE"}
     assert requests.get(f"{panda_server.url}/cache/schedconfig/NOPE.json", timeout=10).status_code == 404
 
 

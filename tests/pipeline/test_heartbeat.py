@@ -11,7 +11,7 @@ from pilotlib.errors import ErrorCode, PandaKillError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import Pipeline, Stop
-from pilotlib.stages import standard_stages
+from pilotlib.stages import Heartbeat, standard_stages
 from pilotlib.transfer.base import TransferResult
 
 from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut
@@ -145,3 +145,39 @@ def test_tobekilled_during_stage_out_fails_the_job_with_pandakill(tmp_path: Path
     assert isinstance(run.failure, PandaKillError) and run.failure.code == ErrorCode.PANDAKILL
     assert stage_out.log_calls == [1204] and stage_out.calls == [1204]
     assert reporter.final(1204).fields["pilotErrorCode"] == 1144
+
+
+class StuckReporter(FakeReporter):
+    """Every non-final update blocks until ``release`` is set (a server call that never returns)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def update_job(self, update: JobUpdate) -> UpdateAnswer:
+        if not update.final:
+            self.entered.set()
+            self.release.wait(60)
+        return super().update_job(update)
+
+
+def test_close_returns_within_its_bound_while_a_heartbeat_is_stuck_in_a_call() -> None:
+    """Heartbeat.close returns within its timeout (here 0.5 s) while the heartbeat thread is inside a server call
+    that does not return; the job's stop is released from the pilot's (before, close joined the thread for good)."""
+    reporter = StuckReporter()
+    stop = Stop()
+    beat = Heartbeat(reporter, lambda: JobUpdate(1, "starting"), lambda _usage: JobUpdate(1, "running"), stop, 0.01)
+    beat.start()
+    try:
+        _until(reporter.entered.is_set, "the heartbeat's call")
+        closer = threading.Thread(target=beat.close, kwargs={"timeout": 0.5}, daemon=True)
+        began = time.monotonic()
+        closer.start()
+        closer.join(5)
+        assert not closer.is_alive(), "close() did not return"
+        assert 0.4 < time.monotonic() - began < 1.5
+        stop.set(PandaKillError("x"))
+        assert not beat.stop.is_set()  # released: the pilot's stop no longer reaches the closed heartbeat's
+    finally:
+        reporter.release.set()

@@ -1,0 +1,103 @@
+"""Splitting ``jobPars``: the arguments :func:`shlex.split` gives, in linear time, and a length limit.
+
+The peer's behaviour: pilot3 hands ``jobPars`` to ``bash -c`` (``pilot/user/generic/common.py``
+``get_payload_command``) after parsing them with :func:`shlex.split` (``pilot/info/jobdata.py:828``,
+``get_opts_pargs`` called from ``clean__jobparams``), so a long ``jobPars`` hangs pilot3 in the same quadratic loop;
+this pilot splits with :func:`pilotlib.payload.split_args` and refuses what no ``execve`` could start.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pilotlib.errors import ErrorCode, JobDefinitionError
+from pilotlib.job import Job
+from pilotlib.payload import MAX_JOB_PARS_BYTES, PayloadSettings, build_command, split_args
+
+_ALPHABET = st.sampled_from(["a", "b", "=", "$", "#", " ", "\t", "\n", "\r", "\\", '"', "'", "\x0b", "\xa0", "\x00"])
+
+
+def _shlex(text: str) -> tuple[list[str] | None, str | None]:
+    try:
+        return shlex.split(text), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _ours(text: str) -> tuple[list[str] | None, str | None]:
+    try:
+        return split_args(text), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_ALPHABET, max_size=30).map("".join))
+def test_split_args_gives_what_shlex_split_gives(text: str) -> None:
+    """Quotes, escapes, empty quoted strings, shlex's four whitespace characters, other spaces and NUL as word
+    characters: the same arguments as shlex.split, or the same ValueError message."""
+    assert _ours(text) == _shlex(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", []),
+    ("  a  b ", ["a", "b"]),
+    ("a '' b", ["a", "", "b"]),
+    ("--x='two words'\"and\"more", ["--x=two wordsandmore"]),
+    (r'"a\"b\\c\d"', ['a"b\\c\\d']),
+    (r"\'x\ y", ["'x y"]),
+    ("#not a comment", ["#not", "a", "comment"]),
+])
+def test_split_args_examples(text: str, expected: list[str]) -> None:
+    """Examples of the POSIX rules (and that they agree with shlex.split)."""
+    assert split_args(text) == expected == shlex.split(text)
+
+
+@pytest.mark.parametrize("shape", ["one token", "quoted", "many words", "escapes"])
+def test_split_args_is_linear_on_megabytes(shape: str) -> None:
+    """2 MB of jobPars (the most accepted) split in well under a second per shape; shlex.split needs tens of
+    seconds for one 1 MB token (its token grows one character at a time)."""
+    size = 2 * 1024 * 1024
+    text = {"one token": "a" * size, "quoted": '"' + "a b " * (size // 4) + '"',
+            "many words": "--ab=1 " * (size // 7), "escapes": "\\ x" * (size // 3)}[shape]
+    began = time.monotonic()
+    args = split_args(text)
+    assert time.monotonic() - began < 3.0
+    assert args
+
+
+def test_long_token_command_is_built_at_once(tmp_path: Path) -> None:
+    """A job whose jobPars hold one 1 MB argument gets its command in well under a second (it took 52 s)."""
+    pars = "--data=" + "x" * (1024 * 1024)
+    began = time.monotonic()
+    cmd = build_command(Job(panda_id=1, transformation="/bin/true", job_pars=pars), tmp_path, PayloadSettings())
+    assert time.monotonic() - began < 2.0
+    assert cmd.argv == ("/bin/true", pars)
+
+
+def test_jobpars_past_the_limit_are_refused_at_once(tmp_path: Path) -> None:
+    """10 MB of jobPars (more than MAX_JOB_PARS_BYTES, 2 MiB: Linux's ARG_MAX) are refused with
+    JobDefinitionError CONVERSIONFAILURE (1302) naming the field and the size, without splitting."""
+    pars = "y" * (10 * 1024 * 1024)
+    began = time.monotonic()
+    with pytest.raises(JobDefinitionError) as info:
+        build_command(Job(panda_id=1, transformation="/bin/true", job_pars=pars), tmp_path, PayloadSettings())
+    assert time.monotonic() - began < 1.0
+    assert info.value.code == ErrorCode.CONVERSIONFAILURE == 1302
+    assert info.value.field == "jobPars"
+    assert f"{10 * 1024 * 1024} bytes" in str(info.value) and str(MAX_JOB_PARS_BYTES) in str(info.value)
+
+
+def test_jobpars_limit_counts_utf8_bytes(tmp_path: Path) -> None:
+    """The limit is in UTF-8 bytes (what execve passes): 3 characters of 2 bytes pass a limit of 6 and fail one
+    of 5."""
+    job = Job(panda_id=1, transformation="/bin/true", job_pars="ééé")
+    assert build_command(job, tmp_path, PayloadSettings(max_job_pars=6)).argv == ("/bin/true", "ééé")
+    with pytest.raises(JobDefinitionError):
+        build_command(job, tmp_path, PayloadSettings(max_job_pars=5))
