@@ -20,7 +20,8 @@ from apps.grid_pilot.payload import RunnerExecutor, payload_settings
 from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
-from pilotlib.errors import PilotError, process_exit_code
+from apps.grid_pilot.state import ReservedFinalStore, space_before_job, state_reserve
+from pilotlib.errors import ErrorCode, PilotError, process_exit_code
 from pilotlib.job import Job
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobRequest, JobSource
@@ -28,6 +29,8 @@ from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, Harvest
 from pilotlib.pipeline import JobRun, Pipeline, Stop
 from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
+from pilotlib.reserve import SpaceReserve
+from pilotlib.space import MB
 from pilotlib.stages import Stages, standard_stages
 from pilotlib.transfer.registry import default_registry
 
@@ -120,10 +123,13 @@ class Retriever:
 
     The first job is always asked for. Another one is asked for while less than ``timefloor`` seconds passed since
     the start, or while fewer than ``max_jobs`` ran; never when less than ``reserve`` seconds of lifetime remain.
+    ``space`` (when given) is called before each request: it raises when the work area has too little free space
+    (NOLOCALSPACE 1098: no job is asked for) and returns the ``diskSpace`` MB to ask with.
     """
 
     def __init__(self, source: JobSource, request: JobRequest, settings: Settings, started: float,
-                 *, reserve: float = 120.0, limits: PilotLimits | None = None) -> None:
+                 *, reserve: float = 120.0, limits: PilotLimits | None = None,
+                 space: Callable[[], int] | None = None) -> None:
         self._source = source
         self._request = request
         self._settings = settings
@@ -131,6 +137,7 @@ class Retriever:
         self._started = started
         self._reserve = reserve
         self._pending: list[Job] = []
+        self._space = space
         self.count = 0
 
     def _may_fetch(self) -> bool:
@@ -150,7 +157,8 @@ class Retriever:
             return None
         begin = time.monotonic()
         if not self._pending:
-            self._pending.extend(self._source.get_jobs(self._request))
+            request = self._request if self._space is None else attrs.evolve(self._request, disk_mb=self._space())
+            self._pending.extend(self._source.get_jobs(request))
         if not self._pending:
             log.info("no job to run jobs_done=%d", self.count)
             return None
@@ -164,13 +172,15 @@ class Retriever:
 
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
-            limits: PilotLimits, *, places: tuple[str, str]) -> Stages:
+            limits: PilotLimits, *, places: tuple[str, str], reserve: SpaceReserve | None = None) -> Stages:
     data = TransferStages(default_registry(), setups, *places,
-                          job_log_of=lambda panda_id: job_log_path(settings, panda_id))
+                          job_log_of=lambda panda_id: job_log_path(settings, panda_id),
+                          log_fallback_of=lambda panda_id: settings.state_path / str(panda_id) / "log",
+                          reserve=reserve)
     executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
                               sample_interval=min(60.0, settings.heartbeat), setups=setups,
-                              deadline=limits.deadline)
+                              deadline=limits.deadline, free_space_limit=settings.free_space_limit_running_mb * MB)
     identity = PilotIdentity(site_name=settings.site_name, node=socket.gethostname(),
                              pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
@@ -209,10 +219,13 @@ def _log_when_stopping(stop: Stop) -> threading.Event:
 
 
 def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
-              on_done: Callable[[JobRun], None] | None = None) -> Outcome:
+              on_done: Callable[[JobRun], None] | None = None, reserve: SpaceReserve | None = None) -> Outcome:
     """Recover unsent final updates, read the queue's description (a queue that is not active or cannot be
     described ends the pilot with its code, no job fetched), then run jobs until there is no more work, the
-    lifetime ends or ``stop``; ``on_done`` is called with each finished job (e.g. to close its log file)."""
+    lifetime ends or ``stop``; ``on_done`` is called with each finished job (e.g. to close its log file).
+
+    The state directory keeps its reserve (``reserve``, default the settings'); in server mode a work area with too
+    little free space ends the pilot before it asks for a job (NOLOCALSPACE 1098)."""
     started = time.monotonic() if started is None else started
     started_epoch = time.time() - (time.monotonic() - started)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +235,9 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     except PilotError as exc:  # e.g. a --proxy that is not there: the pilot's code, no job fetched
         log.error("pilot cannot start code=%d error=%s", int(exc.code), exc)
         return Outcome((), exc, ())
-    store = FinalStore(settings.state_path)
+    reserve = reserve or state_reserve(settings)
+    reserve.ensure()
+    store = ReservedFinalStore(settings.state_path, reserve)
     recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:
         log.info("recovered final updates panda_ids=%s", ",".join(map(str, recovered)))
@@ -235,10 +250,12 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     limits = pilot_limits(settings, queue, started_epoch)
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
-    retriever = Retriever(parts.source, request, settings, started, limits=limits)
+    retriever = Retriever(parts.source, request, settings, started, limits=limits,
+                          space=space_before_job(settings, queue, reserve))
     input_url, output_url, tools_out = _data_places(settings)
     setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
-    stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url))
+    stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),
+                     reserve=reserve)
 
     def finished(run: JobRun) -> None:
         setups.forget(run.job)  # a multi-job pilot keeps nothing of a finished job
@@ -254,13 +271,26 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
 
 
 def exit_code(outcome: Outcome, stop: Stop) -> int:
-    """The process exit status for a wrapper: signals 128+N, pilot errors 64-83, other failures 1, else 0."""
+    """The process exit status for a wrapper: signals 128+N, pilot errors 64-83, other failures 1, else 0.
+
+    A job that failed because the disk was full gives NOLOCALSPACE's status (69), as pilot3 does (its traces' error
+    code, ``pilot.py`` ``get_proper_exit_code``); a job whose final update was not acknowledged or whose log was not
+    staged out gives 1.
+    """
     if stop.reason is not None:
         return process_exit_code(stop.reason)
     if outcome.retrieve_error is not None:
         return process_exit_code(outcome.retrieve_error)
-    unsent = [r for r in outcome.runs if not r.final_sent]
-    return 1 if unsent else 0
+    full = next((r.failure for r in outcome.runs
+                 if r.failure is not None and r.failure.code == ErrorCode.NOLOCALSPACE), None)
+    if full is not None:
+        return process_exit_code(full)
+    lost = [r for r in outcome.runs if not r.final_sent or _log_not_out(r)]
+    return 1 if lost else 0
+
+
+def _log_not_out(run: JobRun) -> bool:
+    return run.job.log is not None and run.log_result is not None and not run.log_result.ok
 
 
 def job_dirs(outcome: Outcome) -> Sequence[Path]:

@@ -4,6 +4,7 @@ behind the pipeline's :class:`~pilotlib.stages.PayloadExecutor` interface."""
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from pilotlib.payload import (
     parse_queue_environ,
 )
 from pilotlib.pipeline import PayloadSummary, Stop
+from pilotlib.space import FREE_SPACE_LIMIT_RUNNING, check_free_space, free_bytes, payload_space_need
 
 __all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload", "payload_settings"]
 
@@ -68,6 +70,8 @@ class RunnerExecutor:
         job_report_required: a missing ``jobReport.json`` fails the job (production transforms always write one).
         setups: each job's queue description and parameters without overrides (None: none).
         deadline: the end of the pilot's life (epoch seconds), None for no limit.
+        free_space_limit: bytes the work area must keep free before the payload starts and while it runs (pilot3
+            ``free_space_limit_running``); the job's ``maxDiskCount`` may ask for more (:func:`start`).
     """
 
     settings: PayloadSettings = attrs.field(factory=PayloadSettings)
@@ -78,11 +82,12 @@ class RunnerExecutor:
     job_report_required: bool = False
     setups: JobSetups | None = None
     deadline: float | None = None
+    free_space_limit: int = FREE_SPACE_LIMIT_RUNNING
 
     def monitors(self, job: Job) -> list[Monitor]:
         """The monitors of ``job``'s payload."""
         monitors: list[Monitor] = [LoopingMonitor(limit=self.looping_limit, interval=min(900.0, self.looping_limit)),
-                                   StdoutSizeMonitor(), FreeDiskMonitor()]
+                                   StdoutSizeMonitor(), FreeDiskMonitor(min_free_bytes=self.free_space_limit)]
         if job.max_walltime or self.deadline:
             monitors.append(WalltimeMonitor(max_seconds=float(job.max_walltime) if job.max_walltime else None,
                                             deadline=self.deadline, margin=min(600.0, self.grace * 2 + 60.0)))
@@ -96,11 +101,16 @@ class RunnerExecutor:
         return monitors
 
     def start(self, job: Job, workdir: Path) -> RunnerPayload:
-        """Build the command (without the job's queue-override options; with the queue's ``environ`` variables) and
-        start it in its own session."""
+        """Check the work area's free space, build the command (without the job's queue-override options; with the
+        queue's ``environ`` variables) and start it in its own session.
+
+        Raises:
+            NoLocalSpaceError: no more than :func:`pilotlib.space.payload_space_need` bytes are free (1098).
+        """
         settings = self.settings
-        if self.setups is not None:
-            setup = self.setups.of(job)
+        setup = self.setups.of(job) if self.setups is not None else None
+        self._check_space(job, workdir, setup.workdir_limit_bytes(job) if setup is not None else None)
+        if setup is not None:
             job = attrs.evolve(job, job_pars=setup.job_pars)
             if setup.queue is not None and setup.queue.environ:
                 settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
@@ -110,6 +120,12 @@ class RunnerExecutor:
                                sample_interval=self.sample_interval)
         runner.start()
         return RunnerPayload(job, workdir, runner, self.job_report_required)
+
+    def _check_space(self, job: Job, workdir: Path, workdir_limit: int | None) -> None:
+        files = (p.lstat() for p in workdir.rglob("*")) if job.max_disk_count else iter(())
+        used = sum(st.st_size for st in files if stat.S_ISREG(st.st_mode))
+        need = payload_space_need(job, limit_running=self.free_space_limit, used=used, workdir_limit=workdir_limit)
+        check_free_space(free_bytes(workdir), need, workdir, "the payload")
 
 
 class RunnerPayload:
