@@ -49,7 +49,7 @@ class SpaceReserve:
     def __init__(self, directory: Path, size: int) -> None:
         self.path = directory / RESERVE_NAME
         self.size = size
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def held(self) -> int:
@@ -64,23 +64,25 @@ class SpaceReserve:
         holds nothing)."""
         if self.size <= 0:
             return False
-        with self._lock:
-            if self.held >= self.size:
-                return True
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            except OSError as exc:
-                log.warning("state reserve not made path=%s error=%s", self.path, exc)
-                return False
-            try:
-                os.posix_fallocate(fd, 0, self.size)
-            except OSError as exc:
-                self.path.unlink(missing_ok=True)
-                log.warning("state reserve not made path=%s size=%d error=%s", self.path, self.size, exc)
-                return False
-            finally:
-                os.close(fd)
-        return True
+        with self._lock:  # nothing is logged while the lock is held: a log file may release the reserve
+            error = None if self.held >= self.size else self._allocate()
+        if error is not None:
+            log.warning("state reserve not made path=%s size=%d error=%s", self.path, self.size, error)
+        return error is None
+
+    def _allocate(self) -> OSError | None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            return exc
+        try:
+            os.posix_fallocate(fd, 0, self.size)
+        except OSError as exc:
+            self.path.unlink(missing_ok=True)
+            return exc
+        finally:
+            os.close(fd)
+        return None
 
     def release(self) -> int:
         """Give the reserve's space back to the file system; returns the bytes freed (0 when it held nothing)."""
@@ -88,11 +90,14 @@ class SpaceReserve:
             freed = self.held
             try:
                 self.path.unlink()
+                error = None
             except FileNotFoundError:
                 return 0
             except OSError as exc:
-                log.error("state reserve not released path=%s error=%s", self.path, exc)
-                return 0
+                error = exc
+        if error is not None:
+            log.error("state reserve not released path=%s error=%s", self.path, error)
+            return 0
         log.warning("state reserve released: the disk is full bytes=%d path=%s", freed, self.path)
         return freed
 

@@ -4,6 +4,7 @@ behind the pipeline's :class:`~pilotlib.stages.PayloadExecutor` interface."""
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,8 @@ from pilotlib.pipeline import PayloadSummary, Stop
 from pilotlib.space import FREE_SPACE_LIMIT_RUNNING, check_free_space, free_bytes, payload_space_need
 
 __all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload", "payload_settings"]
+
+log = logging.getLogger(__name__)
 
 
 def payload_settings(settings: Settings, environ: Mapping[str, str]) -> PayloadSettings:
@@ -159,6 +162,7 @@ class RunnerPayload:
         if error is None and diagnosis.failed:
             code = diagnosis.pilot_error_code or ErrorCode.PAYLOADEXECUTIONFAILURE
             error = DiagnosedPayloadError(code, diagnosis.pilot_error_diag or f"payload exit code {returncode}")
+            log.warning("payload failed code=%d diag=%s", int(code), error)
         return PayloadSummary(
             exit_code=diagnosis.trans_exit_code if result.error is None else returncode,
             started=result.started,
