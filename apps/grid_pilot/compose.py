@@ -20,9 +20,10 @@ from apps.grid_pilot.payload import RunnerExecutor, payload_settings
 from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
-from apps.grid_pilot.state import ReservedFinalStore, space_before_job, state_reserve
+from apps.grid_pilot.state import ReservedFinalStore, WorkAreaSpace, state_reserve
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
 from pilotlib.job import Job
+from pilotlib.logcontext import job_context
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobRequest, JobSource
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
@@ -123,13 +124,14 @@ class Retriever:
 
     The first job is always asked for. Another one is asked for while less than ``timefloor`` seconds passed since
     the start, or while fewer than ``max_jobs`` ran; never when less than ``reserve`` seconds of lifetime remain.
-    ``space`` (when given) is called before each request: it raises when the work area has too little free space
-    (NOLOCALSPACE 1098: no job is asked for) and returns the ``diskSpace`` MB to ask with.
+    ``space`` (when given) checks the work area before each request (too little free space raises NOLOCALSPACE
+    1098: no job is asked for; it gives the ``diskSpace`` MB to ask with) and, in the launch-directory modes, after a
+    placed job is read (too little fails that job, which is then reported).
     """
 
     def __init__(self, source: JobSource, request: JobRequest, settings: Settings, started: float,
                  *, reserve: float = 120.0, limits: PilotLimits | None = None,
-                 space: Callable[[], int] | None = None) -> None:
+                 space: WorkAreaSpace | None = None) -> None:
         self._source = source
         self._request = request
         self._settings = settings
@@ -157,7 +159,8 @@ class Retriever:
             return None
         begin = time.monotonic()
         if not self._pending:
-            request = self._request if self._space is None else attrs.evolve(self._request, disk_mb=self._space())
+            request = self._request if self._space is None else attrs.evolve(self._request,
+                                                                              disk_mb=self._space.before_request())
             self._pending.extend(self._source.get_jobs(request))
         if not self._pending:
             log.info("no job to run jobs_done=%d", self.count)
@@ -168,7 +171,13 @@ class Retriever:
             timings["initial_setup"] = begin - self._started
         self.count += 1
         log.info("job taken panda_id=%d number=%d", job.panda_id, self.count)
-        return JobRun(job, self._settings.workdir / str(job.panda_id), timings=timings)
+        run = JobRun(job, self._settings.workdir / str(job.panda_id), timings=timings)
+        no_space = self._space.placed_job() if self._space is not None else None
+        if no_space is None:
+            return run
+        with job_context(job.panda_id):
+            log.error("job failed before it started code=%d error=%s", int(no_space.code), no_space)
+        return run.failed(no_space)
 
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
@@ -251,7 +260,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
     retriever = Retriever(parts.source, request, settings, started, limits=limits,
-                          space=space_before_job(settings, queue, reserve))
+                          space=WorkAreaSpace(settings, queue, reserve))
     input_url, output_url, tools_out = _data_places(settings)
     setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
     stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),

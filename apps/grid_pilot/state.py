@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from apps.grid_pilot.settings import Mode, Settings
+from pilotlib.errors import NoLocalSpaceError
 from pilotlib.info import QueueDescription
 from pilotlib.panda.base import JobUpdate
 from pilotlib.recovery import FinalStore
 from pilotlib.reserve import SpaceReserve, is_full_error
 from pilotlib.space import MB, check_free_space, free_bytes, request_disk_mb
 
-__all__ = ["ReservedFileHandler", "ReservedFinalStore", "space_before_job", "state_reserve"]
+__all__ = ["ReservedFileHandler", "ReservedFinalStore", "WorkAreaSpace", "state_reserve"]
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +68,49 @@ class ReservedFileHandler(logging.FileHandler):
             print(f"grid-pilot: log records lost, the disk is full: {self.baseFilename}: {error}", file=sys.stderr)
 
 
-def space_before_job(settings: Settings, queue: QueueDescription | None,
-                     reserve: SpaceReserve) -> Callable[[], int] | None:
-    """The check before each job is asked for (server mode): make the reserve whole, then the work area must have
-    more than ``--free-space-limit`` MB free (NOLOCALSPACE 1098); returns the ``diskSpace`` MB to ask with.
+class WorkAreaSpace:
+    """The work area's free space checks around getting a job (pilot3 ``pilot/control/job.py``).
 
-    None in the launch-directory modes: their job is already placed, so its space is checked before its payload and
-    the job reported failed (pilot3 ``pilot/control/job.py`` ``delayed_space_check`` in push mode).
+    Server mode: before each job is asked for, the work area must have more than ``--free-space-limit`` MB free
+    (:meth:`before_request` raises NOLOCALSPACE 1098: no job is asked for). The launch-directory modes (ARC,
+    Harvester) are pilot3's push mode: the job is already placed, so the check waits until it is read
+    (``delayed_space_check``) and fails that job (:meth:`placed_job`), which is then reported failed.
+
+    Args:
+        settings: the pilot's settings (work area, mode, limits).
+        queue: the queue's description (its ``maxwdir`` caps the ``diskSpace`` asked with), None: none.
+        reserve: the state directory's reserve, made whole before each job.
     """
-    if settings.mode is not Mode.SERVER:
+
+    def __init__(self, settings: Settings, queue: QueueDescription | None, reserve: SpaceReserve) -> None:
+        self._settings = settings
+        self._maxwdir = queue.maxwdir if queue is not None else 0
+        self._reserve = reserve
+
+    def _check(self, before: str) -> int:
+        self._reserve.ensure()
+        free = free_bytes(self._settings.workdir)
+        check_free_space(free, self._settings.free_space_limit_mb * MB, self._settings.workdir, before)
+        return free
+
+    def before_request(self) -> int:
+        """The ``diskSpace`` MB to ask with (the free space, at most the queue's ``maxwdir``).
+
+        Raises:
+            NoLocalSpaceError: server mode, and too little space to ask for a job (1098).
+        """
+        if self._settings.mode is Mode.SERVER:
+            return request_disk_mb(self._check("asking for a job"), self._maxwdir)
+        self._reserve.ensure()
+        return request_disk_mb(free_bytes(self._settings.workdir), self._maxwdir)
+
+    def placed_job(self) -> NoLocalSpaceError | None:
+        """In the launch-directory modes, the error that fails a job just read when the work area has too little
+        space; None otherwise."""
+        if self._settings.mode is Mode.SERVER:
+            return None
+        try:
+            self._check("running the job")
+        except NoLocalSpaceError as exc:
+            return exc
         return None
-    maxwdir = queue.maxwdir if queue is not None else 0
-
-    def check() -> int:
-        reserve.ensure()
-        free = free_bytes(settings.workdir)
-        check_free_space(free, settings.free_space_limit_mb * MB, settings.workdir, "asking for a job")
-        return request_disk_mb(free, maxwdir)
-
-    return check

@@ -12,6 +12,7 @@ What pilot3 does, and these tests hold the pilot to (PanDAWMS/pilot3, read for b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,3 +149,28 @@ def test_the_state_on_the_same_full_disk_still_records_the_final_update(panda_se
     assert "final update acknowledged panda_id=9104" in job_log
     stored = _stored_log(tmp_path)["log/pilotlog.txt"].decode()
     assert "job=9104" in stored and "code=1098" in stored
+
+
+def test_arc_a_placed_job_on_a_full_work_area_is_reported_failed_with_1098(tmp_path: Path, small_fs: Path) -> None:
+    """ARC mode (pilot3's push mode: the check waits for the job, ``delayed_space_check``): the work area is full,
+    so the placed job is read and fails with 1098 without running; its final state is in ``heartbeat.json``, its own
+    pilot log is staged out as its log (``output.list`` names it), and the exit status is 69."""
+    make_inputs(tmp_path / "in")
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "pandaJobData.out").write_text(json.dumps(job_definition(9105)))
+    fill(small_fs)
+    argv = [sys.executable, "-m", "apps.grid_pilot", "--mode", "arc", "--launch-dir", str(launch), "-a", str(small_fs),
+            "--state-dir", str(tmp_path / "state"), "--input-dir", str(tmp_path / "in"), "--output-dir",
+            str(tmp_path / "storage"), "--copytool", "mv", "--free-space-limit", "1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)
+    assert done.returncode == 69, done.stderr[-3000:]
+    heartbeat = json.loads((launch / "heartbeat.json").read_text())
+    assert heartbeat["jobId"] == 9105 and heartbeat["state"] == "failed"
+    assert heartbeat["pilotErrorCode"] == ErrorCode.NOLOCALSPACE
+    assert "before running the job" in heartbeat["pilotErrorDiag"]
+    assert (tmp_path / "in" / "in.dat").exists()  # never staged in
+    assert (launch / "output.list").read_text().startswith("log.tgz file://")
+    job_log = _stored_log(tmp_path)["log/pilotlog.txt"].decode()
+    assert "job failed before it started code=1098" in job_log

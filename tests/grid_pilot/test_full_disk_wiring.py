@@ -13,7 +13,7 @@ from fixtures.smallfs import fill
 from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import Outcome, Retriever, exit_code
 from apps.grid_pilot.settings import Mode, Settings
-from apps.grid_pilot.state import space_before_job, state_reserve
+from apps.grid_pilot.state import WorkAreaSpace, state_reserve
 from pilotlib.errors import Direction, NoLocalSpaceError, PayloadExecutionError
 from pilotlib.info import QueueDescription
 from pilotlib.job import Job
@@ -39,7 +39,7 @@ def test_no_job_is_asked_for_on_a_full_work_area(small_fs: Path) -> None:
     fill(small_fs)
     source = _Source()
     retriever = Retriever(source, JobRequest("S", "Q"), settings, time.monotonic(),
-                          space=space_before_job(settings, None, state_reserve(settings)))
+                          space=WorkAreaSpace(settings, None, state_reserve(settings)))
     with pytest.raises(NoLocalSpaceError, match="before asking for a job: 0 B free, need more than 1000000 B"):
         retriever(Stop())
     assert source.requests == []
@@ -49,19 +49,27 @@ def test_the_request_carries_disk_space_capped_by_maxwdir(small_fs: Path) -> Non
     """With room, the job is asked for with ``diskSpace`` = min(free MB, the queue's maxwdir)."""
     settings = Settings(workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
     source = _Source()
-    space = space_before_job(settings, QueueDescription(name="Q", maxwdir=10), state_reserve(settings))
+    space = WorkAreaSpace(settings, QueueDescription(name="Q", maxwdir=10), state_reserve(settings))
     run = Retriever(source, JobRequest("S", "Q"), settings, time.monotonic(), space=space)(Stop())
     assert run is not None and [r.disk_mb for r in source.requests] == [10]
-    roomy = space_before_job(settings, QueueDescription(name="Q", maxwdir=1000), state_reserve(settings))
-    assert roomy is not None and roomy() == 16  # the 16 MiB tmpfs: 16.7 MB
+    roomy = WorkAreaSpace(settings, QueueDescription(name="Q", maxwdir=1000), state_reserve(settings))
+    assert roomy.before_request() == 16  # the 16 MiB tmpfs: 16.7 MB
 
 
-def test_launch_directory_modes_check_before_the_payload_instead(tmp_path: Path) -> None:
-    """ARC and Harvester place the job: no check before it is read (pilot3 delays it in push mode), so the job
-    is reported failed by the check before its payload."""
+def test_a_placed_job_on_a_full_work_area_fails_with_1098(small_fs: Path) -> None:
+    """ARC and Harvester place the job: it is read (no check stops that, as pilot3 delays it in push mode), then
+    it fails with 1098 without running, so that it is reported; server mode fails no job that way."""
+    fill(small_fs)
     for mode in (Mode.ARC, Mode.HARVESTER):
-        settings = Settings(mode=mode, workdir=tmp_path)
-        assert space_before_job(settings, None, state_reserve(settings)) is None
+        settings = Settings(mode=mode, workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
+        source = _Source()
+        run = Retriever(source, JobRequest("S", "Q"), settings, time.monotonic(),
+                        space=WorkAreaSpace(settings, None, state_reserve(settings)))(Stop())
+        assert run is not None and run.job.panda_id == 7100 and len(source.requests) == 1
+        assert isinstance(run.failure, NoLocalSpaceError)
+        assert "before running the job: 0 B free" in str(run.failure)
+    server = Settings(workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
+    assert WorkAreaSpace(server, None, state_reserve(server)).placed_job() is None
 
 
 def test_exit_status_of_a_full_disk_and_of_a_log_not_staged_out() -> None:
