@@ -174,3 +174,20 @@ def test_arc_a_placed_job_on_a_full_work_area_is_reported_failed_with_1098(tmp_p
     assert (launch / "output.list").read_text().startswith("log.tgz file://")
     job_log = _stored_log(tmp_path)["log/pilotlog.txt"].decode()
     assert "job failed before it started code=1098" in job_log
+
+
+def test_without_a_reserve_the_final_update_says_why_no_log_was_staged_out(panda_server: DevServer, tmp_path: Path,
+                                                                           small_fs: Path) -> None:
+    """No reserve (``--state-reserve 0``) and the state directory on the disk the payload fills: neither the log
+    tarball nor the pilot log alone can be packed, so the final update (sent without a copy on disk) says why the
+    log was not staged out; it still reached the server with 1098, and the exit status is 69."""
+    panda_server.add_job(_filling_job(tmp_path, 9106))
+    done = _pilot(panda_server, tmp_path, small_fs, "--state-reserve", "0")
+    assert done.returncode == 69, done.stderr[-3000:]
+    final = final_update(panda_server.updates(9106))
+    assert panda_server.final_state(9106) == "failed"
+    assert int(final["pilotErrorCode"]) == ErrorCode.NOLOCALSPACE
+    diag = str(final["pilotErrorDiag"])
+    assert "disk is full" in diag and "log not staged out" in diag and "could not be packed either" in diag
+    assert not (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).exists()
+    assert "final update not saved, sent without a copy on disk" in done.stderr

@@ -19,6 +19,7 @@ from pilotlib.info import QueueDescription
 from pilotlib.job import Job
 from pilotlib.panda.base import JobRequest
 from pilotlib.pipeline import JobRun, Stop
+from pilotlib.report import PilotIdentity, final_update
 from pilotlib.transfer.base import TransferResult
 from pilotlib.transfer.logtar import LogTarballError
 from tests.pipeline.fakes import make_job
@@ -97,3 +98,18 @@ def test_the_space_options(tmp_path: Path) -> None:
     assert (given.free_space_limit_mb, given.free_space_limit_running_mb, given.state_reserve_mb) == (5, 3, 0)
     with pytest.raises(ConfigError, match="must not be negative"):
         parse_settings([*base, "--state-reserve", "-1"])
+
+
+def test_the_final_diag_says_why_the_log_was_not_staged_out() -> None:
+    """A job that failed (1098) and whose log then failed too: ``pilotErrorDiag`` holds both, the failure first;
+    a log staged out (or a log failure that is the job's failure) leaves the diag as it was."""
+    job = make_job(3)
+    tar_failed = LogTarballError("tar failed: disk full")
+    log_failed = TransferResult(lfn="log.tgz", direction=Direction.STAGE_OUT, tool="", url="", local_path="log.tgz",
+                                error=tar_failed)
+    run = JobRun(job, Path("/x"), log_result=log_failed).failed(NoLocalSpaceError("0 B free"))
+    fields = final_update(run, PilotIdentity("S", "n")).fields
+    assert fields["pilotErrorCode"] == 1098
+    assert fields["pilotErrorDiag"] == "0 B free; log not staged out: tar failed: disk full"
+    alone = JobRun(job, Path("/x"), log_result=log_failed).failed(tar_failed)
+    assert final_update(alone, PilotIdentity("S", "n")).fields["pilotErrorDiag"] == "tar failed: disk full"
