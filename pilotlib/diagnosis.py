@@ -18,7 +18,10 @@ Facts relied on (PanDAWMS/pilot3, read for behaviour, not copied):
 - ``pilot/user/atlas/diagnose.py``: ``exitCode``/``exitMsg`` of ``jobReport.json`` (``exitMsg`` other than ``OK``
   becomes ``exeErrorDiag``), ``got a SIGSEGV signal`` is PAYLOADSIGSEGV, ``bad_alloc`` in the report's executor
   errors is BADALLOC, out-of-memory messages are PAYLOADOUTOFMEMORY, ``No space left on device`` is NOLOCALSPACE,
-  a non-zero job report exit code with exit status 0 is UNKNOWNPAYLOADFAILURE;
+  a non-zero job report exit code with exit status 0 is UNKNOWNPAYLOADFAILURE; out-of-space is diagnosed with
+  ``priority=True`` (it wins over the codes found before) and the local space is checked again
+  (``get_local_disk_space``): here a failed payload whose work directory's file system is full (``statvfs`` after
+  the payload ended, :func:`pilotlib.space.disk_is_full`) is NOLOCALSPACE even when it could write no stderr;
 - ``pilot/util/default.cfg``: the file names ``jobReport.json``, ``payload_error_report.json``, ``payload.stdout``,
   ``payload.stderr``;
 - PanDAWMS/panda-server ``pandaserver/api/v1/pilot_api.py``: diagnostics are stored cut to 500 characters.
@@ -35,6 +38,7 @@ from pathlib import Path
 import attrs
 
 from pilotlib.errors import ErrorCode, error_for_signal, truncate_diag
+from pilotlib.space import disk_is_full, free_bytes
 
 __all__ = [
     "ERROR_REPORT_NAME",
@@ -71,6 +75,7 @@ class PayloadOutcome:
         core_files: names of the core files in the work directory (``core``, ``core.<pid>``).
         payload_pid: the payload's process id; when given, only ``core`` and ``core.<pid>`` count as its core dump.
         job_report_required: whether a missing job report is an error (production transforms write one).
+        free_bytes: bytes free in the work directory's file system once the payload ended (None: not known).
     """
 
     returncode: int
@@ -81,6 +86,7 @@ class PayloadOutcome:
     core_files: tuple[str, ...] = attrs.field(default=(), converter=_names)
     payload_pid: int | None = None
     job_report_required: bool = True
+    free_bytes: int | None = None
 
     @property
     def signal(self) -> int | None:
@@ -98,7 +104,8 @@ class PayloadOutcome:
         stdout_name: str = STDOUT_NAME,
         stderr_name: str = STDERR_NAME,
     ) -> PayloadOutcome:
-        """Collect the outcome from the payload's work directory (files that cannot be read count as absent)."""
+        """Collect the outcome from the payload's work directory (files that cannot be read count as absent) and
+        the free space of its file system."""
         cores = tuple(sorted(p.name for p in workdir.glob("core*") if re.fullmatch(r"core(\.\d+)?", p.name)))
         return cls(
             returncode=returncode,
@@ -109,7 +116,15 @@ class PayloadOutcome:
             core_files=cores,
             payload_pid=payload_pid,
             job_report_required=job_report_required,
+            free_bytes=_free_bytes(workdir),
         )
+
+
+def _free_bytes(workdir: Path) -> int | None:
+    try:
+        return free_bytes(workdir)
+    except OSError:
+        return None
 
 
 def _read_text(path: Path, limit: int) -> str | None:
@@ -339,6 +354,13 @@ def _no_space_rule(outcome: PayloadOutcome, report: _JobReport, error_report: tu
     return (ErrorCode.NOLOCALSPACE, line) if outcome.returncode and line else None
 
 
+def _full_disk_rule(outcome: PayloadOutcome, report: _JobReport, error_report: tuple[int, str] | None) -> _Finding:
+    if outcome.returncode <= 0 or not disk_is_full(outcome.free_bytes):
+        return None
+    free = outcome.free_bytes
+    return ErrorCode.NOLOCALSPACE, f"exit status {outcome.returncode}, the work directory's disk is full ({free} B)"
+
+
 def _stderr_error(outcome: PayloadOutcome) -> str:
     critical = _line_matching(re.compile(r"CRITICAL"), outcome.stdout_tail)
     if critical:
@@ -380,11 +402,12 @@ _Rule = Callable[[PayloadOutcome, _JobReport, "tuple[int, str] | None"], _Findin
 _RULES: tuple[_Rule, ...] = (
     _signal_rule,
     _oom_rule,
+    _no_space_rule,
+    _full_disk_rule,
     _container_rule,
     _error_report_rule,
     _job_report_rule,
     _core_dump_rule,
-    _no_space_rule,
     _exit_status_rule,
     _report_says_failed_rule,
     _metadata_rule,

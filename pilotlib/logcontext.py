@@ -69,12 +69,15 @@ class PerJobFileHandler(logging.Handler):
     """Writes each record that belongs to a job to that job's own log file, ``path_of(panda_id)``.
 
     Records with no job are left to the app's other handlers. Files are opened on a job's first record and closed
-    with :meth:`close_job` (or :meth:`close`).
+    with :meth:`close_job` (or :meth:`close`). ``opener`` makes a file's handler (default: a UTF-8
+    :class:`logging.FileHandler`; e.g. one that frees reserved space when the disk is full).
     """
 
-    def __init__(self, path_of: Callable[[int], Path]) -> None:
+    def __init__(self, path_of: Callable[[int], Path],
+                 opener: Callable[[Path], logging.FileHandler] | None = None) -> None:
         super().__init__()
         self._path_of = path_of
+        self._opener = opener or (lambda path: logging.FileHandler(path, encoding="utf-8"))
         self._files: dict[int, logging.FileHandler] = {}
         self._files_lock = threading.Lock()
 
@@ -97,7 +100,7 @@ class PerJobFileHandler(logging.Handler):
             if handler is None:
                 path = self._path_of(panda_id)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                handler = logging.FileHandler(path, encoding="utf-8")
+                handler = self._opener(path)
                 handler.setFormatter(self.formatter)
                 self._files[panda_id] = handler
             return handler

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from pilotlib.errors import truncate_diag
+from pilotlib.errors import PilotError, truncate_diag
 from pilotlib.panda.base import JobUpdate
 from pilotlib.pipeline import TIMING_KEYS, JobRun
 from pilotlib.transfer.report import output_file_info_json
@@ -93,6 +93,14 @@ def pilot_timing(timings: Mapping[str, float]) -> str:
     return "|".join(str(round(timings.get(key, 0.0))) for key in TIMING_KEYS)
 
 
+def _error_diag(run: JobRun, failure: PilotError) -> str:
+    """``pilotErrorDiag``: the failure's, and why the log was not staged out when that is another error."""
+    log_error = run.log_result.error if run.log_result is not None else None
+    if log_error is None or log_error is failure:
+        return failure.diagnostics
+    return truncate_diag(f"{failure.message}; log not staged out: {log_error.message}")
+
+
 def final_update(run: JobRun, identity: PilotIdentity, pilot_log: str = "") -> JobUpdate:
     """The final update of a job: its final state, the outcome's codes and diagnostics, outputs, timing, metadata."""
     state = final_state(run)
@@ -111,7 +119,7 @@ def final_update(run: JobRun, identity: PilotIdentity, pilot_log: str = "") -> J
     fields["endTime"] = round(time.time(), 3)
     if run.failure is not None:
         fields["pilotErrorCode"] = int(run.failure.code)
-        fields["pilotErrorDiag"] = run.failure.diagnostics
+        fields["pilotErrorDiag"] = _error_diag(run, run.failure)
         fields["pilotLog"] = pilot_log[-PILOT_LOG_LIMIT:]
     else:
         fields["pilotErrorCode"] = 0

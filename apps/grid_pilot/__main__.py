@@ -12,23 +12,28 @@ from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import PILOT_LOG, Outcome, exit_code, job_log_path, run_pilot
 from apps.grid_pilot.settings import Settings
 from apps.grid_pilot.signals import handle_signals
+from apps.grid_pilot.state import ReservedFileHandler, state_reserve
 from pilotlib.logcontext import JobIdFilter, PerJobFileHandler, SecretFilter
 from pilotlib.payload import Lifeline
 from pilotlib.pipeline import Stop
+from pilotlib.reserve import SpaceReserve
 
 __all__ = ["main"]
 _FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s job=%(panda_id)s %(name)s: %(message)s"
 
 
-def _configure_logging(settings: Settings) -> PerJobFileHandler:
+def _configure_logging(settings: Settings, reserve: SpaceReserve | None = None) -> PerJobFileHandler:
     """The pilot's log to stderr and ``<state dir>/pilotlog.txt``; each job's records also go to
     ``<state dir>/pilotlog-<PandaID>.txt``, copied into the job's log tarball (its own story). Returns the per-job
-    handler (a finished job's file is closed with its ``close_job``)."""
+    handler (a finished job's file is closed with its ``close_job``). The files release the state directory's
+    ``reserve`` (default: the settings') when the disk is full."""
     settings.state_path.mkdir(parents=True, exist_ok=True)
-    per_job = PerJobFileHandler(lambda panda_id: job_log_path(settings, panda_id))
+    reserve = reserve or state_reserve(settings)
+    per_job = PerJobFileHandler(lambda panda_id: job_log_path(settings, panda_id),
+                                opener=lambda path: ReservedFileHandler(path, reserve))
     handlers: list[logging.Handler] = [
         logging.StreamHandler(sys.stderr),
-        logging.FileHandler(settings.state_path / PILOT_LOG, encoding="utf-8"),
+        ReservedFileHandler(settings.state_path / PILOT_LOG, reserve),
         per_job,
     ]
     formatter = logging.Formatter(_FORMAT)
@@ -90,12 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"grid-pilot: {exc}", file=sys.stderr)
         return 2
-    per_job = _configure_logging(settings)
+    reserve = state_reserve(settings)
+    per_job = _configure_logging(settings, reserve)
     stop = Stop()
     with handle_signals(stop) as received, _lifeline() as lifeline:
         # each finished job's own log file is closed: a multi-job pilot would otherwise keep one open per job
         outcome = run_pilot(settings, stop, started, on_done=lambda run: per_job.close_job(run.job.panda_id),
-                            lifeline=lifeline)
+                            lifeline=lifeline, reserve=reserve)
     status = exit_code(outcome, stop)
     if len(received.received) > 1:
         logging.getLogger(__name__).warning("signals after the first ignored count=%d", len(received.received) - 1)

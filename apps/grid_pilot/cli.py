@@ -36,7 +36,8 @@ examples:
 """
 
 _NUMBERS = {"lifetime": float, "timefloor": float, "heartbeat": float, "final_retry": float, "max_jobs": int,
-            "in_flight": int, "payload_grace": float, "looping_limit": float, "memory_limit_kb": int}
+            "in_flight": int, "payload_grace": float, "looping_limit": float, "memory_limit_kb": int,
+            "free_space_limit_mb": int, "free_space_limit_running_mb": int, "state_reserve_mb": int}
 
 
 class ConfigError(Exception):
@@ -92,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "is a looping job (default: 7200)")
     p.add_argument("--memory-limit", dest="memory_limit_kb",
                    help="payload PSS limit in kB (default: from the job's resource type and the queue)")
+    p.add_argument("--free-space-limit", dest="free_space_limit_mb",
+                   help="MB the work area must have free before a job is asked for (default: 2000, pilot3's 2 GB)")
+    p.add_argument("--free-space-limit-running", dest="free_space_limit_running_mb",
+                   help="MB the work area must keep free before and during the payload (default: 1000)")
+    p.add_argument("--state-reserve", dest="state_reserve_mb",
+                   help="MB the state directory keeps preallocated for the final update and the pilot's log on a "
+                   "full disk (default: 4; 0: none)")
     p.add_argument("--no-cleanup", dest="cleanup", action="store_const", const=False,
                    help="keep each job's work directory after its final update (default: removed once the final "
                    "update is acknowledged and the log staged out)")
@@ -168,6 +176,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("lifetime must be positive and in-flight at least 1")
     if settings.heartbeat <= 0:  # 0 would send heartbeats without pause
         raise ConfigError(f"heartbeat must be a positive number of seconds, got {settings.heartbeat}")
+    if min(settings.free_space_limit_mb, settings.free_space_limit_running_mb, settings.state_reserve_mb) < 0:
+        raise ConfigError("free-space-limit, free-space-limit-running and state-reserve must not be negative")
     if settings.api not in ("legacy", "v1"):
         raise ConfigError(f"api must be legacy or v1, got {settings.api!r}")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

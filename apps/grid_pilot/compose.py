@@ -20,10 +20,12 @@ from apps.grid_pilot.payload import RunnerExecutor, payload_settings
 from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
+from apps.grid_pilot.state import ReservedFinalStore, WorkAreaSpace, state_reserve
 from pilotlib.abandoned import JobRecovery, recover_abandoned
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
 from pilotlib.job import Job, job_to_wire
 from pilotlib.journal import Journal
+from pilotlib.logcontext import job_context
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobRequest, JobSource
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
@@ -31,6 +33,8 @@ from pilotlib.payload import Lifeline
 from pilotlib.pipeline import JobRun, Pipeline, Stop
 from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
+from pilotlib.reserve import SpaceReserve
+from pilotlib.space import MB
 from pilotlib.stages import Stages, standard_stages
 from pilotlib.transfer.registry import default_registry
 
@@ -135,10 +139,14 @@ class Retriever:
 
     The first job is always asked for. Another one is asked for while less than ``timefloor`` seconds passed since
     the start, or while fewer than ``max_jobs`` ran; never when less than ``reserve`` seconds of lifetime remain.
+    ``space`` (when given) checks the work area before each request (too little free space raises NOLOCALSPACE
+    1098: no job is asked for; it gives the ``diskSpace`` MB to ask with) and, in the launch-directory modes, after a
+    placed job is read (too little fails that job, which is then reported).
     """
 
     def __init__(self, source: JobSource, request: JobRequest, settings: Settings, started: float,
-                 *, reserve: float = 120.0, limits: PilotLimits | None = None, journal: Journal | None = None) -> None:
+                 *, reserve: float = 120.0, limits: PilotLimits | None = None, journal: Journal | None = None,
+                 space: WorkAreaSpace | None = None) -> None:
         self._journal = journal
         self._source = source
         self._request = request
@@ -147,6 +155,7 @@ class Retriever:
         self._started = started
         self._reserve = reserve
         self._pending: list[Job] = []
+        self._space = space
         self.count = 0
 
     def _may_fetch(self) -> bool:
@@ -166,7 +175,9 @@ class Retriever:
             return None
         begin = time.monotonic()
         if not self._pending:
-            self._pending.extend(self._source.get_jobs(self._request))
+            request = self._request if self._space is None else attrs.evolve(self._request,
+                                                                              disk_mb=self._space.before_request())
+            self._pending.extend(self._source.get_jobs(request))
         if not self._pending:
             log.info("no job to run jobs_done=%d", self.count)
             return None
@@ -178,7 +189,13 @@ class Retriever:
         log.info("job taken panda_id=%d number=%d", job.panda_id, self.count)
         workdir = self._settings.workdir / str(job.panda_id)
         self._record(job, workdir)
-        return JobRun(job, workdir, timings=timings)
+        run = JobRun(job, workdir, timings=timings)
+        no_space = self._space.placed_job() if self._space is not None else None
+        if no_space is None:
+            return run
+        with job_context(job.panda_id):
+            log.error("job failed before it started code=%d error=%s", int(no_space.code), no_space)
+        return run.failed(no_space)
 
     def _record(self, job: Job, workdir: Path) -> None:
         """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job)."""
@@ -192,13 +209,17 @@ class Retriever:
 
 
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
-            limits: PilotLimits, *, places: tuple[str, str], lifeline: Lifeline | None = None) -> Stages:
+            limits: PilotLimits, *, places: tuple[str, str], lifeline: Lifeline | None = None,
+            reserve: SpaceReserve | None = None) -> Stages:
     data = TransferStages(default_registry(), setups, *places,
-                          job_log_of=lambda panda_id: job_log_path(settings, panda_id))
+                          job_log_of=lambda panda_id: job_log_path(settings, panda_id),
+                          log_fallback_of=lambda panda_id: settings.state_path / str(panda_id) / "log",
+                          reserve=reserve)
     executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
                               sample_interval=min(60.0, settings.heartbeat), setups=setups,
-                              deadline=limits.deadline, lifeline=lifeline)
+                              deadline=limits.deadline, lifeline=lifeline,
+                              free_space_limit=settings.free_space_limit_running_mb * MB)
     identity = pilot_identity(settings)
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
                   identity=identity, store=store, heartbeat_interval=settings.heartbeat,
@@ -274,13 +295,17 @@ def _log_when_stopping(stop: Stop) -> threading.Event:
 
 
 def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
-              on_done: Callable[[JobRun], None] | None = None, lifeline: Lifeline | None = None) -> Outcome:
+              on_done: Callable[[JobRun], None] | None = None, lifeline: Lifeline | None = None,
+              reserve: SpaceReserve | None = None) -> Outcome:
     """Recover unsent final updates, read the queue's description (a queue that is not active or cannot be
     described ends the pilot with its code, no job fetched), report the jobs of lost pilots failed
     (:mod:`pilotlib.abandoned`), then run jobs, each journalled before its ``starting`` update, until there is no
     more work, the lifetime ends or ``stop``; ``on_done`` is called with each finished job (e.g. to close its log
     file). A recovery that fails does not keep the pilot from taking new work; the exit status tells
-    (:data:`RECOVERY_FAILED`)."""
+    (:data:`RECOVERY_FAILED`).
+
+    The state directory keeps its reserve (``reserve``, default the settings'); in server mode a work area with too
+    little free space ends the pilot before it asks for a job (NOLOCALSPACE 1098)."""
     started = time.monotonic() if started is None else started
     started_epoch = time.time() - (time.monotonic() - started)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -290,7 +315,9 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     except PilotError as exc:  # e.g. a --proxy that is not there: the pilot's code, no job fetched
         log.error("pilot cannot start code=%d error=%s", int(exc.code), exc)
         return Outcome((), exc, ())
-    store = FinalStore(settings.state_path)
+    reserve = reserve or state_reserve(settings)
+    reserve.ensure()
+    store = ReservedFinalStore(settings.state_path, reserve)
     earlier = store.pending()
     recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:
@@ -310,11 +337,12 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     input_url, output_url, tools_out = _data_places(settings)
     setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
     stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),
-                     lifeline=lifeline)
+                     lifeline=lifeline, reserve=reserve)
     journal = _open_journal(settings)
     sent, unsent = _recover_abandoned(settings, parts, stages, journal, stop)
     recovered, unrecovered = [*recovered, *sent], (*unrecovered, *unsent)
-    retriever = Retriever(parts.source, request, settings, started, limits=limits, journal=journal)
+    retriever = Retriever(parts.source, request, settings, started, limits=limits, journal=journal,
+                          space=WorkAreaSpace(settings, queue, reserve))
 
     def finished(run: JobRun) -> None:
         _end_journal(journal, run, store)
@@ -333,16 +361,29 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
 
 
 def exit_code(outcome: Outcome, stop: Stop) -> int:
-    """The process exit status for a wrapper: signals 128+N, pilot errors 64-83, an earlier job's final update still
-    not delivered :data:`RECOVERY_FAILED` (79), this pilot's own final update not delivered 1, else 0."""
+    """The process exit status for a wrapper: signals 128+N, pilot errors 64-83, other failures 1, else 0.
+
+    A job that failed because the disk was full gives NOLOCALSPACE's status (69), as pilot3 does (its traces' error
+    code, ``pilot.py`` ``get_proper_exit_code``); an earlier job's final update still not delivered gives
+    :data:`RECOVERY_FAILED` (79); a job of this pilot whose final update was not acknowledged or whose log was not
+    staged out gives 1.
+    """
     if stop.reason is not None:
         return process_exit_code(stop.reason)
     if outcome.retrieve_error is not None:
         return process_exit_code(outcome.retrieve_error)
+    full = next((r.failure for r in outcome.runs
+                 if r.failure is not None and r.failure.code == ErrorCode.NOLOCALSPACE), None)
+    if full is not None:
+        return process_exit_code(full)
     if outcome.unrecovered:
         return RECOVERY_FAILED
-    unsent = [r for r in outcome.runs if not r.final_sent]
-    return 1 if unsent else 0
+    lost = [r for r in outcome.runs if not r.final_sent or _log_not_out(r)]
+    return 1 if lost else 0
+
+
+def _log_not_out(run: JobRun) -> bool:
+    return run.job.log is not None and run.log_result is not None and not run.log_result.ok
 
 
 def job_dirs(outcome: Outcome) -> Sequence[Path]:

@@ -23,12 +23,16 @@ import shutil
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
+import attrs
+
 from apps.grid_pilot.queueinfo import JobSetup, JobSetups
 from pilotlib.errors import PilotError
 from pilotlib.info import Activity, InfoService
 from pilotlib.job import FileSpec, Job
+from pilotlib.reserve import SpaceReserve
+from pilotlib.space import disk_is_full, free_bytes
 from pilotlib.transfer.base import TransferResult
-from pilotlib.transfer.logtar import stage_out_log
+from pilotlib.transfer.logtar import LogCreationTimeoutError, LogTarballError, create_log_tarball, stage_out_log
 from pilotlib.transfer.paths import StorageProtocol, deterministic_url
 from pilotlib.transfer.registry import CopytoolRegistry
 from pilotlib.transfer.replicas import Replica
@@ -118,6 +122,10 @@ class TransferStages:
             the job's PandaID, e.g. Harvester's per-job directories).
         output_url: the place of outputs and logs whose storage is not described.
         job_log_of: where a job's own pilot log is (copied into its log tarball).
+        log_fallback_of: a folder for job ``panda_id``'s fallback log tarball, outside its work directory (in the
+            state directory): when the log tarball cannot be made (a full disk), the job's own pilot log alone is
+            packed there under the log's name and staged out instead.
+        reserve: the state directory's reserve, released before the fallback tarball is made on a full disk.
     """
 
     def __init__(
@@ -128,8 +136,12 @@ class TransferStages:
         output_url: str,
         *,
         job_log_of: Callable[[int], Path] | None = None,
+        log_fallback_of: Callable[[int], Path] | None = None,
+        reserve: SpaceReserve | None = None,
     ) -> None:
         self._job_log_of = job_log_of
+        self._log_fallback_of = log_fallback_of
+        self._reserve = reserve
         self._registry = registry
         self._setups = setups
         self._input_url = input_url
@@ -170,9 +182,39 @@ class TransferStages:
             with contextlib.suppress(OSError):  # no log yet, or no work directory: the tarball is made regardless
                 shutil.copyfile(job_log, workdir / PILOT_LOG_IN_TARBALL)
         stage = self._stage_out(job, workdir, self._setups.of(job).tools_log, Activity.LOG, timeout_cap)
-        if timeout_cap is None:
-            return stage_out_log(stage, job)
-        return stage_out_log(stage, job, timeout=timeout_cap)
+        result = stage_out_log(stage, job) if timeout_cap is None else stage_out_log(stage, job, timeout=timeout_cap)
+        if not isinstance(result.error, LogTarballError) or isinstance(result.error, LogCreationTimeoutError):
+            return result
+        return self._fallback_log(job, result, timeout_cap)
+
+    def _fallback_log(self, job: Job, failed: TransferResult, timeout_cap: float | None) -> TransferResult:
+        """Stage out the job's own pilot log alone, packed in the state directory under the log's name; the first
+        failure when that cannot be done either (its message then says both)."""
+        if self._job_log_of is None or self._log_fallback_of is None or failed.error is None or job.log is None:
+            return failed
+        folder = self._log_fallback_of(job.panda_id)
+        try:
+            self._room_for(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self._job_log_of(job.panda_id), folder / PILOT_LOG_IN_TARBALL)
+            create_log_tarball(folder, job, timeout=timeout_cap or 600.0)
+        except (OSError, LogTarballError) as exc:
+            log.error("log fallback failed lfn=%s error=%s", failed.lfn, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            error = type(failed.error)(f"{failed.error}; the pilot log alone could not be packed either: {exc}")
+            return attrs.evolve(failed, error=error)
+        log.warning("log tarball replaced by the pilot log alone lfn=%s reason=%s", failed.lfn, failed.error)
+        stage = self._stage_out(job, folder, self._setups.of(job).tools_log, Activity.LOG, timeout_cap)
+        (result,) = stage.run(job, (job.log,))
+        shutil.rmtree(folder, ignore_errors=True)
+        return result
+
+    def _room_for(self, folder: Path) -> None:
+        """Release the reserve when ``folder``'s file system is full (``tar`` reports a full disk as a failed
+        command, not as ENOSPC, so the reserve cannot wait for the write to fail)."""
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if self._reserve is not None and existing is not None and disk_is_full(free_bytes(existing)):
+            self._reserve.release()
 
 
 def _queue_storages(setup: JobSetup, activity: str) -> Collection[str]:

@@ -4,6 +4,8 @@ behind the pipeline's :class:`~pilotlib.stages.PayloadExecutor` interface."""
 from __future__ import annotations
 
 import json
+import logging
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,8 +33,11 @@ from pilotlib.payload import (
     parse_queue_environ,
 )
 from pilotlib.pipeline import PayloadSummary, Stop
+from pilotlib.space import FREE_SPACE_LIMIT_RUNNING, check_free_space, free_bytes, payload_space_need
 
 __all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload", "payload_settings"]
+
+log = logging.getLogger(__name__)
 
 
 def payload_settings(settings: Settings, environ: Mapping[str, str]) -> PayloadSettings:
@@ -70,6 +75,8 @@ class RunnerExecutor:
         setups: each job's queue description and parameters without overrides (None: none).
         deadline: the end of the pilot's life (epoch seconds), None for no limit.
         lifeline: the pilot's lifeline: each payload's session is ended if the pilot dies (None: not tied).
+        free_space_limit: bytes the work area must keep free before the payload starts and while it runs (pilot3
+            ``free_space_limit_running``); the job's ``maxDiskCount`` may ask for more (:func:`start`).
     """
 
     settings: PayloadSettings = attrs.field(factory=PayloadSettings)
@@ -81,11 +88,12 @@ class RunnerExecutor:
     setups: JobSetups | None = None
     deadline: float | None = None
     lifeline: Lifeline | None = attrs.field(default=None, eq=False)
+    free_space_limit: int = FREE_SPACE_LIMIT_RUNNING
 
     def monitors(self, job: Job) -> list[Monitor]:
         """The monitors of ``job``'s payload."""
         monitors: list[Monitor] = [LoopingMonitor(limit=self.looping_limit, interval=min(900.0, self.looping_limit)),
-                                   StdoutSizeMonitor(), FreeDiskMonitor()]
+                                   StdoutSizeMonitor(), FreeDiskMonitor(min_free_bytes=self.free_space_limit)]
         if job.max_walltime or self.deadline:
             monitors.append(WalltimeMonitor(max_seconds=float(job.max_walltime) if job.max_walltime else None,
                                             deadline=self.deadline, margin=min(600.0, self.grace * 2 + 60.0)))
@@ -99,11 +107,16 @@ class RunnerExecutor:
         return monitors
 
     def start(self, job: Job, workdir: Path) -> RunnerPayload:
-        """Build the command (without the job's queue-override options; with the queue's ``environ`` variables) and
-        start it in its own session."""
+        """Check the work area's free space, build the command (without the job's queue-override options; with the
+        queue's ``environ`` variables) and start it in its own session.
+
+        Raises:
+            NoLocalSpaceError: no more than :func:`pilotlib.space.payload_space_need` bytes are free (1098).
+        """
         settings = self.settings
-        if self.setups is not None:
-            setup = self.setups.of(job)
+        setup = self.setups.of(job) if self.setups is not None else None
+        self._check_space(job, workdir, setup.workdir_limit_bytes(job) if setup is not None else None)
+        if setup is not None:
             job = attrs.evolve(job, job_pars=setup.job_pars)
             if setup.queue is not None and setup.queue.environ:
                 settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
@@ -113,6 +126,12 @@ class RunnerExecutor:
                                sample_interval=self.sample_interval, lifeline=self.lifeline)
         runner.start()
         return RunnerPayload(job, workdir, runner, self.job_report_required)
+
+    def _check_space(self, job: Job, workdir: Path, workdir_limit: int | None) -> None:
+        files = (p.lstat() for p in workdir.rglob("*")) if job.max_disk_count else iter(())
+        used = sum(st.st_size for st in files if stat.S_ISREG(st.st_mode))
+        need = payload_space_need(job, limit_running=self.free_space_limit, used=used, workdir_limit=workdir_limit)
+        check_free_space(free_bytes(workdir), need, workdir, "the payload")
 
 
 class RunnerPayload:
@@ -146,6 +165,7 @@ class RunnerPayload:
         if error is None and diagnosis.failed:
             code = diagnosis.pilot_error_code or ErrorCode.PAYLOADEXECUTIONFAILURE
             error = DiagnosedPayloadError(code, diagnosis.pilot_error_diag or f"payload exit code {returncode}")
+            log.warning("payload failed code=%d diag=%s", int(code), error)
         return PayloadSummary(
             exit_code=diagnosis.trans_exit_code if result.error is None else returncode,
             started=result.started,

@@ -82,6 +82,9 @@ class Settings:
         payload_grace: seconds between SIGTERM and SIGKILL when stopping a payload.
         looping_limit: seconds without a file modified in the work directory before the job counts as looping.
         memory_limit_kb: the payload's PSS limit (0: from the job's resource type, cores and the queue's ``maxrss``).
+        free_space_limit_mb: MB (10**6 B) the work area must have free before a job is asked for (pilot3
+            ``free_space_limit``, 2 GB); ``free_space_limit_running_mb`` before the payload and while it runs (1 GB).
+        state_reserve_mb: MB the state directory keeps preallocated for the pilot's own state on a full disk (0: none).
     """
 
     mode: Mode = Mode.SERVER
@@ -129,6 +132,9 @@ class Settings:
     payload_grace: float = 30.0
     looping_limit: float = 7200.0
     memory_limit_kb: int = 0
+    free_space_limit_mb: int = 2000
+    free_space_limit_running_mb: int = 1000
+    state_reserve_mb: int = 4
 
     @property
     def queuedata_source(self) -> str:

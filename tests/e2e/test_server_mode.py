@@ -124,11 +124,12 @@ def test_stage_in_failure_is_reported_and_the_log_staged_out(panda_server: DevSe
 
 
 def test_stage_out_failure_is_reported(panda_server: DevServer, tmp_path: Path) -> None:
-    """An output place that cannot be written fails the job with STAGEOUTFAILED (1137)."""
+    """An output place that cannot be written fails the job with STAGEOUTFAILED (1137); the log could not be staged
+    out either, so the exit status is 1."""
     panda_server.add_job(job_definition(8006))
     argv = _argv(panda_server, tmp_path)
     (tmp_path / "storage").write_text("not a directory")
-    assert main(argv) == 0
+    assert main(argv) == 1
     final = final_update(panda_server.updates(8006))
     assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.STAGEOUTFAILED
 
