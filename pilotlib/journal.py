@@ -6,7 +6,8 @@ ends (``SIGKILL`` included), so a lock that can be taken means the owner is gone
 and in a container every pilot has the same small one). The file is created under a temporary name, locked, then
 renamed into place, so a successor never finds a journal that is not locked yet.
 
-Each line is one JSON object, written with a single ``write`` and ``fsync``-ed before the call returns:
+Each line is one JSON object, written with a single ``write`` (after a newline, so that it starts on a line of its
+own even after a torn one) and ``fsync``-ed before the call returns:
 ``{"event": "start", "panda_id", "pilot", "started", "workdir", "definition"}`` before the job's ``starting`` update,
 and ``{"event": "end", "panda_id"}`` once its final update is saved. A last line that was being written when the pilot
 died (torn, no newline or not JSON) is ignored. :func:`take_abandoned` gives the journals of pilots that are gone, each
@@ -23,7 +24,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,18 @@ class JournalEntry:
     started: float = 0.0
 
 
+#: Runs a journal write, e.g. again after freeing space (:meth:`pilotlib.reserve.SpaceReserve.retrying`).
+WriteGuard = Callable[[Callable[[], None]], None]
+
+
+def _unguarded(write: Callable[[], None]) -> None:
+    write()
+
+
 def _append(fd: int, record: Mapping[str, Any]) -> None:
-    """Append one line in one write and make it durable (the file is opened with ``O_APPEND``)."""
-    line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+    """Append one line in one write and make it durable (the file is opened with ``O_APPEND``). The line starts with a
+    newline: a line torn by a full disk or a killed writer never swallows the next one."""
+    line = ("\n" + json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
     written = os.write(fd, line)
     if written != len(line):  # a short write on a full disk: the torn line is ignored by a reader
         raise OSError(f"journal line cut short ({written} of {len(line)} bytes)")
@@ -82,12 +92,15 @@ class Journal:
     Args:
         state_dir: the pilot's state directory.
         pilot: the pilot's id (what it reports as ``pilotID``); recorded with each job.
+        guard: runs each write (default: as it is); e.g. the state directory's reserve, which frees space and
+            writes again when the disk is full.
 
     Raises:
         OSError: the file cannot be created or locked.
     """
 
-    def __init__(self, state_dir: Path, pilot: str) -> None:
+    def __init__(self, state_dir: Path, pilot: str, guard: WriteGuard = _unguarded) -> None:
+        self._guard = guard
         self.directory = state_dir / JOURNAL_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
         self.pilot = pilot
@@ -106,13 +119,14 @@ class Journal:
 
     def start(self, panda_id: int, definition: Mapping[str, Any], workdir: Path) -> None:
         """Record that the job was taken on (before its ``starting`` update); durable when this returns."""
-        _append(self._fd, {"event": "start", "panda_id": panda_id, "pilot": self.pilot, "started": time.time(),
-                           "workdir": str(workdir), "definition": dict(definition)})
+        record = {"event": "start", "panda_id": panda_id, "pilot": self.pilot, "started": time.time(),
+                  "workdir": str(workdir), "definition": dict(definition)}
+        self._guard(lambda: _append(self._fd, record))
         self._open.add(panda_id)
 
     def end(self, panda_id: int) -> None:
         """Record that the job is over (its final update is saved, or was acknowledged)."""
-        _append(self._fd, {"event": "end", "panda_id": panda_id})
+        self._guard(lambda: _append(self._fd, {"event": "end", "panda_id": panda_id}))
         self._open.discard(panda_id)
 
     def close(self) -> None:
@@ -134,8 +148,6 @@ class AbandonedJournal:
         self._fd = fd
         content = path.read_bytes()
         self.entries = _entries(content)
-        if content and not content.endswith(b"\n"):  # a torn last line: what is appended starts on a line of its own
-            os.write(fd, b"\n")
 
     def end(self, panda_id: int) -> None:
         """Record that the job was recovered (its final update is saved): no later pilot recovers it again."""

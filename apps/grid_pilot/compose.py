@@ -233,9 +233,9 @@ def pilot_identity(settings: Settings) -> PilotIdentity:
                          pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
 
 
-def _open_journal(settings: Settings) -> Journal | None:
+def _open_journal(settings: Settings, reserve: SpaceReserve) -> Journal | None:
     try:
-        return Journal(settings.state_path, pilot_identity(settings).pilot_id)
+        return Journal(settings.state_path, pilot_identity(settings).pilot_id, guard=reserve.retrying)
     except OSError as exc:
         log.error("no journal: the jobs of this pilot cannot be recovered if it is lost error=%s", exc)
         return None
@@ -338,7 +338,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     setups = JobSetups(attrs.evolve(settings, copytool_out=tools_out), info)
     stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),
                      lifeline=lifeline, reserve=reserve)
-    journal = _open_journal(settings)
+    journal = _open_journal(settings, reserve)
     sent, unsent = _recover_abandoned(settings, parts, stages, journal, stop)
     recovered, unrecovered = [*recovered, *sent], (*unrecovered, *unsent)
     retriever = Retriever(parts.source, request, settings, started, limits=limits, journal=journal,

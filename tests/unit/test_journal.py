@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fixtures.smallfs import fill
+
 from pilotlib.abandoned import JobRecovery, recover_abandoned
 from pilotlib.errors import ErrorCode
 from pilotlib.job import Job
@@ -20,6 +22,7 @@ from pilotlib.journal import JOURNAL_DIR, Journal, take_abandoned
 from pilotlib.panda.base import JobUpdate, UpdateAnswer
 from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
+from pilotlib.reserve import SpaceReserve
 from pilotlib.transfer.base import Direction, TransferResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +80,38 @@ def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
     abandoned.end(2)  # appended after the torn line, on a line of its own: read back as the end of job 2
     abandoned.release()
     assert list((tmp_path / JOURNAL_DIR).iterdir()) == []
+
+
+def test_a_line_after_a_torn_one_of_the_same_pilot_is_read(tmp_path: Path) -> None:
+    """A journal line cut short by a full disk while the pilot lives on does not swallow the pilot's next line: each
+    line starts on a line of its own, so job 2's start after the torn one is recovered."""
+    journal = Journal(tmp_path, "grid-pilot-1")
+    journal.start(1, DEFINITION, tmp_path / "1")
+    with journal.path.open("ab") as handle:
+        handle.write(b'\n{"event":"end","panda_id":1')  # an end line cut short by the full disk
+    journal.start(2, DEFINITION, tmp_path / "2")
+    os.close(os.open(journal.path, os.O_RDONLY))
+    journal.close()
+    (abandoned,) = take_abandoned(tmp_path)
+    assert [e.panda_id for e in abandoned.entries] == [1, 2]
+    abandoned.release()
+
+
+def test_a_journal_on_a_full_disk_writes_with_the_reserve(small_fs: Path) -> None:
+    """The state directory's reserve stands behind the journal as behind the final updates: on a file system filled
+    after the reserve was made, the job's start is still recorded (the reserve is released for it) and a successor
+    finds the job."""
+    reserve = SpaceReserve(small_fs, 1024 * 1024)
+    assert reserve.ensure()
+    journal = Journal(small_fs, "grid-pilot-1", guard=reserve.retrying)
+    fill(small_fs)
+    journal.start(7, DEFINITION, small_fs / "7")
+    assert reserve.held == 0
+    os.close(os.open(journal.path, os.O_RDONLY))
+    journal.close()
+    (abandoned,) = take_abandoned(small_fs)
+    assert [e.panda_id for e in abandoned.entries] == [7]
+    abandoned.release()
 
 
 def test_journal_whose_jobs_all_ended_is_removed_at_close(tmp_path: Path) -> None:
