@@ -18,10 +18,12 @@ operation expired, 305 checksum error, 400 error response, 1xx socket/connection
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import importlib.util
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +34,13 @@ from pilotlib.errors import Direction
 from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
 from pilotlib.transfer.copytools._common import (
+    CANCEL_WAIT,
     Endpoints,
     command_url,
     discard_partial,
     endpoints,
     failure,
+    on_stop,
     parallel_map,
     run_command,
     success,
@@ -268,7 +272,13 @@ class XrdcpCopytool:
         status = process.prepare()
         if not status.ok:
             return self._all_failed(ready, status.message, timer.started)
-        _, outcomes = process.run(timer)
+        outcomes = _run_bounded(process, timer, sum(r.timeout for _, r, _, _ in ready) + 5.0, stop)
+        if outcomes is None:  # the client did not end in time (or within CANCEL_WAIT of the stop): given up
+            for _, request, ends, _ in ready:
+                if request.direction is Direction.STAGE_IN:
+                    discard_partial(ends.local)
+            return [failure(r, self.name, TransferTimeoutError(f"xrootd copy of {r.lfn} did not end", r.direction),
+                            timer.started, stop=stop, local=e.local) for _, r, e, _ in ready]
         return [
             self._python_result(request, ends, preset, outcomes[job] if job < len(outcomes) else {},
                                 timer.started_at(job), stop=stop)
@@ -376,6 +386,32 @@ class XrdcpCopytool:
         return success(request, self.name, ends, checksum, started)
 
 
+def _run_bounded(
+    process: object, timer: _JobTimer, timeout: float, stop: StopSignal | None
+) -> list[dict[str, object]] | None:
+    """``process.run(timer)``'s per-job outcomes, the run bounded by ``timeout`` seconds and by :data:`CANCEL_WAIT`
+    seconds after ``stop`` (its handler cancels the jobs; a client that does not end by then is given up: None)."""
+    outcome: list[list[dict[str, object]]] = []
+    finished, wake = threading.Event(), threading.Event()  # wake: finished, or the stop came
+
+    def run() -> None:
+        try:
+            outcome.append(process.run(timer)[1])  # type: ignore[attr-defined]
+        finally:
+            finished.set()
+            wake.set()
+
+    threading.Thread(target=contextvars.copy_context().run, args=(run,), name="copyprocess", daemon=True).start()
+    with on_stop(stop, wake.set):
+        wake.wait(timeout)
+    if not finished.is_set() and stop is not None and stop.is_set():
+        finished.wait(CANCEL_WAIT)
+    if not outcome:
+        log.warning("xrootd CopyProcess given up jobs_started=%d", len(timer.started_ids()))
+        return None
+    return outcome[0]
+
+
 def _remove_remote(url: str) -> None:
     """Remove a cancelled upload's partial file (best effort, 5 s at most: the pilot is stopping)."""
     client = importlib.import_module("XRootD.client")
@@ -407,6 +443,10 @@ class _JobTimer:
     def should_cancel(self, jobId: int) -> bool:
         """Cancel once the stop is set (a timeout is each job's own ``cptimeout``)."""
         return self._stop is not None and self._stop.is_set()
+
+    def started_ids(self) -> list[int]:
+        """The XRootD job ids that began."""
+        return sorted(self._begun)
 
     def started_at(self, job: int) -> float:
         """When job ``job`` (0-based) began, or when the run began."""
