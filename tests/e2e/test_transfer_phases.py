@@ -106,10 +106,9 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> Non
 def test_tobekilled_during_a_slow_stage_in_fails_the_job_with_pandakill(
     panda_server: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Heartbeats go on during a long stage-in (state ``starting``); a tobekilled answer to one ends the copy under
-    way (the site's ``lsm-get``, which would wait a minute, is killed within seconds and its partial file removed;
-    nothing releases it) and fails the job with PANDAKILL 1144 before its payload; the log is staged out and the
-    final state reported."""
+    """Heartbeats go on during a long stage-in (state ``starting``); a tobekilled answer to one ends the copies under
+    way (the site's ``lsm-get``, which would wait a minute, is killed within seconds; nothing releases it) and
+    fails the job with PANDAKILL 1144 before its payload; the log is staged out and the final state reported."""
     monkeypatch.setenv("PATH", f"{_site_commands(tmp_path)}:{os.environ['PATH']}")
     panda_server.add_job(job_definition(8101))
     settings = parse_settings(_argv(panda_server, tmp_path))

@@ -7,6 +7,8 @@ bounds can be asserted to a fraction of a second; the real clients' cancels are 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -113,3 +115,33 @@ def test_after_a_stop_a_stuck_call_is_given_up_and_its_late_file_removed(tmp_pat
         time.sleep(0.01)
     assert discards == [0, 0] and not late_file.exists() and calls == [0]
     assert stop.reason is not None and stop.reason.code == ErrorCode.SIGTERM
+
+
+def test_a_stopped_command_ends_at_once_even_when_an_escaped_descendant_holds_its_pipes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command (a 300 s sleep) is killed as soon as the stop is set: its process group dies, and run_command
+    returns within about a second more even though a descendant that left the group (setsid) keeps its stdout open;
+    the command's (failed) status comes back, not a timeout."""
+    monkeypatch.setattr(_common, "_DRAIN_SECONDS", 0.5)
+    pidfile, grouped = tmp_path / "escaped.pid", tmp_path / "grouped.pid"
+    script = f"setsid bash -c 'echo $$ > {pidfile}; exec sleep 300' & echo $$ > {grouped}; sleep 300"
+    stop, stopped = Stop(), []
+
+    def set_stop() -> None:
+        deadline = time.monotonic() + 10
+        while not (pidfile.exists() and grouped.exists()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopped.append(time.monotonic())
+        stop.set(error_for_signal(15))
+
+    threading.Thread(target=set_stop, daemon=True).start()
+    try:
+        done = _common.run_command(["bash", "-c", script], 300.0, Direction.STAGE_IN, what="f", stop=stop)
+        took = time.monotonic() - stopped[0]
+        assert done.returncode == -9 and took < 0.5 + 1.0 + 0.5
+        assert not Path(f"/proc/{int(grouped.read_text())}").exists()
+    finally:
+        if pidfile.exists():  # the escaped sleep is ours (the test started it): end it
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), 9)

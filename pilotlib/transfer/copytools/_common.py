@@ -223,12 +223,22 @@ def run_command(
         )
     except OSError as exc:
         raise TransferError(f"cannot run {args[0]}: {exc.strerror or exc}", direction) from exc
+    deadline = time.monotonic() + timeout
     with on_stop(stop, lambda: _signal_group(proc)):
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            _kill_group(proc)
-            raise TransferTimeoutError(f"{args[0]} {what} timed out after {timeout:.0f} s", direction) from exc
+        while True:
+            # with a stop, wake every second: the group is killed at once, but a descendant that left it may hold
+            # the pipes, and then the command is ended as at its timeout
+            left = deadline - time.monotonic()
+            try:
+                out, err = proc.communicate(timeout=max(min(left, 1.0) if stop is not None else left, 0.0))
+                break
+            except subprocess.TimeoutExpired as exc:
+                if stop is not None and stop.is_set():
+                    _kill_group(proc)
+                    return CommandResult(proc.returncode, "", "")
+                if time.monotonic() >= deadline:
+                    _kill_group(proc)
+                    raise TransferTimeoutError(f"{args[0]} {what} timed out after {timeout:.0f} s", direction) from exc
     return CommandResult(proc.returncode, out, err)
 
 
