@@ -16,10 +16,11 @@ abandoned call can never overwrite or remove a later attempt's file; it removes 
 
 rucio-clients offers no way to cancel a download or an upload under way (``DownloadClient`` runs the protocol's
 ``get`` in its own threads: the posix protocol copies in-process with ``shutil``, the xrootd one runs ``xrdcp``
-through ``rucio.common.utils.execute_args``, a child outside our control). So a stop is handled as a copy that can
-not be cancelled: the call is waited for :data:`~pilotlib.transfer.copytools._common.CANCEL_WAIT` seconds more,
-then given up with the stop's reason as its error; its scratch folder (the partial download) is removed at once,
-and again by its thread when it ends.
+through ``rucio.common.utils.execute_args``, a child of the pilot's process). So, once the pilot stops, the
+children copying into the download's scratch folder (that protocol's ``xrdcp``, each retry's too) are killed, and
+the call is waited for :data:`~pilotlib.transfer.copytools._common.CANCEL_WAIT` seconds at most; an in-process copy
+still running then is given up with the stop's reason as its error, its scratch folder (the partial download)
+removed at once, and again by its thread when it ends.
 
 ``rucio`` is imported only inside this module's methods (R10): without rucio-clients the tool says so in
 :meth:`RucioCopytool.unusable_reason`. The client comes from ``client_factory``; without one, rucio-clients builds
@@ -31,7 +32,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -294,6 +297,42 @@ def _is_running(scratch: Path) -> bool:
     return scratch in _RUNNING
 
 
+def _kill_children_writing(folder: Path) -> None:
+    """SIGKILL this process's children whose command line names ``folder`` (a rucio protocol's ``xrdcp`` started
+    through ``rucio.common.utils.execute_args``, outside our control otherwise); Linux ``/proc`` only."""
+    me, needle = os.getpid(), str(folder).encode()
+    try:
+        entries = [e for e in Path("/proc").iterdir() if e.name.isdigit()]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == me and needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                log.warning("rucio copy process killed pid=%s", entry.name)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def _end_stopped(done: threading.Event, box: dict[str, object], partial: Path | None,
+                 request: TransferRequest) -> None:
+    """After the stop: kill the copy's command, if any; wait :data:`CANCEL_WAIT` seconds for the call; then give it
+    up (raise), removing its scratch folder."""
+    deadline = time.monotonic() + CANCEL_WAIT
+    while time.monotonic() < deadline:  # rucio-clients retries: each new try's command is killed too
+        if partial is not None:
+            _kill_children_writing(partial)  # a protocol's command (xrdcp) copying into the scratch folder
+        if done.wait(min(0.2, max(deadline - time.monotonic(), 0.0))):
+            return  # an in-process copy can not be cancelled: it was waited for with a bound
+    box["late"] = True
+    if partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.warning("rucio %s given up lfn=%s reason=the pilot is stopping", request.direction.value, request.lfn)
+    raise TransferError(f"rucio {request.direction.value} of {request.lfn} given up: the pilot is stopping",
+                        request.direction)
+
+
 def _watchdog(
     call: Callable[[], str], request: TransferRequest, partial: Path | None, stop: StopSignal | None = None
 ) -> str:
@@ -322,14 +361,7 @@ def _watchdog(
     with on_stop(stop, wake.set):
         wake.wait(request.timeout)
     if stop is not None and stop.is_set() and not done.is_set():
-        finished = done.wait(CANCEL_WAIT)  # it can not be cancelled: waited for with a bound, then given up
-        if not finished:
-            box["late"] = True
-            if partial is not None:
-                shutil.rmtree(partial, ignore_errors=True)
-            log.warning("rucio %s given up lfn=%s reason=the pilot is stopping", request.direction.value, request.lfn)
-            raise TransferError(f"rucio {request.direction.value} of {request.lfn} given up: the pilot is stopping",
-                                request.direction)
+        _end_stopped(done, box, partial, request)
     if not done.is_set():
         box["late"] = True
         raise TransferTimeoutError(

@@ -277,6 +277,8 @@ class XrdcpCopytool:
             for _, request, ends, _ in ready:
                 if request.direction is Direction.STAGE_IN:
                     discard_partial(ends.local)
+                else:
+                    _remove_remote(ends.remote)
             return [failure(r, self.name, TransferTimeoutError(f"xrootd copy of {r.lfn} did not end", r.direction),
                             timer.started, stop=stop, local=e.local) for _, r, e, _ in ready]
         return [
