@@ -191,6 +191,11 @@ class Stage:
 
 _DONE: Final = object()  # the sentinel that finishes each stage's thread
 
+#: Seconds between the waking ups of the thread that runs :meth:`Pipeline.run` (the main thread, in an app). The
+#: kernel may deliver a signal to any thread, e.g. a transfer client's own; Python then runs the handler (which sets
+#: the stop) only once the main thread wakes, and a plain ``join()`` would sleep until the stages end.
+_JOIN_SLICE: Final = 0.2
+
 
 class Pipeline:
     """Run jobs from ``retrieve`` through ``stages``, one thread per stage, bounded queues between them.
@@ -232,7 +237,8 @@ class Pipeline:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            while thread.is_alive():  # in slices: see _JOIN_SLICE
+                thread.join(_JOIN_SLICE)
         return self.results
 
     def _retrieve_loop(self, out: queue.Queue[object]) -> None:

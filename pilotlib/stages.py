@@ -61,18 +61,18 @@ HEARTBEAT_CLOSE_TIMEOUT = 5.0
 class StageIn(Protocol):
     """Brings a job's inputs into its work directory."""
 
-    def stage_in(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
-        """One result per input, in order; a failed file is a result with an error. No new file transfer starts
-        once ``should_stop()`` is True (the job or the pilot is stopping)."""
+    def stage_in(self, job: Job, workdir: Path, stop: Stop) -> Sequence[TransferResult]:
+        """One result per input, in order; a failed file is a result with an error. Once ``stop`` is set (the job
+        or the pilot is stopping) no new file transfer starts and the copies under way are cancelled."""
         ...
 
 
 class StageOut(Protocol):
     """Sends a job's outputs to storage."""
 
-    def stage_out(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
-        """One result per output, in order; a missing or failed file is a result with an error. No new file
-        transfer starts once ``should_stop()`` is True."""
+    def stage_out(self, job: Job, workdir: Path, stop: Stop) -> Sequence[TransferResult]:
+        """One result per output, in order; a missing or failed file is a result with an error. Once ``stop`` is
+        set no new file transfer starts and the copies under way are cancelled."""
         ...
 
 
@@ -286,7 +286,7 @@ class Stages:
     def do_stage_in(self, run: JobRun, stop: Stop) -> JobRun:
         """Stage the inputs in (heartbeats go on); the job's stop or the first failed file fails the job."""
         beat = self._heartbeat(run, stop)
-        results = tuple(self.stage_in.stage_in(run.job, run.workdir, beat.stop.is_set))
+        results = tuple(self.stage_in.stage_in(run.job, run.workdir, beat.stop))
         return self._checked(attrs.evolve(run, stage_in=results), beat, _first_error(results))
 
     def run_payload(self, run: JobRun, stop: Stop) -> JobRun:
@@ -305,7 +305,7 @@ class Stages:
         """Stage the outputs out (heartbeats go on); the job's stop or the first failed (or missing) file fails
         the job."""
         beat = self._heartbeat(run, stop)
-        results = tuple(self.stage_out.stage_out(run.job, run.workdir, beat.stop.is_set))
+        results = tuple(self.stage_out.stage_out(run.job, run.workdir, beat.stop))
         return self._checked(attrs.evolve(run, stage_out=results), beat, _first_error(results))
 
     def do_log(self, run: JobRun, stop: Stop) -> JobRun:

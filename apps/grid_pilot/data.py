@@ -31,7 +31,7 @@ from pilotlib.info import Activity, InfoService
 from pilotlib.job import FileSpec, Job
 from pilotlib.reserve import SpaceReserve
 from pilotlib.space import disk_is_full, free_bytes
-from pilotlib.transfer.base import TransferResult
+from pilotlib.transfer.base import StopSignal, TransferResult
 from pilotlib.transfer.logtar import LogCreationTimeoutError, LogTarballError, create_log_tarball, stage_out_log
 from pilotlib.transfer.paths import StorageProtocol, deterministic_url
 from pilotlib.transfer.registry import CopytoolRegistry
@@ -147,14 +147,14 @@ class TransferStages:
         self._input_url = input_url
         self._place = place_protocol(output_url)
 
-    def stage_in(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
-        """Copy the inputs into ``workdir``, checksums verified; no new copy starts once ``should_stop()``."""
+    def stage_in(self, job: Job, workdir: Path, stop: StopSignal) -> Sequence[TransferResult]:
+        """Copy the inputs into ``workdir``, checksums verified; ``stop`` cancels the copies and starts no other."""
         setup = self._setups.of(job)
         local = {f.ddmendpoint or LOCAL_STORAGE for f in job.inputs} | set(_queue_storages(setup, "pr"))
         stage = StageIn(self._registry, setup.tools_in, workdir,
                         replicas=StorageReplicas(setup.info, self._input_url.replace("{panda_id}", str(job.panda_id))),
                         local_storages=local)
-        return stage.run(job, should_stop)
+        return stage.run(job, stop)
 
     def _stage_out(self, job: Job, workdir: Path, tools: Sequence[str], activity: str,
                    timeout_cap: float | None = None) -> StageOut:
@@ -165,10 +165,10 @@ class TransferStages:
         return StageOut(self._registry, tools, workdir, storages=storages, default_storage=default,
                         timeout_cap=timeout_cap, attempts=2 if timeout_cap is None else 1)
 
-    def stage_out(self, job: Job, workdir: Path, should_stop: Callable[[], bool]) -> Sequence[TransferResult]:
-        """Send the outputs (not the log) to their storages; no new copy starts once ``should_stop()``."""
+    def stage_out(self, job: Job, workdir: Path, stop: StopSignal) -> Sequence[TransferResult]:
+        """Send the outputs (not the log) to their storages; ``stop`` cancels the copies and starts no other."""
         return self._stage_out(job, workdir, self._setups.of(job).tools_out, Activity.WRITE).run(job, None,
-                                                                                                  should_stop)
+                                                                                                  stop)
 
     def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None) -> TransferResult:
         """Pack the work directory (without inputs, with the job's own pilot log) as the log tarball and send it.

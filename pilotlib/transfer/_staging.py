@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from pilotlib._redact import redact_url
 from pilotlib.errors import Direction, PilotError, TransferError
-from pilotlib.transfer.base import Copytool, TransferResult
+from pilotlib.transfer.base import Copytool, StopSignal, TransferResult
 from pilotlib.transfer.errors import NoUsableCopytoolError, UnknownCopytoolError
 from pilotlib.transfer.registry import CopytoolRegistry
 
@@ -95,9 +95,9 @@ def log_done(result: TransferResult) -> None:
                     int(result.error_code or 0), result.error)
 
 
-def never() -> bool:
-    """The default ``should_stop``: never stopping."""
-    return False
+def is_stopping(stop: StopSignal | None) -> bool:
+    """Whether ``stop`` (None: no stop) is set."""
+    return stop is not None and stop.is_set()
 
 
 def stopped_error(lfn: str, direction: Direction) -> TransferError:

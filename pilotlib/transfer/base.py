@@ -8,7 +8,7 @@ copytool, so a pilot without it still starts and says clearly what is missing.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -22,6 +22,7 @@ __all__ = [
     "MIN_TIMEOUT",
     "Copytool",
     "Direction",
+    "StopSignal",
     "TransferRequest",
     "TransferResult",
     "failed_result",
@@ -83,6 +84,31 @@ class TransferResult:
         return None if self.error is None else self.error.code
 
 
+class StopSignal(Protocol):
+    """What a transfer needs of the pilot's stop (:class:`pilotlib.pipeline.Stop` is one).
+
+    A copytool registers a cancel action with :meth:`when_set` (end its copy process, cancel the client's
+    transfer) and :meth:`forget` s it when the copy is over; a copy ended so fails with :attr:`reason`.
+    """
+
+    @property
+    def reason(self) -> PilotError | None:
+        """The error the stop was set with (a signal's, PANDAKILL for the server's kill), None while not set."""
+        ...
+
+    def is_set(self) -> bool:
+        """Whether the stop is set."""
+        ...
+
+    def when_set(self, callback: Callable[[PilotError], object]) -> Callable[[PilotError], object]:
+        """Call ``callback(reason)`` when the stop is set (at once if it is already)."""
+        ...
+
+    def forget(self, callback: Callable[[PilotError], object]) -> None:
+        """Unregister a callback given to :meth:`when_set`."""
+        ...
+
+
 @runtime_checkable
 class Copytool(Protocol):
     """A way to move files; each implementation is a small class."""
@@ -94,8 +120,14 @@ class Copytool(Protocol):
         """None when the tool can be used on this node, else why not (library missing, command absent, ...)."""
         ...
 
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
-        """Transfer the files; one result per request, in order. Never raises for a single file's failure."""
+    def transfer(
+        self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
+    ) -> list[TransferResult]:
+        """Transfer the files; one result per request, in order. Never raises for a single file's failure.
+
+        When ``stop`` is set, copies under way are cancelled within seconds (no partial local file is left) and
+        their results fail with ``stop.reason``.
+        """
         ...
 
 

@@ -25,8 +25,8 @@ import attrs
 
 from pilotlib.errors import Direction, PilotError, TransferError
 from pilotlib.job import FileSpec, Job
-from pilotlib.transfer._staging import ToolChain, log_done, log_start, never, run_parallel, stopped_error
-from pilotlib.transfer.base import Copytool, TransferRequest, TransferResult, local_path, transfer_timeout
+from pilotlib.transfer._staging import ToolChain, is_stopping, log_done, log_start, run_parallel, stopped_error
+from pilotlib.transfer.base import Copytool, StopSignal, TransferRequest, TransferResult, local_path, transfer_timeout
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.errors import NoSpaceError
 from pilotlib.transfer.registry import CopytoolRegistry
@@ -105,12 +105,12 @@ class StageIn:
         self.tool_options = tool_options
         self.free_space = free_space or (lambda path: shutil.disk_usage(path).free)
 
-    def run(self, job: Job, should_stop: Callable[[], bool] | None = None) -> tuple[TransferResult, ...]:
+    def run(self, job: Job, stop: StopSignal | None = None) -> tuple[TransferResult, ...]:
         """Stage in ``job.inputs``; one result per input, in order.
 
-        ``should_stop`` is asked before each file's transfer (and each retry) starts: once it says True, no new
-        transfer starts (the pilot is stopping: a signal, the server's kill) and the files not done fail with
-        STAGEINFAILED; transfers already under way finish.
+        Once ``stop`` is set (the pilot is stopping: a signal, the server's kill) no new transfer (or retry) starts,
+        and the files not started fail with STAGEINFAILED; the copies under way are cancelled by their copytool
+        within seconds, fail with the stop's reason and leave no partial file.
         """
         files = job.inputs
         if not files:
@@ -122,8 +122,7 @@ class StageIn:
             return tuple(_failed(f, exc) for f in files)
         chain = ToolChain(self.registry, self.tools, _IN, self.tool_options)
         direct = job.direct_access_requested
-        stopping = should_stop or never
-        return tuple(run_parallel(lambda f: self._one(chain, f, found.get(f.did), direct, stopping), files,
+        return tuple(run_parallel(lambda f: self._one(chain, f, found.get(f.did), direct, stop), files,
                                   self.parallel))
 
     def _check_space(self, files: Sequence[FileSpec]) -> None:
@@ -137,7 +136,7 @@ class StageIn:
 
     def _one(  # noqa: PLR0911  (a flat sequence of outcomes)
         self, chain: ToolChain, spec: FileSpec, replicas: tuple[Replica, ...] | None, direct: bool,
-        stopping: Callable[[], bool],
+        stop: StopSignal | None,
     ) -> TransferResult:
         try:
             target = local_path(self.workdir, spec.lfn, _IN)
@@ -155,9 +154,9 @@ class StageIn:
         last = _failed(spec, NoReplicasError(f"no replica of {spec.did} readable by {', '.join(self.tools)}", _IN))
         for tool in chain.tools:
             for source, rse in self._rotation(tool, spec, ordered):
-                if stopping():
+                if is_stopping(stop):
                     return _failed(spec, stopped_error(spec.lfn, _IN), tool.name)
-                result = self._attempt(tool, spec, source, rse, target)
+                result = self._attempt(tool, spec, source, rse, target, stop=stop)
                 if result.ok:
                     return result
                 last = result
@@ -175,13 +174,15 @@ class StageIn:
             return [(spec.did, r.ddmendpoint) for r in ordered]
         return [(r.url, r.ddmendpoint) for r in ordered if r.scheme in tool.schemes]
 
-    def _attempt(self, tool: Copytool, spec: FileSpec, source: str, rse: str, target: Path) -> TransferResult:
+    def _attempt(
+        self, tool: Copytool, spec: FileSpec, source: str, rse: str, target: Path, *, stop: StopSignal | None
+    ) -> TransferResult:
         expected = expected_checksum(spec)
         request = TransferRequest(lfn=spec.lfn, direction=_IN, source=source, destination=spec.lfn,
                                   scope=spec.scope or "", filesize=spec.filesize, checksum=expected,
                                   ddmendpoint=rse, guid=spec.guid or "", timeout=transfer_timeout(spec.filesize))
         log_start(_IN, spec.lfn, tool.name, spec.filesize, source)
-        (result,) = tool.transfer([request], self.workdir)
+        (result,) = tool.transfer([request], self.workdir, stop)
         if result.ok:
             result = _verified(result, target, expected)
         log_done(result)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,8 +23,8 @@ import attrs
 
 from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError
 from pilotlib.job import FileSpec, Job
-from pilotlib.transfer._staging import ToolChain, log_done, log_start, never, run_parallel, stopped_error
-from pilotlib.transfer.base import Copytool, TransferRequest, TransferResult, local_path, transfer_timeout
+from pilotlib.transfer._staging import ToolChain, is_stopping, log_done, log_start, run_parallel, stopped_error
+from pilotlib.transfer.base import Copytool, StopSignal, TransferRequest, TransferResult, local_path, transfer_timeout
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_value
 from pilotlib.transfer.errors import ChecksumMismatchError, MissingFileError
 from pilotlib.transfer.paths import StorageProtocol
@@ -106,11 +106,11 @@ class StageOut:
         self.timeout_cap = timeout_cap
 
     def run(self, job: Job, files: Sequence[FileSpec] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> tuple[TransferResult, ...]:
+            stop: StopSignal | None = None) -> tuple[TransferResult, ...]:
         """Stage out ``files`` (default: ``job.outputs``); one result per file, in order.
 
-        ``should_stop`` is asked before each file's transfer (and each retry) starts: once it says True, no new
-        transfer starts and the files not done fail with STAGEOUTFAILED; transfers under way finish.
+        Once ``stop`` is set no new transfer (or retry) starts and the files not started fail with STAGEOUTFAILED;
+        the copies under way are cancelled by their copytool within seconds and fail with the stop's reason.
 
         By default, an output the job lists in ``allowNoOutput`` and the payload did not produce is left out (no
         result), as pilot3 does (``pilot/user/atlas/common.py``); any other missing output fails with
@@ -123,8 +123,7 @@ class StageOut:
             return ()
         chain = ToolChain(self.registry, self.tools, _OUT, self.tool_options)
         destinations = self._destinations(job)
-        stopping = should_stop or never
-        return tuple(run_parallel(lambda f: self._one(chain, f, destinations, stopping), todo, self.parallel))
+        return tuple(run_parallel(lambda f: self._one(chain, f, destinations, stop), todo, self.parallel))
 
     def _allowed_missing(self, job: Job, spec: FileSpec) -> bool:
         if spec.lfn not in job.allow_no_output or (self.workdir / spec.lfn).exists():
@@ -137,7 +136,7 @@ class StageOut:
         return (self.alt_storage,) if allowed and self.alt_storage else ()
 
     def _one(
-        self, chain: ToolChain, spec: FileSpec, alternatives: tuple[str, ...], stopping: Callable[[], bool]
+        self, chain: ToolChain, spec: FileSpec, alternatives: tuple[str, ...], stop: StopSignal | None
     ) -> TransferResult:
         try:
             local = self._prepare(spec)
@@ -152,9 +151,9 @@ class StageOut:
         for rse in dict.fromkeys((first, *alternatives)):
             for tool in chain.tools:
                 for destination in self._targets(tool, spec, rse)[:1] * self.attempts:
-                    if stopping():
+                    if is_stopping(stop):
                         return _failed(spec, stopped_error(spec.lfn, _OUT), tool.name)
-                    result = self._attempt(tool, spec, local, destination, rse)
+                    result = self._attempt(tool, spec, local, destination, rse, stop=stop)
                     if result.ok:
                         return result
                     last = result
@@ -179,12 +178,14 @@ class StageOut:
         timeout = transfer_timeout(size)
         return timeout if self.timeout_cap is None else min(timeout, self.timeout_cap)
 
-    def _attempt(self, tool: Copytool, spec: FileSpec, local: _Local, destination: str, rse: str) -> TransferResult:
+    def _attempt(
+        self, tool: Copytool, spec: FileSpec, local: _Local, destination: str, rse: str, *, stop: StopSignal | None
+    ) -> TransferResult:
         request = TransferRequest(lfn=spec.lfn, direction=_OUT, source=spec.lfn, destination=destination,
                                   scope=spec.scope or "", filesize=local.size, checksum=local.checksum,
                                   ddmendpoint=rse, guid=local.guid, timeout=self._timeout(local.size))
         log_start(_OUT, spec.lfn, tool.name, local.size, destination)
-        (result,) = tool.transfer([request], self.workdir)
+        (result,) = tool.transfer([request], self.workdir, stop)
         if result.ok:
             result = _checked(result, local, rse)
         log_done(result)

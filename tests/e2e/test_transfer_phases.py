@@ -31,8 +31,11 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 LSM_GET = """#!/bin/sh
-# lsm-get SOURCE DESTINATION: record the call, wait for the release file, copy
+# lsm-get SOURCE DESTINATION: record the call (and the script's PID), start the copy (a partial file), wait for
+# the release file, copy
 echo "$1" >> "{calls}"
+echo $$ >> "{pids}"
+printf partial > "$2"
 i=0
 while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 cp "${{1#file://}}" "$2"
@@ -52,7 +55,8 @@ def _site_commands(tmp_path: Path) -> Path:
     """``bin/lsm-get`` (slow, see the module) and ``bin/lsm-put``; returns the bin directory."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "lsm-get").write_text(LSM_GET.format(calls=tmp_path / "calls.txt", release=tmp_path / "release"))
+    (bin_dir / "lsm-get").write_text(LSM_GET.format(calls=tmp_path / "calls.txt", release=tmp_path / "release",
+                                                    pids=tmp_path / "pids.txt"))
     (bin_dir / "lsm-put").write_text(LSM_PUT)
     for name in ("lsm-get", "lsm-put"):
         (bin_dir / name).chmod(0o755)
@@ -84,6 +88,14 @@ def _calls(tmp_path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -92,27 +104,35 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> Non
 
 
 def test_tobekilled_during_a_slow_stage_in_fails_the_job_with_pandakill(
-    panda_server: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    panda_server: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Heartbeats go on during a long stage-in (state ``starting``); a tobekilled answer to one fails the job with
-    PANDAKILL 1144 before its payload; the log is staged out and the final state reported."""
+    """Heartbeats go on during a long stage-in (state ``starting``); a tobekilled answer to one ends the copies under
+    way (the site's ``lsm-get``, which would wait a minute, is killed within seconds; nothing releases it) and
+    fails the job with PANDAKILL 1144 before its payload; the log is staged out and the final state reported."""
     monkeypatch.setenv("PATH", f"{_site_commands(tmp_path)}:{os.environ['PATH']}")
     panda_server.add_job(job_definition(8101))
     settings = parse_settings(_argv(panda_server, tmp_path))
     outcome: list[Outcome] = []
     thread = threading.Thread(target=lambda: outcome.append(run_pilot(settings, Stop())))
     thread.start()
+    pids = tmp_path / "pids.txt"
     try:
-        _until(lambda: len(_calls(tmp_path)) >= 1, "the stage-in to start")
+        _until(lambda: pids.exists() and len(pids.read_text().split()) == 2, "both copies to start")
+        copy_pids = [int(x) for x in pids.read_text().split()]
         _until(lambda: [u["state"] for u in panda_server.updates(8101)].count("starting") >= 2,
                "a heartbeat during stage-in")
         panda_server.set_command(8101, "tobekilled")
         count = len(panda_server.updates(8101))
         _until(lambda: len(panda_server.updates(8101)) >= count + 1, "a heartbeat answered with tobekilled")
+        killed_by = time.monotonic() + 10
+        _until(lambda: not any(_alive(pid) for pid in copy_pids), "the copies to be ended by the kill", timeout=10)
+        assert time.monotonic() < killed_by
+        thread.join(60)
     finally:
         (tmp_path / "release").touch()
         thread.join(120)
     assert not thread.is_alive()
+    assert len(_calls(tmp_path)) == 2  # in.dat and payload.sh, each once: no retry was started
     updates = panda_server.updates(8101)
     final = final_update(updates)
     assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.PANDAKILL
@@ -120,6 +140,8 @@ def test_tobekilled_during_a_slow_stage_in_fails_the_job_with_pandakill(
     assert all("cpuConsumptionTime" not in u for u in updates if u["state"] == "starting")
     assert not (tmp_path / "work" / "8101" / "payload.stdout").exists()
     assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
+    for lfn in ("in.dat", "payload.sh"):  # each copy ended with the kill's code
+        assert f"stage-in failed lfn={lfn} tool=lsm code=1144" in caplog.text
 
 
 def test_sigterm_during_a_slow_stage_in_starts_no_new_copy_and_ends_within_the_budget(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pilotlib.errors import ErrorCode, PandaKillError
+from pilotlib.errors import Direction, ErrorCode, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import Pipeline, Stop
@@ -57,6 +57,26 @@ class BlockingStageIn(FakeStageIn):
         return super().stage_in(job, workdir)
 
 
+class StopHonouringStageIn(FakeStageIn):
+    """Stage-in whose copy lasts until the stop it is given is set (as the real copytools' cancels do), at most
+    30 s; ``ended_by`` is the stop's reason when it ended the copy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.ended_by: PilotError | None = None
+
+    def stage_in(self, job: Job, workdir: Path, stop: Stop, *args: object) -> Sequence[TransferResult]:
+        self.started.set()
+        assert stop.wait(30), "the copy was never stopped"
+        self.ended_by = stop.reason
+        return [_failed_in(f.lfn, stop.reason) for f in job.inputs]
+
+
+def _failed_in(lfn: str, error: PilotError | None) -> TransferResult:
+    return TransferResult(lfn=lfn, direction=Direction.STAGE_IN, tool="fake", url="", local_path="", error=error)
+
+
 class BlockingStageOut(FakeStageOut):
     """Output stage-out that lasts until ``release`` is set (the log is immediate)."""
 
@@ -104,21 +124,21 @@ def test_heartbeats_during_stage_out_report_running_with_the_payload_usage(tmp_p
 
 
 def test_tobekilled_during_stage_in_fails_the_job_with_pandakill(tmp_path: Path) -> None:
-    """tobekilled answering a heartbeat during stage-in: the payload never runs, the job fails with PANDAKILL 1144,
-    the log is still staged out and the final state reported; only the job's own stop was set."""
-    reporter, stage_in, payload = CommandReporter(ServerCommand.TOBEKILLED), BlockingStageIn(), FakePayload()
+    """tobekilled answering a heartbeat during stage-in reaches the copy under way (the stage-in gets the job's
+    stop, and its copy, which honours it, ends; nothing else releases it): the payload never runs, the job fails
+    with PANDAKILL 1144, the log is still staged out and the final state reported; only the job's own stop was
+    set."""
+    reporter, stage_in, payload = CommandReporter(ServerCommand.TOBEKILLED), StopHonouringStageIn(), FakePayload()
     stages, parts = _stages(tmp_path, reporter, payload, stage_in=stage_in, heartbeat_interval=0.02)
     stop = Stop()
     pipeline = Pipeline(_source(tmp_path, [1203]), standard_stages(stages), stop)
     thread = threading.Thread(target=pipeline.run)
     thread.start()
-    assert reporter.second_starting.wait(30)
+    assert stage_in.started.wait(30) and reporter.second_starting.wait(30)
     reporter.armed.set()
-    count = len(reporter.updates)
-    _until(lambda: len(reporter.updates) >= count + 2, "a heartbeat answered after arming")
-    stage_in.release.set()
     thread.join(30)
     assert not thread.is_alive()
+    assert isinstance(stage_in.ended_by, PandaKillError)  # the copy ended because of the kill
     (run,) = pipeline.results
     assert isinstance(run.failure, PandaKillError) and run.failure.code == ErrorCode.PANDAKILL
     assert payload.started == [] and not stop.is_set()

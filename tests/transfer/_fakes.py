@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pilotlib.errors import Direction, PilotError
-from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, failed_result, local_path
 from pilotlib.transfer.registry import CopytoolRegistry
 
 Behaviour = Callable[[TransferRequest, Path], PilotError | None]
@@ -25,7 +25,8 @@ class FakeTool:
     def unusable_reason(self) -> str | None:
         return None
 
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
+    def transfer(self, requests: Sequence[TransferRequest], workdir: Path,
+                 stop: StopSignal | None = None) -> list[TransferResult]:
         out = []
         for request in requests:
             self.requests.append(request)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from _fakes import FakeTool, registry_of
 
-from pilotlib.errors import Direction, ErrorCode, TransferError
+from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError, error_for_signal
 from pilotlib.job import FileKind, FileSpec, Job
+from pilotlib.pipeline import Stop
 from pilotlib.transfer.base import TransferRequest
 from pilotlib.transfer.paths import StorageProtocol
 from pilotlib.transfer.replicas import Replica, StaticReplicaSource
@@ -29,13 +31,21 @@ def _inputs(tmp_path: Path, count: int) -> tuple[Job, StaticReplicaSource]:
     return Job(panda_id=5, inputs=tuple(specs)), StaticReplicaSource(replicas)
 
 
+def _stopping(stop: Stop) -> Callable[[TransferRequest, Path], PilotError | None]:
+    """A fake tool's behaviour: SIGTERM arrives during the first copy, which still completes."""
+    def behaviour(request: TransferRequest, workdir: Path) -> None:
+        stop.set(error_for_signal(15))
+    return behaviour
+
+
 def test_stage_in_starts_no_new_transfer_once_stopping(tmp_path: Path) -> None:
     """After the stop, the remaining inputs are not copied: they fail with STAGEINFAILED (1099), the first is done."""
     job, replicas = _inputs(tmp_path, 4)
-    tool = FakeTool("cp")
+    stop = Stop()
+    tool = FakeTool("cp", _stopping(stop))
     (tmp_path / "work").mkdir()
     stage = StageIn(registry_of(tool), ["cp"], tmp_path / "work", replicas=replicas, parallel=1)
-    results = stage.run(job, should_stop=lambda: len(tool.requests) >= 1)
+    results = stage.run(job, stop)
     assert [r.ok for r in results] == [True, False, False, False]
     assert [r.lfn for r in tool.requests] == ["in0.dat"]
     for result in results[1:]:
@@ -47,16 +57,16 @@ def test_stage_in_starts_no_new_transfer_once_stopping(tmp_path: Path) -> None:
 def test_stage_in_retries_stop_too(tmp_path: Path) -> None:
     """A failed try is not retried once stopping (the retry is a new transfer)."""
     job, replicas = _inputs(tmp_path, 1)
-    stopping = [False]
+    stop = Stop()
 
     def fail(request: TransferRequest, workdir: Path) -> TransferError:
-        stopping[0] = True
+        stop.set(error_for_signal(15))
         return TransferError("storage busy", Direction.STAGE_IN)
 
     tool = FakeTool("cp", fail)
     (tmp_path / "work").mkdir()
     stage = StageIn(registry_of(tool), ["cp"], tmp_path / "work", replicas=replicas, attempts=3)
-    (result,) = stage.run(job, should_stop=lambda: stopping[0])
+    (result,) = stage.run(job, stop)
     assert len(tool.requests) == 1 and result.error is not None and "stopping" in result.error.message
 
 
@@ -68,10 +78,11 @@ def test_stage_out_starts_no_new_transfer_once_stopping(tmp_path: Path) -> None:
     for i in range(3):
         (work / f"out{i}.dat").write_bytes(b"x" * (i + 1))
         outs.append(FileSpec(lfn=f"out{i}.dat", kind=FileKind.OUTPUT, scope="s", ddmendpoint="SE"))
-    tool = FakeTool("cp")
+    stop = Stop()
+    tool = FakeTool("cp", _stopping(stop))
     stage = StageOut(registry_of(tool), ["cp"], work, storages={"SE": (StorageProtocol("file://", str(tmp_path)),)},
                      parallel=1)
-    results = stage.run(Job(panda_id=6, outputs=tuple(outs)), should_stop=lambda: len(tool.requests) >= 1)
+    results = stage.run(Job(panda_id=6, outputs=tuple(outs)), stop=stop)
     assert [r.ok for r in results] == [True, False, False] and len(tool.requests) == 1
     assert all(r.error is not None and r.error.code == ErrorCode.STAGEOUTFAILED for r in results[1:])
 

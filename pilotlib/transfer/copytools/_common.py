@@ -9,24 +9,28 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
-from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, failed_result, local_path
 from pilotlib.transfer.checksum import normalize_checksum_value
 from pilotlib.transfer.errors import TransferError, TransferTimeoutError
 
 __all__ = [
     "BEARER_PARAMETERS",
+    "CANCEL_WAIT",
     "CommandResult",
     "CommandUrl",
     "Endpoints",
     "command_url",
+    "discard_partial",
     "endpoints",
+    "local_of",
+    "on_stop",
     "parallel_map",
     "run_command",
     "success",
@@ -46,6 +50,14 @@ def endpoints(request: TransferRequest, workdir: Path) -> Endpoints:
     if request.direction is Direction.STAGE_IN:
         return Endpoints(request.source, local_path(workdir, request.destination, request.direction))
     return Endpoints(request.destination, local_path(workdir, request.source, request.direction))
+
+
+def local_of(request: TransferRequest, workdir: Path) -> Path | None:
+    """The request's resolved local path, None when it is refused (the refusal is the copy's own error)."""
+    try:
+        return endpoints(request, workdir).local
+    except TransferError:
+        return None
 
 
 def success(
@@ -72,9 +84,55 @@ def success(
     )
 
 
-def failure(request: TransferRequest, tool: str, error: PilotError, started: float) -> TransferResult:
-    """The :class:`TransferResult` of a failed transfer, timed from ``started``."""
+#: Seconds a copy that was asked to end (the stop, or its timeout) is still waited for before it is given up; a
+#: copy given up so has its partial local file removed.
+CANCEL_WAIT = 5.0
+
+
+def failure(
+    request: TransferRequest,
+    tool: str,
+    error: PilotError,
+    started: float,
+    *,
+    stop: StopSignal | None = None,
+    local: Path | None = None,
+) -> TransferResult:
+    """The :class:`TransferResult` of a failed transfer, timed from ``started``.
+
+    Once ``stop`` is set the error is the stop's reason (the copy was cancelled, or is not wanted any more), and a
+    stage-in's partial copy at ``local`` (the resolved target) is removed (:func:`discard_partial`).
+    """
+    if stop is not None and stop.reason is not None:
+        error = stop.reason
+        if local is not None and request.direction is Direction.STAGE_IN:
+            discard_partial(local)
     return failed_result(request, tool, error, time.monotonic() - started)
+
+
+def discard_partial(target: Path) -> None:
+    """Remove what an ended stage-in copy left in the work directory: ``target`` and its ``<name>.part``."""
+    for path in (target, target.with_name(target.name + ".part")):
+        with contextlib.suppress(OSError):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+
+
+@contextlib.contextmanager
+def on_stop(stop: StopSignal | None, action: Callable[[], object]) -> Iterator[None]:
+    """Run ``action`` (end a copy process, cancel a client's transfer) if ``stop`` is set while the block runs.
+
+    It runs at once when the stop is already set, and in the thread that sets the stop (a signal handler on the main
+    thread): it must be quick and take no lock the copy holds.
+    """
+    if stop is None:
+        yield
+        return
+    callback = stop.when_set(lambda _reason: action())
+    try:
+        yield
+    finally:
+        stop.forget(callback)
 
 
 @attrs.frozen
@@ -134,10 +192,12 @@ def run_command(
     args: Sequence[str],
     timeout: float,
     direction: Direction,
+    *,
     env: Mapping[str, str] | None = None,
     what: str = "",
+    stop: StopSignal | None = None,
 ) -> CommandResult:
-    """Run ``args`` (no shell) in its own process group; on timeout kill the whole group.
+    """Run ``args`` (no shell) in its own process group; on timeout, or as soon as ``stop`` is set, kill the group.
 
     Args:
         args: the command and its arguments.
@@ -145,6 +205,8 @@ def run_command(
         direction: picks the error code.
         env: variables set for the command on top of the environment it inherits (a token, client settings).
         what: named in the timeout error (the file).
+        stop: the pilot's stop; a command ended by it returns its (failed) result, which the caller turns into the
+            stop's reason (:func:`failure`).
 
     Raises:
         TransferTimeoutError: the command ran longer than ``timeout`` (STAGEINTIMEOUT/STAGEOUTTIMEOUT).
@@ -161,11 +223,22 @@ def run_command(
         )
     except OSError as exc:
         raise TransferError(f"cannot run {args[0]}: {exc.strerror or exc}", direction) from exc
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        _kill_group(proc)
-        raise TransferTimeoutError(f"{args[0]} {what} timed out after {timeout:.0f} s", direction) from exc
+    deadline = time.monotonic() + timeout
+    with on_stop(stop, lambda: _signal_group(proc)):
+        while True:
+            # with a stop, wake every second: the group is killed at once, but a descendant that left it may hold
+            # the pipes, and then the command is ended as at its timeout
+            left = deadline - time.monotonic()
+            try:
+                out, err = proc.communicate(timeout=max(min(left, 1.0) if stop is not None else left, 0.0))
+                break
+            except subprocess.TimeoutExpired as exc:
+                if stop is not None and stop.is_set():
+                    _kill_group(proc)
+                    return CommandResult(proc.returncode, "", "")
+                if time.monotonic() >= deadline:
+                    _kill_group(proc)
+                    raise TransferTimeoutError(f"{args[0]} {what} timed out after {timeout:.0f} s", direction) from exc
     return CommandResult(proc.returncode, out, err)
 
 
@@ -173,10 +246,15 @@ def run_command(
 _DRAIN_SECONDS = 5.0
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _signal_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the command's process group (no lock, no wait: safe from a signal handler)."""
     if proc.returncode is None:  # not reaped yet, so the group id is still the one we created
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # the group we created with start_new_session
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    _signal_group(proc)
     try:
         proc.communicate(timeout=_DRAIN_SECONDS)
     except subprocess.TimeoutExpired:  # the pipes are held by a process outside the group: stop reading them
@@ -191,54 +269,108 @@ def parallel_map(
     timeouts: Sequence[float],
     parallel: int,
     on_timeout: Callable[[int], TransferResult],
+    *,
+    stop: StopSignal | None = None,
+    cancel: Callable[[int], object] | None = None,
+    discard: Callable[[int], object] | None = None,
 ) -> list[TransferResult]:
     """Run ``func(i)`` for every index of ``timeouts``, at most ``parallel`` at once, each bounded by its timeout.
 
-    A call's timeout counts from when it starts. A call still running then is given up: its result is
-    ``on_timeout(i)``, its slot goes to the next call, and its daemon thread is left to end on its own (a blocked
-    backend call can not be interrupted from Python). ``func`` must not raise.
+    A call's timeout counts from when it starts. A call still running at its timeout is asked to end
+    (``cancel(i)``: e.g. cancel the client's transfer) and waited for :data:`CANCEL_WAIT` seconds more; once
+    ``stop`` is set, every running call (which ``func`` cancels through the stop itself) is waited for
+    :data:`CANCEL_WAIT` seconds and a call not started yet never starts. A call that has not ended then is given up:
+    its result is ``on_timeout(i)``, ``discard(i)`` removes its partial local file, its slot goes to the next call,
+    and its thread (a backend call that could not be interrupted) calls ``discard(i)`` again if it ends after a stop.
+    ``func`` must not raise.
     """
-    run = _BoundedRun(func, timeouts, parallel)
-    for i in range(len(timeouts)):
-        threading.Thread(target=run.work, args=(i,), daemon=True, name=f"copytool-{i}").start()
-    overall = time.monotonic() + sum(timeouts)
-    return [run.wait(i, overall) or on_timeout(i) for i in range(len(timeouts))]
+    run = _BoundedRun(func, timeouts, parallel, discard)
+    callback = stop.when_set(run.stopped) if stop is not None else None
+    try:
+        for i in range(len(timeouts)):
+            threading.Thread(target=run.work, args=(i,), daemon=True, name=f"copytool-{i}").start()
+        overall = time.monotonic() + sum(timeouts)
+        return [run.wait(i, overall, cancel) or on_timeout(i) for i in range(len(timeouts))]
+    finally:
+        if stop is not None and callback is not None:
+            stop.forget(callback)
 
 
 class _BoundedRun:
-    def __init__(self, func: Callable[[int], TransferResult], timeouts: Sequence[float], parallel: int) -> None:
+    def __init__(self, func: Callable[[int], TransferResult], timeouts: Sequence[float], parallel: int,
+                 discard: Callable[[int], object] | None) -> None:
         self.func = func
         self.timeouts = timeouts
+        self.discard = discard
         self.slots = threading.Semaphore(max(parallel, 1))
-        self.lock = threading.Lock()
+        # reentrant: the stop's callback may run in a signal handler on a thread that waits here
+        self.cond = threading.Condition(threading.RLock())
         count = len(timeouts)
         self.results: list[TransferResult | None] = [None] * count
-        self.started_at = [0.0] * count
-        self.started = [threading.Event() for _ in range(count)]
-        self.done = [threading.Event() for _ in range(count)]
+        self.started_at: list[float | None] = [None] * count
+        self.done = [False] * count
         self.abandoned = [False] * count
+        self.stopped_at: float | None = None
+
+    def stopped(self, _reason: object) -> None:
+        with self.cond:
+            if self.stopped_at is None:
+                self.stopped_at = time.monotonic()
+            self.cond.notify_all()
 
     def work(self, i: int) -> None:
         self.slots.acquire()
-        with self.lock:
-            if self.abandoned[i]:
+        with self.cond:
+            if self.abandoned[i] or self.stopped_at is not None:
+                self.abandoned[i] = True
                 self.slots.release()
+                self.cond.notify_all()
                 return
             self.started_at[i] = time.monotonic()
-            self.started[i].set()
+            self.cond.notify_all()
         result = self.func(i)
-        with self.lock:
-            if not self.abandoned[i]:
+        with self.cond:
+            late = self.abandoned[i]
+            if not late:
                 self.results[i] = result
                 self.slots.release()
-            self.done[i].set()
+            self.done[i] = True
+            self.cond.notify_all()
+        if late and self.stopped_at is not None and self.discard is not None:
+            self.discard(i)  # an abandoned copy that ended after all: its file is not wanted
 
-    def wait(self, i: int, overall: float) -> TransferResult | None:
-        if self.started[i].wait(max(overall - time.monotonic(), 0.0)):
-            self.done[i].wait(max(self.started_at[i] + self.timeouts[i] - time.monotonic(), 0.0))
-        with self.lock:
-            if not self.done[i].is_set():
-                if self.started[i].is_set():
+    def _deadline(self, i: int, overall: float, extra: float) -> float:
+        started = self.started_at[i]
+        limits = [overall if started is None else started + self.timeouts[i] + extra]
+        if self.stopped_at is not None:
+            limits.append(self.stopped_at + CANCEL_WAIT)
+        return min(limits)
+
+    def _wait_until(self, i: int, overall: float, extra: float) -> None:
+        while not self.done[i] and not (self.abandoned[i] and self.started_at[i] is None):
+            if self.stopped_at is not None and self.started_at[i] is None:
+                return  # stopped before it started: it never will
+            left = self._deadline(i, overall, extra) - time.monotonic()
+            if left <= 0:
+                return
+            self.cond.wait(left)
+
+    def wait(self, i: int, overall: float, cancel: Callable[[int], object] | None) -> TransferResult | None:
+        with self.cond:
+            self._wait_until(i, overall, 0.0)
+            timed_out = not self.done[i] and self.started_at[i] is not None and self.stopped_at is None
+        if timed_out and cancel is not None:
+            cancel(i)
+            with self.cond:
+                self._wait_until(i, overall, CANCEL_WAIT)
+        with self.cond:
+            if not self.done[i]:
+                if self.started_at[i] is not None and not self.abandoned[i]:
                     self.slots.release()
+                    if self.discard is not None:
+                        self.discard(i)
                 self.abandoned[i] = True
-            return self.results[i]
+            result = self.results[i]
+        if timed_out and result is not None and not result.ok:
+            return None  # ended by its cancel: the timeout is the failure to report
+        return result

@@ -6,7 +6,9 @@ not shared between threads). Stage-in with an expected checksum reads the file t
 match; without one it is a ``filecopy`` and the copy's adler32 is computed. Stage-out computes the local
 checksum first and has gfal2 compare it with the storage's (``checksum_mode.both``) when ``verify_remote`` is
 on. The per-file timeout is given to gfal2 (transfer, checksum and namespace timeouts) and also enforced around
-the call: a call still blocked at its deadline is reported as a timeout and left to end in its daemon thread.
+the call: a call still blocked at its deadline is cancelled (``Gfal2Context.cancel()``), waited for a few seconds,
+then reported as a timeout (its partial copy removed). A stop cancels the file's context at once: the copy fails
+with the stop's reason and leaves no partial file.
 
 Error translation follows PanDAWMS/pilot3 ``pilot/copytool/gfal.py`` and ``pilot/copytool/common.py``
 (errno and message of the gfal2 ``GError``).
@@ -14,18 +16,20 @@ Error translation follows PanDAWMS/pilot3 ``pilot/copytool/gfal.py`` and ``pilot
 
 from __future__ import annotations
 
+import contextlib
 import errno as errnos
 import importlib.util
 import logging
 import os
 import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import TransferRequest, TransferResult
+from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult
 from pilotlib.transfer.checksum import (
     RunningChecksum,
     calculate_checksum,
@@ -33,7 +37,16 @@ from pilotlib.transfer.checksum import (
     normalize_checksum_value,
     verify_checksum,
 )
-from pilotlib.transfer.copytools._common import Endpoints, endpoints, failure, parallel_map, success
+from pilotlib.transfer.copytools._common import (
+    Endpoints,
+    discard_partial,
+    endpoints,
+    failure,
+    local_of,
+    on_stop,
+    parallel_map,
+    success,
+)
 from pilotlib.transfer.errors import (
     AuthenticationError,
     ChecksumMismatchError,
@@ -62,6 +75,7 @@ class _Context(Protocol):
     def transfer_parameters(self) -> object: ...
     def filecopy(self, params: object, source: str, destination: str) -> int: ...
     def set_opt_integer(self, group: str, key: str, value: int) -> None: ...
+    def cancel(self) -> int: ...
 
 
 def classify_gfal_failure(  # noqa: PLR0911  (a flat decision table)
@@ -129,38 +143,58 @@ class GfalCopytool:
         except queue.Empty:
             return self._new_context()
 
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
-        """Copy the files, ``parallel`` at once; one result per request, in order."""
+    def transfer(
+        self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
+    ) -> list[TransferResult]:
+        """Copy the files, ``parallel`` at once; one result per request, in order. ``stop`` cancels the copies
+        under way (``Gfal2Context.cancel()``)."""
+        running: dict[int, _Context] = {}
+        lock = threading.Lock()
 
         def one(i: int) -> TransferResult:
-            return self._one(requests[i], workdir)
+            return self._one(requests[i], workdir, stop, _Slot(running, lock, i))
+
+        def cancel(i: int) -> None:
+            with lock:
+                context = running.get(i)
+            if context is not None:
+                context.cancel()
 
         def timed_out(i: int) -> TransferResult:
             request = requests[i]
             error = TransferTimeoutError(f"gfal copy of {request.lfn} exceeded {request.timeout:.0f} s",
                                          request.direction)
-            return failure(request, self.name, error, time.monotonic() - request.timeout)
+            return failure(request, self.name, error, time.monotonic() - request.timeout, stop=stop,
+                           local=local_of(request, workdir))
 
-        return parallel_map(one, [r.timeout for r in requests], self.parallel, timed_out)
+        def discard(i: int) -> None:
+            target = local_of(requests[i], workdir)
+            if target is not None and requests[i].direction is Direction.STAGE_IN:
+                discard_partial(target)
 
-    def _one(self, request: TransferRequest, workdir: Path) -> TransferResult:
+        return parallel_map(one, [r.timeout for r in requests], self.parallel, timed_out, stop=stop, cancel=cancel,
+                            discard=discard)
+
+    def _one(self, request: TransferRequest, workdir: Path, stop: StopSignal | None, slot: _Slot) -> TransferResult:
         started = time.monotonic()
+        local = local_of(request, workdir)
         try:
             ends = endpoints(request, workdir)
             context = self._context()
-            if request.direction is Direction.STAGE_IN:
-                checksum = self._stage_in(context, request, ends)
-            else:
-                checksum = self._stage_out(context, request, ends)
+            with slot.holding(context), on_stop(stop, context.cancel):
+                if request.direction is Direction.STAGE_IN:
+                    checksum = self._stage_in(context, request, ends, stop)
+                else:
+                    checksum = self._stage_out(context, request, ends)
             self._contexts.put(context)
         except TransferError as exc:
             log.warning("transfer failed tool=gfal lfn=%s code=%d error=%s", request.lfn, exc.code, exc)
-            return failure(request, self.name, exc, started)
+            return failure(request, self.name, exc, started, stop=stop, local=local)
         except Exception as exc:  # the binding's GError (or an import failure), translated once here
             error = classify_gfal_failure(getattr(exc, "code", 0), str(getattr(exc, "message", exc)),
                                           request.direction, request.lfn)
             log.warning("transfer failed tool=gfal lfn=%s code=%d error=%s", request.lfn, error.code, error)
-            return failure(request, self.name, error, started)
+            return failure(request, self.name, error, started, stop=stop, local=local)
         return success(request, self.name, ends, checksum, started)
 
     def _params(self, context: _Context, request: TransferRequest) -> object:
@@ -174,19 +208,23 @@ class GfalCopytool:
         params.timeout = seconds  # type: ignore[attr-defined]
         return params
 
-    def _stage_in(self, context: _Context, request: TransferRequest, ends: Endpoints) -> tuple[str, str]:
+    def _stage_in(
+        self, context: _Context, request: TransferRequest, ends: Endpoints, stop: StopSignal | None
+    ) -> tuple[str, str]:
         ends.local.parent.mkdir(parents=True, exist_ok=True)
         if request.checksum is not None and self.stream:
-            return self._stream_in(context, request, ends, request.checksum)
+            return self._stream_in(context, request, ends, request.checksum, stop)
         context.filecopy(self._params(context, request), ends.remote, ends.local.as_uri())
         if request.checksum is not None:
             return verify_checksum(ends.local, request.checksum, request.direction)
         return ("adler32", calculate_checksum(ends.local, "adler32", request.direction))
 
     def _stream_in(
-        self, context: _Context, request: TransferRequest, ends: Endpoints, expected: tuple[str, str]
+        self, context: _Context, request: TransferRequest, ends: Endpoints, expected: tuple[str, str],
+        stop: StopSignal | None,
     ) -> tuple[str, str]:
-        """Read the remote file through gfal2's POSIX-like API, checksumming the chunks as they arrive."""
+        """Read the remote file through gfal2's POSIX-like API, checksumming the chunks as they arrive; a stop ends
+        the loop at the next chunk (the context's cancel may end a read sooner)."""
         self._params(context, request)  # sets the context's timeouts
         running = RunningChecksum(expected[0], request.direction)
         want = normalize_checksum_value(running.kind, expected[1])
@@ -195,6 +233,9 @@ class GfalCopytool:
         try:
             with open(partial, "wb") as out:
                 while chunk := remote.read_bytes(_CHUNK):
+                    if stop is not None and stop.is_set():
+                        raise TransferError(f"gfal read of {request.lfn} ended: the pilot is stopping",
+                                            request.direction)
                     out.write(chunk)
                     running.update(chunk)
         except BaseException:
@@ -222,3 +263,22 @@ class GfalCopytool:
             params.set_checksum(gfal2.checksum_mode.both, kind.upper(), checksum[1])  # type: ignore[attr-defined]
         context.filecopy(params, ends.local.as_uri(), ends.remote)
         return checksum
+
+
+class _Slot:
+    """Where a running copy's context is kept for its timeout's cancel (by the file's index)."""
+
+    def __init__(self, running: dict[int, _Context], lock: threading.Lock, index: int) -> None:
+        self._running = running
+        self._lock = lock
+        self._index = index
+
+    @contextlib.contextmanager
+    def holding(self, context: _Context) -> Iterator[None]:
+        with self._lock:
+            self._running[self._index] = context
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.pop(self._index, None)

@@ -19,13 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import TransferRequest, TransferResult
+from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.copytools._common import (
     Endpoints,
     command_url,
+    discard_partial,
     endpoints,
     failure,
+    local_of,
     parallel_map,
     run_command,
     success,
@@ -92,46 +94,56 @@ class LsmCopytool:
         missing = [c for c in (self.get_command, self.put_command) if shutil.which(c) is None]
         return f"command not found: {', '.join(missing)}" if missing else None
 
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
-        """Run one command per file, ``parallel`` at once; one result per request, in order."""
+    def transfer(
+        self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
+    ) -> list[TransferResult]:
+        """Run one command per file, ``parallel`` at once; one result per request, in order. ``stop`` kills the
+        commands under way (their process groups) and starts no other."""
 
         def timed_out(i: int) -> TransferResult:
             request = requests[i]
             error = TransferTimeoutError(f"lsm of {request.lfn} exceeded {request.timeout:.0f} s", request.direction)
-            return failure(request, self.name, error, time.monotonic() - request.timeout)
+            return failure(request, self.name, error, time.monotonic() - request.timeout, stop=stop,
+                           local=local_of(request, workdir))
 
-        return parallel_map(lambda i: self._one(requests[i], workdir), [r.timeout + 5.0 for r in requests],
-                            self.parallel, timed_out)
+        def discard(i: int) -> None:
+            target = local_of(requests[i], workdir)
+            if target is not None and requests[i].direction is Direction.STAGE_IN:
+                discard_partial(target)
 
-    def _one(self, request: TransferRequest, workdir: Path) -> TransferResult:
+        return parallel_map(lambda i: self._one(requests[i], workdir, stop), [r.timeout + 5.0 for r in requests],
+                            self.parallel, timed_out, stop=stop, discard=discard)
+
+    def _one(self, request: TransferRequest, workdir: Path, stop: StopSignal | None) -> TransferResult:
         started = time.monotonic()
+        local = local_of(request, workdir)
         try:
             ends = endpoints(request, workdir)
             inbound = request.direction is Direction.STAGE_IN
-            checksum = self._get(request, ends) if inbound else self._put(request, ends)
+            checksum = self._get(request, ends, stop) if inbound else self._put(request, ends, stop)
         except TransferError as exc:
             log.warning("transfer failed tool=lsm lfn=%s code=%d error=%s", request.lfn, exc.code, exc)
-            return failure(request, self.name, exc, started)
+            return failure(request, self.name, exc, started, stop=stop, local=local)
         return success(request, self.name, ends, checksum, started)
 
-    def _run(self, args: list[str], request: TransferRequest, env: Mapping[str, str]) -> None:
-        done = run_command(args, request.timeout, request.direction, env=env, what=request.lfn)
+    def _run(self, args: list[str], request: TransferRequest, env: Mapping[str, str], stop: StopSignal | None) -> None:
+        done = run_command(args, request.timeout, request.direction, env=env, what=request.lfn, stop=stop)
         if done.returncode != 0:
             output = "\n".join(x for x in (done.stdout, done.stderr) if x)
             raise classify_command_output(output or f"exit status {done.returncode}", request.direction,
                                           f"{args[0]} {request.lfn} failed")
 
-    def _get(self, request: TransferRequest, ends: Endpoints) -> tuple[str, str]:
+    def _get(self, request: TransferRequest, ends: Endpoints, stop: StopSignal | None) -> tuple[str, str]:
         ends.local.parent.mkdir(parents=True, exist_ok=True)
         remote = command_url(ends.remote, request.direction)
-        self._run([self.get_command, remote.url, str(ends.local)], request, remote.env)
+        self._run([self.get_command, remote.url, str(ends.local)], request, remote.env, stop)
         if not ends.local.is_file():
             raise TransferError(f"{self.get_command} left no file at {ends.local}", request.direction)
         if request.checksum is not None:
             return verify_checksum(ends.local, request.checksum, request.direction)
         return ("adler32", calculate_checksum(ends.local, "adler32", request.direction))
 
-    def _put(self, request: TransferRequest, ends: Endpoints) -> tuple[str, str]:
+    def _put(self, request: TransferRequest, ends: Endpoints, stop: StopSignal | None) -> tuple[str, str]:
         if not ends.local.is_file():
             raise MissingFileError(f"output {request.lfn} not found at {ends.local}", request.direction)
         if request.checksum is not None:
@@ -145,5 +157,5 @@ class LsmCopytool:
         if self.token:
             args += ["-t", self.token]
         remote = command_url(ends.remote, request.direction)
-        self._run([*args, str(ends.local), remote.url], request, remote.env)
+        self._run([*args, str(ends.local), remote.url], request, remote.env, stop)
         return checksum

@@ -6,6 +6,9 @@ a local path (``file://`` URL) — or, with ``output_list`` (the ARC convention,
 ``pilot/copytool/mv.py``: ``create_output_list``), leaves it under its LFN in the output list's folder (ARC's
 session directory) and appends ``<lfn> <destination URL>:checksumtype=<type>:checksumvalue=<value>`` to the list
 so that ARC uploads it.
+
+A copy (``cp``, or ``mv`` across file systems) goes in chunks through ``<name>.part``: its timeout or the pilot's
+stop ends it at the next chunk and removes the partial file; the stop's reason is the result's error.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
+
 from pilotlib._redact import redact_url
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import TransferRequest, TransferResult, url_scheme
+from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, url_scheme
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
 from pilotlib.transfer.copytools._common import Endpoints, endpoints, failure, success
 from pilotlib.transfer.errors import MissingFileError, TransferError, TransferTimeoutError
@@ -39,15 +44,23 @@ def _plain_path(url: str) -> Path:
     return Path(url)
 
 
-def copy_with_deadline(source: Path, target: Path, deadline: float, direction: Direction) -> None:
-    """Copy ``source`` to ``target`` in chunks; past ``deadline`` remove the partial copy and raise.
+def copy_with_deadline(
+    source: Path, target: Path, deadline: float, direction: Direction, stop: StopSignal | None = None
+) -> None:
+    """Copy ``source`` to ``target`` in chunks; past ``deadline``, or once ``stop`` is set, remove the partial copy
+    and raise.
 
     Raises:
         TransferTimeoutError: the copy did not finish by ``deadline`` (a ``time.monotonic()`` value).
+        TransferError: ``stop`` was set during the copy.
     """
     partial = target.with_name(target.name + ".part")
     with open(source, "rb") as src, open(partial, "wb") as dst:
         while True:
+            if stop is not None and stop.is_set():
+                dst.close()
+                partial.unlink(missing_ok=True)
+                raise TransferError(f"copy of {source.name} ended: the pilot is stopping", direction)
             if time.monotonic() > deadline:
                 dst.close()
                 partial.unlink(missing_ok=True)
@@ -58,6 +71,14 @@ def copy_with_deadline(source: Path, target: Path, deadline: float, direction: D
             dst.write(chunk)
     shutil.copystat(source, partial)
     os.replace(partial, target)
+
+
+@attrs.frozen
+class _Limits:
+    """When a copy must end: its deadline (``time.monotonic()``) and the pilot's stop."""
+
+    deadline: float
+    stop: StopSignal | None
 
 
 class _LocalCopytool:
@@ -74,30 +95,37 @@ class _LocalCopytool:
         """Always usable: it needs only the local file system."""
         return None
 
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
-        """Move, copy or link each file, one after the other (local operations gain nothing from threads)."""
-        return [self._one(request, workdir) for request in requests]
+    def transfer(
+        self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
+    ) -> list[TransferResult]:
+        """Move, copy or link each file, one after the other (local operations gain nothing from threads); once
+        ``stop`` is set the copy under way ends and no other starts (each fails with the stop's reason)."""
+        return [self._one(request, workdir, stop) for request in requests]
 
-    def _one(self, request: TransferRequest, workdir: Path) -> TransferResult:
+    def _one(self, request: TransferRequest, workdir: Path, stop: StopSignal | None) -> TransferResult:
         started = time.monotonic()
+        ends: Endpoints | None = None
         try:
             ends = endpoints(request, workdir)
+            if stop is not None and stop.is_set():
+                raise TransferError(f"{self.name} of {request.lfn} not started: the pilot is stopping",
+                                    request.direction)
             if request.direction is Direction.STAGE_IN:
-                checksum = self._stage_in(request, ends, started + request.timeout)
+                checksum = self._stage_in(request, ends, _Limits(started + request.timeout, stop))
             else:
-                checksum = self._stage_out(request, ends, started + request.timeout)
+                checksum = self._stage_out(request, ends, _Limits(started + request.timeout, stop))
         except TransferError as exc:
             log.warning("transfer failed tool=%s lfn=%s code=%d error=%s", self.name, request.lfn, exc.code, exc)
-            return failure(request, self.name, exc, started)
+            return failure(request, self.name, exc, started, stop=stop, local=ends.local if ends else None)
         except OSError as exc:
             error = TransferError(f"{self.name} of {request.lfn} failed: {exc}", request.direction)
-            return failure(request, self.name, error, started)
+            return failure(request, self.name, error, started, stop=stop, local=ends.local if ends else None)
         result = success(request, self.name, ends, checksum, started)
         log.info("transfer done tool=%s lfn=%s seconds=%.2f", self.name, request.lfn, result.seconds)
         return result
 
     # -- stage-in ----------------------------------------------------------------------------------------------
-    def _stage_in(self, request: TransferRequest, ends: Endpoints, deadline: float) -> tuple[str, str] | None:
+    def _stage_in(self, request: TransferRequest, ends: Endpoints, limits: _Limits) -> tuple[str, str] | None:
         source = _plain_path(ends.remote)
         if not source.is_file():
             raise MissingFileError(f"input {request.lfn} not found at {source}", request.direction)
@@ -105,16 +133,16 @@ class _LocalCopytool:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.exists():
             target.unlink()
-        self._place(source, target, deadline, request.direction)
+        self._place(source, target, limits, request.direction)
         if request.checksum is not None and self.verify:
             return verify_checksum(target, request.checksum, request.direction)
         return None
 
-    def _place(self, source: Path, target: Path, deadline: float, direction: Direction) -> None:
+    def _place(self, source: Path, target: Path, limits: _Limits, direction: Direction) -> None:
         raise NotImplementedError
 
     # -- stage-out ---------------------------------------------------------------------------------------------
-    def _stage_out(self, request: TransferRequest, ends: Endpoints, deadline: float) -> tuple[str, str]:
+    def _stage_out(self, request: TransferRequest, ends: Endpoints, limits: _Limits) -> tuple[str, str]:
         source = ends.local
         if not source.is_file():
             raise MissingFileError(f"output {request.lfn} not found at {source}", request.direction)
@@ -132,7 +160,7 @@ class _LocalCopytool:
                                 request.direction)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target != source:
-            self._place(source, target, deadline, request.direction)
+            self._place(source, target, limits, request.direction)
         if self.output_list is not None:
             self._append_output_list(request.lfn, ends.remote, checksum)
         return checksum
@@ -155,13 +183,13 @@ class MvCopytool(_LocalCopytool):
 
     name = "mv"
 
-    def _place(self, source: Path, target: Path, deadline: float, direction: Direction) -> None:
+    def _place(self, source: Path, target: Path, limits: _Limits, direction: Direction) -> None:
         try:
             os.replace(source, target)
         except OSError as exc:
             if exc.errno != 18:  # EXDEV: another file system
                 raise
-            copy_with_deadline(source, target, deadline, direction)
+            copy_with_deadline(source, target, limits.deadline, direction, limits.stop)
             source.unlink()
 
 
@@ -170,8 +198,8 @@ class CpCopytool(_LocalCopytool):
 
     name = "cp"
 
-    def _place(self, source: Path, target: Path, deadline: float, direction: Direction) -> None:
-        copy_with_deadline(source, target, deadline, direction)
+    def _place(self, source: Path, target: Path, limits: _Limits, direction: Direction) -> None:
+        copy_with_deadline(source, target, limits.deadline, direction, limits.stop)
 
 
 class SymlinkCopytool(_LocalCopytool):
@@ -182,7 +210,7 @@ class SymlinkCopytool(_LocalCopytool):
 
     name = "symlink"
 
-    def _place(self, source: Path, target: Path, deadline: float, direction: Direction) -> None:
+    def _place(self, source: Path, target: Path, limits: _Limits, direction: Direction) -> None:
         if direction is Direction.STAGE_OUT:
             raise TransferError("symlink can not stage out (use mv or cp)", direction)
         target.symlink_to(source.resolve())

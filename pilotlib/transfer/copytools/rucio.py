@@ -14,6 +14,14 @@ watchdog; on expiry the result is a :class:`~pilotlib.transfer.errors.TransferTi
 private scratch folder in the work directory and are moved into place only when they finished in time, so an
 abandoned call can never overwrite or remove a later attempt's file; it removes its scratch folder when it ends.
 
+rucio-clients offers no way to cancel a download or an upload under way (``DownloadClient`` runs the protocol's
+``get`` in its own threads: the posix protocol copies in-process with ``shutil``, the xrootd one runs ``xrdcp``
+through ``rucio.common.utils.execute_args``, a child of the pilot's process). So, once the pilot stops, the
+children copying into the download's scratch folder (that protocol's ``xrdcp``, each retry's too) are killed, and
+the call is waited for :data:`~pilotlib.transfer.copytools._common.CANCEL_WAIT` seconds at most; an in-process copy
+still running then is given up with the stop's reason as its error, its scratch folder (the partial download)
+removed at once, and again by its thread when it ends.
+
 ``rucio`` is imported only inside this module's methods (R10): without rucio-clients the tool says so in
 :meth:`RucioCopytool.unusable_reason`. The client comes from ``client_factory``; without one, rucio-clients builds
 its own from its usual configuration (``RUCIO_CONFIG`` or ``/opt/rucio/etc/rucio.cfg``), read by rucio, not by
@@ -24,7 +32,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -34,7 +44,8 @@ from typing import Any
 
 from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
-from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.transfer.copytools._common import CANCEL_WAIT, on_stop
 from pilotlib.transfer.errors import (
     ChecksumMismatchError,
     MissingFileError,
@@ -92,18 +103,29 @@ class RucioCopytool:
             return "rucio-clients is not installed (pip install rucio-clients)"
         return None
 
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
-        """Transfer each request in turn; one result per request, never raising for a single file."""
+    def transfer(
+        self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
+    ) -> list[TransferResult]:
+        """Transfer each request in turn; one result per request, never raising for a single file.
+
+        Once ``stop`` is set, the call under way is given up within
+        :data:`~pilotlib.transfer.copytools._common.CANCEL_WAIT` seconds and no other starts; they fail with the
+        stop's reason.
+        """
         results: list[TransferResult] = []
         client: object | None = None
         for request in requests:
             started = time.monotonic()
             try:
+                if stop is not None and stop.is_set():
+                    raise TransferError(f"rucio {request.direction.value} of {request.lfn} not started: stopping",
+                                        request.direction)
                 if client is None:
                     client = self._client(request.direction)
-                results.append(self._one(client, request, workdir, started))
+                results.append(self._one(client, request, workdir, started, stop))
             except TransferError as exc:
-                results.append(failed_result(request, self.name, exc, time.monotonic() - started))
+                error: PilotError = exc if stop is None or stop.reason is None else stop.reason
+                results.append(failed_result(request, self.name, error, time.monotonic() - started))
         return results
 
     def _client(self, direction: Direction) -> object:
@@ -116,7 +138,9 @@ class RucioCopytool:
         except Exception as exc:  # rucio raises many types for a bad configuration or an unreachable server
             raise StorageUnavailableError(f"cannot connect to Rucio: {type(exc).__name__}: {exc}", direction) from exc
 
-    def _one(self, client: object, request: TransferRequest, workdir: Path, started: float) -> TransferResult:
+    def _one(
+        self, client: object, request: TransferRequest, workdir: Path, started: float, stop: StopSignal | None
+    ) -> TransferResult:
         if request.direction is Direction.STAGE_IN:
             target = local_path(workdir, request.destination, request.direction)
             try:
@@ -125,7 +149,7 @@ class RucioCopytool:
                 reason = exc.strerror or exc
                 raise TransferError(f"cannot write in {target.parent}: {reason}", request.direction) from exc
             try:
-                url = _watchdog(lambda: self._download(client, request, scratch), request, scratch)
+                url = _watchdog(lambda: self._download(client, request, scratch), request, scratch, stop)
                 _move_into_place(scratch / _did(request)[1], target, request.direction)
             finally:
                 if not scratch.exists() or not _is_running(scratch):
@@ -134,7 +158,7 @@ class RucioCopytool:
         source = local_path(workdir, request.source, request.direction)
         if not source.is_file():
             raise MissingFileError(f"local file {source} does not exist", request.direction)
-        url = _watchdog(lambda: self._upload(client, request, source), request, None)
+        url = _watchdog(lambda: self._upload(client, request, source), request, None, stop)
         return self._result(request, url, str(source), source, started)
 
     def _result(
@@ -273,12 +297,52 @@ def _is_running(scratch: Path) -> bool:
     return scratch in _RUNNING
 
 
-def _watchdog(call: Callable[[], str], request: TransferRequest, partial: Path | None) -> str:
-    """Run ``call`` in a helper thread and give up after ``request.timeout`` seconds."""
+def _kill_children_writing(folder: Path) -> None:
+    """SIGKILL this process's children whose command line names ``folder`` (a rucio protocol's ``xrdcp`` started
+    through ``rucio.common.utils.execute_args``, outside our control otherwise); Linux ``/proc`` only."""
+    me, needle = os.getpid(), str(folder).encode()
+    try:
+        entries = [e for e in Path("/proc").iterdir() if e.name.isdigit()]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == me and needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                log.warning("rucio copy process killed pid=%s", entry.name)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def _end_stopped(done: threading.Event, box: dict[str, object], partial: Path | None,
+                 request: TransferRequest) -> None:
+    """After the stop: kill the copy's command, if any; wait :data:`CANCEL_WAIT` seconds for the call; then give it
+    up (raise), removing its scratch folder."""
+    deadline = time.monotonic() + CANCEL_WAIT
+    while time.monotonic() < deadline:  # rucio-clients retries: each new try's command is killed too
+        if partial is not None:
+            _kill_children_writing(partial)  # a protocol's command (xrdcp) copying into the scratch folder
+        if done.wait(min(0.2, max(deadline - time.monotonic(), 0.0))):
+            return  # an in-process copy can not be cancelled: it was waited for with a bound
+    box["late"] = True
+    if partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.warning("rucio %s given up lfn=%s reason=the pilot is stopping", request.direction.value, request.lfn)
+    raise TransferError(f"rucio {request.direction.value} of {request.lfn} given up: the pilot is stopping",
+                        request.direction)
+
+
+def _watchdog(
+    call: Callable[[], str], request: TransferRequest, partial: Path | None, stop: StopSignal | None = None
+) -> str:
+    """Run ``call`` in a helper thread and give up after ``request.timeout`` seconds, or :data:`CANCEL_WAIT` seconds
+    after ``stop`` is set (then ``partial``, the scratch folder, is removed at once)."""
     box: dict[str, object] = {}
     if partial is not None:
         _RUNNING.add(partial)
     done = threading.Event()
+    wake = threading.Event()  # the call ended, or the stop came
 
     def run() -> None:
         try:
@@ -289,11 +353,16 @@ def _watchdog(call: Callable[[], str], request: TransferRequest, partial: Path |
             if partial is not None:
                 _RUNNING.discard(partial)
             done.set()
+            wake.set()
             if box.get("late") and partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
 
     threading.Thread(target=run, name=f"rucio-{request.lfn}", daemon=True).start()
-    if not done.wait(request.timeout):
+    with on_stop(stop, wake.set):
+        wake.wait(request.timeout)
+    if stop is not None and stop.is_set() and not done.is_set():
+        _end_stopped(done, box, partial, request)
+    if not done.is_set():
         box["late"] = True
         raise TransferTimeoutError(
             f"rucio {request.direction.value} of {request.lfn} exceeded its timeout of {request.timeout:.0f} s",
@@ -305,3 +374,4 @@ def _watchdog(call: Callable[[], str], request: TransferRequest, partial: Path |
     if isinstance(error, BaseException):
         raise _translate(error if isinstance(error, Exception) else RuntimeError(str(error)), request) from error
     return str(box["value"])
+

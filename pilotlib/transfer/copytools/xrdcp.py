@@ -18,23 +18,29 @@ operation expired, 305 checksum error, 400 error response, 1xx socket/connection
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import importlib.util
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from pilotlib._redact import redact_url
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import TransferRequest, TransferResult
+from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
 from pilotlib.transfer.copytools._common import (
+    CANCEL_WAIT,
     Endpoints,
     command_url,
+    discard_partial,
     endpoints,
     failure,
+    on_stop,
     parallel_map,
     run_command,
     success,
@@ -149,8 +155,15 @@ class XrdcpCopytool:
             return f"{wanted['python']}, and {wanted['command']}"
         return wanted[self.backend]
 
-    def transfer(self, requests: Sequence[TransferRequest], workdir: Path) -> list[TransferResult]:
-        """Copy the files in parallel; one result per request, in order."""
+    def transfer(
+        self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
+    ) -> list[TransferResult]:
+        """Copy the files in parallel; one result per request, in order.
+
+        ``stop`` cancels the copies under way: the ``xrdcp`` commands' process groups are killed, the client's
+        ``CopyProcess`` is cancelled through its progress handler (``should_cancel``), a streamed read is
+        abandoned; they fail with the stop's reason and leave no partial file.
+        """
         started = time.monotonic()
         results: list[TransferResult | None] = [None] * len(requests)
         ready: list[_Ready] = []
@@ -169,7 +182,7 @@ class XrdcpCopytool:
                 results[i] = failure(request, self.name, TransferError(reason, request.direction), started)
         elif ready:
             run = self._run_python if backend == "python" else self._run_commands
-            for (i, _, _, _), result in zip(ready, run(ready), strict=True):
+            for (i, _, _, _), result in zip(ready, run(ready, stop), strict=True):
                 results[i] = result
         return [r for r in results if r is not None]
 
@@ -188,15 +201,15 @@ class XrdcpCopytool:
         return ("adler32", calculate_checksum(ends.local, "adler32", request.direction))
 
     # -- the XRootD Python client ------------------------------------------------------------------------------
-    def _run_python(self, ready: Sequence[_Ready]) -> list[TransferResult]:
+    def _run_python(self, ready: Sequence[_Ready], stop: StopSignal | None) -> list[TransferResult]:
         """Stage-in with an expected checksum streams and verifies on the fly; the rest is one CopyProcess."""
         streamed = [k for k, item in enumerate(ready) if self._streams(item[1])]
         batched = [k for k, item in enumerate(ready) if not self._streams(item[1])]
         results: dict[int, TransferResult] = {}
         if batched:
-            results.update(zip(batched, self._run_copyprocess([ready[k] for k in batched]), strict=True))
+            results.update(zip(batched, self._run_copyprocess([ready[k] for k in batched], stop), strict=True))
         if streamed:
-            results.update(zip(streamed, self._run_streams([ready[k] for k in streamed]), strict=True))
+            results.update(zip(streamed, self._run_streams([ready[k] for k in streamed], stop), strict=True))
         return [results[k] for k in range(len(ready))]
 
     @staticmethod
@@ -209,7 +222,7 @@ class XrdcpCopytool:
         for key, value in self._client_env(shortest).items():
             env.EnvPutInt(key, value)
 
-    def _run_streams(self, ready: Sequence[_Ready]) -> list[TransferResult]:
+    def _run_streams(self, ready: Sequence[_Ready], stop: StopSignal | None) -> list[TransferResult]:
         self._set_client_env(ready)
 
         def one(k: int) -> TransferResult:
@@ -219,23 +232,26 @@ class XrdcpCopytool:
             try:
                 ends.local.parent.mkdir(parents=True, exist_ok=True)
                 checksum = stream_in(ends.remote, ends.local, request.checksum, timeout=request.timeout,
-                                     lfn=request.lfn, classify=classify_xrootd_failure)
+                                     lfn=request.lfn, classify=classify_xrootd_failure, stop=stop)
             except TransferError as exc:
                 log.warning("transfer failed tool=xrdcp lfn=%s code=%d error=%s", request.lfn, exc.code, exc)
-                return failure(request, self.name, exc, started)
+                return failure(request, self.name, exc, started, stop=stop, local=ends.local)
             except OSError as exc:
-                return failure(request, self.name, TransferError(f"{request.lfn}: {exc}", request.direction), started)
+                error = TransferError(f"{request.lfn}: {exc}", request.direction)
+                return failure(request, self.name, error, started, stop=stop, local=ends.local)
             return success(request, self.name, ends, checksum, started)
 
         def timed_out(k: int) -> TransferResult:
             request = ready[k][1]
             error = TransferTimeoutError(f"xrootd copy of {request.lfn} exceeded {request.timeout:.0f} s",
                                          request.direction)
-            return failure(request, self.name, error, time.monotonic() - request.timeout)
+            return failure(request, self.name, error, time.monotonic() - request.timeout, stop=stop,
+                           local=ready[k][2].local)
 
-        return parallel_map(one, [r.timeout + 5.0 for _, r, _, _ in ready], self.parallel, timed_out)
+        return parallel_map(one, [r.timeout + 5.0 for _, r, _, _ in ready], self.parallel, timed_out, stop=stop,
+                            discard=lambda k: discard_partial(ready[k][2].local))
 
-    def _run_copyprocess(self, ready: Sequence[_Ready]) -> list[TransferResult]:
+    def _run_copyprocess(self, ready: Sequence[_Ready], stop: StopSignal | None) -> list[TransferResult]:
         client = importlib.import_module("XRootD.client")  # the backend is imported only here (R10)
         self._set_client_env(ready)
         process = client.CopyProcess()
@@ -252,14 +268,22 @@ class XrdcpCopytool:
                 checksumpreset="" if preset is None else preset[1], rmBadCksum=True,
                 cptimeout=max(int(request.timeout), 1), inittimeout=max(int(request.timeout), 1),
             )
-        timer = _JobTimer()
+        timer = _JobTimer(stop)
         status = process.prepare()
         if not status.ok:
             return self._all_failed(ready, status.message, timer.started)
-        _, outcomes = process.run(timer)
+        outcomes = _run_bounded(process, timer, sum(r.timeout for _, r, _, _ in ready) + 5.0, stop)
+        if outcomes is None:  # the client did not end in time (or within CANCEL_WAIT of the stop): given up
+            for _, request, ends, _ in ready:
+                if request.direction is Direction.STAGE_IN:
+                    discard_partial(ends.local)
+                else:
+                    _remove_remote(ends.remote)
+            return [failure(r, self.name, TransferTimeoutError(f"xrootd copy of {r.lfn} did not end", r.direction),
+                            timer.started, stop=stop, local=e.local) for _, r, e, _ in ready]
         return [
             self._python_result(request, ends, preset, outcomes[job] if job < len(outcomes) else {},
-                                timer.started_at(job))
+                                timer.started_at(job), stop=stop)
             for job, (_, request, ends, preset) in enumerate(ready)
         ]
 
@@ -270,17 +294,25 @@ class XrdcpCopytool:
         preset: tuple[str, str] | None,
         outcome: dict[str, object],
         started: float,
+        *,
+        stop: StopSignal | None,
     ) -> TransferResult:
         status = outcome.get("status")
         if status is None:
-            return failure(request, self.name, TransferError("no result from CopyProcess", request.direction), started)
+            error = TransferError("no result from CopyProcess", request.direction)
+            return failure(request, self.name, error, started, stop=stop, local=ends.local)
         st: _Status = status  # type: ignore[assignment]
+        if not getattr(status, "ok", False) and stop is not None and stop.is_set():
+            if request.direction is Direction.STAGE_OUT:
+                _remove_remote(ends.remote)  # a cancelled upload leaves a partial file: the client closed it
+            return failure(request, self.name, TransferError(st.message, request.direction), started, stop=stop,
+                           local=ends.local)
         if not getattr(status, "ok", False):
             error = classify_xrootd_failure(st.code, st.errno, st.message, request.direction, request.lfn)
             if isinstance(error, ChecksumMismatchError):
                 error = self._mismatch(request, preset, outcome)
             log.warning("transfer failed tool=xrdcp lfn=%s code=%d error=%s", request.lfn, error.code, error)
-            return failure(request, self.name, error, started)
+            return failure(request, self.name, error, started, stop=stop, local=ends.local)
         target = str(outcome.get("targetCheckSum", ""))
         checksum = ("adler32", target.split(":", 1)[1]) if target.startswith("adler32:") else preset
         return success(request, self.name, ends, checksum, started)
@@ -305,26 +337,27 @@ class XrdcpCopytool:
         ]
 
     # -- the xrdcp command -------------------------------------------------------------------------------------
-    def _run_commands(
-        self, ready: Sequence[_Ready]
-    ) -> list[TransferResult]:
+    def _run_commands(self, ready: Sequence[_Ready], stop: StopSignal | None) -> list[TransferResult]:
         shortest = min(int(request.timeout) for _, request, _, _ in ready)
         environment = {f"XRD_{k.upper()}": str(v) for k, v in self._client_env(shortest).items()}
 
         def one(k: int) -> TransferResult:
             _, request, ends, preset = ready[k]
-            return self._one_command(request, ends, preset, environment)
+            return self._one_command(request, ends, preset, environment, stop=stop)
 
         def timed_out(k: int) -> TransferResult:
             request = ready[k][1]
             error = TransferTimeoutError(f"xrdcp of {request.lfn} exceeded {request.timeout:.0f} s", request.direction)
-            return failure(request, self.name, error, time.monotonic() - request.timeout)
+            return failure(request, self.name, error, time.monotonic() - request.timeout, stop=stop,
+                           local=ready[k][2].local)
 
         timeouts = [r.timeout + 5.0 for _, r, _, _ in ready]  # the command's own timeout fires first
-        return parallel_map(one, timeouts, self.parallel, timed_out)
+        return parallel_map(one, timeouts, self.parallel, timed_out, stop=stop,
+                            discard=lambda k: discard_partial(ready[k][2].local))
 
     def _one_command(
-        self, request: TransferRequest, ends: Endpoints, preset: tuple[str, str] | None, env: dict[str, str]
+        self, request: TransferRequest, ends: Endpoints, preset: tuple[str, str] | None, env: dict[str, str], *,
+        stop: StopSignal | None,
     ) -> TransferResult:
         started = time.monotonic()
         inbound = request.direction is Direction.STAGE_IN
@@ -335,14 +368,15 @@ class XrdcpCopytool:
             remote = command_url(ends.remote, request.direction)  # a token goes in BEARER_TOKEN, not in argv
             src, dst = (remote.url, str(ends.local)) if inbound else (str(ends.local), remote.url)
             args = [self.command, "--nopbar", "--force", "--rm-bad-cksum", "--cksum", cksum, src, dst]
-            done = run_command(args, request.timeout, request.direction, env={**env, **remote.env}, what=request.lfn)
+            done = run_command(args, request.timeout, request.direction, env={**env, **remote.env}, what=request.lfn,
+                               stop=stop)
         except TransferError as exc:
-            return failure(request, self.name, exc, started)
+            return failure(request, self.name, exc, started, stop=stop, local=ends.local)
         if done.returncode != 0:
             code = 305 if done.returncode == 53 else 0
             error = classify_xrootd_failure(code, 0, done.stderr or done.stdout, request.direction, request.lfn)
             log.warning("transfer failed tool=xrdcp lfn=%s rc=%d code=%d", request.lfn, done.returncode, error.code)
-            return failure(request, self.name, error, started)
+            return failure(request, self.name, error, started, stop=stop, local=ends.local)
         checksum = preset
         if inbound and request.checksum and preset is None:
             try:
@@ -354,10 +388,47 @@ class XrdcpCopytool:
         return success(request, self.name, ends, checksum, started)
 
 
-class _JobTimer:
-    """A CopyProcess progress handler that notes when each job starts (for per-file seconds)."""
+def _run_bounded(
+    process: object, timer: _JobTimer, timeout: float, stop: StopSignal | None
+) -> list[dict[str, object]] | None:
+    """``process.run(timer)``'s per-job outcomes, the run bounded by ``timeout`` seconds and by :data:`CANCEL_WAIT`
+    seconds after ``stop`` (its handler cancels the jobs; a client that does not end by then is given up: None)."""
+    outcome: list[list[dict[str, object]]] = []
+    finished, wake = threading.Event(), threading.Event()  # wake: finished, or the stop came
 
-    def __init__(self) -> None:
+    def run() -> None:
+        try:
+            outcome.append(process.run(timer)[1])  # type: ignore[attr-defined]
+        finally:
+            finished.set()
+            wake.set()
+
+    threading.Thread(target=contextvars.copy_context().run, args=(run,), name="copyprocess", daemon=True).start()
+    with on_stop(stop, wake.set):
+        wake.wait(timeout)
+    if not finished.is_set() and stop is not None and stop.is_set():
+        finished.wait(CANCEL_WAIT)
+    if not outcome:
+        log.warning("xrootd CopyProcess given up jobs_started=%d", len(timer.started_ids()))
+        return None
+    return outcome[0]
+
+
+def _remove_remote(url: str) -> None:
+    """Remove a cancelled upload's partial file (best effort, 5 s at most: the pilot is stopping)."""
+    client = importlib.import_module("XRootD.client")
+    parsed = client.URL(url)
+    status, _ = client.FileSystem(f"{parsed.protocol}://{parsed.hostid}").rm(parsed.path, timeout=5)
+    if not status.ok:
+        log.warning("partial upload not removed url=%s error=%s", redact_url(url), status.message)
+
+
+class _JobTimer:
+    """A CopyProcess progress handler that notes when each job starts (for per-file seconds) and cancels the jobs
+    once the stop is set (the client asks ``should_cancel`` as the data flows)."""
+
+    def __init__(self, stop: StopSignal | None = None) -> None:
+        self._stop = stop
         self.started = time.monotonic()
         self._begun: dict[int, float] = {}
 
@@ -372,8 +443,12 @@ class _JobTimer:
         """Nothing to do."""
 
     def should_cancel(self, jobId: int) -> bool:
-        """Never cancel: each job has its own ``cptimeout``."""
-        return False
+        """Cancel once the stop is set (a timeout is each job's own ``cptimeout``)."""
+        return self._stop is not None and self._stop.is_set()
+
+    def started_ids(self) -> list[int]:
+        """The XRootD job ids that began."""
+        return sorted(self._begun)
 
     def started_at(self, job: int) -> float:
         """When job ``job`` (0-based) began, or when the run began."""
