@@ -131,8 +131,9 @@ def _load(path: Path) -> JobUpdate:
 
 
 #: Seconds a final update is still tried once the pilot is stopping (a signal: the whole shutdown must end within about
-#: two minutes; what is not sent by then stays on disk for the next pilot).
-STOPPING_DEADLINE = 45.0
+#: two minutes; what is not sent by then stays on disk for the next pilot). An attempt begun just before the deadline
+#: runs to its own bound (the client's ``stopping_seconds``, 10 s in the grid pilot).
+STOPPING_DEADLINE = 25.0
 
 
 @attrs.frozen

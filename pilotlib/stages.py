@@ -27,13 +27,14 @@ from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage, Stop
-from pilotlib.recovery import FINAL_NAME, STOPPING_DEADLINE, FinalStore, RetryPolicy, deliver_final
+from pilotlib.recovery import FINAL_NAME, FinalStore, RetryPolicy, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [
     "HEARTBEAT_CLOSE_TIMEOUT",
     "LOG_STOPPING_TIMEOUT",
+    "STOP_BUDGET",
     "Heartbeat",
     "LogStageOut",
     "PayloadExecutor",
@@ -47,11 +48,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Seconds the log's tarball and its copy may each take once the job or the pilot is stopping (one try).
-LOG_STOPPING_TIMEOUT = 60.0
+#: Seconds from a stop (SIGTERM: the batch system sends SIGKILL about two minutes later) to the job's final state
+#: reported and the pilot's exit, in every stage. The steps' own bounds add up to less (docs/pipeline.rst, "Stopping:
+#: the budget"): the payload's grace (30 s by default) or a copy's cancel (``CANCEL_WAIT``, 5 s), the heartbeat's
+#: close, the log's tarball and copy, and the final update's tries with their last attempt.
+STOP_BUDGET = 120.0
 
-#: Seconds the final update is retried once the pilot is stopping (the rest is left for recovery).
-STOPPING_FINAL_DEADLINE = STOPPING_DEADLINE
+#: Seconds the log's tarball and its copy may each take once the job or the pilot is stopping (one try).
+LOG_STOPPING_TIMEOUT = 20.0
 
 #: Seconds :meth:`Heartbeat.close` waits for a heartbeat still in a server call (then it is left behind: its call is
 #: bounded by the client, and its answer changes nothing).

@@ -16,7 +16,11 @@ from pilotlib.panda.base import JobReporter, JobSource
 from pilotlib.panda.client import PandaClient, RetryPolicy, X509Proxy
 from pilotlib.pipeline import Stop
 
-__all__ = ["find_proxy", "server_parts"]
+__all__ = ["DISPATCHER_RETRY", "find_proxy", "server_parts"]
+
+#: The grid pilot's dispatcher calls: each ends within 30 s (attempts and waits included); one made once the pilot is
+#: stopping (the final update) makes one attempt of at most 10 s.
+DISPATCHER_RETRY = RetryPolicy(attempts=3, total_seconds=30.0, stopping_seconds=10.0)
 
 
 def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy | None:
@@ -35,11 +39,10 @@ def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy |
 def server_parts(settings: Settings, stop: Stop | None = None) -> tuple[JobSource, JobReporter]:
     """The dispatcher client for ``settings.url`` in ``settings.api`` dialect, as source and reporter.
 
-    Each call ends within 30 s (attempts and waits included); a call in flight when ``stop`` is set ends at once,
-    and a call made once it is set (the final update) makes one attempt of at most 10 s.
+    Each call is bounded by :data:`DISPATCHER_RETRY`; a call in flight when ``stop`` is set ends at once.
     """
     proxy = find_proxy(os.environ, settings.proxy) if settings.url.startswith("https://") else None
     client = PandaClient(settings.url, "v1" if settings.api == "v1" else "legacy", ca_dir=settings.ca_path,
                          credentials=proxy, stop=stop,
-                         retry=RetryPolicy(attempts=3, total_seconds=30.0, stopping_seconds=10.0))
+                         retry=DISPATCHER_RETRY)
     return client, client

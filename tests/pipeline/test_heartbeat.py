@@ -201,3 +201,4 @@ def test_close_returns_within_its_bound_while_a_heartbeat_is_stuck_in_a_call() -
         assert not beat.stop.is_set()  # released: the pilot's stop no longer reaches the closed heartbeat's
     finally:
         reporter.release.set()
+

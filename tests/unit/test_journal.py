@@ -23,6 +23,7 @@ from pilotlib.panda.base import JobUpdate, UpdateAnswer
 from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
 from pilotlib.reserve import SpaceReserve
+from pilotlib.stages import LOG_STOPPING_TIMEOUT
 from pilotlib.transfer.base import Direction, TransferResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,7 +191,7 @@ def test_abandoned_job_is_reported_once_after_its_log(tmp_path: Path) -> None:
     outcome = recover_abandoned(tmp_path, _recovery(tmp_path, reporter, log_out))
 
     assert outcome.sent == (42,) and outcome.unsent == ()
-    assert log_out.calls == [(42, tmp_path / "42", 60.0)]
+    assert log_out.calls == [(42, tmp_path / "42", LOG_STOPPING_TIMEOUT)]
     (update,) = reporter.updates
     assert update.final and update.state == "failed"
     assert update.fields["pilotErrorCode"] == ErrorCode.KILLSIGNAL
