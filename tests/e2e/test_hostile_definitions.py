@@ -1,4 +1,4 @@
-"""Hostile job definitions, end to end: a real grid-pilot process refuses them at parsing, in every source.
+"""Hostile job definitions and payloads, end to end: a real grid-pilot process refuses them, in every source.
 
 Each definition arrives the way its source delivers one: the v1 dispatcher's JSON answer
 (``{"success", "message", "data": {"StatusCode", "jobs"}}``, panda-server ``pandaserver/api/v1/pilot_api.py``
@@ -33,9 +33,11 @@ from pathlib import Path
 
 import pytest
 
+from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode, process_exit_code
+from pilotlib.transfer.paths import deterministic_path
 
-from .helpers import job_definition
+from .helpers import final_update, job_definition, make_inputs
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -208,3 +210,31 @@ def test_broken_document_is_a_final_error_at_once(
     assert seconds < 9.0, f"took {seconds:.1f} s: the file was read again"
     if source == "v1":
         assert dispatcher.requests == ["/api/v1/pilot/acquire_jobs"]
+
+
+def test_output_linked_out_of_the_work_directory_is_refused_and_never_read(
+    panda_server: DevServer, tmp_path: Path
+) -> None:
+    """A payload that leaves its output as a symbolic link to a file outside the work directory (``out.dat ->
+    <elsewhere>/secret``): the job is reported failed with BADOUTPUTFILENAME (1371), the storage never gets
+    ``out.dat``, the file behind the link is never read (its access time does not move, so it was neither
+    checksummed nor uploaded), and the log is staged out all the same. A real grid-pilot process, the local PanDA
+    server, the real payload and the ``cp`` copytool."""
+    secret = tmp_path / "elsewhere" / "secret"
+    secret.parent.mkdir()
+    secret.write_bytes(b"site secret\n")
+    info = secret.stat()
+    os.utime(secret, (info.st_mtime - 3600, info.st_mtime))  # any read now moves the access time (relatime)
+    atime = secret.stat().st_atime
+    panda_server.add_queue("Q", {"nickname": "Q", "state": "ACTIVE", "status": "online"})
+    panda_server.add_job(job_definition(PANDA_ID, sleep=0.1, env=f"LINK_OUT={secret}"))
+    make_inputs(tmp_path / "in")
+    status, stderr, _ = _run_pilot(tmp_path, ["--url", panda_server.url, "--api", "v1", "--output-dir",
+                                              str(tmp_path / "storage"), "--heartbeat", "0.2"])
+    assert status == 0, stderr[-3000:]
+    final = final_update(panda_server.updates(PANDA_ID))
+    assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.BADOUTPUTFILENAME, final
+    assert "out.dat" in str(final["pilotErrorDiag"]) and "symbolic link" in str(final["pilotErrorDiag"])
+    assert not (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).exists()
+    assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
+    assert secret.stat().st_atime == atime and secret.read_bytes() == b"site secret\n"
