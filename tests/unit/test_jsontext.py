@@ -48,7 +48,7 @@ def test_broken_before_its_end_is_final(text: str, reason: str) -> None:
 
 def test_bytes_that_are_not_utf8_are_final_unless_cut_at_the_end() -> None:
     """A byte that is not UTF-8 inside the text is final; a multi-byte character cut at the very end is truncated."""
-    with pytest.raises(JsonTextError, match="not UTF-8 text .invalid continuation byte at byte 7") as bad:
+    with pytest.raises(JsonTextError, match=r"not UTF-8 text \(invalid continuation byte at byte 7") as bad:
         decode_utf8(b'{"a": "\xe9t\xc3\xa9"}')
     assert not bad.value.truncated
     with pytest.raises(JsonTextError) as cut:

@@ -131,16 +131,16 @@ class RucioCopytool:
             finally:
                 if not scratch.exists() or not _is_running(scratch):
                     shutil.rmtree(scratch, ignore_errors=True)
-            return self._result(request, url, str(target), target, started, _checksum(request, target))
+            return self._result(request, url, str(target), target, started, checksum=_checksum(request, target))
         source = local_path(workdir, request.source, request.direction)
         if not source.is_file():
             raise MissingFileError(f"local file {source} does not exist", request.direction)
         checksum = _checksum(request, source)  # a mismatch with the job's checksum is not uploaded
         url = _watchdog(lambda: self._upload(client, request, source), request, None)
-        return self._result(request, url, str(source), source, started, checksum)
+        return self._result(request, url, str(source), source, started, checksum=checksum)
 
     def _result(
-        self, request: TransferRequest, url: str, local: str, path: Path, started: float, checksum: tuple[str, str]
+        self, request: TransferRequest, url: str, local: str, path: Path, started: float, *, checksum: tuple[str, str]
     ) -> TransferResult:
         return TransferResult(
             lfn=request.lfn,
