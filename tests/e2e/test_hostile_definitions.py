@@ -37,7 +37,7 @@ from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode, process_exit_code
 from pilotlib.transfer.paths import deterministic_path
 
-from .helpers import final_update, job_definition, make_inputs
+from .helpers import adler32, final_update, job_definition, make_inputs
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -238,3 +238,38 @@ def test_output_linked_out_of_the_work_directory_is_refused_and_never_read(
     assert not (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).exists()
     assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
     assert secret.stat().st_atime == atime and secret.read_bytes() == b"site secret\n"
+
+
+REPORT_PAYLOAD = """#!/bin/sh
+# writes a hostile jobReport.json ($DEPTH levels of nested lists, or an integer of $DIGITS digits), then exits 0
+cat in.dat > out.dat
+python3 -c "import os, sys; d = int(os.environ.get('DEPTH', '0')); n = int(os.environ.get('DIGITS', '0'));
+x = '[' * d + ']' * d if d else '1' * n
+sys.stdout.write('{\\"exitCode\\": 0, \\"exitMsg\\": \\"OK\\", \\"x\\": ' + x + '}')" > jobReport.json
+"""
+
+
+@pytest.mark.parametrize("hostile", ["DEPTH=10000", "DEPTH=900", "DIGITS=4301"])
+def test_hostile_job_report_never_breaks_the_final_update(
+    panda_server: DevServer, tmp_path: Path, hostile: str
+) -> None:
+    """A payload whose ``jobReport.json`` is nested 10000 (or 900) deep or holds a 4301-digit integer: the job is still
+    reported once with a final state (the report is not taken as ``metaData``), no stage crashes (no
+    INTERNALPILOTPROBLEM 1319, no traceback), and the log is staged out."""
+    inputs = make_inputs(tmp_path / "in")
+    (inputs / "payload.sh").write_text(REPORT_PAYLOAD)
+    definition = job_definition(PANDA_ID, env=hostile)
+    script = REPORT_PAYLOAD.encode()
+    sizes, sums = definition["fsize"].split(","), definition["checksum"].split(",")
+    definition["fsize"] = f"{sizes[0]},{len(script)}"
+    definition["checksum"] = f"{sums[0]},ad:{adler32(script)}"
+    panda_server.add_queue("Q", {"nickname": "Q", "state": "ACTIVE", "status": "online"})
+    panda_server.add_job(definition)
+    status, stderr, _ = _run_pilot(tmp_path, ["--url", panda_server.url, "--api", "v1", "--output-dir",
+                                              str(tmp_path / "storage"), "--heartbeat", "0.2"])
+    assert status == 0, stderr[-3000:]
+    assert "Traceback" not in stderr and "code=1319" not in stderr, stderr[-3000:]
+    final = final_update(panda_server.updates(PANDA_ID))
+    assert final["state"] in ("finished", "failed") and int(final["pilotErrorCode"]) != ErrorCode.INTERNALPILOTPROBLEM
+    assert "metaData" not in final or '"x"' not in str(final["metaData"])
+    assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
