@@ -2,8 +2,8 @@
 
 Each definition arrives the way its source delivers one: the v1 dispatcher's JSON answer
 (``{"success", "message", "data": {"StatusCode", "jobs"}}``, panda-server ``pandaserver/api/v1/pilot_api.py``
-``acquire_jobs``), the legacy dispatcher's url-encoded answer (``StatusCode=0&PandaID=...``,
-``pandaserver/jobdispatcher/Protocol.py`` ``Response.encode`` without JSON), Harvester's job file
+``acquire_jobs``), the legacy dispatcher's JSON answer (``{"StatusCode": 0, "jobs": [...]}``) and its url-encoded one
+(``StatusCode=0&PandaID=...``, ``pandaserver/jobdispatcher/Protocol.py`` ``Response.encode``), Harvester's job file
 (``{"<PandaID>": {...}}`` then ``worker_pandaids.json``, HSF/harvester
 ``pandaharvester/harvestermessenger/shared_file_messenger.py`` ``feed_jobs``) and an ARC CE's ``pandaJobData.out``.
 The dispatcher is a loopback HTTP server answering those exact bytes (a hostile or broken server: the local PanDA
@@ -135,6 +135,10 @@ def _place(source: str, tmp_path: Path, dispatcher: RawDispatcher, case: str,
     if source == "v1":
         _serve_v1(dispatcher, data)
         return ["--url", dispatcher.url, "--api", "v1", "--queuedata-file", str(queue)]
+    if source == "legacy-json":  # a server before 1.0 answering the pilot's Accept: application/json
+        body = b'{"StatusCode": 0, "jobs": [' + data + b"]}"
+        dispatcher.answers["/server/panda/getJob"] = ("application/json", body)
+        return ["--url", dispatcher.url, "--api", "legacy", "--queuedata-file", str(queue)]
     if source == "legacy-form":
         dispatcher.answers["/server/panda/getJob"] = ("text/html", _form_definition(case).encode())
         return ["--url", dispatcher.url, "--api", "legacy", "--queuedata-file", str(queue)]
@@ -169,7 +173,7 @@ def _assert_refused(status: int, stderr: str, tmp_path: Path, field: str) -> Non
     assert not [path.name for path in work.iterdir() if path.is_dir()]  # no job directory was made
 
 
-SOURCES = ["v1", "legacy-form", "harvester", "arc"]
+SOURCES = ["v1", "legacy-json", "legacy-form", "harvester", "arc"]
 
 
 @pytest.mark.parametrize("case", sorted(FIELDS))
@@ -182,7 +186,7 @@ def test_hostile_value_is_refused_at_parsing_naming_the_field(
     request (the server is not asked again and gets no update)."""
     status, stderr, _ = _run_pilot(tmp_path, _place(source, tmp_path, dispatcher, case))
     _assert_refused(status, stderr, tmp_path, FIELDS[case])
-    if source in ("v1", "legacy-form"):
+    if source.startswith(("v1", "legacy")):
         assert len(dispatcher.requests) == 1 and dispatcher.requests[0].endswith(("acquire_jobs", "getJob"))
 
 
