@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pilotlib._jobmodel import FileKind, FileSpec, Job
+from pilotlib._jobmodel import FileKind, FileSpec, Job, is_secret_field
 from pilotlib._jsontext import JsonTextError, OversizedInt, decode_utf8, loads
 from pilotlib.errors import (
     BadFileNameError,
@@ -378,6 +378,16 @@ def _decode_job_pars(value: Any) -> tuple[str, bool]:
 MAX_DEPTH = 32
 
 
+def _check_field(field: str, value: Any) -> None:
+    """:func:`_check_value` for one unmodelled field; the error of a credential field never shows its value."""
+    try:
+        _check_value(field, value, 0)
+    except JobDefinitionError as exc:
+        if not is_secret_field(field):
+            raise
+        raise JobDefinitionError(field, "<redacted>", exc.reason) from None
+
+
 def _check_value(field: str, value: Any, depth: int) -> None:
     """Refuse, naming the field, what could not be written back or used safely: deep nesting, a NUL, a surrogate, an
     integer beyond the conversion limit, a non-finite number."""
@@ -412,7 +422,7 @@ def parse_job(definition: Mapping[str, Any]) -> Job:
         _clean("<field name>", key)
     for key, value in definition.items():
         if key not in _MODELLED_KEYS:
-            _check_value(key, value, 0)
+            _check_field(key, value)
     scalars = {
         attr: _scalar(key, kind, key in definition, definition.get(key)) for attr, (key, kind) in _SCALARS.items()
     }

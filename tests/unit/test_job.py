@@ -407,3 +407,13 @@ def test_direct_access_requested(pars: str, transfer_type: str, direct: bool) ->
 def test_is_analysis(label: str, analysis: bool) -> None:
     """User analysis jobs are prodSourceLabel user or panda."""
     assert parse_job({"PandaID": "7", "prodSourceLabel": label}).is_analysis is analysis
+
+
+@pytest.mark.parametrize("field", ["secrets", "pilotSecrets", "pandaProxySecretKey"])
+def test_hostile_credential_field_is_refused_without_showing_it(field: str) -> None:
+    """A credential field holding a NUL (or nested too deep) is refused naming the field, and neither the error's
+    message nor its value shows the credential (errors are logged and sent as ``pilotErrorDiag``)."""
+    with pytest.raises(JobDefinitionError) as info:
+        parse_job({"PandaID": "7", field: '{"token": "tok-SECRET-123\x00"}'})
+    assert info.value.field == field and info.value.value == "<redacted>"
+    assert "SECRET" not in str(info.value) and "NUL" in str(info.value)
