@@ -10,8 +10,11 @@ The dispatcher is a loopback HTTP server answering those exact bytes (a hostile 
 server stores definitions in SQLite and JSON, which cannot hold a 4301-digit integer or a PandaID beyond 64 bits).
 
 What panda-server can send: ``PandaID`` comes from the ``ATLAS_PANDA.JOBSDEFINED4_PANDAID_SEQ`` sequence
-(``pandaserver/taskbuffer/JobSpec.py:175``) into ``NUMBER(11)``/``bigint`` columns (PanDAWMS/panda-database
-``schema/oracle/ATLAS_PANDA.sql``: ``"PANDAID" NUMBER(11,0)``), always positive and well inside 64 bits. pilot3 keeps
+(``pandaserver/taskbuffer/JobSpec.py:175`` at 9cc3603) into ``NUMBER(11)`` columns (PanDAWMS/panda-database
+``schema/oracle/ATLAS_PANDA.sql``, e.g. FILESTABLE4's ``"PANDAID" NUMBER(11,0)``; ``bigint`` on PostgreSQL), and goes
+out as that integer (``pandaserver/jobdispatcher/Protocol.py:61``, ``self.data["PandaID"] = job.PandaID``; the v1
+``update_job`` declares ``job_id: int``, ``pandaserver/api/v1/pilot_api.py:334``): always positive and far inside
+64 bits. pilot3 keeps
 ``PandaID`` as a string without any check (``pilot/info/jobdata.py:70``, ``jobid ... forced to be a string``) and turns
 an integer field it cannot convert into the field's default with a warning (``pilot/info/basedata.py``
 ``clean_numeric``), so a hostile value runs on into the payload or the work directory's name. pilotlib refuses it
