@@ -24,7 +24,7 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
-def _is_secret_field(name: str) -> bool:
+def is_secret_field(name: str) -> bool:
     """Fields that carry credentials: ``secrets`` (user secrets), ``pilotSecrets``, ``pandaProxySecretKey``, ...
 
     Fact: PanDAWMS/panda-server ``pandaserver/api/v1/pilot_api.py`` (``secrets``, ``pilotSecrets``) and
@@ -36,7 +36,7 @@ def _is_secret_field(name: str) -> bool:
 
 def _redacted_repr(value: Mapping[str, Any]) -> str:
     """``repr`` of the unmodelled fields with credential values hidden (a job may be logged)."""
-    shown = {key: ("<redacted>" if _is_secret_field(str(key)) else item) for key, item in value.items()}
+    shown = {key: ("<redacted>" if is_secret_field(str(key)) else item) for key, item in value.items()}
     return repr(shown)
 
 

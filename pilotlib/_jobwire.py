@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import math
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pilotlib._jobmodel import FileKind, FileSpec, Job
+from pilotlib._jobmodel import FileKind, FileSpec, Job, is_secret_field
+from pilotlib._jsontext import JsonTextError, OversizedInt, decode_utf8, loads
 from pilotlib.errors import (
     BadFileNameError,
     JobDefinitionError,
@@ -96,6 +97,7 @@ _FILE_KEYS = frozenset(
     | set(_INPUT_LISTS.values())
     | set(_OUTPUT_LISTS.values())
 )
+_FILE_NAME_KEYS = frozenset({"inFiles", "outFiles", "logFile"})
 _MODELLED_KEYS = frozenset({key for key, _ in _SCALARS.values()} | _FILE_KEYS)
 
 
@@ -103,38 +105,74 @@ _MODELLED_KEYS = frozenset({key for key, _ in _SCALARS.values()} | _FILE_KEYS)
 def _text(field: str, value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, str):
+        return _clean(field, value)
+    if isinstance(value, bool | int | float):
         return str(value)
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise JobDefinitionError(field, value, f"expected a string, got {type(value).__name__}")
+    raise JobDefinitionError(field, value, f"expected a string, got {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    return str(value) if isinstance(value, OversizedInt) else type(value).__name__
+
+
+def _clean(field: str, text: str) -> str:
+    """``text`` unless it holds a NUL or an unpaired surrogate: no argument list, path or UTF-8 file can carry them
+    (``execve`` and ``open`` refuse a NUL, ``str.encode`` a surrogate), so they are refused here, naming the field."""
+    error = BadFileNameError if field in _FILE_NAME_KEYS else JobDefinitionError
+    if "\x00" in text:
+        raise error(field, text, f"holds a NUL character at index {text.index(chr(0))}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise error(field, text, f"holds an unpaired surrogate at index {exc.start}") from None
+    return text
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+#: The range of the server's integer columns: panda-server keeps ``PandaID`` (and the other ids and counts) in
+#: ``NUMBER(11)``/``bigint`` columns, so nothing beyond a signed 64-bit integer is a value it can have sent.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,30}(\.[0-9]{0,30})?([eE][+-]?[0-9]{1,3})?")
 
 
 def _int(field: str, value: Any, default: int | None) -> int | None:
-    """A whole number from an int, a float with no fraction or a string of ASCII digits ("3600", "3600.0")."""
+    """A whole number from an int, a float with no fraction or a string of ASCII digits ("3600", "3600.0"), within
+    the 64-bit range of the server's integer columns (:data:`INT64_MIN`..:data:`INT64_MAX`)."""
     if isinstance(value, bool):
         raise JobDefinitionError(field, value, "expected a number, got a boolean")
+    if isinstance(value, OversizedInt):
+        raise JobDefinitionError(field, str(value), "out of range: a number beyond 64 bits")
     if isinstance(value, int):
-        return value
+        return _in_range(field, value)
     if isinstance(value, float):
-        if not value.is_integer():
-            raise JobDefinitionError(field, value, "not a whole number")
-        return int(value)
+        return _in_range(field, _whole(field, value))
     text = _text(field, value).strip()
     if text in _NULLS:
         return default
     if _INTEGER.fullmatch(text):
-        return int(text)
+        return _in_range(field, int(text))
+    if _DIGITS.fullmatch(text):
+        raise JobDefinitionError(field, value, f"out of range: a number of {len(text)} characters is beyond 64 bits")
     if not _DECIMAL.fullmatch(text):
         raise JobDefinitionError(field, value, "not a number")
-    number = float(text)
+    return _in_range(field, _whole(field, float(text)))
+
+
+def _whole(field: str, number: float) -> int:
+    if not math.isfinite(number):
+        raise JobDefinitionError(field, number, "out of range: not a finite number")
     if not number.is_integer():
-        raise JobDefinitionError(field, value, "not a whole number")
+        raise JobDefinitionError(field, number, "not a whole number")
     return int(number)
+
+
+def _in_range(field: str, number: int) -> int:
+    if not INT64_MIN <= number <= INT64_MAX:
+        shown = number if number.bit_length() <= 256 else f"<an integer of {number.bit_length()} bits>"
+        raise JobDefinitionError(field, shown, "out of range: a number beyond 64 bits")
+    return number
 
 
 def _bool(field: str, value: Any, default: bool) -> bool:
@@ -152,7 +190,7 @@ def _bool(field: str, value: Any, default: bool) -> bool:
 
 def _scalar(field: str, kind: str, present: bool, value: Any) -> Any:
     if kind == "id":
-        if not present or _text(field, value).strip() in _NULLS:
+        if not present or (not isinstance(value, OversizedInt) and _text(field, value).strip() in _NULLS):
             raise MissingFieldError(field, value if present else None, "the job has no PandaID")
         number = _int(field, value, None)
         if number is None or number <= 0:
@@ -335,6 +373,41 @@ def _decode_job_pars(value: Any) -> tuple[str, bool]:
 
 
 # --------------------------------------------------------------------------------------------------------- parse
+#: How deep a field the pilot does not model may nest lists and objects (a job definition is flat; the deepest
+#: known field, a JSON-encoded ``secrets`` or ``pilotSecrets`` value, nests two levels).
+MAX_DEPTH = 32
+
+
+def _check_field(field: str, value: Any) -> None:
+    """:func:`_check_value` for one unmodelled field; the error of a credential field never shows its value."""
+    try:
+        _check_value(field, value, 0)
+    except JobDefinitionError as exc:
+        if not is_secret_field(field):
+            raise
+        raise JobDefinitionError(field, "<redacted>", exc.reason) from None
+
+
+def _check_value(field: str, value: Any, depth: int) -> None:
+    """Refuse, naming the field, what could not be written back or used safely: deep nesting, a NUL, a surrogate, an
+    integer beyond the conversion limit, a non-finite number."""
+    if depth > MAX_DEPTH:
+        raise JobDefinitionError(field, "<nested value>", f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        _clean(field, value)
+    elif isinstance(value, OversizedInt):
+        raise JobDefinitionError(field, str(value), "out of range: an integer too long to convert")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise JobDefinitionError(field, value, "not a finite number")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_value(field, key, depth + 1)
+            _check_value(field, item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_value(field, item, depth + 1)
+
+
 def parse_job(definition: Mapping[str, Any]) -> Job:
     """Turn one job definition dictionary (url-decoded or JSON) into a :class:`Job`.
 
@@ -346,6 +419,10 @@ def parse_job(definition: Mapping[str, Any]) -> Job:
     for key in definition:
         if not isinstance(key, str):
             raise JobDefinitionError("<definition>", key, "field names must be strings")
+        _clean("<field name>", key)
+    for key, value in definition.items():
+        if key not in _MODELLED_KEYS:
+            _check_field(key, value)
     scalars = {
         attr: _scalar(key, kind, key in definition, definition.get(key)) for attr, (key, kind) in _SCALARS.items()
     }
@@ -442,9 +519,9 @@ def load_job_definitions(data: str | bytes) -> tuple[Job, ...]:
         raise JobDefinitionError("<document>", data, "a job definition document must be text or bytes")
     if isinstance(data, bytes):
         try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise JobDefinitionError("<document>", data[:40], f"not UTF-8 text ({exc.reason})") from None
+            data = decode_utf8(data)
+        except JsonTextError as exc:
+            raise JobDefinitionError("<document>", f"<{len(data)} bytes>", exc.reason) from None
     text = data.strip()
     if not text:
         raise JobDefinitionError("<document>", data, "empty job definition")
@@ -455,9 +532,9 @@ def load_job_definitions(data: str | bytes) -> tuple[Job, ...]:
 
 def _from_json(text: str) -> tuple[Job, ...]:
     try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too long integers, too deep nesting
-        raise JobDefinitionError("<document>", text[:40], f"not valid JSON ({exc})") from None
+        document = loads(text)
+    except JsonTextError as exc:  # a syntax error or too deep nesting (too long integers decode, then are refused)
+        raise JobDefinitionError("<document>", text[:40], exc.reason) from None
     if isinstance(document, list):
         if not document:
             raise JobDefinitionError("<document>", text[:40], "a JSON list of job definitions must not be empty")
@@ -477,10 +554,10 @@ def _from_json(text: str) -> tuple[Job, ...]:
 
 def _from_urlencoded(text: str) -> tuple[Job, ...]:
     try:
-        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True)
-    except ValueError as exc:
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+    except ValueError as exc:  # UnicodeDecodeError too: a %-escape that is not UTF-8
         raise JobDefinitionError("<document>", text[:40], f"not a url-encoded job definition ({exc})") from None
     return (parse_job(dict(pairs)),)
 
 
-__all__ = ["MAX_LFN_LENGTH", "job_to_wire", "load_job_definitions", "parse_job"]
+__all__ = ["MAX_DEPTH", "MAX_LFN_LENGTH", "job_to_wire", "load_job_definitions", "parse_job"]

@@ -185,11 +185,33 @@ def _usage_fields(job: Job, cpu_seconds: float, memory: Mapping[str, int]) -> di
     return fields
 
 
+#: A job report nested deeper than this is not taken as ``metaData`` (a transform's report nests about ten levels;
+#: a hostile one nested hundreds deep would break encoding the final update, 10000 deep even decoding it).
+REPORT_MAX_DEPTH = 64
+
+
 def _job_report(text: str | None) -> Mapping[str, object] | None:
+    """The payload's job report as a JSON object for ``metaData``; None (and the report is not sent) when it is not
+    a JSON object, holds an integer too long to convert, or nests more than :data:`REPORT_MAX_DEPTH` levels."""
     if not text:
         return None
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer beyond 4300 digits, nesting 10000 deep
         return None
-    return document if isinstance(document, dict) else None
+    if not isinstance(document, dict) or _depth(document) > REPORT_MAX_DEPTH:
+        return None
+    return document
+
+
+def _depth(value: object) -> int:
+    """How deep lists and objects nest in ``value`` (counted without recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        todo.extend((child, level + 1) for child in children)
+    return deepest

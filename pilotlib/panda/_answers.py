@@ -3,13 +3,14 @@
 Facts (panda-server): ``jobdispatcher/Protocol.py`` ``Response.encode`` url-encodes the answer unless JSON was
 accepted; ``StatusCode`` may arrive as an int (JSON) or a string (url-encoded); nested values (``jobs``,
 ``eventRanges``, ``Returns``, ``Command``) may be JSON strings inside the answer. ``api/v1/common.py``
-``generate_response`` answers ``{"success", "message", "data"}``. pilot3's ``pilot/util/https.py`` ``request2`` reads
+``generate_response`` answers ``{"success", "message", "data"}``. JSON is decoded by :func:`pilotlib._jsontext.loads`:
+too deep nesting is a ServerAnswerError (final, never retried), and a too long integer decodes to a marker that the
+job definition parser refuses naming its field (CONVERSIONFAILURE). pilot3's ``pilot/util/https.py`` ``request2`` reads
 both forms the same way (JSON when the text is an object, else ``parse_qs``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from pilotlib._jsontext import JsonTextError, loads
 from pilotlib.panda.base import EventRange, ServerCommand
 from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
 
@@ -33,9 +35,9 @@ def decode_legacy(call: str, text: str) -> dict[str, Any]:
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
-            answer = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ServerAnswerError(call, f"invalid JSON ({exc.msg})", text, secret) from None
+            answer = loads(stripped)
+        except JsonTextError as exc:
+            raise ServerAnswerError(call, exc.reason, text, secret) from None
         if not isinstance(answer, dict):
             raise ServerAnswerError(call, "JSON answer is not an object", text, secret)
     else:
@@ -71,9 +73,9 @@ def decode_v1(call: str, text: str) -> tuple[bool, str, Any]:
     """The v1 envelope: (success, message, data)."""
     secret = call in SECRET_CALLS
     try:
-        answer = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ServerAnswerError(call, f"invalid JSON ({exc.msg})", text, secret) from None
+        answer = loads(text)
+    except JsonTextError as exc:
+        raise ServerAnswerError(call, exc.reason, text, secret) from None
     if not isinstance(answer, dict) or not isinstance(answer.get("success"), bool):
         raise ServerAnswerError(call, "not a {success, message, data} object", text, secret)
     message = answer.get("message")
@@ -84,9 +86,9 @@ def nested(call: str, value: Any, kind: type, what: str) -> Any:
     """A nested value that may be a JSON string inside the answer, checked to be of ``kind``."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ServerAnswerError(call, f"{what} is not valid JSON ({exc.msg})", value[:200]) from None
+            value = loads(value)
+        except JsonTextError as exc:
+            raise ServerAnswerError(call, f"{what}: {exc.reason}", value[:200]) from None
     if not isinstance(value, kind):
         raise ServerAnswerError(call, f"{what} is not a {kind.__name__}")
     return value

@@ -24,6 +24,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pilotlib._jsontext import JsonTextError, decode_utf8, loads
 from pilotlib.panda._file_errors import LaunchDirFileError, LaunchDirFormatError
 
 __all__ = [
@@ -117,8 +118,8 @@ def read_json(path: Path) -> Any:
     if text is None or not text.strip():
         return None
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        return loads(text)
+    except JsonTextError:
         return None
 
 
@@ -178,8 +179,8 @@ def _read_with_inode(path: Path) -> tuple[Any, int | None]:
     except OSError as exc:
         raise LaunchDirFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        return json.loads(data.decode("utf-8")), inode
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return loads(decode_utf8(data)), inode
+    except JsonTextError:
         log.warning("replacing unreadable launch-directory file path=%s", path)
         return None, inode
 

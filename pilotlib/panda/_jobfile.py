@@ -7,7 +7,10 @@ Facts relied on:
   links, then ``worker_pandaids.json``, then it removes ``worker_requestjob.json`` (HSF/harvester
   ``pandaharvester/harvestermessenger/shared_file_messenger.py``, ``feed_jobs``). A reader can therefore see an empty
   or truncated file.
-- A truncated JSON object never parses, so a JSON file that parses is complete. A truncated url-encoded definition
+- A truncated JSON object never parses, so a JSON file that parses is complete. Only a file that looks truncated (it
+  ends inside a UTF-8 character, a string, a literal or before a closing bracket: :mod:`pilotlib._jsontext`) is read
+  again; one that is broken before its end (bytes that are not UTF-8, a syntax error, nesting too deep) is a final
+  :class:`BrokenJobFileError` at once. A truncated url-encoded definition
   may parse (``PandaID=12`` of ``PandaID=123...``), so such a file is taken only once ``worker_pandaids.json`` lists
   its PandaID (written after the job file was closed) or once two reads one poll interval apart give the same text.
 - pilot3 removes the file once read (``pilot/control/job.py``, ``get_job_definition_from_file``); Harvester leaves
@@ -18,7 +21,6 @@ Facts relied on:
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import os
 import threading
@@ -27,9 +29,10 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
+from pilotlib._jsontext import JsonTextError, decode_utf8, loads
 from pilotlib.job import Job, load_job_definitions
 from pilotlib.panda._file_errors import BrokenJobFileError, LaunchDirFileError
-from pilotlib.panda._files import READ_SUFFIX, read_text, remove_file
+from pilotlib.panda._files import READ_SUFFIX, remove_file
 
 __all__ = ["Consume", "consume_job_file", "read_job_file"]
 
@@ -48,11 +51,27 @@ class Consume(enum.Enum):
 
 
 def _complete_json(text: str) -> bool:
+    """True when ``text`` is a whole JSON document, False when it looks truncated (worth reading again).
+
+    Raises:
+        JsonTextError: the text is bad in a way a longer prefix cannot repair (final).
+    """
     try:
-        json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        return False
+        loads(text)
+    except JsonTextError as exc:
+        if exc.truncated:
+            return False
+        raise
     return True
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LaunchDirFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _urlencoded_panda_id(text: str) -> str | None:
@@ -77,14 +96,29 @@ class _Attempt:
         self.jobs: tuple[Job, ...] = ()
 
     def step(self) -> bool:
-        """Read once; True when the file is gone or complete (then ``jobs`` is set)."""
-        text = read_text(self.path)
-        if text is None and not self.path.exists():
-            self.gone = True
-            return True
-        self.size = len(text or "")
-        if text is None or not text.strip():
-            self.reason = "the file is empty or not UTF-8 text"
+        """Read once; True when the file is gone or complete (then ``jobs`` is set).
+
+        Raises:
+            BrokenJobFileError: the file is broken in a way that waiting cannot repair (not UTF-8 before its end,
+                a JSON syntax error before its end, JSON nested too deeply): final at once.
+        """
+        data = _read_bytes(self.path)
+        if data is None:
+            self.gone = not self.path.exists()
+            return self.gone
+        self.size = len(data)
+        try:
+            text = decode_utf8(data)
+            return self._step_text(text)
+        except JsonTextError as exc:
+            if not exc.truncated:
+                raise BrokenJobFileError(str(self.path), f"<{self.size} bytes>", exc.reason) from None
+            self.reason = f"the file looks cut short ({exc.reason})"
+            return False
+
+    def _step_text(self, text: str) -> bool:
+        if not text.strip():
+            self.reason = "the file is empty"
             return False
         if text.lstrip()[0] in "{[":
             if not _complete_json(text):
@@ -129,7 +163,8 @@ def read_job_file(
         The jobs, or None when the file does not exist (or vanished, or ``stop`` was set).
 
     Raises:
-        BrokenJobFileError: the file was still incomplete when the deadline passed (CONVERSIONFAILURE).
+        BrokenJobFileError: the file was still incomplete when the deadline passed, or at once when it is broken in a
+            way more writing cannot repair (CONVERSIONFAILURE).
         pilotlib.errors.JobDefinitionError: the file is complete but the definition is bad, with its code.
         LaunchDirFileError: the file can not be read.
     """
@@ -143,7 +178,7 @@ def read_job_file(
             return None
         if remaining <= 0:
             reason = f"still unreadable after {timeout:g} s: {attempt.reason}"
-            shown = f"<{attempt.size} characters>"  # never the text: it may hold secrets
+            shown = f"<{attempt.size} bytes>"  # never the text: it may hold secrets
             raise BrokenJobFileError(str(path), shown, reason)
         log.debug("job file not complete yet path=%s reason=%s", path, attempt.reason)
         stop.wait(min(interval, remaining))

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from pilotlib._jsontext import JsonTextError, decode_utf8
 from pilotlib._redact import redact_text, redact_url
 from pilotlib.panda._bounded import Cancelled, StopSignal, Waiter, run_bounded, tracking_adapter
-from pilotlib.panda.errors import CommunicationError, CredentialError, ServerHTTPError
+from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerHTTPError
 
 if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived pilot a noticeable part of its start
     import requests
@@ -240,7 +241,16 @@ class Transport:
             return None, f"HTTP {response.status_code}", response.status_code
         if response.status_code != 200:
             raise CommunicationError(f"{call}: HTTP {response.status_code} from {redact_url(url)}")
-        return response.text, "", None
+        return _utf8(call, response.content), "", None
+
+
+def _utf8(call: str, body: bytes) -> str:
+    """The answer's text: panda-server answers ASCII (``json.dumps``, url-encoding), so bytes that are not UTF-8 are a
+    broken answer, refused at once (never decoded with replacement characters, never retried)."""
+    try:
+        return decode_utf8(body)
+    except JsonTextError as exc:
+        raise ServerAnswerError(call, exc.reason) from None
 
 
 def _cut_off(call: str, attempt: int, cancelled: Cancelled) -> str:

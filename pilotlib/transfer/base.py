@@ -154,8 +154,11 @@ def local_path(workdir: Path, path: str, direction: Direction) -> Path:
     """Resolve a local path from a request against the work directory and refuse one that leaves it.
 
     A relative path is taken inside ``workdir``. The parent folder is resolved (symbolic links, ``..``) before the
-    check, so a job-defined name can not reach outside the work directory; the last component itself is kept
-    (it may be a symbolic link that a ``symlink`` stage-in made).
+    check, so a job-defined name can not reach outside the work directory. On stage-in the last component itself is
+    kept (it may be a symbolic link that a ``symlink`` stage-in made). On stage-out the whole path is resolved too,
+    and the real file is returned: an output that is a symbolic link (or a chain of them) leading outside the work
+    directory is refused, so no copytool reads, checksums or uploads a file the payload pointed it at
+    (``out.root -> /etc/passwd``); one leading to another file of the work directory stages that file's content.
 
     Raises:
         EscapingPathError: the path is empty or not inside ``workdir`` (STAGEINFAILED / BADOUTPUTFILENAME).
@@ -168,6 +171,12 @@ def local_path(workdir: Path, path: str, direction: Direction) -> Path:
     parent = Path(os.path.realpath(candidate.parent))
     if name in ("", ".", "..") or not (parent == root or parent.is_relative_to(root)):
         raise EscapingPathError(f"local path {path!r} leaves the work directory {root}", direction)
+    if direction is Direction.STAGE_OUT:
+        real = Path(os.path.realpath(parent / name))
+        if not real.is_relative_to(root):
+            raise EscapingPathError(f"local output {path!r} is a symbolic link leading out of the work directory "
+                                    f"{root}", direction)
+        return real
     return parent / name
 
 

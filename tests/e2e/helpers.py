@@ -13,9 +13,11 @@ from pathlib import Path
 
 PAYLOAD = """#!/bin/sh
 # a small payload: copies its input to its output, writes a job report, sleeps, exits with $EXIT
+# (LINK_OUT=path: the output is a symbolic link to that path instead)
 # (HOG_MB=N: holds N MiB in the Python interpreter $PY for a minute instead)
 cat in.dat > out.dat 2>/dev/null || true
 [ -n "$NO_OUTPUT" ] && rm -f out.dat
+[ -n "$LINK_OUT" ] && ln -sf "$LINK_OUT" out.dat
 printf '{"exitCode": %s, "exitMsg": "%s"}' "${EXIT:-0}" "${MSG:-OK}" > jobReport.json
 [ -n "$SELF_KILL" ] && kill -9 $$
 [ -n "$HOG_MB" ] && exec "$PY" -c "import time; x = b'x' * ($HOG_MB * 1048576); time.sleep(60)"

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,17 @@ class ReadSpy:
         self.first = threading.Event()
         self.gate = threading.Event()
         self.count = 0
-        real = _jobfile.read_text
+        real = _jobfile._read_bytes
 
-        def spying(path: Path) -> str | None:
+        def spying(path: Path) -> bytes | None:
             if self.count:
                 assert self.gate.wait(10)
-            text = real(path)
+            data = real(path)
             self.count += 1
             self.first.set()
-            return text
+            return data
 
-        monkeypatch.setattr(_jobfile, "read_text", spying)
+        monkeypatch.setattr(_jobfile, "_read_bytes", spying)
 
 
 # ---------------------------------------------------------------------------------------------------- job source
@@ -171,8 +172,67 @@ def test_job_file_still_broken_after_deadline_is_an_error(ap: Path) -> None:
     assert caught.value.code == ErrorCode.CONVERSIONFAILURE == 1302
     assert caught.value.field == str(ap / "HPCJobs.json")
     assert "JSON is incomplete" in str(caught.value)
-    assert caught.value.value == "<23 characters>"  # the size, never the text (a definition may hold secrets)
+    assert caught.value.value == "<23 bytes>"  # the size, never the text (a definition may hold secrets)
     assert (ap / "HPCJobs.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b'{"7010": {"PandaID": 7010, "jobName": "caf\xe9 au lait"}}', "not UTF-8 text"),
+     (b'{"7010": {"PandaID": 7010, "deep": ' + b"[" * 10000 + b"]" * 10000 + b"}}", "JSON nested too deeply"),
+     (b'{"7010": {"PandaID": 7010,, "jobName": "x"}}', "Expecting property name"),
+     (b"PandaID=7010&jobName=caf\xe9&attemptNr=1", "not UTF-8 text")],
+    ids=["not-utf8", "nested-10000-deep", "syntax-error-inside", "not-utf8-urlencoded"],
+)
+def test_job_file_broken_before_its_end_fails_at_once(ap: Path, content: bytes, reason: str) -> None:
+    """A job file that more writing cannot repair (a byte that is not UTF-8, a syntax error before the end, JSON
+    nested 10000 deep) is a BrokenJobFileError (CONVERSIONFAILURE) at the first read, not after the reading deadline:
+    ``feed_jobs`` writes with ``open(..., "w")`` and ``json.dump``, so a file being written is a prefix of valid JSON,
+    and these are not."""
+    (ap / "HPCJobs.json").write_bytes(content)
+    (ap / "worker_pandaids.json").write_text("[7010]")
+    spy_reads: list[float] = []
+    real = _jobfile._read_bytes
+
+    def counting(path: Path) -> bytes | None:
+        spy_reads.append(time.monotonic())
+        return real(path)
+
+    source = HarvesterJobSource(HarvesterFiles(ap), poll_interval=0.02, read_timeout=8.0)
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_jobfile, "_read_bytes", counting)
+        with pytest.raises(BrokenJobFileError, match=reason) as caught:
+            source.get_jobs(REQUEST)
+    assert caught.value.code == ErrorCode.CONVERSIONFAILURE
+    assert caught.value.field == str(ap / "HPCJobs.json") and caught.value.value == f"<{len(content)} bytes>"
+    assert len(spy_reads) == 1 and time.monotonic() - started < 5.0
+
+
+def test_job_file_cut_inside_a_character_is_read_again(ap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file whose last bytes are the start of a multi-byte UTF-8 character (Harvester still writing) is read again,
+    and taken once complete."""
+    params = {**definition(7011), "jobName": "caf\u00e9 \u20ac"}
+    text = json.dumps({"7011": params}, ensure_ascii=False).encode()
+    cut = text.index("\u20ac".encode()) + 1
+    (ap / "worker_pandaids.json").write_text("[7011]")
+    handle = open(ap / "HPCJobs.json", "wb")  # noqa: SIM115 - Harvester's non-atomic write, finished below
+    handle.write(text[:cut])
+    handle.flush()
+    spy = ReadSpy(monkeypatch)
+    result: list[Any] = []
+    source = HarvesterJobSource(HarvesterFiles(ap), **FAST)
+    reader = threading.Thread(target=lambda: result.append(source.get_jobs(REQUEST)))
+    reader.start()
+    assert spy.first.wait(10)
+    handle.write(text[cut:])
+    handle.close()
+    spy.gate.set()
+    reader.join(10)
+    assert not reader.is_alive()
+    (jobs,) = result
+    assert [job.job_name for job in jobs] == ["caf\u00e9 \u20ac"]
+    assert spy.count >= 2
 
 
 def test_complete_but_bad_definition_fails_at_once(ap: Path) -> None:

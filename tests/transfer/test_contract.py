@@ -2,9 +2,11 @@
 
 Storage: the Debian XRootD server (root:// and its XrdHttp http:// / dav:// door) for ``xrdcp`` (library and
 command), ``gfal`` and ``lsm`` (site scripts that copy with the real ``xrdcp`` command); a local folder for
-``mv``/``cp``/``symlink`` (files already in place). Every backend asserts the same behaviours: download with the
-right checksum, upload and read back, corrupted replica, missing file, storage down, timeout, escaping name,
-many files in one call. A case a backend cannot have (a local folder is never "down"; a rename never times out)
+``mv``/``cp``/``symlink`` (files already in place); the real Rucio server (``tests/fixtures/rucio.py``, a posix RSE)
+for ``rucio``, whose "URLs" are DIDs (``scope:name``). Every backend asserts the same behaviours: download with the
+right checksum, upload and read back, corrupted replica, missing file, storage down, timeout, escaping name (a
+relative one, an absolute one, an output that is a symbolic link leading out of the work directory), many files in
+one call. A case a backend cannot have (a local folder is never "down"; a rename never times out)
 is left out of its parameters, with the reason next to the backend.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from fixtures.rucio import LOCAL_RSE, RucioServer
 from fixtures.xrootd import XRootDServer, free_port
 
 from pilotlib.errors import Direction, ErrorCode
@@ -32,6 +35,7 @@ from pilotlib.transfer.copytools import (
     SymlinkCopytool,
     XrdcpCopytool,
 )
+from pilotlib.transfer.copytools.rucio import RucioCopytool
 
 pytestmark = pytest.mark.integration
 
@@ -49,40 +53,54 @@ class Storage:
     local: Callable[[str], Path]  # the storage-side file behind a path
     down_url: str | None = None  # a URL on a storage that is down (None: not applicable)
     hang_url: str | None = None  # a URL on a storage that never answers (None: not applicable)
+    stored_url: Callable[[str], str] | None = None  # the URL an upload reports (None: the request's URL)
     notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Ctx:
+    """What a backend is built from: the session's servers and the test's directory."""
+
+    xrootd: XRootDServer
+    tmp: Path
+    hole: int  # a port that accepts connections and never answers
+    rucio: RucioServer | None = None  # only for the backends that ask for it (the server takes a minute to start)
 
 
 @dataclass
 class Backend:
     name: str
-    make: Callable[[Path], Copytool]
-    storage: Callable[[XRootDServer, Path, int], Storage]
+    make: Callable[[Ctx], Copytool]
+    storage: Callable[[Ctx], Storage]
     remote: bool = True  # has a storage that can be down or hang
+    needs_rucio: bool = False
 
 
-def _xrootd(server: XRootDServer, _tmp: Path, hole: int) -> Storage:
+def _xrootd(ctx: Ctx) -> Storage:
+    server = ctx.xrootd
     return Storage(server.root_url, server.put, server.local,
                    down_url=f"root://127.0.0.1:{free_port()}//c/f",
-                   hang_url=f"root://127.0.0.1:{hole}//c/f")
+                   hang_url=f"root://127.0.0.1:{ctx.hole}//c/f")
 
 
-def _http(scheme: str) -> Callable[[XRootDServer, Path, int], Storage]:
-    def make(server: XRootDServer, _tmp: Path, hole: int) -> Storage:
+def _http(scheme: str) -> Callable[[Ctx], Storage]:
+    def make(ctx: Ctx) -> Storage:
+        server = ctx.xrootd
         return Storage(lambda p: server.http_url(p, scheme), server.put, server.local,
                        down_url=f"{scheme}://127.0.0.1:{free_port()}/c/f",
-                       hang_url=f"{scheme}://127.0.0.1:{hole}/c/f")
+                       hang_url=f"{scheme}://127.0.0.1:{ctx.hole}/c/f")
     return make
 
 
-def _gfal_root(server: XRootDServer, tmp: Path, hole: int) -> Storage:
+def _gfal_root(ctx: Ctx) -> Storage:
     # Not "down"/"hang": gfal2's xrootd plugin (Debian's libXrdCl, configured only by XRD_* environment variables)
     # retries a refused connection for minutes; the copytool then reports a timeout at the request's deadline.
     # Those cases are covered for gfal on the http door and for root:// by the xrdcp backends.
-    return Storage(server.root_url, server.put, server.local)
+    return Storage(ctx.xrootd.root_url, ctx.xrootd.put, ctx.xrootd.local)
 
 
-def _folder(_server: XRootDServer, tmp: Path, _hole: int) -> Storage:
-    root = tmp / "storage"
+def _folder(ctx: Ctx) -> Storage:
+    root = ctx.tmp / "storage"
     root.mkdir(exist_ok=True)
 
     def put(path: str, data: bytes) -> Path:
@@ -116,8 +134,44 @@ exec xrdcp --nopbar --force --cksum "$cksum" "$1" "$2" 2>&1
 """
 
 
-def _lsm(tmp: Path) -> Copytool:
-    bin_dir = tmp / "site-bin"
+def _rucio_name(path: str) -> str:
+    return path.replace("/", ".")  # a DID name has no slash (the generic schema's name pattern)
+
+
+def _rucio(ctx: Ctx) -> Storage:
+    """DIDs on the Rucio server's posix RSE: ``put`` uploads through rucio-clients and registers the replica (its
+    adler32 in the catalogue is the content's), ``local`` is the replica's file on the RSE."""
+    server = ctx.rucio
+    assert server is not None
+    from rucio.client.uploadclient import UploadClient  # noqa: PLC0415 - the backend is imported only when used
+
+    def put(path: str, data: bytes) -> Path:
+        name = _rucio_name(path)
+        source = ctx.tmp / "rucio-upload" / name
+        source.parent.mkdir(exist_ok=True)
+        source.write_bytes(data)
+        UploadClient(_client=server.client()).upload([{
+            "path": str(source), "rse": LOCAL_RSE, "did_scope": server.scope, "did_name": name,
+            "register_after_upload": True}])
+        return server.path_of(LOCAL_RSE, server.scope, name)
+
+    # Not "down"/"hang": a request names a DID, not a server; an unreachable Rucio server (a closed port) is
+    # test_contract_rucio.py's test_unreachable_server_is_a_value.
+    def local(path: str) -> Path:
+        return server.path_of(LOCAL_RSE, server.scope, _rucio_name(path))
+
+    # an upload reports the replica's PFN on the RSE (Client.list_replicas), not the DID it was asked for
+    return Storage(lambda p: f"{server.scope}:{_rucio_name(p)}", put, local,
+                   stored_url=lambda p: f"file://localhost{local(p)}")
+
+
+def _rucio_tool(ctx: Ctx) -> Copytool:
+    assert ctx.rucio is not None
+    return RucioCopytool(client_factory=ctx.rucio.client)
+
+
+def _lsm(ctx: Ctx) -> Copytool:
+    bin_dir = ctx.tmp / "site-bin"
     bin_dir.mkdir(exist_ok=True)
     for name, text in (("lsm-get", LSM_GET), ("lsm-put", LSM_PUT)):
         script = bin_dir / name
@@ -127,16 +181,17 @@ def _lsm(tmp: Path) -> Copytool:
 
 
 BACKENDS = [
-    Backend("xrdcp-python", lambda _t: XrdcpCopytool(backend="python"), _xrootd),
-    Backend("xrdcp-command", lambda _t: XrdcpCopytool(backend="command"), _xrootd),
-    Backend("gfal-root", lambda _t: GfalCopytool(), _gfal_root, remote=False),
-    Backend("gfal-http", lambda _t: GfalCopytool(), _http("http")),
-    Backend("gfal-dav", lambda _t: GfalCopytool(), _http("dav")),
-    Backend("gfal-filecopy", lambda _t: GfalCopytool(stream=False), _http("http")),  # filecopy, then verify
+    Backend("xrdcp-python", lambda _c: XrdcpCopytool(backend="python"), _xrootd),
+    Backend("xrdcp-command", lambda _c: XrdcpCopytool(backend="command"), _xrootd),
+    Backend("gfal-root", lambda _c: GfalCopytool(), _gfal_root, remote=False),
+    Backend("gfal-http", lambda _c: GfalCopytool(), _http("http")),
+    Backend("gfal-dav", lambda _c: GfalCopytool(), _http("dav")),
+    Backend("gfal-filecopy", lambda _c: GfalCopytool(stream=False), _http("http")),  # filecopy, then verify
     Backend("lsm", _lsm, _xrootd),
-    Backend("mv", lambda _t: MvCopytool(), _folder, remote=False),
-    Backend("cp", lambda _t: CpCopytool(), _folder, remote=False),
-    Backend("symlink", lambda _t: SymlinkCopytool(), _folder, remote=False),
+    Backend("mv", lambda _c: MvCopytool(), _folder, remote=False),
+    Backend("cp", lambda _c: CpCopytool(), _folder, remote=False),
+    Backend("symlink", lambda _c: SymlinkCopytool(), _folder, remote=False),
+    Backend("rucio", _rucio_tool, _rucio, remote=False, needs_rucio=True),
 ]
 UPLOADERS = [b for b in BACKENDS if b.name != "symlink"]  # a link is not a stage-out
 REMOTE = [b for b in BACKENDS if b.remote]
@@ -150,28 +205,27 @@ class Env:
     prefix: str
 
 
-def _env(backend: Backend, server: XRootDServer, tmp_path: Path, hole: int) -> Env:
+def _env(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> Env:
     work = tmp_path / "work"
     work.mkdir()
-    return Env(backend.make(tmp_path), backend.storage(server, tmp_path, hole), work,
-               f"contract/{backend.name}/{uuid.uuid4().hex[:8]}")
+    rucio = request.getfixturevalue("rucio_server") if backend.needs_rucio else None
+    ctx = Ctx(request.getfixturevalue("xrootd_server"), tmp_path, request.getfixturevalue("blackhole_port"), rucio)
+    return Env(backend.make(ctx), backend.storage(ctx), work, f"contract/{backend.name}/{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
-def env(request: pytest.FixtureRequest, xrootd_server: XRootDServer, tmp_path: Path, blackhole_port: int) -> Env:
-    return _env(request.param, xrootd_server, tmp_path, blackhole_port)
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
+    return _env(request.param, request, tmp_path)
 
 
 @pytest.fixture(params=REMOTE, ids=lambda b: b.name)
-def remote_env(
-    request: pytest.FixtureRequest, xrootd_server: XRootDServer, tmp_path: Path, blackhole_port: int
-) -> Env:
-    return _env(request.param, xrootd_server, tmp_path, blackhole_port)
+def remote_env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
+    return _env(request.param, request, tmp_path)
 
 
 @pytest.fixture(params=UPLOADERS, ids=lambda b: b.name)
-def up_env(request: pytest.FixtureRequest, xrootd_server: XRootDServer, tmp_path: Path, blackhole_port: int) -> Env:
-    return _env(request.param, xrootd_server, tmp_path, blackhole_port)
+def up_env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
+    return _env(request.param, request, tmp_path)
 
 
 def get(lfn: str, url: str, checksum: str | None = None, timeout: float = 60.0) -> TransferRequest:
@@ -179,9 +233,11 @@ def get(lfn: str, url: str, checksum: str | None = None, timeout: float = 60.0) 
                            checksum=None if checksum is None else ("adler32", checksum), timeout=timeout)
 
 
-def put(lfn: str, url: str, checksum: str | None = None, timeout: float = 60.0) -> TransferRequest:
-    return TransferRequest(lfn=lfn, direction=Direction.STAGE_OUT, source=lfn, destination=url,
-                           checksum=None if checksum is None else ("adler32", checksum), timeout=timeout)
+def put(lfn: str, url: str, checksum: str | None = None, timeout: float = 60.0, source: str = "") -> TransferRequest:
+    # ddmendpoint: the RSE a DID is written to (rucio); the URL copytools only report it
+    return TransferRequest(lfn=lfn, direction=Direction.STAGE_OUT, source=source or lfn, destination=url,
+                           checksum=None if checksum is None else ("adler32", checksum), timeout=timeout,
+                           ddmendpoint=LOCAL_RSE)
 
 
 # -- the contract -----------------------------------------------------------------------------------------------
@@ -211,7 +267,9 @@ def test_upload_then_read_back(up_env: Env) -> None:
     (result,) = up_env.tool.transfer([put("out.root", url)], up_env.work)
     assert result.ok, result.error
     assert up_env.storage.local(f"{up_env.prefix}/out.root").read_bytes() == data
-    assert result.checksum == ("adler32", adler(data)) and result.url == url
+    stored = up_env.storage.stored_url
+    assert result.checksum == ("adler32", adler(data))
+    assert result.url == (stored(f"{up_env.prefix}/out.root") if stored else url)
 
 
 def test_corrupted_replica_is_a_mismatch(env: Env) -> None:
@@ -281,25 +339,66 @@ def test_cp_copy_exceeding_its_timeout(tmp_path: Path) -> None:
     assert list((tmp_path / "work").iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["../escape.root", "sub/../../escape.root", "/tmp/escape.root"])
+def _elsewhere(env: Env) -> Path:
+    """A directory outside the work directory where a copytool could write (so a write there would succeed)."""
+    path = env.work.parent / f"elsewhere-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("name", ["../escape.root", "sub/../../escape.root", "<absolute>"])
 def test_escaping_name_is_refused(env: Env, name: str) -> None:
-    """A destination that would leave the work directory is refused (STAGEINFAILED) and nothing is written."""
+    """A destination that would leave the work directory is refused (STAGEINFAILED) and nothing is written there:
+    the very path the name leads to (for an absolute name, that absolute path) stays absent."""
     env.storage.put(f"{env.prefix}/e.root", b"x")
+    if name == "<absolute>":
+        name = str(_elsewhere(env) / "escape.root")
+    target = Path(os.path.normpath(env.work / name))  # an absolute name replaces the work directory
+    assert not target.is_relative_to(env.work)
     request = TransferRequest(lfn="e.root", direction=Direction.STAGE_IN,
                               source=env.storage.url(f"{env.prefix}/e.root"), destination=name)
     (result,) = env.tool.transfer([request], env.work)
     assert result.error_code is ErrorCode.STAGEINFAILED
-    assert not (env.work.parent / "escape.root").exists()
+    assert not target.exists() and not target.is_symlink()
 
 
-def test_escaping_output_name_is_refused(up_env: Env) -> None:
-    """A local output path outside the work directory is refused with BADOUTPUTFILENAME (1371)."""
-    (up_env.work.parent / "secret").write_bytes(b"not yours")
-    request = TransferRequest(lfn="secret", direction=Direction.STAGE_OUT, source="../secret",
-                              destination=up_env.storage.url(f"{up_env.prefix}/secret"))
+def _unread(path: Path) -> float:
+    """Set ``path``'s access time before its modification time, so any read moves it (relatime); return it."""
+    info = path.stat()
+    os.utime(path, (info.st_mtime - 3600, info.st_mtime))
+    return path.stat().st_atime
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink", "symlink-chain"])
+def test_escaping_output_is_refused_and_never_read(up_env: Env, how: str) -> None:
+    """An output outside the work directory (``../secret``, an absolute path, or an output that is a symbolic link,
+    or a chain of links, leading there) is refused with BADOUTPUTFILENAME (1371): nothing reaches the storage and
+    the file behind it is never read (its access time stays where the test put it), so it is neither checksummed
+    nor uploaded through the link."""
+    secret = _elsewhere(up_env) / "secret"
+    secret.write_bytes(b"not yours")
+    source = {"relative": os.path.relpath(secret, up_env.work), "absolute": str(secret)}.get(how, "out.root")
+    if how == "symlink":
+        (up_env.work / "out.root").symlink_to(secret)
+    if how == "symlink-chain":  # a link inside the work directory to a link that leaves it
+        (up_env.work / "hop").symlink_to(secret)
+        (up_env.work / "out.root").symlink_to(up_env.work / "hop")
+    atime = _unread(secret)
+    request = put("out.root", up_env.storage.url(f"{up_env.prefix}/out.root"), source=source)
     (result,) = up_env.tool.transfer([request], up_env.work)
-    assert result.error_code is ErrorCode.BADOUTPUTFILENAME
-    assert not up_env.storage.local(f"{up_env.prefix}/secret").exists()
+    assert result.error_code is ErrorCode.BADOUTPUTFILENAME, result.error
+    assert not up_env.storage.local(f"{up_env.prefix}/out.root").exists()
+    assert secret.stat().st_atime == atime and secret.read_bytes() == b"not yours"
+
+
+def test_output_symlink_inside_the_work_directory_is_staged_out(up_env: Env) -> None:
+    """An output that is a symbolic link to another file of the work directory is fine: its content is staged out."""
+    (up_env.work / "real.root").write_bytes(b"inside")
+    (up_env.work / "out.root").symlink_to("real.root")
+    url = up_env.storage.url(f"{up_env.prefix}/out.root")
+    (result,) = up_env.tool.transfer([put("out.root", url)], up_env.work)
+    assert result.ok, result.error
+    assert up_env.storage.local(f"{up_env.prefix}/out.root").read_bytes() == b"inside"
 
 
 def test_many_files_one_result_each_in_order(env: Env) -> None:

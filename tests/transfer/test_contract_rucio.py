@@ -1,16 +1,19 @@
-"""The Copytool contract for the rucio copytool, against the real Rucio server.
+"""The rucio copytool's own cases of the Copytool contract, against the real Rucio server.
 
-Part 1's shared contract suite (``tests/transfer/test_contract*.py``) had not landed when this was written; these
-are the contract's rules checked directly. Once it lands, add ``rucio`` to its parameters.
+The shared contract suite (``tests/transfer/test_contract.py``) runs ``rucio`` like every other copytool; these are
+the cases only Rucio has: a batch mixing good and missing files, and a Rucio server that cannot be reached.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from fixtures.rucio import LOCAL_RSE, RucioServer
+from rucio.client import Client
 
 from pilotlib.errors import Direction, ErrorCode
 from pilotlib.transfer import Copytool, TransferRequest, default_registry
@@ -43,11 +46,31 @@ def test_one_result_per_request_in_order(rucio_server: RucioServer, tmp_path: Pa
     assert all(r.direction is Direction.STAGE_OUT and r.tool == "rucio" for r in results)
 
 
-def test_unreachable_server_is_a_value(tmp_path: Path) -> None:
-    """A Rucio server that can not be reached gives a failed result (STAGEINFAILED), not an exception."""
-    def broken() -> object:
-        raise ConnectionError("connection refused")
+def _closed_port() -> int:
+    """A port on 127.0.0.1 with nothing listening: bound to find it free, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    request = TransferRequest(lfn="f", direction=Direction.STAGE_IN, source="s:f", destination="f", scope="s")
-    (result,) = RucioCopytool(client_factory=broken).transfer([request], tmp_path)
-    assert result.error_code is ErrorCode.STAGEINFAILED and "connection refused" in str(result.error)
+
+@pytest.mark.parametrize("direction", [Direction.STAGE_IN, Direction.STAGE_OUT], ids=["stage-in", "stage-out"])
+def test_unreachable_server_is_a_value(rucio_server: RucioServer, tmp_path: Path, direction: Direction) -> None:
+    """A Rucio server that cannot be reached (a real address where nothing listens: the connection is refused) gives
+    a failed result with the direction's code (STAGEINFAILED / STAGEOUTFAILED) naming the failure, not an
+    exception, and within seconds (the client's own retries included)."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+
+    def unreachable() -> Client:
+        return Client(rucio_host=url, auth_host=url, account="root", auth_type="userpass",
+                      creds={"username": "ddmlab", "password": rucio_server.password})
+
+    (tmp_path / "f").write_bytes(b"data")
+    request = TransferRequest(lfn="f", direction=direction, source="s:f" if direction is Direction.STAGE_IN else "f",
+                              destination="f" if direction is Direction.STAGE_IN else "", scope=rucio_server.scope,
+                              ddmendpoint=LOCAL_RSE)
+    started = time.monotonic()
+    (result,) = RucioCopytool(client_factory=unreachable).transfer([request], tmp_path)
+    code = ErrorCode.STAGEINFAILED if direction is Direction.STAGE_IN else ErrorCode.STAGEOUTFAILED
+    assert result.error_code is code, result.error
+    assert "Connection refused" in str(result.error) and "127.0.0.1" in str(result.error)
+    assert time.monotonic() - started < 30

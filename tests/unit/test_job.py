@@ -276,6 +276,25 @@ BAD = [
     ({"PandaID": "7", "jobName": {"a": 1}}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "jobName"),
     ({"PandaID": "7", "inFiles": ["a", {"b": 1}]}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "inFiles"),
     ({"PandaID": "7", 3: "x"}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "<definition>"),
+    # hostile values: beyond the server's 64-bit columns, NUL, unpaired surrogates, deep nesting, non-finite numbers
+    ({"PandaID": 2**64}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "PandaID"),
+    ({"PandaID": str(2**63)}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "PandaID"),
+    ({"PandaID": "1e30"}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "PandaID"),
+    ({"PandaID": "7", "attemptNr": "9" * 4301}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "attemptNr"),
+    ({"PandaID": "7", "maxCpuCount": 1e300}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "maxCpuCount"),
+    ({"PandaID": "7", "maxCpuCount": float("nan")}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "maxCpuCount"),
+    ({"PandaID": "7", "inFiles": "a", "fsize": str(2**64)}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE,
+     "fsize"),
+    ({"PandaID": "7", "jobPars": "a\x00b"}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "jobPars"),
+    ({"PandaID": "7", "transformation": "run\x00.sh"}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE,
+     "transformation"),
+    ({"PandaID": "7", "jobPars": "\ud800"}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "jobPars"),
+    ({"PandaID": "7", "inFiles": "a\udcff"}, BadFileNameError, ErrorCode.BADOUTPUTFILENAME, "inFiles"),
+    ({"PandaID": "7", "secrets": "x\x00"}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "secrets"),
+    ({"PandaID": "7", "nested": json.loads("[" * 40 + "]" * 40)},
+     JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "nested"),
+    ({"PandaID": "7", "meta": {"k": float("inf")}}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "meta"),
+    ({"PandaID": "7", "fo\x00o": "x"}, JobDefinitionError, ErrorCode.CONVERSIONFAILURE, "<field name>"),
 ]  # fmt: skip
 
 
@@ -301,8 +320,8 @@ BAD_DOCUMENTS = [
     ("   \n", "empty job definition"),
     (b"\xff\xfe{", "not UTF-8"),
     ("{not json", "not valid JSON"),
-    ('{"PandaID": 1' + "1" * 5000 + "}", "not valid JSON"),
-    ("[" * 100000, "not valid JSON"),
+    ('{"PandaID": 1' + "1" * 5000 + "}", "PandaID=.*out of range"),
+    ("[" * 100000, "JSON nested too deeply"),
     ("[]", "must not be empty"),
     ("{}", "non-empty object"),
     ('"text"', "not a url-encoded job definition"),
@@ -310,6 +329,12 @@ BAD_DOCUMENTS = [
     ("PandaID", "not a url-encoded job definition"),
     ("a=1&b", "not a url-encoded job definition"),
     ('{"123": {"PandaID": 124}}', "does not match the wrapper's key"),
+    ('{"PandaID": 7, "attemptNr": 1' + "0" * 4300 + "}", "attemptNr=.*an integer of 4301 digits"),
+    ('{"PandaID": 7, "custom": -' + "1" * 4301 + "}", "custom=.*too long to convert"),
+    ('{"PandaID": 7, "custom": ' + "[" * 10000 + "]" * 10000 + "}", "JSON nested too deeply"),
+    (b'{"PandaID": 7, "jobName": "caf\xe9"}', "not UTF-8 text"),
+    ("PandaID=7&jobName=caf%E9", "not a url-encoded job definition"),
+    ("PandaID=7&jobPars=a%00b", "jobPars=.*NUL"),
 ]
 
 
@@ -382,3 +407,13 @@ def test_direct_access_requested(pars: str, transfer_type: str, direct: bool) ->
 def test_is_analysis(label: str, analysis: bool) -> None:
     """User analysis jobs are prodSourceLabel user or panda."""
     assert parse_job({"PandaID": "7", "prodSourceLabel": label}).is_analysis is analysis
+
+
+@pytest.mark.parametrize("field", ["secrets", "pilotSecrets", "pandaProxySecretKey"])
+def test_hostile_credential_field_is_refused_without_showing_it(field: str) -> None:
+    """A credential field holding a NUL (or nested too deep) is refused naming the field, and neither the error's
+    message nor its value shows the credential (errors are logged and sent as ``pilotErrorDiag``)."""
+    with pytest.raises(JobDefinitionError) as info:
+        parse_job({"PandaID": "7", field: '{"token": "tok-SECRET-123\x00"}'})
+    assert info.value.field == field and info.value.value == "<redacted>"
+    assert "SECRET" not in str(info.value) and "NUL" in str(info.value)

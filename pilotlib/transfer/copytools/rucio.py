@@ -45,6 +45,7 @@ from typing import Any
 from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
 from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.copytools._common import CANCEL_WAIT, on_stop
 from pilotlib.transfer.errors import (
     ChecksumMismatchError,
@@ -154,15 +155,16 @@ class RucioCopytool:
             finally:
                 if not scratch.exists() or not _is_running(scratch):
                     shutil.rmtree(scratch, ignore_errors=True)
-            return self._result(request, url, str(target), target, started)
+            return self._result(request, url, str(target), target, started, checksum=_checksum(request, target))
         source = local_path(workdir, request.source, request.direction)
         if not source.is_file():
             raise MissingFileError(f"local file {source} does not exist", request.direction)
+        checksum = _checksum(request, source)  # a mismatch with the job's checksum is not uploaded
         url = _watchdog(lambda: self._upload(client, request, source), request, None, stop)
-        return self._result(request, url, str(source), source, started)
+        return self._result(request, url, str(source), source, started, checksum=checksum)
 
     def _result(
-        self, request: TransferRequest, url: str, local: str, path: Path, started: float
+        self, request: TransferRequest, url: str, local: str, path: Path, started: float, *, checksum: tuple[str, str]
     ) -> TransferResult:
         return TransferResult(
             lfn=request.lfn,
@@ -174,6 +176,7 @@ class RucioCopytool:
             seconds=time.monotonic() - started,
             ddmendpoint=request.ddmendpoint,
             guid=request.guid,
+            checksum=checksum,
         )
 
     # -- stage-in -----------------------------------------------------------------------------------------------
@@ -231,6 +234,18 @@ class RucioCopytool:
             return _replica_url(client, scope, name, request.ddmendpoint)
         except Exception as exc:  # translate every rucio-clients failure once, here
             raise _translate(exc, request) from exc
+
+
+def _checksum(request: TransferRequest, path: Path) -> tuple[str, str]:
+    """The local file's checksum, checked against the request's when it has one (as every copytool does: rucio-clients
+    only compares a download with Rucio's catalogue, which a job's own checksum may contradict).
+
+    Raises:
+        ChecksumMismatchError: GETADMISMATCH / PUTADMISMATCH (or the md5 codes).
+    """
+    if request.checksum is not None:
+        return verify_checksum(path, request.checksum, request.direction)
+    return "adler32", calculate_checksum(path, "adler32", request.direction)
 
 
 def _did(request: TransferRequest) -> tuple[str, str]:
