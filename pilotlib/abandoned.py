@@ -30,9 +30,10 @@ from pilotlib.job import Job, parse_job
 from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, take_abandoned
 from pilotlib.panda.base import JobReporter
 from pilotlib.pipeline import JobRun
-from pilotlib.recovery import FinalStore, RetryPolicy, Stopping, deliver_final
+from pilotlib.recovery import FinalStore, RetryPolicy, deliver_final
 from pilotlib.report import PilotIdentity, final_update
 from pilotlib.stages import LOG_STOPPING_TIMEOUT, LogStageOut, clean_workdir
+from pilotlib.stop import StopSignal
 
 __all__ = ["AbandonedOutcome", "JobRecovery", "recover_abandoned"]
 
@@ -78,7 +79,7 @@ def _diagnostics(entry: JournalEntry, identity: PilotIdentity) -> str:
             f"recovered by pilot {identity.pilot_id or 'unknown'} on {identity.node}")
 
 
-def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: Stopping | None) -> bool:
+def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: StopSignal | None) -> bool:
     """Stage out the job's log, then report it failed (pilot lost); True when acknowledged."""
     log_result = None
     if job.log is not None:
@@ -96,7 +97,7 @@ def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: Stoppin
 
 
 def _recover_entry(journal: AbandonedJournal, entry: JournalEntry, parts: JobRecovery,
-                   stopping: Stopping | None) -> bool | None:
+                   stopping: StopSignal | None) -> bool | None:
     """Recover one job; True when its failure was acknowledged, False when left on disk, None when there was
     nothing to report (a final update already saved, or a definition that cannot be read)."""
     if parts.store.has(entry.panda_id):
@@ -122,7 +123,7 @@ def _recover_entry(journal: AbandonedJournal, entry: JournalEntry, parts: JobRec
 
 
 def recover_abandoned(state_dir: Path, parts: JobRecovery, own: Journal | None = None, *,
-                      stopping: Stopping | None = None) -> AbandonedOutcome:
+                      stopping: StopSignal | None = None) -> AbandonedOutcome:
     """Recover the jobs of every journal in ``state_dir`` whose pilot is gone (see the module); ``own`` is this
     pilot's journal (skipped). Once ``stopping`` is set, no further job is recovered (the rest stay for the next
     pilot). Once one final update could not be delivered (the server is down), the others get one try each, so that a

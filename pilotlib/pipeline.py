@@ -29,6 +29,7 @@ import attrs
 from pilotlib.errors import InternalPilotError, PilotError
 from pilotlib.job import Job
 from pilotlib.logcontext import job_context
+from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [
@@ -37,79 +38,12 @@ __all__ = [
     "PayloadSummary",
     "Pipeline",
     "Stage",
-    "Stop",
 ]
 
 log = logging.getLogger(__name__)
 
 #: The keys of ``pilotTiming``, in the order the server reads them (pilot3 ``pilot/control/job.py``).
 TIMING_KEYS: Final = ("getjob", "stagein", "payload", "stageout", "initial_setup", "setup")
-
-
-class Stop:
-    """One stop event for every stage, remembering the first reason it was set with.
-
-    ``child()`` gives a stop that is also set when this one is (a job's own stop: a server kill sets only the child,
-    a signal sets the parent and so every child); ``when_set()`` registers a callback (e.g. a payload runner's kill
-    request) so that waiters wake at once. Setting is safe from a signal handler on the main thread.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.RLock()
-        self._reason: PilotError | None = None
-        self._callbacks: list[Callable[[PilotError], object]] = []
-
-    def set(self, reason: PilotError) -> bool:
-        """Set the stop; True when this call set it first (later reasons are ignored, nothing is overwritten)."""
-        with self._lock:
-            if self._reason is not None:
-                return False
-            self._reason = reason
-            self._event.set()
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            callback(reason)
-        return True
-
-    def is_set(self) -> bool:
-        """Whether the stop is set."""
-        return self._event.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until set or ``timeout`` seconds passed; True when set."""
-        return self._event.wait(timeout)
-
-    @property
-    def reason(self) -> PilotError | None:
-        """The error the stop was first set with."""
-        return self._reason
-
-    def when_set(self, callback: Callable[[PilotError], object]) -> Callable[[PilotError], object]:
-        """Call ``callback(reason)`` when the stop is set (at once if it is); returns it, for :meth:`forget`."""
-        with self._lock:
-            reason = self._reason
-            if reason is None:
-                self._callbacks.append(callback)
-        if reason is not None:
-            callback(reason)
-        return callback
-
-    def forget(self, callback: Callable[[PilotError], object]) -> None:
-        """Unregister a callback given to :meth:`when_set` (or the stop made by :meth:`child`)."""
-        with self._lock:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-    def child(self) -> Stop:
-        """A stop that is set whenever this one is (already set if this one is); :meth:`release` it when done."""
-        child = Stop()
-        self.when_set(child.set)
-        return child
-
-    def release(self, child: Stop) -> None:
-        """Forget a child made by :meth:`child` (when its job is over)."""
-        self.forget(child.set)
 
 
 def _usage(value: Mapping[str, object]) -> Mapping[str, object]:

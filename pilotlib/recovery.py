@@ -19,14 +19,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import attrs
 
 from pilotlib.errors import PilotError
 from pilotlib.panda.base import JobReporter, JobUpdate
+from pilotlib.stop import StopSignal
 
-__all__ = ["FINAL_NAME", "STOPPING_DEADLINE", "FinalStore", "RetryPolicy", "Stopping", "deliver_final", "recover"]
+__all__ = ["FINAL_NAME", "STOPPING_DEADLINE", "FinalStore", "RetryPolicy", "deliver_final", "recover"]
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +34,6 @@ FINAL_NAME = "final_update.json"
 _SENT = FINAL_NAME + ".sent"
 _SENDING = FINAL_NAME + ".sending-"
 _OWN_CLAIMS: set[Path] = set()  # the claims this process holds (set operations are atomic under the GIL)
-
-
-class Stopping(Protocol):
-    """What the senders need of the pilot's stop (:class:`pilotlib.pipeline.Stop`, a :class:`threading.Event`)."""
-
-    def is_set(self) -> bool:
-        """Whether the pilot is stopping."""
-        ...
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until stopping or ``timeout`` seconds passed."""
-        ...
 
 
 class FinalStore:
@@ -152,7 +140,7 @@ class RetryPolicy:
 class _Deadline:
     """The end of the tries, cut short the first time the pilot is seen stopping; pauses wake when it stops."""
 
-    def __init__(self, policy: RetryPolicy, stopping: Stopping | None, pause: Callable[[float], object] | None):
+    def __init__(self, policy: RetryPolicy, stopping: StopSignal | None, pause: Callable[[float], object] | None):
         self._end = time.monotonic() + policy.deadline
         self._policy = policy
         self._stopping = stopping
@@ -223,7 +211,7 @@ def deliver_final(
     policy: RetryPolicy | None = None,
     pause: Callable[[float], object] | None = None,
     *,
-    stopping: Stopping | None = None,
+    stopping: StopSignal | None = None,
 ) -> bool:
     """Save ``update`` to disk, then send it until acknowledged or the policy's deadline passes.
 
@@ -258,7 +246,7 @@ def recover(
     policy: RetryPolicy | None = None,
     pause: Callable[[float], object] | None = None,
     *,
-    stopping: Stopping | None = None,
+    stopping: StopSignal | None = None,
 ) -> list[int]:
     """Send every pending final update found in the store; return the PandaIDs acknowledged now.
 

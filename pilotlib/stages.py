@@ -26,9 +26,10 @@ import attrs
 from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
-from pilotlib.pipeline import JobRun, PayloadSummary, Stage, Stop
+from pilotlib.pipeline import JobRun, PayloadSummary, Stage
 from pilotlib.recovery import FINAL_NAME, FinalStore, RetryPolicy, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
+from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [

@@ -15,8 +15,8 @@ from apps.grid_pilot.signals import handle_signals
 from apps.grid_pilot.state import ReservedFileHandler, state_reserve
 from pilotlib.logcontext import JobIdFilter, PerJobFileHandler, SecretFilter
 from pilotlib.payload import Lifeline
-from pilotlib.pipeline import Stop
 from pilotlib.reserve import SpaceReserve
+from pilotlib.stop import Stop
 
 __all__ = ["main"]
 _FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s job=%(panda_id)s %(name)s: %(message)s"

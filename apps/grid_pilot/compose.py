@@ -30,12 +30,13 @@ from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobRequest, JobSource
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
 from pilotlib.payload import Lifeline
-from pilotlib.pipeline import JobRun, Pipeline, Stop
+from pilotlib.pipeline import JobRun, Pipeline
 from pilotlib.recovery import FinalStore, RetryPolicy, recover
 from pilotlib.report import PilotIdentity
 from pilotlib.reserve import SpaceReserve
 from pilotlib.space import MB
 from pilotlib.stages import Stages, standard_stages
+from pilotlib.stop import Stop
 from pilotlib.transfer.registry import default_registry
 
 __all__ = ["PILOT_LOG", "RECOVERY_FAILED", "Outcome", "Parts", "Retriever", "build_parts", "exit_code", "job_log_path",

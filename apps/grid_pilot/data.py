@@ -31,7 +31,8 @@ from pilotlib.info import Activity, InfoService
 from pilotlib.job import FileSpec, Job
 from pilotlib.reserve import SpaceReserve
 from pilotlib.space import disk_is_full, free_bytes
-from pilotlib.transfer.base import StopSignal, TransferResult
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferResult
 from pilotlib.transfer.logtar import LogCreationTimeoutError, LogTarballError, create_log_tarball, stage_out_log
 from pilotlib.transfer.paths import StorageProtocol, deterministic_url
 from pilotlib.transfer.registry import CopytoolRegistry

@@ -32,8 +32,9 @@ from pilotlib.payload import (
     build_job_metrics,
     parse_queue_environ,
 )
-from pilotlib.pipeline import PayloadSummary, Stop
+from pilotlib.pipeline import PayloadSummary
 from pilotlib.space import FREE_SPACE_LIMIT_RUNNING, check_free_space, free_bytes, payload_space_need
+from pilotlib.stop import Stop
 
 __all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload", "payload_settings"]
 

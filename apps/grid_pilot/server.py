@@ -14,7 +14,7 @@ from apps.grid_pilot.settings import Settings
 from pilotlib.errors import NoProxyError
 from pilotlib.panda.base import JobReporter, JobSource
 from pilotlib.panda.client import PandaClient, RetryPolicy, X509Proxy
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 
 __all__ = ["DISPATCHER_RETRY", "find_proxy", "server_parts"]
 

@@ -1,6 +1,6 @@
 """Signal handling (the app's, never the library's): the first signal stops the pilot with the signal's error.
 
-SIGTERM, SIGINT, SIGUSR1, SIGQUIT and SIGXCPU set the pilot's one :class:`~pilotlib.pipeline.Stop` with
+SIGTERM, SIGINT, SIGUSR1, SIGQUIT and SIGXCPU set the pilot's one :class:`~pilotlib.stop.Stop` with
 :func:`pilotlib.errors.error_for_signal`; the pipeline then fails the running job with that code, stops its
 payload, stages the log out and reports. A later signal is only recorded: it changes nothing already decided.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pilotlib.errors import error_for_signal
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 
 __all__ = ["HANDLED", "SignalLog", "handle_signals"]
 

@@ -16,34 +16,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pilotlib.errors import PilotError
+from pilotlib.stop import StopSignal
 
 if TYPE_CHECKING:
     import requests.adapters
 
-__all__ = ["Cancelled", "StopSignal", "Waiter", "run_bounded", "tracking_adapter"]
+__all__ = ["Cancelled", "Waiter", "run_bounded", "tracking_adapter"]
 
 T = TypeVar("T")
 
 _CURRENT = threading.local()  # the request running on this (helper) thread: .request
-
-
-class StopSignal(Protocol):
-    """What a bounded call needs of the pilot's stop (:class:`pilotlib.pipeline.Stop`)."""
-
-    def is_set(self) -> bool:
-        """Whether the pilot is stopping."""
-        ...
-
-    def when_set(self, callback: Callable[[PilotError], object]) -> Callable[[PilotError], object]:
-        """Call ``callback`` when the stop is set (at once if it is)."""
-        ...
-
-    def forget(self, callback: Callable[[PilotError], object]) -> None:
-        """Unregister a callback given to :meth:`when_set`."""
-        ...
 
 
 class Cancelled(Exception):

@@ -27,8 +27,9 @@ import attrs
 
 from pilotlib._jsontext import JsonTextError, decode_utf8
 from pilotlib._redact import redact_text, redact_url
-from pilotlib.panda._bounded import Cancelled, StopSignal, Waiter, run_bounded, tracking_adapter
+from pilotlib.panda._bounded import Cancelled, Waiter, run_bounded, tracking_adapter
 from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerHTTPError
+from pilotlib.stop import StopSignal
 
 if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived pilot a noticeable part of its start
     import requests
@@ -115,7 +116,7 @@ class Transport:
             are replaced by ones whose requests can be cut off.
         sleep: the wait between retries (tests pass a recorder); None: a wait that ends when ``stop`` is set.
         rng: the jitter's random source.
-        stop: the pilot's stop (:class:`pilotlib.pipeline.Stop`), or None.
+        stop: the pilot's stop (:class:`pilotlib.stop.Stop`), or None.
     """
 
     def __init__(self, base_url: str, *, timeouts: Timeouts, retry: RetryPolicy, ca_dir: Path | None,

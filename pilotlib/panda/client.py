@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 from pilotlib.job import Job, parse_job
-from pilotlib.panda._bounded import StopSignal
 from pilotlib.panda._legacy import LegacyDialect
 from pilotlib.panda._transport import BearerToken, Credentials, RetryPolicy, Timeouts, Transport, X509Proxy
 from pilotlib.panda._v1 import V1Dialect
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.stop import StopSignal
 
 if TYPE_CHECKING:  # requests is imported when a transport is made (a launch-directory pilot never loads it)
     import requests
@@ -83,7 +83,7 @@ class PandaClient:
         session: a ``requests.Session`` to reuse.
         sleep: how to wait between retries (tests pass a recorder); default: a wait that ends when ``stop`` is set.
         rng: the random source of the jitter.
-        stop: the pilot's stop (:class:`pilotlib.pipeline.Stop`): a call in flight when it is set ends at once
+        stop: the pilot's stop (:class:`pilotlib.stop.Stop`): a call in flight when it is set ends at once
             with a :class:`~pilotlib.errors.CommunicationError`; a call made once it is set makes one attempt of at
             most ``retry.stopping_seconds``. Every call ends within ``retry.total_seconds``.
 

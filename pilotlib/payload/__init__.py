@@ -45,7 +45,6 @@ from pilotlib.payload._runner import (
     PayloadResult,
     PayloadRunner,
     StdinMode,
-    StopFlag,
 )
 from pilotlib.payload._split import split_args
 from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, read_prmon_summary, sample_session
@@ -100,7 +99,6 @@ __all__ = [
     "StdinMode",
     "StdoutSizeMonitor",
     "StdoutTooBigError",
-    "StopFlag",
     "TransformNotFoundError",
     "TrfChmodError",
     "TrfDownloadError",

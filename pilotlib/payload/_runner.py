@@ -34,8 +34,9 @@ from pilotlib.payload._lifeline import Lifeline
 from pilotlib.payload._monitors import Monitor, MonitorContext
 from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, UsageTracker, sample_session, session_members
 from pilotlib.payload.errors import PayloadError, PayloadKilledError, PayloadStartError
+from pilotlib.stop import StopSignal
 
-__all__ = ["CommandWrapper", "IdentityWrapper", "PayloadResult", "PayloadRunner", "StdinMode", "StopFlag"]
+__all__ = ["CommandWrapper", "IdentityWrapper", "PayloadResult", "PayloadRunner", "StdinMode"]
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,6 @@ class IdentityWrapper:
     ) -> tuple[tuple[str, ...], Mapping[str, str]]:
         """Return ``argv`` and ``env`` unchanged."""
         return argv, env
-
-
-class StopFlag(Protocol):
-    """Anything with ``is_set()``: a :class:`threading.Event` or the pipeline's stop."""
-
-    def is_set(self) -> bool:
-        """Whether the pilot is stopping."""
-        ...
 
 
 class StdinMode(enum.Enum):
@@ -292,12 +285,12 @@ class PayloadRunner:
                 _signal_if_in_session(other, pid, sig)
         return 1 + len(others)
 
-    def run(self, stop: StopFlag | None = None) -> PayloadResult:
+    def run(self, stop: StopSignal | None = None) -> PayloadResult:
         """``start()`` then ``wait(stop)``."""
         self.start()
         return self.wait(stop)
 
-    def wait(self, stop: StopFlag | None = None) -> PayloadResult:
+    def wait(self, stop: StopSignal | None = None) -> PayloadResult:
         """Wait for the payload, running the monitors; kill it on a breach, a kill request or ``stop``.
 
         Args:
@@ -322,7 +315,7 @@ class PayloadRunner:
             raise
         return self._finish()
 
-    def _loop(self, stop: StopFlag | None) -> None:
+    def _loop(self, stop: StopSignal | None) -> None:
         due = [self._started + m.interval for m in self._monitors]
         next_sample = self._started
         while not self._exited.is_set():
@@ -339,7 +332,7 @@ class PayloadRunner:
             self._wake.wait(max(0.0, min(self._poll, wake_at - self._clock())))
             self._wake.clear()
 
-    def _pending_reason(self, stop: StopFlag | None) -> PilotError | None:
+    def _pending_reason(self, stop: StopSignal | None) -> PilotError | None:
         with self._lock:
             if self._kill_requested:
                 return self._error

@@ -10,7 +10,8 @@ from typing import TypeVar
 
 from pilotlib._redact import redact_url
 from pilotlib.errors import Direction, PilotError, TransferError
-from pilotlib.transfer.base import Copytool, StopSignal, TransferResult
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import Copytool, TransferResult
 from pilotlib.transfer.errors import NoUsableCopytoolError, UnknownCopytoolError
 from pilotlib.transfer.registry import CopytoolRegistry
 

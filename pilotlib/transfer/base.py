@@ -8,13 +8,14 @@ copytool, so a pilot without it still starts and says clearly what is missing.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import attrs
 
 from pilotlib.errors import Direction, ErrorCode, PilotError
+from pilotlib.stop import StopSignal
 from pilotlib.transfer.errors import EscapingPathError
 
 __all__ = [
@@ -82,31 +83,6 @@ class TransferResult:
     def error_code(self) -> ErrorCode | None:
         """The PanDA error code of the failure, if any."""
         return None if self.error is None else self.error.code
-
-
-class StopSignal(Protocol):
-    """What a transfer needs of the pilot's stop (:class:`pilotlib.pipeline.Stop` is one).
-
-    A copytool registers a cancel action with :meth:`when_set` (end its copy process, cancel the client's
-    transfer) and :meth:`forget` s it when the copy is over; a copy ended so fails with :attr:`reason`.
-    """
-
-    @property
-    def reason(self) -> PilotError | None:
-        """The error the stop was set with (a signal's, PANDAKILL for the server's kill), None while not set."""
-        ...
-
-    def is_set(self) -> bool:
-        """Whether the stop is set."""
-        ...
-
-    def when_set(self, callback: Callable[[PilotError], object]) -> Callable[[PilotError], object]:
-        """Call ``callback(reason)`` when the stop is set (at once if it is already)."""
-        ...
-
-    def forget(self, callback: Callable[[PilotError], object]) -> None:
-        """Unregister a callback given to :meth:`when_set`."""
-        ...
 
 
 @runtime_checkable

@@ -23,8 +23,9 @@ import attrs
 
 from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError
 from pilotlib.job import FileSpec, Job
+from pilotlib.stop import StopSignal
 from pilotlib.transfer._staging import ToolChain, is_stopping, log_done, log_start, run_parallel, stopped_error
-from pilotlib.transfer.base import Copytool, StopSignal, TransferRequest, TransferResult, local_path, transfer_timeout
+from pilotlib.transfer.base import Copytool, TransferRequest, TransferResult, local_path, transfer_timeout
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_value
 from pilotlib.transfer.errors import ChecksumMismatchError, MissingFileError
 from pilotlib.transfer.paths import StorageProtocol

@@ -24,7 +24,7 @@ from apps.grid_pilot.cli import parse_settings
 from apps.grid_pilot.compose import Outcome, run_pilot
 from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 from pilotlib.transfer.paths import deterministic_path
 
 from .helpers import final_update, job_definition, make_inputs

@@ -22,7 +22,7 @@ from apps.grid_pilot.cli import parse_settings
 from apps.grid_pilot.compose import Outcome, run_pilot
 from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 from pilotlib.transfer.paths import deterministic_path
 
 from .helpers import adler32, final_update, job_definition, make_inputs

@@ -18,7 +18,8 @@ from apps.grid_pilot.signals import handle_signals
 from pilotlib.errors import CommunicationError, ErrorCode, SigTermError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobRequest
-from pilotlib.pipeline import JobRun, Stop
+from pilotlib.pipeline import JobRun
+from pilotlib.stop import Stop
 from tests.pipeline.fakes import make_job
 
 

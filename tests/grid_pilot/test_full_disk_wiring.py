@@ -18,8 +18,9 @@ from pilotlib.errors import Direction, NoLocalSpaceError, PayloadExecutionError
 from pilotlib.info import QueueDescription
 from pilotlib.job import Job
 from pilotlib.panda.base import JobRequest
-from pilotlib.pipeline import JobRun, Stop
+from pilotlib.pipeline import JobRun
 from pilotlib.report import PilotIdentity, final_update
+from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 from pilotlib.transfer.logtar import LogTarballError
 from tests.pipeline.fakes import make_job

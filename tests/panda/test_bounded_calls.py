@@ -19,7 +19,7 @@ from pilotlib.errors import ErrorCode, SigTermError
 from pilotlib.panda.base import JobRequest, JobUpdate
 from pilotlib.panda.client import PandaClient, RetryPolicy, Timeouts
 from pilotlib.panda.errors import CommunicationError
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from pilotlib.errors import CommunicationError, Direction, PayloadExecutionError, PilotError, TransferError
 from pilotlib.job import Job, parse_job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
-from pilotlib.pipeline import PayloadSummary, Stop
+from pilotlib.pipeline import PayloadSummary
+from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 
 

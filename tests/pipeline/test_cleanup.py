@@ -12,10 +12,11 @@ import pytest
 from pilotlib.errors import Direction
 from pilotlib.job import Job
 from pilotlib.panda.base import ServerCommand
-from pilotlib.pipeline import JobRun, Pipeline, Stop
+from pilotlib.pipeline import JobRun, Pipeline
 from pilotlib.recovery import FinalStore, RetryPolicy
 from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, clean_workdir, standard_stages
+from pilotlib.stop import Stop
 from pilotlib.transfer import TransferResult
 from pilotlib.transfer.errors import StorageUnavailableError
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from pilotlib.errors import Direction, ErrorCode, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
-from pilotlib.pipeline import Pipeline, Stop
+from pilotlib.pipeline import Pipeline
 from pilotlib.stages import Heartbeat, standard_stages
+from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 
 from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut

@@ -10,10 +10,11 @@ import pytest
 
 from pilotlib.errors import ErrorCode, InternalPilotError, PandaKillError, PilotError, SigTermError, TransferError
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
-from pilotlib.pipeline import JobRun, Pipeline, Stage, Stop
+from pilotlib.pipeline import JobRun, Pipeline, Stage
 from pilotlib.recovery import FinalStore, RetryPolicy
 from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, standard_stages
+from pilotlib.stop import Stop
 
 from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut, make_job
 

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pilotlib.errors import Direction, PilotError
-from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
 from pilotlib.transfer.registry import CopytoolRegistry
 
 Behaviour = Callable[[TransferRequest, Path], PilotError | None]

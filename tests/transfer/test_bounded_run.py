@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pilotlib.errors import Direction, ErrorCode, TransferError, error_for_signal
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 from pilotlib.transfer import TransferRequest, TransferResult
 from pilotlib.transfer.base import failed_result
 from pilotlib.transfer.copytools import _common

@@ -4,7 +4,7 @@ Real parts: a big file on the XRootD server throttled to ``SLOW_RATE`` (its ``Xr
 20 s), read by the real ``xrdcp`` command, the XRootD Python client (``CopyProcess``, and the streamed ``File``
 reads), gfal2's Python binding (``filecopy`` and its POSIX-like reads) and rucio-clients against the real Rucio
 server (an RSE on the slow server); the local ``cp``/``mv`` with a big file on a tmpfs of their own. The stop is the
-pilot's :class:`~pilotlib.pipeline.Stop`, set with SIGTERM's error once the first bytes have arrived. Each test
+pilot's :class:`~pilotlib.stop.Stop`, set with SIGTERM's error once the first bytes have arrived. Each test
 asserts that the result came back within seconds of the stop, that its error is the stop's reason (SIGTERM 1201),
 that nothing of the copy is left in the work directory and that nothing is written there afterwards.
 
@@ -29,7 +29,7 @@ from fixtures.rucio import RucioServer
 from fixtures.xrootd import XRootDServer
 
 from pilotlib.errors import Direction, ErrorCode, error_for_signal
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 from pilotlib.transfer import Copytool, TransferRequest, TransferResult
 from pilotlib.transfer.copytools import CpCopytool, GfalCopytool, MvCopytool, XrdcpCopytool
 from pilotlib.transfer.copytools.rucio import RucioCopytool

@@ -10,7 +10,7 @@ from _fakes import FakeTool, registry_of
 
 from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError, error_for_signal
 from pilotlib.job import FileKind, FileSpec, Job
-from pilotlib.pipeline import Stop
+from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferRequest
 from pilotlib.transfer.paths import StorageProtocol
 from pilotlib.transfer.replicas import Replica, StaticReplicaSource

@@ -16,7 +16,8 @@ import attrs
 
 from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
-from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
 from pilotlib.transfer.checksum import normalize_checksum_value
 from pilotlib.transfer.errors import TransferError, TransferTimeoutError
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import StopSignal
+from pilotlib.stop import StopSignal
 from pilotlib.transfer.checksum import RunningChecksum, normalize_checksum_value
 from pilotlib.transfer.copytools._common import on_stop
 from pilotlib.transfer.errors import ChecksumMismatchError, TransferError, TransferTimeoutError

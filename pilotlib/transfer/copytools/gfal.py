@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Protocol
 
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferRequest, TransferResult
 from pilotlib.transfer.checksum import (
     RunningChecksum,
     calculate_checksum,

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.copytools._common import (
     Endpoints,

@@ -24,7 +24,8 @@ import attrs
 
 from pilotlib._redact import redact_url
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, url_scheme
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferRequest, TransferResult, url_scheme
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
 from pilotlib.transfer.copytools._common import Endpoints, endpoints, failure, success
 from pilotlib.transfer.errors import MissingFileError, TransferError, TransferTimeoutError

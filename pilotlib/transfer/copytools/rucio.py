@@ -44,7 +44,8 @@ from typing import Any
 
 from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
-from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult, failed_result, local_path
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferRequest, TransferResult, failed_result, local_path
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.copytools._common import CANCEL_WAIT, on_stop
 from pilotlib.transfer.errors import (

@@ -31,7 +31,8 @@ from typing import Protocol
 
 from pilotlib._redact import redact_url
 from pilotlib.errors import Direction
-from pilotlib.transfer.base import StopSignal, TransferRequest, TransferResult
+from pilotlib.stop import StopSignal
+from pilotlib.transfer.base import TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_type, verify_checksum
 from pilotlib.transfer.copytools._common import (
     CANCEL_WAIT,
