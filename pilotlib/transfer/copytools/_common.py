@@ -119,6 +119,31 @@ def discard_partial(target: Path) -> None:
                 path.unlink()
 
 
+@attrs.frozen
+class TimeoutHandlers:
+    """What :func:`parallel_map` does with a copy of ``requests`` that exceeded its timeout: its failed result
+    (:meth:`timed_out`) and the removal of a stage-in's partial target (:meth:`discard`)."""
+
+    tool: str
+    requests: Sequence[TransferRequest]
+    workdir: Path
+    stop: StopSignal | None
+
+    def timed_out(self, i: int) -> TransferResult:
+        """The failed result of request ``i``: a timeout (or the stop's reason once the stop is set)."""
+        request = self.requests[i]
+        error = TransferTimeoutError(f"{self.tool} of {request.lfn} exceeded {request.timeout:.0f} s",
+                                     request.direction)
+        return failure(request, self.tool, error, time.monotonic() - request.timeout, stop=self.stop,
+                       local=local_of(request, self.workdir))
+
+    def discard(self, i: int) -> None:
+        """Remove what the given-up stage-in copy of request ``i`` left in the work directory."""
+        target = local_of(self.requests[i], self.workdir)
+        if target is not None and self.requests[i].direction is Direction.STAGE_IN:
+            discard_partial(target)
+
+
 @contextlib.contextmanager
 def on_stop(stop: StopSignal | None, action: Callable[[], object]) -> Iterator[None]:
     """Run ``action`` (end a copy process, cancel a client's transfer) if ``stop`` is set while the block runs.

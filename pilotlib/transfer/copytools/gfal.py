@@ -40,7 +40,7 @@ from pilotlib.transfer.checksum import (
 )
 from pilotlib.transfer.copytools._common import (
     Endpoints,
-    discard_partial,
+    TimeoutHandlers,
     endpoints,
     failure,
     local_of,
@@ -161,20 +161,9 @@ class GfalCopytool:
             if context is not None:
                 context.cancel()
 
-        def timed_out(i: int) -> TransferResult:
-            request = requests[i]
-            error = TransferTimeoutError(f"gfal copy of {request.lfn} exceeded {request.timeout:.0f} s",
-                                         request.direction)
-            return failure(request, self.name, error, time.monotonic() - request.timeout, stop=stop,
-                           local=local_of(request, workdir))
-
-        def discard(i: int) -> None:
-            target = local_of(requests[i], workdir)
-            if target is not None and requests[i].direction is Direction.STAGE_IN:
-                discard_partial(target)
-
-        return parallel_map(one, [r.timeout for r in requests], self.parallel, timed_out, stop=stop, cancel=cancel,
-                            discard=discard)
+        handlers = TimeoutHandlers("gfal copy", requests, workdir, stop)
+        return parallel_map(one, [r.timeout for r in requests], self.parallel, handlers.timed_out, stop=stop,
+                            cancel=cancel, discard=handlers.discard)
 
     def _one(self, request: TransferRequest, workdir: Path, stop: StopSignal | None, slot: _Slot) -> TransferResult:
         started = time.monotonic()

@@ -24,8 +24,8 @@ from pilotlib.transfer.base import TransferRequest, TransferResult
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.copytools._common import (
     Endpoints,
+    TimeoutHandlers,
     command_url,
-    discard_partial,
     endpoints,
     failure,
     local_of,
@@ -101,19 +101,9 @@ class LsmCopytool:
         """Run one command per file, ``parallel`` at once; one result per request, in order. ``stop`` kills the
         commands under way (their process groups) and starts no other."""
 
-        def timed_out(i: int) -> TransferResult:
-            request = requests[i]
-            error = TransferTimeoutError(f"lsm of {request.lfn} exceeded {request.timeout:.0f} s", request.direction)
-            return failure(request, self.name, error, time.monotonic() - request.timeout, stop=stop,
-                           local=local_of(request, workdir))
-
-        def discard(i: int) -> None:
-            target = local_of(requests[i], workdir)
-            if target is not None and requests[i].direction is Direction.STAGE_IN:
-                discard_partial(target)
-
+        handlers = TimeoutHandlers("lsm", requests, workdir, stop)
         return parallel_map(lambda i: self._one(requests[i], workdir, stop), [r.timeout + 5.0 for r in requests],
-                            self.parallel, timed_out, stop=stop, discard=discard)
+                            self.parallel, handlers.timed_out, stop=stop, discard=handlers.discard)
 
     def _one(self, request: TransferRequest, workdir: Path, stop: StopSignal | None) -> TransferResult:
         started = time.monotonic()
