@@ -29,12 +29,13 @@ from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAns
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage
 from pilotlib.recovery import FINAL_NAME, FinalStore, RetryPolicy, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
-from pilotlib.stop import Stop
+from pilotlib.stop import Stop, StopSignal
 from pilotlib.transfer.base import TransferResult
 
 __all__ = [
     "HEARTBEAT_CLOSE_TIMEOUT",
     "LOG_STOPPING_TIMEOUT",
+    "LOG_STOP_DEADLINE",
     "STOP_BUDGET",
     "Heartbeat",
     "LogStageOut",
@@ -57,6 +58,10 @@ STOP_BUDGET = 120.0
 
 #: Seconds the log's tarball and its copy may each take once the job or the pilot is stopping (one try).
 LOG_STOPPING_TIMEOUT = 20.0
+
+#: Seconds the whole log step (tarball, copy, the pilot log alone when the tarball cannot be made) may take from the
+#: moment the job or the pilot is stopping, also when the stop comes while the log is under way.
+LOG_STOP_DEADLINE = 2 * LOG_STOPPING_TIMEOUT
 
 #: Seconds :meth:`Heartbeat.close` waits for a heartbeat still in a server call (then it is left behind: its call is
 #: bounded by the client, and its answer changes nothing).
@@ -84,9 +89,11 @@ class StageOut(Protocol):
 class LogStageOut(Protocol):
     """Packs the work directory into the job's log tarball and sends it to storage."""
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None) -> TransferResult:
+    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None,
+                      stop: StopSignal | None = None) -> TransferResult:
         """The log's transfer result; a failure is a result with an error. ``timeout_cap`` (when not None) bounds
-        the tarball and each copy in seconds, one try each (the pilot is stopping)."""
+        the tarball and each copy in seconds, one try each (the pilot is stopping); ``stop`` (when set) ends the
+        tarball and cancels the copies under way: the log's time is over."""
         ...
 
 
@@ -316,14 +323,22 @@ class Stages:
     def do_log(self, run: JobRun, stop: Stop) -> JobRun:
         """Stage the log out (always, also after a failure); a log failure fails a job that had not failed.
 
-        Once the job or the pilot is stopping, the log gets :data:`LOG_STOPPING_TIMEOUT` seconds per step, so that
-        the log is out and the final state reported within the two minutes a signal leaves.
+        Once the job or the pilot is stopping, the log gets :data:`LOG_STOPPING_TIMEOUT` seconds per step, and the
+        whole step ends :data:`LOG_STOP_DEADLINE` seconds after the stop at the latest (also a stop that comes while
+        the log is under way), so that the log is out and the final state reported within the two minutes a signal
+        leaves.
         """
         if run.job.log is None:
             return run
         beat = self._beats.get(run.job.panda_id)
-        stopping = stop.is_set() or (beat is not None and beat.stop.is_set())
-        result = self.log_out.stage_out_log(run.job, run.workdir, LOG_STOPPING_TIMEOUT if stopping else None)
+        job_stop = beat.stop if beat is not None else stop
+        stopping = job_stop.is_set()
+        deadline = job_stop.later(LOG_STOP_DEADLINE)
+        try:
+            result = self.log_out.stage_out_log(run.job, run.workdir, LOG_STOPPING_TIMEOUT if stopping else None,
+                                                deadline)
+        finally:
+            job_stop.release(deadline)
         run = attrs.evolve(run, log_result=result)
         return run if result.error is None else run.failed(result.error)
 

@@ -50,7 +50,8 @@ class Stop:
     """One stop event for every stage, remembering the first reason it was set with.
 
     ``child()`` gives a stop that is also set when this one is (a job's own stop: a server kill sets only the child,
-    a signal sets the parent and so every child); ``when_set()`` registers a callback (e.g. a payload runner's kill
+    a signal sets the parent and so every child); ``later(seconds)`` one set that much after it (a bounded step that
+    still runs once stopping: the log); ``when_set()`` registers a callback (e.g. a payload runner's kill
     request) so that waiters wake at once. Setting is safe from a signal handler on the main thread.
     """
 
@@ -59,6 +60,8 @@ class Stop:
         self._lock = threading.RLock()
         self._reason: PilotError | None = None
         self._callbacks: list[Callable[[PilotError], object]] = []
+        self._link: Callable[[PilotError], object] | None = None  # what sets this stop from its parent's
+        self._timer: threading.Timer | None = None  # the timer of a stop made by later()
 
     def set(self, reason: PilotError) -> bool:
         """Set the stop; True when this call set it first (later reasons are ignored, nothing is overwritten)."""
@@ -104,9 +107,30 @@ class Stop:
     def child(self) -> Stop:
         """A stop that is set whenever this one is (already set if this one is); :meth:`release` it when done."""
         child = Stop()
-        self.when_set(child.set)
+        child._link = self.when_set(child.set)
         return child
 
+    def later(self, seconds: float) -> Stop:
+        """A stop set ``seconds`` after this one is (counted from now when this one is set already), with its reason.
+
+        For a step that must still run once the pilot is stopping but within a bound (the log's stage-out: it is
+        given this stop, so its copies are cancelled ``seconds`` after the signal at the latest); :meth:`release` it
+        when the step is over.
+        """
+        later = Stop()
+
+        def arm(reason: PilotError) -> None:
+            timer = threading.Timer(seconds, later.set, args=(reason,))
+            timer.daemon = True
+            later._timer = timer
+            timer.start()
+
+        later._link = self.when_set(arm)
+        return later
+
     def release(self, child: Stop) -> None:
-        """Forget a child made by :meth:`child` (when its job is over)."""
-        self.forget(child.set)
+        """Forget a stop made by :meth:`child` or :meth:`later` (when its job or step is over)."""
+        if child._link is not None:
+            self.forget(child._link)
+        if child._timer is not None:
+            child._timer.cancel()

@@ -171,24 +171,27 @@ class TransferStages:
         return self._stage_out(job, workdir, self._setups.of(job).tools_out, Activity.WRITE).run(job, None,
                                                                                                   stop)
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None) -> TransferResult:
+    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None,
+                      stop: StopSignal | None = None) -> TransferResult:
         """Pack the work directory (without inputs, with the job's own pilot log) as the log tarball and send it.
 
         The job's pilot log lives beside the work directory while the job runs (a log written inside it would keep
         the looping-job check from ever firing) and is copied in just before the tarball is made. ``timeout_cap``
-        (the pilot is stopping) bounds the tarball and the copy, one try.
+        (the pilot is stopping) bounds the tarball and the copy, one try; ``stop`` ends the tarball and cancels the
+        copy (the log's time is over), the pilot log alone included.
         """
         if self._job_log_of is not None:
             job_log = self._job_log_of(job.panda_id)
             with contextlib.suppress(OSError):  # no log yet, or no work directory: the tarball is made regardless
                 shutil.copyfile(job_log, workdir / PILOT_LOG_IN_TARBALL)
         stage = self._stage_out(job, workdir, self._setups.of(job).tools_log, Activity.LOG, timeout_cap)
-        result = stage_out_log(stage, job) if timeout_cap is None else stage_out_log(stage, job, timeout=timeout_cap)
+        result = stage_out_log(stage, job, timeout=timeout_cap or 600.0, stop=stop)
         if not isinstance(result.error, LogTarballError) or isinstance(result.error, LogCreationTimeoutError):
             return result
-        return self._fallback_log(job, result, timeout_cap)
+        return self._fallback_log(job, result, timeout_cap, stop)
 
-    def _fallback_log(self, job: Job, failed: TransferResult, timeout_cap: float | None) -> TransferResult:
+    def _fallback_log(self, job: Job, failed: TransferResult, timeout_cap: float | None,
+                      stop: StopSignal | None) -> TransferResult:
         """Stage out the job's own pilot log alone, packed in the state directory under the log's name; the first
         failure when that cannot be done either (its message then says both)."""
         if self._job_log_of is None or self._log_fallback_of is None or failed.error is None or job.log is None:
@@ -198,7 +201,7 @@ class TransferStages:
             self._room_for(folder)
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self._job_log_of(job.panda_id), folder / PILOT_LOG_IN_TARBALL)
-            create_log_tarball(folder, job, timeout=timeout_cap or 600.0)
+            create_log_tarball(folder, job, timeout=timeout_cap or 600.0, stop=stop)
         except (OSError, LogTarballError) as exc:
             log.error("log fallback failed lfn=%s error=%s", failed.lfn, exc)
             shutil.rmtree(folder, ignore_errors=True)
@@ -206,7 +209,7 @@ class TransferStages:
             return attrs.evolve(failed, error=error)
         log.warning("log tarball replaced by the pilot log alone lfn=%s reason=%s", failed.lfn, failed.error)
         stage = self._stage_out(job, folder, self._setups.of(job).tools_log, Activity.LOG, timeout_cap)
-        (result,) = stage.run(job, (job.log,))
+        (result,) = stage.run(job, (job.log,), stop)
         shutil.rmtree(folder, ignore_errors=True)
         return result
 

@@ -9,13 +9,15 @@ argument list of the top-level entries (no shell, no wildcards) and runs with a 
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Collection
 from pathlib import Path
 
 from pilotlib.errors import Direction, ErrorCode, PilotError
 from pilotlib.job import Job
+from pilotlib.stop import StopSignal
 from pilotlib.transfer.base import TransferResult
+from pilotlib.transfer.copytools._common import run_command
+from pilotlib.transfer.errors import TransferError, TransferTimeoutError
 from pilotlib.transfer.stageout import StageOut
 
 __all__ = ["LogCreationTimeoutError", "LogTarballError", "create_log_tarball", "stage_out_log"]
@@ -42,7 +44,8 @@ def _base_name(lfn: str) -> str:
     return lfn
 
 
-def create_log_tarball(workdir: Path, job: Job, exclude: Collection[str] = (), timeout: float = 600.0) -> Path:
+def create_log_tarball(workdir: Path, job: Job, exclude: Collection[str] = (), timeout: float = 600.0,
+                       stop: StopSignal | None = None) -> Path:
     """Pack the work directory into ``workdir/<job.log.lfn>``.
 
     Args:
@@ -50,6 +53,7 @@ def create_log_tarball(workdir: Path, job: Job, exclude: Collection[str] = (), t
         job: the job (its ``log`` names the tarball; its inputs are always left out).
         exclude: more top-level names to leave out.
         timeout: seconds ``tar`` may take.
+        stop: ends ``tar`` at once when set (LOGCREATIONTIMEOUT: the log's time is over).
 
     Returns:
         The tarball's path.
@@ -74,26 +78,31 @@ def create_log_tarball(workdir: Path, job: Job, exclude: Collection[str] = (), t
     command += ["--", *entries] if entries else ["--files-from", "/dev/null"]
     log.info("log tarball start lfn=%s entries=%d excluded=%d", tarball.name, len(entries), len(skip) - 1)
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
+        done = run_command(command, timeout, Direction.STAGE_OUT, what=str(workdir), stop=stop)
+    except TransferTimeoutError as exc:
         tarball.unlink(missing_ok=True)
         raise LogCreationTimeoutError(f"tar of {workdir} exceeded {timeout:.0f} s") from exc
-    except OSError as exc:
+    except TransferError as exc:
         raise LogTarballError(f"cannot run tar: {exc}") from exc
+    if stop is not None and stop.is_set():
+        tarball.unlink(missing_ok=True)
+        raise LogCreationTimeoutError(f"tar of {workdir} ended: the log's time once stopping is over")
     if done.returncode not in (0, 1):  # 1: a file changed while being read; the tarball is still complete
         tarball.unlink(missing_ok=True)
-        detail = done.stderr.decode(errors="replace").strip()[-300:]
+        detail = done.stderr.strip()[-300:]
         raise LogTarballError(f"tar of {workdir} failed rc={done.returncode}: {detail}")
     log.info("log tarball done lfn=%s size=%d", tarball.name, tarball.stat().st_size)
     return tarball
 
 
 def stage_out_log(
-    stage_out: StageOut, job: Job, exclude: Collection[str] = (), timeout: float = 600.0
+    stage_out: StageOut, job: Job, exclude: Collection[str] = (), timeout: float = 600.0,
+    stop: StopSignal | None = None,
 ) -> TransferResult:
     """Make the log tarball and stage it out; a tarball failure becomes the result's error.
 
-    Call it last, whatever the job's outcome (failed jobs too).
+    Call it last, whatever the job's outcome (failed jobs too). ``stop`` ends the tarball and cancels the copy (give
+    it a stop set some time after the pilot's, :meth:`pilotlib.stop.Stop.later`, so that the log still goes out).
 
     Raises:
         LogTarballError: the job has no log file (nothing to report as a file outcome).
@@ -101,11 +110,11 @@ def stage_out_log(
     if job.log is None:
         raise LogTarballError(f"job {job.panda_id} has no log file")
     try:
-        create_log_tarball(stage_out.workdir, job, exclude, timeout)
+        create_log_tarball(stage_out.workdir, job, exclude, timeout, stop)
     except LogTarballError as exc:
         log.error("log tarball failed lfn=%s code=%d error=%s", job.log.lfn, int(exc.code), exc)
         return TransferResult(lfn=job.log.lfn, direction=Direction.STAGE_OUT, tool="", url="",
                               local_path=job.log.lfn, error=exc, ddmendpoint=job.log.ddmendpoint or "")
-    (result,) = stage_out.run(job, (job.log,))
+    (result,) = stage_out.run(job, (job.log,), stop)
     return result
 

@@ -11,7 +11,7 @@ from pilotlib.errors import CommunicationError, Direction, PayloadExecutionError
 from pilotlib.job import Job, parse_job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import PayloadSummary
-from pilotlib.stop import Stop
+from pilotlib.stop import Stop, StopSignal
 from pilotlib.transfer.base import TransferResult
 
 
@@ -102,15 +102,18 @@ class FakeStageOut:
         self.calls: list[int] = []
         self.log_calls: list[int] = []
         self.log_caps: list[float | None] = []
+        self.log_stops: list[StopSignal | None] = []
 
     def stage_out(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
         self.calls.append(job.panda_id)
         error = TransferError("storage refused", Direction.STAGE_OUT) if self.fail else None
         return [_result(f.lfn, Direction.STAGE_OUT, error) for f in job.outputs]
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None) -> TransferResult:
+    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None,
+                      stop: StopSignal | None = None) -> TransferResult:
         self.log_calls.append(job.panda_id)
         self.log_caps.append(timeout_cap)
+        self.log_stops.append(stop)
         assert job.log is not None
         return _result(job.log.lfn, Direction.STAGE_OUT)
 

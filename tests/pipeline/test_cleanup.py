@@ -16,7 +16,7 @@ from pilotlib.pipeline import JobRun, Pipeline
 from pilotlib.recovery import FinalStore, RetryPolicy
 from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, clean_workdir, standard_stages
-from pilotlib.stop import Stop
+from pilotlib.stop import Stop, StopSignal
 from pilotlib.transfer import TransferResult
 from pilotlib.transfer.errors import StorageUnavailableError
 
@@ -34,9 +34,10 @@ class LogWatchingStageOut(FakeStageOut):
         self.fail_log = fail_log
         self.seen_at_log: dict[str, bytes] = {}
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None) -> TransferResult:
+    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None,
+                      stop: StopSignal | None = None) -> TransferResult:
         self.seen_at_log = _content(workdir)
-        result = super().stage_out_log(job, workdir, timeout_cap)
+        result = super().stage_out_log(job, workdir, timeout_cap, stop)
         if self.fail_log:
             return TransferResult(lfn=result.lfn, direction=Direction.STAGE_OUT, tool="fake", url="", local_path="",
                                   error=StorageUnavailableError("log storage down", Direction.STAGE_OUT))
