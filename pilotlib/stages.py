@@ -112,8 +112,9 @@ class RunningPayload(Protocol):
 class PayloadExecutor(Protocol):
     """Starts a job's payload."""
 
-    def start(self, job: Job, workdir: Path) -> RunningPayload:
-        """Start the payload in ``workdir``; raises a :class:`PilotError` when it cannot start."""
+    def start(self, job: Job, workdir: Path, stop: StopSignal | None = None) -> RunningPayload:
+        """Start the payload in ``workdir``; raises a :class:`PilotError` when it cannot start. ``stop`` (the job's)
+        ends what starting it may wait for (a transformation download)."""
         ...
 
 
@@ -307,7 +308,11 @@ class Stages:
         beat = self._heartbeat(run, stop)
         if beat.stop.reason is not None:
             return run.failed(beat.stop.reason)
-        running = self.payload.start(run.job, run.workdir)
+        try:
+            running = self.payload.start(run.job, run.workdir, beat.stop)
+        except PilotError as exc:  # the job's stop (signal, server kill) wins over the error it caused
+            log.error("payload not started code=%d error=%s", int(exc.code), exc)
+            return self._checked(run, beat, exc)
         beat.running(running.usage)
         summary = running.wait(beat.stop)
         beat.running(lambda: summary.usage)  # stage-out's heartbeats carry the payload's final figures

@@ -326,7 +326,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     unrecovered = tuple(p for p in earlier if p not in recovered)
     if unrecovered:
         log.error("final updates of earlier jobs still not delivered panda_ids=%s", ",".join(map(str, unrecovered)))
-    info = build_info_service(settings)
+    info = build_info_service(settings, stop=stop)
     try:
         queue = check_queue(info)
     except PilotError as exc:

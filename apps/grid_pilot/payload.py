@@ -34,7 +34,7 @@ from pilotlib.payload import (
 )
 from pilotlib.pipeline import PayloadSummary
 from pilotlib.space import FREE_SPACE_LIMIT_RUNNING, check_free_space, free_bytes, payload_space_need
-from pilotlib.stop import Stop
+from pilotlib.stop import Stop, StopSignal
 
 __all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload", "payload_settings"]
 
@@ -107,9 +107,9 @@ class RunnerExecutor:
             monitors.append(WorkdirSizeMonitor(limit_bytes=wdir))
         return monitors
 
-    def start(self, job: Job, workdir: Path) -> RunnerPayload:
+    def start(self, job: Job, workdir: Path, stop: StopSignal | None = None) -> RunnerPayload:
         """Check the work area's free space, build the command (without the job's queue-override options; with the
-        queue's ``environ`` variables) and start it in its own session.
+        queue's ``environ`` variables; ``stop`` ends a transformation download) and start it in its own session.
 
         Raises:
             NoLocalSpaceError: no more than :func:`pilotlib.space.payload_space_need` bytes are free (1098).
@@ -122,7 +122,7 @@ class RunnerExecutor:
             if setup.queue is not None and setup.queue.environ:
                 settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
         monitors = self.monitors(job)
-        command = build_command(job, workdir, settings)
+        command = build_command(job, workdir, settings, stop)
         runner = PayloadRunner(command, monitors=monitors, grace=self.grace,
                                sample_interval=self.sample_interval, lifeline=self.lifeline)
         runner.start()

@@ -34,6 +34,7 @@ from pilotlib.info import (
 )
 from pilotlib.job import Job
 from pilotlib.payload import memory_limit_kb
+from pilotlib.stop import StopSignal
 
 __all__ = [
     "DEFAULT_COPYTOOLS",
@@ -54,27 +55,30 @@ HARVESTER_COPYTOOLS_IN = ("symlink",)
 _MIB = 1024 * 1024
 
 
-def _sources(file: Path | None, url: str, cache: Path, timeout: float, verify: bool | str) -> list[Source]:
+def _sources(file: Path | None, url: str, cache: Path, timeout: float, verify: bool | str, *,
+             stop: StopSignal | None) -> list[Source]:
     sources: list[Source] = []
     if file is not None:
         sources.append(FileSource(file))
     if url:
-        sources.append(CachedSource(UrlSource(url, timeout=timeout, verify=verify), cache))
+        sources.append(CachedSource(UrlSource(url, timeout=timeout, verify=verify, stop=stop), cache))
     return sources
 
 
-def build_info_service(settings: Settings, timeout: float = 30.0) -> InfoService | None:
+def build_info_service(settings: Settings, timeout: float = 30.0,
+                       stop: StopSignal | None = None) -> InfoService | None:
     """The pilot's information service, or None when the settings name no description source.
 
     Queue descriptions: ``--queuedata-file``, then ``--queuedata-url`` (cached in ``--cache-dir``); storages the same.
-    TLS is verified (against ``--capath`` when given).
+    TLS is verified (against ``--capath`` when given). Each download ends within ``timeout`` seconds, and at once
+    when ``stop`` is set.
     """
     cache = settings.cache_dir or settings.workdir
     verify: bool | str = str(settings.ca_path) if settings.ca_path else True
     queues = _sources(settings.queuedata_file, settings.queuedata_source, cache / "queuedata.{pandaqueue}.json",
-                      timeout, verify)
+                      timeout, verify, stop=stop)
     storages = _sources(settings.storagedata_file, settings.storagedata_source, cache / "ddmendpoints.json",
-                        timeout, verify)
+                        timeout, verify, stop=stop)
     if not queues and not storages:
         return None
     return InfoService(queues, storages, pandaqueue=settings.queue or None)

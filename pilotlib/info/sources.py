@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import quote
 
+from pilotlib._bounded import Cancelled, bounded_call, tracked_session
 from pilotlib._redact import redact_url
 from pilotlib.info.errors import InfoSourceError
+from pilotlib.stop import StopSignal
 
 if TYPE_CHECKING:  # imported on first download: a pilot reading only files never loads requests
     import requests
@@ -121,18 +123,21 @@ class UrlSource:
         timeout: float = 60.0,
         verify: bool | str = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        stop: StopSignal | None = None,
     ) -> None:
         """Create the source.
 
         Args:
             url: the URL, optionally with ``{pandaqueue}`` (e.g. ``https://host/cache/schedconfig/{pandaqueue}.all.json``).
-            session: a session to reuse (client certificate, proxies); a new one per call when ``None``.
-            timeout: seconds for connecting and for each read.
+            session: a session to reuse (client certificate, proxies); a new one when ``None``.
+            timeout: seconds the whole download may take (connect, reads, a server that trickles its answer).
             verify: ``True``, ``False`` or the path of a CA bundle or directory.
             max_bytes: the largest document accepted (a longer answer is a failure of this source).
+            stop: the pilot's stop: a download under way ends at once when it is set.
         """
         self.url = url
         self.session = session
+        self.stop = stop
         self.timeout = timeout
         self.verify = verify
         self.max_bytes = max_bytes
@@ -152,12 +157,19 @@ class UrlSource:
 
         url = self.url.replace(_PLACEHOLDER, quote(queue, safe=""))
         shown = redact_url(url)
-        getter = self.session.get if self.session is not None else requests.get
-        try:
-            with getter(url, timeout=self.timeout, verify=self.verify, stream=True) as answer:
+        session = tracked_session(self.session)
+
+        def download() -> bytes:
+            with session.get(url, timeout=self.timeout, verify=self.verify, stream=True) as answer:
                 if answer.status_code != 200:
                     raise InfoSourceError(f"{shown}: HTTP {answer.status_code} {answer.reason}")
-                body = self._read(answer, shown)
+                return self._read(answer, shown)
+
+        try:
+            body = bounded_call(download, self.timeout, self.stop, "info-download")
+        except Cancelled as exc:
+            why = "the pilot is stopping" if exc.stopped else f"no whole answer within {self.timeout:g} s"
+            raise InfoSourceError(f"{shown}: {why}") from exc
         except requests.RequestException as exc:
             reason = str(exc).replace(url, shown)
             raise InfoSourceError(f"{shown}: {type(exc).__name__}: {reason}") from exc

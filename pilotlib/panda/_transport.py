@@ -3,7 +3,7 @@
 Retries happen on connection errors, timeouts and 5xx answers only, at most ``RetryPolicy.attempts`` times, with
 exponential backoff and full jitter. A TLS verification failure is not retried. ``RetryPolicy.total_seconds`` bounds
 the whole call (connects, reads, retries and waits): a request still running then is cut off, also from a server that
-trickles its answer a byte at a time (see :mod:`pilotlib.panda._bounded`). A call in flight when the pilot's stop is
+trickles its answer a byte at a time (see :mod:`pilotlib._bounded`). A call in flight when the pilot's stop is
 set ends at once; a call made once the pilot is stopping (the final update) makes one attempt of at most
 ``RetryPolicy.stopping_seconds``.
 
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from pilotlib._bounded import Cancelled, Waiter, run_bounded, tracked_session
 from pilotlib._jsontext import JsonTextError, decode_utf8
 from pilotlib._redact import redact_text, redact_url
-from pilotlib.panda._bounded import Cancelled, Waiter, run_bounded, tracking_adapter
 from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerHTTPError
 from pilotlib.stop import StopSignal
 
@@ -126,14 +126,7 @@ class Transport:
         self.timeouts = timeouts
         self.retry = retry
         self.credentials = credentials
-        if session is None:
-            import requests  # noqa: PLC0415 - lazy, see the module imports
-
-            session = requests.Session()
-        adapter = tracking_adapter()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self.session = session
+        self.session = tracked_session(session)
         self.stop = stop
         self.verify: bool | str = str(ca_dir) if (verify and ca_dir is not None) else verify
         self._sleep = sleep

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import attrs
 
+from pilotlib._bounded import Cancelled, bounded_call, tracked_session
 from pilotlib._redact import redact_url
 from pilotlib.errors import JobDefinitionError
 from pilotlib.job import Job
 from pilotlib.payload._environment import PayloadIdentity, payload_environment
 from pilotlib.payload._split import split_args
 from pilotlib.payload.errors import TransformNotFoundError, TrfChmodError, TrfDownloadError
+from pilotlib.stop import StopSignal
 
 if TYPE_CHECKING:  # imported on a download only: loading requests is a noticeable part of a pilot's start
     import requests
@@ -122,7 +124,8 @@ class PayloadCommand:
             raise ValueError("argv must not be empty")
 
 
-def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> PayloadCommand:
+def build_command(job: Job, workdir: Path, settings: PayloadSettings,
+                  stop: StopSignal | None = None) -> PayloadCommand:
     """Build the payload command of a job.
 
     The transformation is resolved to an executable (downloaded into ``workdir`` when it is a URL); ``jobPars`` are
@@ -134,6 +137,7 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> Payload
         job: the job.
         workdir: the job's work directory (exists).
         settings: environment and download settings.
+        stop: the job's stop: it ends a transformation download at once.
 
     Returns:
         The command, to be run by a :class:`~pilotlib.payload.PayloadRunner`.
@@ -150,7 +154,7 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings) -> Payload
     if not job.transformation.strip() and not args:
         raise TransformNotFoundError(f"job {job.panda_id} has neither a transformation nor jobPars")
     trf = job.transformation.strip()
-    program = resolve_transformation(trf, workdir, settings) if trf else ""
+    program = resolve_transformation(trf, workdir, settings, stop) if trf else ""
     if settings.shell:
         script = f"{shlex.quote(program)} {job.job_pars}" if program else job.job_pars
         argv: tuple[str, ...] = ("/bin/bash", "-c", script)
@@ -200,13 +204,15 @@ def payload_env(job: Job, workdir: Path, settings: PayloadSettings) -> dict[str,
     return env
 
 
-def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings) -> str:
+def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings,
+                           stop: StopSignal | None = None) -> str:
     """Turn the job's ``transformation`` into the path of an executable.
 
     Args:
         trf: a URL (downloaded into ``workdir``), an absolute path, a name in ``workdir``, or a name on ``PATH``.
         workdir: the job's work directory.
         settings: download settings and the base environment's ``PATH``.
+        stop: ends a download at once.
 
     Returns:
         The executable's path (or the name found on ``PATH``, as an absolute path).
@@ -217,7 +223,7 @@ def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings) -
         TransformNotFoundError: not found, or a relative path leaving the work directory (1346).
     """
     if trf.startswith(_URL_SCHEMES):
-        return str(download_transformation(trf, workdir, settings))
+        return str(download_transformation(trf, workdir, settings, stop))
     if os.path.isabs(trf):
         if not os.access(trf, os.X_OK):
             raise TransformNotFoundError(f"transformation {trf} does not exist or is not executable")
@@ -254,13 +260,18 @@ def _copy_body(
         out.write(chunk)
 
 
-def download_transformation(url: str, workdir: Path, settings: PayloadSettings) -> Path:
+def download_transformation(url: str, workdir: Path, settings: PayloadSettings,
+                            stop: StopSignal | None = None) -> Path:
     """Download a transformation into the work directory and make it executable.
+
+    The whole download (connect, a server that trickles its answer, the body) ends within
+    ``settings.download_timeout`` seconds, and at once when ``stop`` is set (:func:`pilotlib._bounded.bounded_call`).
 
     Args:
         url: an ``http(s)://`` URL.
         workdir: the job's work directory.
         settings: timeout and TLS verification.
+        stop: the job's stop (the pilot's signal, the server's kill), or None.
 
     Returns:
         The downloaded file's path.
@@ -276,11 +287,20 @@ def download_transformation(url: str, workdir: Path, settings: PayloadSettings) 
     shown = redact_url(url)
     target = workdir / _trf_file_name(url)
     deadline = time.monotonic() + settings.download_timeout
-    try:
-        with requests.get(url, timeout=settings.download_timeout, verify=settings.verify_tls, stream=True) as resp:
+    session = tracked_session()
+
+    def fetch() -> None:
+        with session.get(url, timeout=settings.download_timeout, verify=settings.verify_tls, stream=True) as resp:
             resp.raise_for_status()
             with target.open("wb") as out:
                 _copy_body(resp, out, deadline, settings, shown)
+
+    try:
+        bounded_call(fetch, settings.download_timeout, stop, "trf-download")
+    except Cancelled as exc:
+        target.unlink(missing_ok=True)
+        why = "stopped: the job is stopping" if exc.stopped else f"took longer than {settings.download_timeout} s"
+        raise TrfDownloadError(f"download of transformation {shown} {why}") from exc
     except TrfDownloadError:
         target.unlink(missing_ok=True)
         raise

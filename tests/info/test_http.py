@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from pilotlib.devserver import DevServer
-from pilotlib.errors import ErrorCode
+from pilotlib.errors import ErrorCode, error_for_signal
 from pilotlib.info import (
     Activity,
     BadQueuedataError,
@@ -25,6 +26,7 @@ from pilotlib.info import (
     QueueNotActiveError,
     UrlSource,
 )
+from pilotlib.stop import Stop
 
 from .conftest import QUEUES, FakeClock, load_example
 
@@ -141,10 +143,37 @@ def test_timeout_is_a_source_failure(server: DevServer) -> None:
     """A server slower than the timeout is a failure of that source; the next source answers."""
     server.inject_fault(call="schedconfig", kind="delay", times=1, seconds=3.0)
     slow = UrlSource(server.url + "/cache/schedconfig/{pandaqueue}.all.json", timeout=0.5)
-    with pytest.raises(InfoSourceError, match="Timeout") as err:
+    with pytest.raises(InfoSourceError, match=r"no whole answer within 0\.5 s") as err:
         slow.fetch(QUEUE)
     assert err.value.code == ErrorCode.QUEUEDATA
     assert InfoService([slow, queue_url(server)]).queue(QUEUE).name == QUEUE
+
+
+def test_a_trickling_answer_is_cut_off_at_the_timeout(server: DevServer) -> None:
+    """A server that sends its answer a byte every 0.2 s holds a download no longer than the source's timeout in all
+    (before, the timeout bounded each read: such a server held the pilot's start as long as it liked)."""
+    server.inject_fault(call="schedconfig", kind="trickle", times=1, seconds=0.2)
+    slow = UrlSource(server.url + "/cache/schedconfig/{pandaqueue}.all.json", timeout=1.0)
+    begin = time.monotonic()
+    with pytest.raises(InfoSourceError, match="no whole answer within 1 s") as err:
+        slow.fetch(QUEUE)
+    assert time.monotonic() - begin < 4.0
+    assert err.value.code == ErrorCode.QUEUEDATA
+
+
+def test_the_stop_ends_a_download_under_way(server: DevServer) -> None:
+    """The pilot's stop (a SIGTERM during the start) ends a queue download that the server holds, at once."""
+    server.inject_fault(call="schedconfig", kind="hang", times=1, seconds=30.0)
+    stop = Stop()
+    threading.Timer(0.3, stop.set, args=(error_for_signal(15),)).start()
+    source = UrlSource(server.url + "/cache/schedconfig/{pandaqueue}.all.json", timeout=60, stop=stop)
+    begin = time.monotonic()
+    try:
+        with pytest.raises(InfoSourceError, match="the pilot is stopping"):
+            source.fetch(QUEUE)
+        assert time.monotonic() - begin < 3.0
+    finally:
+        server.faults.clear()
 
 
 def test_malformed_and_inactive_queues(server: DevServer) -> None:

@@ -7,13 +7,14 @@ import http.server
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pilotlib._redact import redact_url
-from pilotlib.errors import ErrorCode
+from pilotlib.errors import ErrorCode, error_for_signal
 from pilotlib.job import Job, parse_job
 from pilotlib.payload import (
     PayloadRunner,
@@ -22,6 +23,7 @@ from pilotlib.payload import (
     TrfDownloadError,
     build_command,
 )
+from pilotlib.stop import Stop
 
 TRF_BODY = b'#!/bin/sh\necho trf-ran "$@"\n'
 
@@ -261,6 +263,56 @@ def test_trf_download_bounded_in_time_and_size(workdir: Path, http_root: tuple[s
     with pytest.raises(TrfDownloadError) as info:
         build_command(job, workdir, PayloadSettings(download_max_bytes=4096))
     assert info.value.code == 1149 and "larger than 4096 B" in str(info.value)
+    assert list(workdir.iterdir()) == []
+
+
+class _Silent(http.server.BaseHTTPRequestHandler):
+    """Reads the request and answers nothing for 30 s (a server that hangs before its headers)."""
+
+    def do_GET(self) -> None:
+        threading.Event().wait(30)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that never answers; yields its transformation URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/trf"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.integration
+def test_trf_download_from_a_silent_server_ends_at_its_bound(workdir: Path, silent_server: str) -> None:
+    """A server that never sends its headers holds the download no longer than download_timeout in all (before, a
+    blocked read waited the whole read timeout, 120 s by default, whatever the download's bound): 1149, no file."""
+    begin = time.monotonic()
+    with pytest.raises(TrfDownloadError) as info:
+        build_command(Job(panda_id=7, transformation=silent_server), workdir, PayloadSettings(download_timeout=0.5))
+    assert time.monotonic() - begin < 3.0
+    assert info.value.code == 1149 and "took longer than 0.5 s" in str(info.value)
+    assert list(workdir.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_trf_download_ends_at_once_on_the_stop(workdir: Path, silent_server: str) -> None:
+    """The job's stop (SIGTERM, the server's kill) ends a transformation download under way at once, long before its
+    bound (120 s here): 1149 saying the job is stopping, no file left."""
+    stop = Stop()
+    threading.Timer(0.3, stop.set, args=(error_for_signal(15),)).start()
+    begin = time.monotonic()
+    with pytest.raises(TrfDownloadError) as info:
+        build_command(Job(panda_id=7, transformation=silent_server), workdir, PayloadSettings(download_timeout=120),
+                      stop)
+    assert time.monotonic() - begin < 3.0
+    assert "stopped: the job is stopping" in str(info.value)
     assert list(workdir.iterdir()) == []
 
 

@@ -145,6 +145,6 @@ class FakePayload:
         self.started: list[int] = []
         self.stopped_by: PilotError | None = None
 
-    def start(self, job: Job, workdir: Path) -> FakeRunning:
+    def start(self, job: Job, workdir: Path, stop: StopSignal | None = None) -> FakeRunning:
         self.started.append(job.panda_id)
         return FakeRunning(self)

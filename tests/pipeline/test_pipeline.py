@@ -174,7 +174,7 @@ def test_next_job_is_fetched_and_staged_in_while_a_payload_runs(tmp_path: Path) 
     second_staged = threading.Event()
 
     class Payload(FakePayload):
-        def start(self, job, workdir):  # type: ignore[no-untyped-def]
+        def start(self, job, workdir, stop=None):  # type: ignore[no-untyped-def]
             if job.panda_id == 2001:
                 assert second_staged.wait(30), "job 2 was not staged in while job 1 ran"
             return super().start(job, workdir)

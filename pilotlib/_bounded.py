@@ -24,7 +24,7 @@ from pilotlib.stop import StopSignal
 if TYPE_CHECKING:
     import requests.adapters
 
-__all__ = ["Cancelled", "Waiter", "run_bounded", "tracking_adapter"]
+__all__ = ["Cancelled", "Waiter", "bounded_call", "run_bounded", "tracked_session", "tracking_adapter"]
 
 T = TypeVar("T")
 
@@ -194,3 +194,25 @@ def tracking_adapter() -> requests.adapters.HTTPAdapter:
             self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
     return _Adapter()
+
+
+def tracked_session(session: requests.Session | None = None) -> requests.Session:
+    """``session`` (a new one by default) with :func:`tracking_adapter` mounted for http and https."""
+    import requests  # noqa: PLC0415 - lazy, see pilotlib.panda._transport
+
+    session = session if session is not None else requests.Session()
+    adapter = tracking_adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def bounded_call(func: Callable[[], T], seconds: float, stop: StopSignal | None, name: str) -> T:
+    """Run ``func`` (requests made through a :func:`tracked_session`) within ``seconds`` in all, ended at once by
+    ``stop``.
+
+    Raises:
+        Cancelled: the bound passed or the stop was set first (``stopped`` says which); the sockets are shut down.
+    """
+    with Waiter(seconds, stop) as waiter:
+        return run_bounded(func, waiter, name)
