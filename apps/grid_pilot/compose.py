@@ -243,13 +243,13 @@ def _open_journal(settings: Settings, reserve: SpaceReserve) -> Journal | None:
 
 
 def _recover_abandoned(settings: Settings, parts: Parts, stages: Stages, journal: Journal | None,
-                       stop: Stop) -> tuple[tuple[int, ...], tuple[int, ...]]:
+                       stop: Stop, *, reserve: SpaceReserve) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Report the jobs of lost pilots failed (their log staged out first), before any new work is taken."""
     recovery = JobRecovery(stages.log_out, parts.reporter, stages.store, stages.identity,
                            RetryPolicy(deadline=min(60.0, settings.final_retry)),
                            job_log=lambda panda_id: _tail(job_log_path(settings, panda_id)),
                            cleanup=settings.cleanup, on_job=parts.recovering)
-    outcome = recover_abandoned(settings.state_path, recovery, journal, stopping=stop)
+    outcome = recover_abandoned(settings.state_path, recovery, journal, stopping=stop, guard=reserve.retrying)
     if outcome.sent or outcome.unsent:
         log.warning("recovered jobs of lost pilots reported=%s unsent=%s", ",".join(map(str, outcome.sent)),
                     ",".join(map(str, outcome.unsent)))
@@ -340,7 +340,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),
                      lifeline=lifeline, reserve=reserve)
     journal = _open_journal(settings, reserve)
-    sent, unsent = _recover_abandoned(settings, parts, stages, journal, stop)
+    sent, unsent = _recover_abandoned(settings, parts, stages, journal, stop, reserve=reserve)
     recovered, unrecovered = [*recovered, *sent], (*unrecovered, *unsent)
     retriever = Retriever(parts.source, request, settings, started, limits=limits, journal=journal,
                           space=WorkAreaSpace(settings, queue, reserve))
