@@ -23,7 +23,7 @@ from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
 from apps.grid_pilot.state import ReservedFinalStore, WorkAreaSpace, state_reserve
 from pilotlib.abandoned import JobRecovery, recover_abandoned
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
-from pilotlib.job import Job, job_to_wire
+from pilotlib.job import Job, is_secret_field, job_to_wire
 from pilotlib.journal import Journal
 from pilotlib.logcontext import job_context
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
@@ -199,11 +199,13 @@ class Retriever:
         return run.failed(no_space)
 
     def _record(self, job: Job, workdir: Path) -> None:
-        """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job)."""
+        """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job), without
+        its credential fields: the journal is a file on disk, and recovery needs none of them."""
         if self._journal is None:
             return
+        definition = {key: value for key, value in job_to_wire(job).items() if not is_secret_field(key)}
         try:
-            self._journal.start(job.panda_id, job_to_wire(job), workdir)
+            self._journal.start(job.panda_id, definition, workdir)
         except OSError as exc:
             log.error("job not journalled: it cannot be recovered if this pilot is lost panda_id=%d error=%s",
                       job.panda_id, exc)
