@@ -27,7 +27,7 @@ import attrs
 
 from pilotlib.errors import JobDefinitionError, PilotError, PilotLostError
 from pilotlib.job import Job, parse_job
-from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, take_abandoned
+from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, WriteGuard, take_abandoned
 from pilotlib.panda.base import JobReporter
 from pilotlib.pipeline import JobRun
 from pilotlib.recovery import FinalStore, RetryPolicy, deliver_final
@@ -96,19 +96,28 @@ def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: StopSig
     return sent
 
 
+def _end(journal: AbandonedJournal, panda_id: int) -> None:
+    """Close the job's entry; one that cannot be written (a full or broken disk) stays open: the next pilot finds the
+    saved final update and only closes it."""
+    try:
+        journal.end(panda_id)
+    except OSError as exc:
+        log.error("abandoned journal entry not closed panda_id=%d error=%s", panda_id, exc)
+
+
 def _recover_entry(journal: AbandonedJournal, entry: JournalEntry, parts: JobRecovery,
                    stopping: StopSignal | None) -> bool | None:
     """Recover one job; True when its failure was acknowledged, False when left on disk, None when there was
     nothing to report (a final update already saved, or a definition that cannot be read)."""
     if parts.store.has(entry.panda_id):
         log.info("abandoned job has a final update already panda_id=%d", entry.panda_id)
-        journal.end(entry.panda_id)
+        _end(journal, entry.panda_id)
         return None
     try:
         job = parse_job(entry.definition)
     except JobDefinitionError as exc:
         log.error("abandoned job not recoverable panda_id=%d error=%s", entry.panda_id, exc)
-        journal.end(entry.panda_id)
+        _end(journal, entry.panda_id)
         return None
     log.warning("recovering abandoned job panda_id=%d pilot=%s workdir=%s", entry.panda_id, entry.pilot,
                 entry.workdir)
@@ -118,19 +127,23 @@ def _recover_entry(journal: AbandonedJournal, entry: JournalEntry, parts: JobRec
         log.error("abandoned job not recovered panda_id=%d error=%s", entry.panda_id, exc)
         return False
     if sent or parts.store.has(entry.panda_id):  # saved: recover() sends it if this pilot could not
-        journal.end(entry.panda_id)
+        _end(journal, entry.panda_id)
     return sent
 
 
 def recover_abandoned(state_dir: Path, parts: JobRecovery, own: Journal | None = None, *,
-                      stopping: StopSignal | None = None) -> AbandonedOutcome:
+                      stopping: StopSignal | None = None, guard: WriteGuard | None = None) -> AbandonedOutcome:
     """Recover the jobs of every journal in ``state_dir`` whose pilot is gone (see the module); ``own`` is this
-    pilot's journal (skipped). Once ``stopping`` is set, no further job is recovered (the rest stay for the next
+    pilot's journal (skipped); ``guard`` runs the journals' writes (as for :class:`~pilotlib.journal.Journal`, e.g.
+    the state directory's reserve). Once ``stopping`` is set, no further job is recovered (the rest stay for the next
     pilot). Once one final update could not be delivered (the server is down), the others get one try each, so that a
-    server that is down does not hold up the start once per job."""
+    server that is down does not hold up the start once per job. A journal line that cannot be written (a full or
+    broken disk) does not end the recovery: the entry stays open and the next pilot finds the job's saved final update
+    and only closes it."""
     sent: list[int] = []
     unsent: list[int] = []
-    for journal in take_abandoned(state_dir, own):
+    journals = take_abandoned(state_dir, own) if guard is None else take_abandoned(state_dir, own, guard)
+    for journal in journals:
         try:
             for entry in journal.entries:
                 if stopping is not None and stopping.is_set():

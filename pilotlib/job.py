@@ -10,7 +10,7 @@ Parsing errors are :class:`pilotlib.errors.JobDefinitionError` subclasses naming
 its PanDA error code. Nothing else in pilotlib sees a raw server dictionary.
 """
 
-from pilotlib._jobmodel import FileKind, FileSpec, Job, JobState, can_transition
+from pilotlib._jobmodel import FileKind, FileSpec, Job, JobState, can_transition, is_secret_field
 from pilotlib._jobwire import MAX_LFN_LENGTH, job_to_wire, load_job_definitions, parse_job
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Job",
     "JobState",
     "can_transition",
+    "is_secret_field",
     "job_to_wire",
     "load_job_definitions",
     "parse_job",

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["JOURNAL_DIR", "AbandonedJournal", "Journal", "JournalEntry", "take_abandoned"]
+__all__ = ["JOURNAL_DIR", "AbandonedJournal", "Journal", "JournalEntry", "WriteGuard", "take_abandoned"]
 
 log = logging.getLogger(__name__)
 
@@ -141,27 +141,45 @@ class Journal:
 
 
 class AbandonedJournal:
-    """The journal of a pilot that is gone, locked by this process: the jobs it started and did not end."""
+    """The journal of a pilot that is gone, locked by this process: the jobs it started and did not end.
 
-    def __init__(self, path: Path, fd: int) -> None:
+    Args:
+        path: the journal's file.
+        fd: its open descriptor, locked by this process.
+        guard: runs each write, as for :class:`Journal` (e.g. the state directory's reserve).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+
+    def __init__(self, path: Path, fd: int, guard: WriteGuard = _unguarded) -> None:
         self.path = path
         self._fd = fd
+        self._guard = guard
         content = path.read_bytes()
         self.entries = _entries(content)
 
     def end(self, panda_id: int) -> None:
-        """Record that the job was recovered (its final update is saved): no later pilot recovers it again."""
-        _append(self._fd, {"event": "end", "panda_id": panda_id})
+        """Record that the job was recovered (its final update is saved): no later pilot recovers it again.
+
+        Raises:
+            OSError: the line cannot be written (e.g. a full or broken disk, after the guard's retry).
+        """
+        self._guard(lambda: _append(self._fd, {"event": "end", "panda_id": panda_id}))
 
     def release(self) -> None:
-        """Remove the journal when none of its jobs is left open, and release its lock."""
-        if not _entries(self.path.read_bytes()):
-            with contextlib.suppress(OSError):
+        """Remove the journal when none of its jobs is left open, and release its lock (a journal that cannot be
+        read is kept for the next pilot)."""
+        try:
+            if not _entries(self.path.read_bytes()):
                 self.path.unlink()  # still locked: a successor that opened it before sees its entries all ended
-        os.close(self._fd)
+        except OSError as exc:
+            log.error("abandoned journal kept path=%s error=%s", self.path, exc)
+        finally:
+            os.close(self._fd)
 
 
-def _lock_if_abandoned(path: Path) -> AbandonedJournal | None:
+def _lock_if_abandoned(path: Path, guard: WriteGuard) -> AbandonedJournal | None:
     """The journal at ``path`` locked by this process, or None when its owner lives (or another took it)."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
@@ -179,12 +197,19 @@ def _lock_if_abandoned(path: Path) -> AbandonedJournal | None:
     if not same:
         os.close(fd)
         return None
-    return AbandonedJournal(path, fd)
+    try:
+        return AbandonedJournal(path, fd, guard)
+    except OSError as exc:  # a broken disk: the journal stays for a pilot that can read it
+        log.error("abandoned journal not readable path=%s error=%s", path, exc)
+        os.close(fd)
+        return None
 
 
-def take_abandoned(state_dir: Path, own: Journal | None = None) -> list[AbandonedJournal]:
+def take_abandoned(state_dir: Path, own: Journal | None = None,
+                   guard: WriteGuard = _unguarded) -> list[AbandonedJournal]:
     """The journals in ``state_dir`` whose pilots are gone, each locked by the caller (who must
-    :meth:`~AbandonedJournal.release` it); ``own`` (this pilot's journal) is skipped."""
+    :meth:`~AbandonedJournal.release` it); ``own`` (this pilot's journal) is skipped; ``guard`` runs their writes
+    (as for :class:`Journal`)."""
     directory = state_dir / JOURNAL_DIR
     if not directory.is_dir():
         return []
@@ -192,7 +217,7 @@ def take_abandoned(state_dir: Path, own: Journal | None = None) -> list[Abandone
     for path in sorted(directory.glob("*" + _SUFFIX)):
         if own is not None and path == own.path:
             continue
-        journal = _lock_if_abandoned(path)
+        journal = _lock_if_abandoned(path, guard)
         if journal is not None:
             taken.append(journal)
     return taken

@@ -23,7 +23,7 @@ from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
 from apps.grid_pilot.state import ReservedFinalStore, WorkAreaSpace, state_reserve
 from pilotlib.abandoned import JobRecovery, recover_abandoned
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
-from pilotlib.job import Job, job_to_wire
+from pilotlib.job import Job, is_secret_field, job_to_wire
 from pilotlib.journal import Journal
 from pilotlib.logcontext import job_context
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
@@ -199,11 +199,13 @@ class Retriever:
         return run.failed(no_space)
 
     def _record(self, job: Job, workdir: Path) -> None:
-        """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job)."""
+        """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job), without
+        its credential fields: the journal is a file on disk, and recovery needs none of them."""
         if self._journal is None:
             return
+        definition = {key: value for key, value in job_to_wire(job).items() if not is_secret_field(key)}
         try:
-            self._journal.start(job.panda_id, job_to_wire(job), workdir)
+            self._journal.start(job.panda_id, definition, workdir)
         except OSError as exc:
             log.error("job not journalled: it cannot be recovered if this pilot is lost panda_id=%d error=%s",
                       job.panda_id, exc)
@@ -243,13 +245,13 @@ def _open_journal(settings: Settings, reserve: SpaceReserve) -> Journal | None:
 
 
 def _recover_abandoned(settings: Settings, parts: Parts, stages: Stages, journal: Journal | None,
-                       stop: Stop) -> tuple[tuple[int, ...], tuple[int, ...]]:
+                       stop: Stop, *, reserve: SpaceReserve) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Report the jobs of lost pilots failed (their log staged out first), before any new work is taken."""
     recovery = JobRecovery(stages.log_out, parts.reporter, stages.store, stages.identity,
                            RetryPolicy(deadline=min(60.0, settings.final_retry)),
                            job_log=lambda panda_id: _tail(job_log_path(settings, panda_id)),
                            cleanup=settings.cleanup, on_job=parts.recovering)
-    outcome = recover_abandoned(settings.state_path, recovery, journal, stopping=stop)
+    outcome = recover_abandoned(settings.state_path, recovery, journal, stopping=stop, guard=reserve.retrying)
     if outcome.sent or outcome.unsent:
         log.warning("recovered jobs of lost pilots reported=%s unsent=%s", ",".join(map(str, outcome.sent)),
                     ",".join(map(str, outcome.unsent)))
@@ -340,7 +342,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     stages = _stages(settings, parts.reporter, store, setups, limits, places=(input_url, output_url),
                      lifeline=lifeline, reserve=reserve)
     journal = _open_journal(settings, reserve)
-    sent, unsent = _recover_abandoned(settings, parts, stages, journal, stop)
+    sent, unsent = _recover_abandoned(settings, parts, stages, journal, stop, reserve=reserve)
     recovered, unrecovered = [*recovered, *sent], (*unrecovered, *unsent)
     retriever = Retriever(parts.source, request, settings, started, limits=limits, journal=journal,
                           space=WorkAreaSpace(settings, queue, reserve))

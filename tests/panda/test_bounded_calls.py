@@ -67,8 +67,9 @@ def test_trickling_answer_is_cut_off_at_the_total_bound(panda_server: DevServer,
 def test_hanging_call_ends_at_once_when_the_stop_is_set(request: pytest.FixtureRequest, server: str,
                                                         no_helper_left: None) -> None:
     """A getJob the server never answers (30 s read timeout, 60 s bound), over HTTP and over verified HTTPS, ends
-    within half a second of the stop with CommunicationError saying the pilot is stopping; no retry follows, and
-    the request's thread ends (its socket, a TLS one too, is shut down)."""
+    soon after the stop (under 5 s from the start, the stop at 0.5 s: a loaded machine's margin, far below the 30 s
+    the call would hang) with CommunicationError saying the pilot is stopping; no retry follows, and the request's
+    thread ends (its socket, a TLS one too, is shut down)."""
     served: DevServer = request.getfixturevalue(server)
     served.inject_fault("getJob", "hang", times=3)
     stop = Stop()
@@ -77,14 +78,14 @@ def test_hanging_call_ends_at_once_when_the_stop_is_set(request: pytest.FixtureR
     with pytest.raises(CommunicationError) as failed:
         _client(served, stop).get_jobs(REQUEST)
     timer.join()
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 5.0
     assert "the pilot is stopping" in str(failed.value)
     assert served.request_count("getJob") == 1
 
 
 def test_backoff_between_retries_wakes_on_the_stop(panda_server: DevServer) -> None:
-    """A retry's backoff (10 s after an HTTP 503) ends when the stop is set: the call ends within a second, no
-    second request."""
+    """A retry's backoff (10 s after an HTTP 503) ends when the stop is set (at 0.3 s): the call ends under 5 s from
+    the start (a loaded machine's margin, half the backoff), no second request."""
     panda_server.inject_fault("getJob", "http503", times=3)
     stop = Stop()
     timer = _stop_after(stop, 0.3)
@@ -92,7 +93,7 @@ def test_backoff_between_retries_wakes_on_the_stop(panda_server: DevServer) -> N
     with pytest.raises(CommunicationError) as failed:
         _client(panda_server, stop, backoff=10.0, max_backoff=10.0).get_jobs(REQUEST)
     timer.join()
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 5.0
     assert "the pilot is stopping" in str(failed.value)
     assert panda_server.request_count("getJob") == 1
 
@@ -110,14 +111,15 @@ def test_backoff_without_a_stop_waits(panda_server: DevServer) -> None:
 
 def test_call_made_while_stopping_gets_one_short_attempt(panda_server: DevServer, no_helper_left: None) -> None:
     """Once the pilot is stopping a call (the final update) is still made, but once, for at most
-    stopping_seconds (1 s here), however long the total bound."""
+    stopping_seconds (1 s here), however long the total bound: at least 0.9 s, under 5 s (a loaded machine's
+    margin; without the short attempt the call would hang its 30 s read timeout)."""
     panda_server.inject_fault("updateJob", "hang", times=3)
     stop = Stop()
     stop.set(SigTermError("SIGTERM"))
     began = time.monotonic()
     with pytest.raises(CommunicationError):
         _client(panda_server, stop, stopping_seconds=1.0).update_job(JobUpdate(1, "failed"))
-    assert 0.9 < time.monotonic() - began < 2.0
+    assert 0.9 < time.monotonic() - began < 5.0
     assert panda_server.request_count("updateJob") == 1
 
 

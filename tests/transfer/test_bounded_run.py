@@ -2,7 +2,8 @@
 bound, then given up, and its partial file removed, also when its thread writes it after all.
 
 The calls here are plain functions blocked on events (a backend call that ignores every cancel), so that the
-bounds can be asserted to a fraction of a second; the real clients' cancels are tested in ``test_cancel.py``.
+bounds can be asserted (the upper ones with a loaded machine's margin, far below the 10 s a call blocks); the real
+clients' cancels are tested in ``test_cancel.py``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def test_a_timed_out_call_is_cancelled_then_given_up_after_the_bound(tmp_path: P
         release.set()
     assert result.error is not None and result.error.message == "timed out"
     assert cancelled == [0] and discarded == [0] and not partial.exists()
-    assert 0.3 + WAIT - 0.05 < took < 0.3 + WAIT + 0.5
+    assert 0.3 + WAIT - 0.05 < took < 0.3 + WAIT + 2.0  # a loaded machine's margin; the call itself blocks 10 s
 
 
 def test_a_call_that_honours_its_cancel_ends_at_once_with_the_timeout_error() -> None:
@@ -107,7 +108,7 @@ def test_after_a_stop_a_stuck_call_is_given_up_and_its_late_file_removed(tmp_pat
     results = parallel_map(stuck, [30.0, 30.0], 1, lambda i: given_up, stop=stop, discard=discard)
     took = time.monotonic() - begin
     assert results == [given_up, given_up] and calls == [0]
-    assert 0.2 + WAIT - 0.05 < took < 0.2 + WAIT + 0.5
+    assert 0.2 + WAIT - 0.05 < took < 0.2 + WAIT + 2.0  # a loaded machine's margin; the call blocks 10 s
     assert discards == [0]  # given up: its partial file removed at once
     release.set()
     deadline = time.monotonic() + 5

@@ -3,19 +3,20 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fixtures.smallfs import fill
 
-from pilotlib.abandoned import JobRecovery, recover_abandoned
+from pilotlib.abandoned import AbandonedOutcome, JobRecovery, recover_abandoned
 from pilotlib.errors import ErrorCode
 from pilotlib.job import Job
 from pilotlib.journal import JOURNAL_DIR, Journal, take_abandoned
@@ -233,3 +234,31 @@ def test_abandoned_job_whose_report_is_refused_is_left_to_the_next_pilot(tmp_pat
     reporter = _Reporter()
     assert recover(FinalStore(tmp_path), reporter) == [42]
     assert reporter.updates[0].fields["pilotErrorCode"] == ErrorCode.KILLSIGNAL
+
+
+def _disk_full(write: Callable[[], None]) -> None:
+    """A write guard on a disk that stays full: the reserve had nothing left to release."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_abandoned_journal_that_cannot_be_written_does_not_end_the_recovery(tmp_path: Path) -> None:
+    """The journal's ``end`` line of a recovered job fails (ENOSPC from the state directory's guard): the recovery
+    still returns, with the job's failure sent and its final update kept as sent; the entry stays open, so the next
+    pilot finds the saved update, reports nothing again and closes the entry."""
+    journal = Journal(tmp_path, "grid-pilot-1")
+    journal.start(42, DEFINITION, tmp_path / "42")
+    journal.close()
+    reporter = _Reporter()
+
+    outcome = recover_abandoned(tmp_path, _recovery(tmp_path, reporter, _LogOut()), guard=_disk_full)
+
+    assert outcome.sent == (42,) and outcome.unsent == ()
+    (update,) = reporter.updates
+    assert update.final and update.fields["pilotErrorCode"] == ErrorCode.KILLSIGNAL
+    assert FinalStore(tmp_path).is_sent(42)
+    (left,) = take_abandoned(tmp_path)  # the entry could not be closed
+    assert [e.panda_id for e in left.entries] == [42]
+    left.release()
+    again = _Reporter()
+    assert recover_abandoned(tmp_path, _recovery(tmp_path, again, _LogOut())) == AbandonedOutcome()
+    assert again.updates == [] and take_abandoned(tmp_path) == []
