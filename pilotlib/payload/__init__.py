@@ -11,6 +11,7 @@ Typical use (the payload stage of a pipeline)::
 """
 
 from pilotlib.payload._command import (
+    MAX_ARG_BYTES,
     MAX_JOB_PARS_BYTES,
     PayloadCommand,
     PayloadSettings,
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_MEMORY_PER_CORE_MB",
     "JOB_METRICS_LIMIT",
     "KILL_SECONDS",
+    "MAX_ARG_BYTES",
     "MAX_JOB_PARS_BYTES",
     "PRIVATE_PREFIXES",
     "PRIVATE_VARIABLES",

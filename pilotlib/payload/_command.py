@@ -34,7 +34,7 @@ from pilotlib.stop import StopSignal
 if TYPE_CHECKING:  # imported on a download only: loading requests is a noticeable part of a pilot's start
     import requests
 
-__all__ = ["MAX_JOB_PARS_BYTES", "PayloadCommand", "PayloadSettings", "build_command"]
+__all__ = ["MAX_ARG_BYTES", "MAX_JOB_PARS_BYTES", "PayloadCommand", "PayloadSettings", "build_command"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ _URL_SCHEMES = ("http://", "https://")
 #: The longest ``jobPars`` accepted, in bytes (UTF-8): Linux's ``ARG_MAX`` with the usual 8 MiB stack, the most the
 #: kernel lets ``execve`` pass as arguments and environment together (a longer command fails with ``E2BIG``).
 MAX_JOB_PARS_BYTES = 2 * 1024 * 1024
+
+#: The longest single argument ``execve`` takes, in bytes with its NUL (Linux's ``MAX_ARG_STRLEN``, 32 pages): a
+#: longer one fails with ``E2BIG`` whatever the total. With ``shell`` the whole script is one argument.
+MAX_ARG_BYTES = 32 * 4096
 
 
 def _frozen_env(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -146,7 +150,8 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings,
         TrfDownloadError: the transformation URL could not be fetched (1149).
         TrfChmodError: the downloaded transformation could not be made executable (1143).
         TransformNotFoundError: the transformation is missing, or ``jobPars``/the name are unusable (1346).
-        JobDefinitionError: ``jobPars`` are longer than ``settings.max_job_pars`` bytes (1302).
+        JobDefinitionError: ``jobPars`` are longer than ``settings.max_job_pars`` bytes, or one argument (the whole
+            script with ``settings.shell``) is longer than :data:`MAX_ARG_BYTES` less its NUL (1302).
     """
     workdir = Path(workdir)
     _check_length(job.job_pars, settings.max_job_pars)
@@ -160,6 +165,7 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings,
         argv: tuple[str, ...] = ("/bin/bash", "-c", script)
     else:
         argv = (program, *args) if program else tuple(args)
+    _check_arguments(argv)
     env = payload_env(job, workdir, settings)
     log.info("payload command built panda_id=%s program=%s nargs=%d", job.panda_id, argv[0], len(argv) - 1)
     return PayloadCommand(
@@ -176,6 +182,14 @@ def _check_length(job_pars: str, limit: int) -> None:
     if size > limit:
         raise JobDefinitionError("jobPars", f"<{size} bytes>",
                                  f"longer than {limit} bytes, the most a payload command line may hold")
+
+
+def _check_arguments(argv: Sequence[str]) -> None:
+    longest = max(len(arg.encode("utf-8", errors="surrogatepass")) + 1 for arg in argv)
+    if longest > MAX_ARG_BYTES:
+        raise JobDefinitionError("jobPars", f"<an argument of {longest - 1} bytes>",
+                                 f"an argument longer than {MAX_ARG_BYTES - 1} bytes, the most the kernel passes to a "
+                                 "program (MAX_ARG_STRLEN)")
 
 
 def _split_pars(job_pars: str) -> list[str]:

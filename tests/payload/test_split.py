@@ -8,7 +8,9 @@ this pilot splits with :func:`pilotlib.payload.split_args` and refuses what no `
 
 from __future__ import annotations
 
+import errno
 import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 
 from pilotlib.errors import ErrorCode, JobDefinitionError
 from pilotlib.job import Job
-from pilotlib.payload import MAX_JOB_PARS_BYTES, PayloadSettings, build_command, split_args
+from pilotlib.payload import MAX_ARG_BYTES, MAX_JOB_PARS_BYTES, PayloadSettings, build_command, split_args
 
 _ALPHABET = st.sampled_from(["a", "b", "=", "$", "#", " ", "\t", "\n", "\r", "\\", '"', "'", "\x0b", "\xa0", "\x00"])
 
@@ -73,12 +75,36 @@ def test_split_args_is_linear_on_megabytes(shape: str) -> None:
 
 
 def test_long_token_command_is_built_at_once(tmp_path: Path) -> None:
-    """A job whose jobPars hold one 1 MB argument gets its command in well under a second (it took 52 s)."""
-    pars = "--data=" + "x" * (1024 * 1024)
+    """A job whose jobPars hold 1 MB of long arguments (each just under the kernel's limit for one) gets its command
+    in well under a second (one 1 MB token took 52 s)."""
+    token = "--data=" + "x" * (MAX_ARG_BYTES - 100)
+    pars = " ".join([token] * 8)
     began = time.monotonic()
     cmd = build_command(Job(panda_id=1, transformation="/bin/true", job_pars=pars), tmp_path, PayloadSettings())
     assert time.monotonic() - began < 2.0
-    assert cmd.argv == ("/bin/true", pars)
+    assert cmd.argv == ("/bin/true", *([token] * 8))
+
+
+def test_the_kernel_refuses_an_argument_past_max_arg_bytes(tmp_path: Path) -> None:
+    """MAX_ARG_BYTES is the kernel's own limit for one argument (MAX_ARG_STRLEN): execve takes an argument of
+    MAX_ARG_BYTES - 1 bytes with its NUL and fails with E2BIG one byte longer, however small the total."""
+    assert subprocess.run(["/bin/true", "x" * (MAX_ARG_BYTES - 1)], check=False).returncode == 0
+    with pytest.raises(OSError) as info:
+        subprocess.run(["/bin/true", "x" * MAX_ARG_BYTES], check=False)
+    assert info.value.errno == errno.E2BIG
+
+
+@pytest.mark.parametrize("shell", [False, True], ids=["argv", "shell-script"])
+def test_an_argument_past_the_kernels_limit_is_refused(tmp_path: Path, shell: bool) -> None:
+    """One argument longer than the kernel passes (200 KiB, far below the 2 MiB total) is refused at once with
+    CONVERSIONFAILURE (1302) naming jobPars, instead of a payload that can never start (1305); with ``shell`` the
+    whole script is one argument, so 200 KiB of short arguments is refused too."""
+    pars = "x" * (200 * 1024) if not shell else " ".join(["ab"] * (70 * 1024))
+    with pytest.raises(JobDefinitionError) as info:
+        build_command(Job(panda_id=1, transformation="/bin/true", job_pars=pars), tmp_path,
+                      PayloadSettings(shell=shell))
+    assert info.value.code == ErrorCode.CONVERSIONFAILURE and info.value.field == "jobPars"
+    assert "MAX_ARG_STRLEN" in str(info.value)
 
 
 def test_jobpars_past_the_limit_are_refused_at_once(tmp_path: Path) -> None:
