@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.processes import process_gone, session_members
 
 from .helpers import adler32, job_definition, make_inputs
 
@@ -45,28 +46,6 @@ echo $! > group.pid
 cat child.pid daemon.pid group.pid > pids.tmp && echo $$ >> pids.tmp && mv pids.tmp pids.txt
 exec sleep 300
 """
-
-
-def _gone(pid: int) -> bool:
-    """No longer running: absent, or a zombie waiting to be reaped."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return text[text.rfind(")") + 2] == "Z"
-
-
-def _session(sid: int) -> list[int]:
-    """Live processes of session ``sid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and not _gone(int(entry.name)):
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def _wait(condition: Callable[[], bool], seconds: float) -> bool:
@@ -122,7 +101,7 @@ def pilot(tmp_path: Path) -> Iterator[Pilot]:
         leftovers = []
         pids = made.work / "9301" / "pids.txt"
         if pids.exists():
-            leftovers = _session(int(pids.read_text().split()[-1]))
+            leftovers = session_members(int(pids.read_text().split()[-1]))
         if made.proc is not None:
             if made.proc.poll() is None:
                 made.proc.kill()
@@ -131,7 +110,7 @@ def pilot(tmp_path: Path) -> Iterator[Pilot]:
         if log_file.exists() and "lifeline started" in log_file.read_text():
             leftovers.append(_lifeline_pid(made.work))
         for pid in leftovers:
-            if not _gone(pid):
+            if not process_gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -157,21 +136,22 @@ def test_payload_session_dies_with_a_sigkilled_pilot(pilot: Pilot, tmp_path: Pat
     assert proc.poll() is None, pilot.stderr.read_text()[-2000:]
     pids = [int(p) for p in (workdir / "pids.txt").read_text().split()]
     leader = pids[-1]
-    assert all(not _gone(p) for p in pids)
+    assert all(not process_gone(p) for p in pids)
     if kill == "pilot":
         proc.kill()
     else:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     begin = time.monotonic()
-    assert _wait(lambda: all(_gone(p) for p in pids), 5.0), f"still running: {[p for p in pids if not _gone(p)]}"
-    assert _session(leader) == []
+    running = lambda: [p for p in pids if not process_gone(p)]  # noqa: E731
+    assert _wait(lambda: not running(), 5.0), f"still running: {running()}"
+    assert session_members(leader) == []
     print(f"payload session gone {time.monotonic() - begin:.2f} s after the kill")
     before = _tree(workdir)
     time.sleep(0.5)  # the writers wrote every 0.1 s
     assert _tree(workdir) == before
     lifeline = _lifeline_pid(pilot.work)
-    assert _wait(lambda: _gone(lifeline), 5.0)
+    assert _wait(lambda: process_gone(lifeline), 5.0)
     assert "lifeline: the pilot is gone; killed" in pilot.stderr.read_text()
 
 

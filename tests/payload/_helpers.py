@@ -6,6 +6,10 @@ import sys
 import time
 from pathlib import Path
 
+from fixtures.processes import process_gone
+
+__all__ = ["PY", "process_gone", "wait_for_file", "wait_gone"]
+
 PY = sys.executable
 
 
@@ -17,15 +21,6 @@ def wait_for_file(path: Path, deadline: float = 10.0) -> str:
             return path.read_text()
         time.sleep(0.02)
     raise AssertionError(f"{path} did not appear within {deadline} s")
-
-
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (absent, or a zombie waiting for its parent)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return text[text.rfind(")") + 2] == "Z"
 
 
 def wait_gone(pids: list[int], deadline: float = 10.0) -> bool:

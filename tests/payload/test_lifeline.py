@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.processes import session_members
 
 from pilotlib.payload import Lifeline, PayloadKilledError, PayloadRunner
 from pilotlib.payload import _lifeline as lifeline_module
@@ -28,19 +29,6 @@ def _start(pid: int) -> int:
     return int(text[text.rfind(")") + 2 :].split()[19])
 
 
-def _members(sid: int) -> list[int]:
-    """Live processes of session ``sid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and not process_gone(int(entry.name)):
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 class Sessions:
     """Sessions started by the test (each: a leader, a child, a child in another process group); all killed at the
     end."""
@@ -52,14 +40,14 @@ class Sessions:
         proc = subprocess.Popen(["sh", "-c", SESSION], start_new_session=True)
         self.procs.append(proc)
         end = time.monotonic() + 5
-        while len(_members(proc.pid)) < 3:
+        while len(session_members(proc.pid)) < 3:
             assert time.monotonic() < end, "session did not start its children"
             time.sleep(0.01)
         return proc.pid
 
     def cleanup(self) -> None:
         for proc in self.procs:
-            for pid in _members(proc.pid):
+            for pid in session_members(proc.pid):
                 os.kill(pid, signal.SIGKILL)
             proc.wait()
 
@@ -100,11 +88,11 @@ def test_pilot_gone_kills_every_process_of_a_registered_session(
     """The end of the pipe without a goodbye (the pilot died): every process of the registered session, in its
     process group or another one, is SIGKILLed within 5 s, and the lifeline exits 0 saying what it killed."""
     sid = sessions.new()
-    members = _members(sid)
+    members = session_members(sid)
     _say(supervisor, f"+ {sid} {_start(sid)}")
     assert supervisor.stdin is not None
     supervisor.stdin.close()
-    assert wait_gone(members, deadline=5.0), f"still running: {_members(sid)}"
+    assert wait_gone(members, deadline=5.0), f"still running: {session_members(sid)}"
     assert supervisor.wait(5) == 0
     assert supervisor.stderr is not None
     assert f"killed 3 processes of sessions {sid}" in supervisor.stderr.read().decode()
@@ -117,9 +105,9 @@ def test_released_session_is_not_signalled(supervisor: subprocess.Popen[bytes], 
     _say(supervisor, f"+ {released} {_start(released)}", f"+ {registered} {_start(registered)}", f"- {released}")
     assert supervisor.stdin is not None
     supervisor.stdin.close()
-    assert wait_gone(_members(registered), deadline=5.0)
+    assert wait_gone(session_members(registered), deadline=5.0)
     assert supervisor.wait(5) == 0
-    assert len(_members(released)) == 3
+    assert len(session_members(released)) == 3
 
 
 def test_recycled_pid_is_not_signalled(supervisor: subprocess.Popen[bytes], sessions: Sessions) -> None:
@@ -129,9 +117,9 @@ def test_recycled_pid_is_not_signalled(supervisor: subprocess.Popen[bytes], sess
     _say(supervisor, f"+ {recycled} {_start(recycled) - 1}", f"+ {registered} {_start(registered)}")
     assert supervisor.stdin is not None
     supervisor.stdin.close()
-    assert wait_gone(_members(registered), deadline=5.0)
+    assert wait_gone(session_members(registered), deadline=5.0)
     assert supervisor.wait(5) == 0
-    assert len(_members(recycled)) == 3
+    assert len(session_members(recycled)) == 3
 
 
 def test_goodbye_leaves_sessions_running_and_exits_at_once(
@@ -141,7 +129,7 @@ def test_goodbye_leaves_sessions_running_and_exits_at_once(
     sid = sessions.new()
     _say(supervisor, f"+ {sid} {_start(sid)}", "bye")
     assert supervisor.wait(1) == 0
-    assert len(_members(sid)) == 3
+    assert len(session_members(sid)) == 3
 
 
 def test_dead_pilot_is_noticed_while_its_pipe_stays_open(
@@ -150,11 +138,11 @@ def test_dead_pilot_is_noticed_while_its_pipe_stays_open(
     exec keeps the write end open): the session is killed within 5 s and the lifeline exits."""
     pilot = subprocess.Popen(["sleep", "60"])
     sid = sessions.new()
-    members = _members(sid)
+    members = session_members(sid)
     try:
         _say(supervisor, f"pilot {pilot.pid} {_start(pilot.pid)}", f"+ {sid} {_start(sid)}")
         time.sleep(0.2)
-        assert len(_members(sid)) == 3, "killed before the pilot died"
+        assert len(session_members(sid)) == 3, "killed before the pilot died"
         pilot.kill()
         assert wait_gone(members, deadline=5.0)
         assert supervisor.wait(5) == 0
@@ -184,7 +172,7 @@ def test_an_exception_leaving_the_lifeline_block_ends_the_watched_sessions(sessi
     still watched are killed (within 5 s) and the lifeline has exited when the block is left; a released one runs
     on."""
     watched, released = sessions.new(), sessions.new()
-    members = _members(watched)
+    members = session_members(watched)
     with pytest.raises(RuntimeError, match="pilot failure"), Lifeline.start() as lifeline:
         lifeline.watch(watched)
         lifeline.watch(released)
@@ -192,7 +180,7 @@ def test_an_exception_leaving_the_lifeline_block_ends_the_watched_sessions(sessi
         raise RuntimeError("pilot failure")
     assert process_gone(lifeline.pid)
     assert wait_gone(members, deadline=0.5)
-    assert len(_members(released)) == 3
+    assert len(session_members(released)) == 3
 
 
 def test_runner_payload_session_dies_with_its_pilot(make_command: MakeCommand) -> None:
