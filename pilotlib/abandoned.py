@@ -30,7 +30,7 @@ from pilotlib.job import Job, parse_job
 from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, WriteGuard, take_abandoned
 from pilotlib.panda.base import JobReporter
 from pilotlib.pipeline import JobRun
-from pilotlib.recovery import FinalStore, RetryPolicy, deliver_final
+from pilotlib.recovery import FinalRetry, FinalStore, deliver_final
 from pilotlib.report import PilotIdentity, final_update
 from pilotlib.stages import LOG_STOPPING_TIMEOUT, LogStageOut, clean_workdir
 from pilotlib.stop import StopSignal
@@ -60,7 +60,7 @@ class JobRecovery:
     reporter: JobReporter
     store: FinalStore
     identity: PilotIdentity
-    retry: RetryPolicy = attrs.field(factory=lambda: RetryPolicy(deadline=0.0))
+    retry: FinalRetry = attrs.field(factory=lambda: FinalRetry(deadline=0.0))
     job_log: Callable[[int], str] = lambda _panda_id: ""
     cleanup: bool = True
     on_job: Callable[[Job], None] = lambda _job: None

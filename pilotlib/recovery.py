@@ -26,7 +26,7 @@ from pilotlib.errors import PilotError
 from pilotlib.panda.base import JobReporter, JobUpdate
 from pilotlib.stop import StopSignal
 
-__all__ = ["FINAL_NAME", "STOPPING_DEADLINE", "FinalStore", "RetryPolicy", "deliver_final", "recover"]
+__all__ = ["FINAL_NAME", "STOPPING_DEADLINE", "FinalRetry", "FinalStore", "deliver_final", "recover"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ STOPPING_DEADLINE = 25.0
 
 
 @attrs.frozen
-class RetryPolicy:
+class FinalRetry:
     """How long to keep trying a final update: until ``deadline`` seconds from now, backing off between tries.
 
     Once the pilot is stopping, at most ``stopping_deadline`` more seconds are spent.
@@ -140,7 +140,7 @@ class RetryPolicy:
 class _Deadline:
     """The end of the tries, cut short the first time the pilot is seen stopping; pauses wake when it stops."""
 
-    def __init__(self, policy: RetryPolicy, stopping: StopSignal | None, pause: Callable[[float], object] | None):
+    def __init__(self, policy: FinalRetry, stopping: StopSignal | None, pause: Callable[[float], object] | None):
         self._end = time.monotonic() + policy.deadline
         self._policy = policy
         self._stopping = stopping
@@ -175,7 +175,7 @@ def _try_send(reporter: JobReporter, update: JobUpdate) -> bool:
     return answer.accepted
 
 
-def _send_until(reporter: JobReporter, update: JobUpdate, policy: RetryPolicy, deadline: _Deadline) -> bool:
+def _send_until(reporter: JobReporter, update: JobUpdate, policy: FinalRetry, deadline: _Deadline) -> bool:
     """Try, backing off, until acknowledged (True) or the deadline passed (False)."""
     delay = policy.first_delay
     while not _try_send(reporter, update):
@@ -186,7 +186,7 @@ def _send_until(reporter: JobReporter, update: JobUpdate, policy: RetryPolicy, d
     return True
 
 
-def _send_claimed(store: FinalStore, reporter: JobReporter, claimed: Path, policy: RetryPolicy,
+def _send_claimed(store: FinalStore, reporter: JobReporter, claimed: Path, policy: FinalRetry,
                   deadline: _Deadline) -> bool:
     try:
         update = _load(claimed)
@@ -208,7 +208,7 @@ def deliver_final(
     update: JobUpdate,
     reporter: JobReporter,
     store: FinalStore,
-    policy: RetryPolicy | None = None,
+    policy: FinalRetry | None = None,
     pause: Callable[[float], object] | None = None,
     *,
     stopping: StopSignal | None = None,
@@ -219,7 +219,7 @@ def deliver_final(
         update: the job's final update.
         reporter: where it is sent.
         store: where it is kept until acknowledged.
-        policy: how long to try (default :class:`RetryPolicy`).
+        policy: how long to try (default :class:`FinalRetry`).
         pause: waits between tries (default: a sleep that ends early when ``stopping`` is set).
         stopping: the pilot's stop; once set, the tries end within ``policy.stopping_deadline`` seconds.
 
@@ -227,7 +227,7 @@ def deliver_final(
         True when the server acknowledged it; False when it is left on disk for a later pilot (:func:`recover`).
         When the update cannot be written (a full disk), it is still sent, without a copy for recovery.
     """
-    policy = policy or RetryPolicy()
+    policy = policy or FinalRetry()
     deadline = _Deadline(policy, stopping, pause)
     try:
         store.save(update)
@@ -243,7 +243,7 @@ def deliver_final(
 def recover(
     store: FinalStore,
     reporter: JobReporter,
-    policy: RetryPolicy | None = None,
+    policy: FinalRetry | None = None,
     pause: Callable[[float], object] | None = None,
     *,
     stopping: StopSignal | None = None,
@@ -254,7 +254,7 @@ def recover(
     not be sent and the deadline passed, the rest are left for the next pilot without trying (a server that is down
     must not hold up the start once per pending job). ``pause`` and ``stopping`` as in :func:`deliver_final`.
     """
-    policy = policy or RetryPolicy(deadline=0.0)
+    policy = policy or FinalRetry(deadline=0.0)
     deadline = _Deadline(policy, stopping, pause)
     sent = []
     for panda_id in store.pending():

@@ -27,7 +27,7 @@ from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage
-from pilotlib.recovery import FINAL_NAME, FinalStore, RetryPolicy, deliver_final
+from pilotlib.recovery import FINAL_NAME, FinalRetry, FinalStore, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
 from pilotlib.stop import Stop, StopSignal
 from pilotlib.transfer.base import TransferResult
@@ -251,7 +251,7 @@ class Stages:
     identity: PilotIdentity
     store: FinalStore
     heartbeat_interval: float = 1800.0
-    final_retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    final_retry: FinalRetry = attrs.field(factory=FinalRetry)
     pilot_log: Callable[[], str] = str
     cleanup: bool = True
 

@@ -31,7 +31,7 @@ from pilotlib.panda.base import JobReporter, JobRequest, JobSource
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
 from pilotlib.payload import Lifeline
 from pilotlib.pipeline import JobRun, Pipeline
-from pilotlib.recovery import FinalStore, RetryPolicy, recover
+from pilotlib.recovery import FinalRetry, FinalStore, recover
 from pilotlib.report import PilotIdentity
 from pilotlib.reserve import SpaceReserve
 from pilotlib.space import MB
@@ -226,7 +226,7 @@ def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups
     identity = pilot_identity(settings)
     return Stages(stage_in=data, payload=executor, stage_out=data, log_out=data, reporter=reporter,
                   identity=identity, store=store, heartbeat_interval=settings.heartbeat,
-                  final_retry=RetryPolicy(deadline=settings.final_retry),
+                  final_retry=FinalRetry(deadline=settings.final_retry),
                   pilot_log=lambda: _tail(settings.state_path / PILOT_LOG), cleanup=settings.cleanup)
 
 
@@ -248,7 +248,7 @@ def _recover_abandoned(settings: Settings, parts: Parts, stages: Stages, journal
                        stop: Stop, *, reserve: SpaceReserve) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Report the jobs of lost pilots failed (their log staged out first), before any new work is taken."""
     recovery = JobRecovery(stages.log_out, parts.reporter, stages.store, stages.identity,
-                           RetryPolicy(deadline=min(60.0, settings.final_retry)),
+                           FinalRetry(deadline=min(60.0, settings.final_retry)),
                            job_log=lambda panda_id: _tail(job_log_path(settings, panda_id)),
                            cleanup=settings.cleanup, on_job=parts.recovering)
     outcome = recover_abandoned(settings.state_path, recovery, journal, stopping=stop, guard=reserve.retrying)
@@ -322,7 +322,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
     reserve.ensure()
     store = ReservedFinalStore(settings.state_path, reserve)
     earlier = store.pending()
-    recovered = recover(store, parts.reporter, RetryPolicy(deadline=min(60.0, settings.final_retry)), stopping=stop)
+    recovered = recover(store, parts.reporter, FinalRetry(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:
         log.info("recovered final updates panda_ids=%s", ",".join(map(str, recovered)))
     unrecovered = tuple(p for p in earlier if p not in recovered)

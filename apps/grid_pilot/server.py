@@ -13,14 +13,14 @@ from pathlib import Path
 from apps.grid_pilot.settings import Settings
 from pilotlib.errors import NoProxyError
 from pilotlib.panda.base import JobReporter, JobSource
-from pilotlib.panda.client import PandaClient, RetryPolicy, X509Proxy
+from pilotlib.panda.client import CallRetry, PandaClient, X509Proxy
 from pilotlib.stop import Stop
 
 __all__ = ["DISPATCHER_RETRY", "find_proxy", "server_parts"]
 
 #: The grid pilot's dispatcher calls: each ends within 30 s (attempts and waits included); one made once the pilot is
 #: stopping (the final update) makes one attempt of at most 10 s.
-DISPATCHER_RETRY = RetryPolicy(attempts=3, total_seconds=30.0, stopping_seconds=10.0)
+DISPATCHER_RETRY = CallRetry(attempts=3, total_seconds=30.0, stopping_seconds=10.0)
 
 
 def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy | None:

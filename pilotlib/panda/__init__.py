@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from pilotlib.panda.arc import ArcJobSource, ArcOutput, ArcReporter, output_list_entries
     from pilotlib.panda.client import (
         BearerToken,
+        CallRetry,
         Credentials,
         KeyPair,
         PandaClient,
-        RetryPolicy,
         Timeouts,
         X509Proxy,
     )
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 _LAZY = {
     **dict.fromkeys(("ArcJobSource", "ArcOutput", "ArcReporter", "output_list_entries"), "pilotlib.panda.arc"),
     **dict.fromkeys(
-        ("BearerToken", "Credentials", "KeyPair", "PandaClient", "RetryPolicy", "Timeouts", "X509Proxy"),
+        ("BearerToken", "CallRetry", "Credentials", "KeyPair", "PandaClient", "Timeouts", "X509Proxy"),
         "pilotlib.panda.client",
     ),
     **dict.fromkeys(
@@ -80,6 +80,7 @@ __all__ = [
     "ArcOutput",
     "ArcReporter",
     "BearerToken",
+    "CallRetry",
     "CommunicationError",
     "Consume",
     "CredentialError",
@@ -97,7 +98,6 @@ __all__ = [
     "JobUpdate",
     "KeyPair",
     "PandaClient",
-    "RetryPolicy",
     "ServerAnswerError",
     "ServerCommand",
     "ServerHTTPError",

@@ -1,11 +1,11 @@
 """HTTP transport of the dispatcher client: a ``requests`` session, timeouts, bounded retries, TLS and credentials.
 
-Retries happen on connection errors, timeouts and 5xx answers only, at most ``RetryPolicy.attempts`` times, with
-exponential backoff and full jitter. A TLS verification failure is not retried. ``RetryPolicy.total_seconds`` bounds
+Retries happen on connection errors, timeouts and 5xx answers only, at most ``CallRetry.attempts`` times, with
+exponential backoff and full jitter. A TLS verification failure is not retried. ``CallRetry.total_seconds`` bounds
 the whole call (connects, reads, retries and waits): a request still running then is cut off, also from a server that
 trickles its answer a byte at a time (see :mod:`pilotlib._bounded`). A call in flight when the pilot's stop is
 set ends at once; a call made once the pilot is stopping (the final update) makes one attempt of at most
-``RetryPolicy.stopping_seconds``.
+``CallRetry.stopping_seconds``.
 
 Credentials follow pilot3's ``pilot/util/https.py``: an X509 proxy file is the client certificate and key at once; an
 OIDC token is sent as ``Authorization: Bearer <token>`` with an ``Origin`` header naming the VO, read from its
@@ -48,7 +48,7 @@ class Timeouts:
 
 
 @attrs.frozen
-class RetryPolicy:
+class CallRetry:
     """Bounded retries with exponential backoff and jitter.
 
     Attributes:
@@ -119,7 +119,7 @@ class Transport:
         stop: the pilot's stop (:class:`pilotlib.stop.Stop`), or None.
     """
 
-    def __init__(self, base_url: str, *, timeouts: Timeouts, retry: RetryPolicy, ca_dir: Path | None,
+    def __init__(self, base_url: str, *, timeouts: Timeouts, retry: CallRetry, ca_dir: Path | None,
                  verify: bool, credentials: Credentials | None, session: requests.Session | None,
                  sleep: Callable[[float], None] | None, rng: random.Random, stop: StopSignal | None = None) -> None:
         self.base_url = base_url.rstrip("/")

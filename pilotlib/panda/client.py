@@ -27,7 +27,7 @@ import attrs
 
 from pilotlib.job import Job, parse_job
 from pilotlib.panda._legacy import LegacyDialect
-from pilotlib.panda._transport import BearerToken, Credentials, RetryPolicy, Timeouts, Transport, X509Proxy
+from pilotlib.panda._transport import BearerToken, CallRetry, Credentials, Timeouts, Transport, X509Proxy
 from pilotlib.panda._v1 import V1Dialect
 from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
 from pilotlib.stop import StopSignal
@@ -35,7 +35,7 @@ from pilotlib.stop import StopSignal
 if TYPE_CHECKING:  # requests is imported when a transport is made (a launch-directory pilot never loads it)
     import requests
 
-__all__ = ["BearerToken", "Credentials", "KeyPair", "PandaClient", "RetryPolicy", "Timeouts", "X509Proxy"]
+__all__ = ["BearerToken", "CallRetry", "Credentials", "KeyPair", "PandaClient", "Timeouts", "X509Proxy"]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class PandaClient:
     """
 
     def __init__(self, base_url: str, dialect: Literal["legacy", "v1"] = "v1", *,
-                 timeouts: Timeouts | None = None, retry: RetryPolicy | None = None, ca_dir: Path | None = None,
+                 timeouts: Timeouts | None = None, retry: CallRetry | None = None, ca_dir: Path | None = None,
                  credentials: Credentials | None = None, verify: bool = True,
                  session: requests.Session | None = None, sleep: Callable[[float], None] | None = None,
                  rng: random.Random | None = None, stop: StopSignal | None = None) -> None:
@@ -100,7 +100,7 @@ class PandaClient:
             raise ValueError(f"unknown dialect {dialect!r}: 'legacy' or 'v1'")
         self.dialect: _Dialect = _DIALECTS[dialect]()
         self._transport = Transport(
-            base_url, timeouts=timeouts or Timeouts(), retry=retry or RetryPolicy(), ca_dir=ca_dir, verify=verify,
+            base_url, timeouts=timeouts or Timeouts(), retry=retry or CallRetry(), ca_dir=ca_dir, verify=verify,
             credentials=credentials, session=session, sleep=sleep, rng=rng or random.Random(),  # noqa: S311
             stop=stop,
         )

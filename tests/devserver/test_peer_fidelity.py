@@ -25,7 +25,7 @@ import requests
 
 from pilotlib.devserver import DevServer
 from pilotlib.panda.base import EventRangeUpdate
-from pilotlib.panda.client import PandaClient, RetryPolicy, Timeouts
+from pilotlib.panda.client import CallRetry, PandaClient, Timeouts
 
 pytestmark = pytest.mark.integration
 
@@ -306,7 +306,7 @@ def test_client_takes_a_500_on_update_event_ranges_as_possibly_applied(panda_ser
     panda_server.inject_fault("updateEventRanges", "apply_http500", times=100)
     sleeps: list[float] = []
     client = PandaClient(panda_server.url, "v1", timeouts=Timeouts(connect=5, read=5), sleep=sleeps.append,
-                         retry=RetryPolicy(attempts=6, total_seconds=60, backoff=0.01, max_backoff=0.02))
+                         retry=CallRetry(attempts=6, total_seconds=60, backoff=0.01, max_backoff=0.02))
     started = time.monotonic()
     answer = client.update_event_ranges([EventRangeUpdate("1-301-1-1-1", "finished", 301),
                                          EventRangeUpdate("1-301-1-2-1", "finished", 301)])

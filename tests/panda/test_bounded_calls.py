@@ -17,7 +17,7 @@ import pytest
 from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode, SigTermError
 from pilotlib.panda.base import JobRequest, JobUpdate
-from pilotlib.panda.client import PandaClient, RetryPolicy, Timeouts
+from pilotlib.panda.client import CallRetry, PandaClient, Timeouts
 from pilotlib.panda.errors import CommunicationError
 from pilotlib.stop import Stop
 
@@ -28,7 +28,7 @@ JOB = {"PandaID": 5151, "prodSourceLabel": "managed", "transformation": "run.sh"
 
 
 def _client(server: DevServer, stop: Stop | None = None, **retry: float) -> PandaClient:
-    policy = RetryPolicy(**{"attempts": 3, "total_seconds": 60.0, "backoff": 0.01, "max_backoff": 0.02, **retry})
+    policy = CallRetry(**{"attempts": 3, "total_seconds": 60.0, "backoff": 0.01, "max_backoff": 0.02, **retry})
     return PandaClient(server.url, "v1", timeouts=Timeouts(connect=5, read=30), retry=policy,
                        rng=random.Random(1), stop=stop, ca_dir=server.ca_dir)
 

@@ -11,7 +11,7 @@ import pytest
 from pilotlib.devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate, ServerCommand
-from pilotlib.panda.client import PandaClient, RetryPolicy, Timeouts
+from pilotlib.panda.client import CallRetry, PandaClient, Timeouts
 from pilotlib.panda.errors import CommunicationError, ServerAnswerError, ServerHTTPError, ServerRefusedError
 
 pytestmark = pytest.mark.integration
@@ -32,11 +32,11 @@ def served(request: pytest.FixtureRequest, dialect: str) -> DevServer:
     return server
 
 
-def _client(server: DevServer, dialect: str, retry: RetryPolicy | None = None,
+def _client(server: DevServer, dialect: str, retry: CallRetry | None = None,
             sleeps: list[float] | None = None) -> PandaClient:
     return PandaClient(server.url, dialect,  # type: ignore[arg-type]
                        timeouts=Timeouts(connect=5, read=2), rng=random.Random(1),
-                       retry=retry or RetryPolicy(attempts=3, total_seconds=30, backoff=0.01, max_backoff=0.02),
+                       retry=retry or CallRetry(attempts=3, total_seconds=30, backoff=0.01, max_backoff=0.02),
                        sleep=(sleeps.append if sleeps is not None else lambda _s: None))
 
 
@@ -131,7 +131,7 @@ def test_retried_faults_then_success(served: DevServer, dialect: str, kind: str)
     served.add_job(JOB)
     served.inject_fault("getJob", kind, times=2)
     sleeps: list[float] = []
-    client = _client(served, dialect, RetryPolicy(attempts=3, total_seconds=30, backoff=0.01), sleeps)
+    client = _client(served, dialect, CallRetry(attempts=3, total_seconds=30, backoff=0.01), sleeps)
     (job,) = client.get_jobs(REQUEST)
     assert job.panda_id == 4242
     assert served.request_count("getJob") == 3
@@ -144,7 +144,7 @@ def test_retries_are_bounded_in_count(served: DevServer, dialect: str) -> None:
     ServerHTTPError keeping the last HTTP status)."""
     served.inject_fault("updateJob", "http503", times=10)
     with pytest.raises(CommunicationError) as failed:
-        _client(served, dialect, RetryPolicy(attempts=4, backoff=0.001)).update_job(JobUpdate(1, "running"))
+        _client(served, dialect, CallRetry(attempts=4, backoff=0.001)).update_job(JobUpdate(1, "running"))
     assert type(failed.value) is ServerHTTPError and failed.value.code == ErrorCode.COMMUNICATIONFAILURE
     assert failed.value.status_code == 503
     assert "after 4 attempt(s)" in str(failed.value) and "HTTP 503" in str(failed.value)
@@ -154,7 +154,7 @@ def test_retries_are_bounded_in_count(served: DevServer, dialect: str) -> None:
 def test_retries_are_bounded_in_time(panda_legacy: DevServer) -> None:
     """No retry starts when its backoff would pass the total time budget: one request only."""
     panda_legacy.inject_fault("getJob", "http500", times=5)
-    policy = RetryPolicy(attempts=5, total_seconds=1.0, backoff=10.0, max_backoff=10.0)
+    policy = CallRetry(attempts=5, total_seconds=1.0, backoff=10.0, max_backoff=10.0)
     with pytest.raises(CommunicationError):
         _client(panda_legacy, "legacy", policy).get_jobs(REQUEST)
     assert panda_legacy.request_count("getJob") == 1
@@ -166,7 +166,7 @@ def test_delay_beyond_read_timeout_is_retried(served: DevServer, dialect: str) -
     served.add_job(JOB)
     served.inject_fault("getJob", "delay", times=1, seconds=1.5)
     client = PandaClient(served.url, dialect, timeouts=Timeouts(connect=5, read=0.5),  # type: ignore[arg-type]
-                         retry=RetryPolicy(attempts=2, backoff=0.01), sleep=lambda _s: None)
+                         retry=CallRetry(attempts=2, backoff=0.01), sleep=lambda _s: None)
     assert [job.panda_id for job in client.get_jobs(REQUEST)] == [4242]
     assert served.request_count("getJob") == 2
 

@@ -10,13 +10,13 @@ import pytest
 from pilotlib.devserver import DevServer, make_test_pki
 from pilotlib.errors import ErrorCode
 from pilotlib.panda.base import JobRequest, JobUpdate
-from pilotlib.panda.client import BearerToken, PandaClient, RetryPolicy, X509Proxy
+from pilotlib.panda.client import BearerToken, CallRetry, PandaClient, X509Proxy
 from pilotlib.panda.errors import CommunicationError, CredentialError
 
 pytestmark = pytest.mark.integration
 
 REQUEST = JobRequest(site_name="TEST_Q", queue="TEST_Q")
-NO_RETRY = RetryPolicy(attempts=1)
+NO_RETRY = CallRetry(attempts=1)
 
 
 @pytest.mark.parametrize("dialect", ["legacy", "v1"])
@@ -32,7 +32,7 @@ def test_verified_https_with_ca_dir(request: pytest.FixtureRequest, dialect: str
 def test_wrong_ca_is_refused_without_retry(panda_server_tls: DevServer, tmp_path: Path) -> None:
     """Against another CA the server is not trusted: CommunicationError 1318, one request attempt only."""
     other = make_test_pki(tmp_path, ca_name="another ca")
-    client = PandaClient(panda_server_tls.url, ca_dir=other.ca_dir, retry=RetryPolicy(attempts=3, backoff=0.01))
+    client = PandaClient(panda_server_tls.url, ca_dir=other.ca_dir, retry=CallRetry(attempts=3, backoff=0.01))
     with pytest.raises(CommunicationError) as failed:
         client.get_jobs(REQUEST)
     assert failed.value.code == ErrorCode.COMMUNICATIONFAILURE and "SSLError" in str(failed.value)
@@ -91,7 +91,7 @@ def test_bearer_token_sent_and_never_logged(panda_tls_legacy: DevServer, tmp_pat
     token.write_text("s3cr3t-token-value\n")
     panda_tls_legacy.inject_fault("updateJob", "http500", times=5)
     client = PandaClient(panda_tls_legacy.url, "legacy", ca_dir=panda_tls_legacy.ca_dir,
-                         credentials=BearerToken(token, "atlas"), retry=RetryPolicy(attempts=2, backoff=0.001))
+                         credentials=BearerToken(token, "atlas"), retry=CallRetry(attempts=2, backoff=0.001))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(CommunicationError) as failed:
         client.update_job(JobUpdate(1, "running"))

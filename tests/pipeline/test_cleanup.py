@@ -13,7 +13,7 @@ from pilotlib.errors import Direction
 from pilotlib.job import Job
 from pilotlib.panda.base import ServerCommand
 from pilotlib.pipeline import JobRun, Pipeline
-from pilotlib.recovery import FinalStore, RetryPolicy
+from pilotlib.recovery import FinalRetry, FinalStore
 from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, clean_workdir, standard_stages
 from pilotlib.stop import Stop, StopSignal
@@ -66,7 +66,7 @@ def _run(tmp_path: Path, reporter: FakeReporter, cleanup: bool = True,
         reporter=reporter,
         identity=PilotIdentity(site_name="SITE", node="node1", pilot_id="p1"),
         store=store,
-        final_retry=RetryPolicy(deadline=0.0),
+        final_retry=FinalRetry(deadline=0.0),
         heartbeat_interval=0.05,
         cleanup=cleanup,
     )

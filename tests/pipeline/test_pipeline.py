@@ -11,7 +11,7 @@ import pytest
 from pilotlib.errors import ErrorCode, InternalPilotError, PandaKillError, PilotError, SigTermError, TransferError
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, Pipeline, Stage
-from pilotlib.recovery import FinalStore, RetryPolicy
+from pilotlib.recovery import FinalRetry, FinalStore
 from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, standard_stages
 from pilotlib.stop import Stop
@@ -30,7 +30,7 @@ def _stages(tmp_path: Path, reporter: FakeReporter, payload: FakePayload, **kw: 
         reporter=reporter,
         identity=PilotIdentity(site_name="SITE", node="node1", pilot_id="p1"),
         store=FinalStore(tmp_path / "work"),
-        final_retry=RetryPolicy(deadline=0.0),
+        final_retry=FinalRetry(deadline=0.0),
         **kw,  # type: ignore[arg-type]
     )
     return stages, {"stage_in": stage_in, "stage_out": stage_out}
@@ -275,7 +275,7 @@ def test_signal_while_the_final_update_is_retried_ends_the_report_promptly(tmp_p
             return super().update_job(update)
 
     reporter = DownThenSignal(fail_final=1000)
-    policy = RetryPolicy(deadline=600.0, first_delay=1.0, max_delay=1.0, stopping_deadline=0.0)
+    policy = FinalRetry(deadline=600.0, first_delay=1.0, max_delay=1.0, stopping_deadline=0.0)
     stages, _ = _stages(tmp_path, reporter, FakePayload())
     stages = attrs.evolve(stages, final_retry=policy)
     (run,) = _run_bounded(Pipeline(_source(tmp_path, [1401]), standard_stages(stages), stop))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pilotlib.panda.base import JobUpdate, UpdateAnswer
-from pilotlib.recovery import FINAL_NAME, FinalStore, RetryPolicy, deliver_final, recover
+from pilotlib.recovery import FINAL_NAME, FinalRetry, FinalStore, deliver_final, recover
 
 from .fakes import FakeReporter
 
@@ -45,7 +45,7 @@ def test_retries_within_the_deadline_until_acknowledged(tmp_path: Path) -> None:
     """When the server fails twice, the update is retried (with backoff) and then acknowledged."""
     store, reporter = FinalStore(tmp_path), FakeReporter(fail_final=2)
     pauses: list[float] = []
-    assert deliver_final(_update(), reporter, store, RetryPolicy(deadline=100.0, first_delay=1.0), pauses.append)
+    assert deliver_final(_update(), reporter, store, FinalRetry(deadline=100.0, first_delay=1.0), pauses.append)
     assert pauses == [1.0, 2.0]
     assert [u.fields["pilotErrorCode"] for u in reporter.updates] == [1201]
 
@@ -54,7 +54,7 @@ def test_server_down_leaves_update_for_the_next_pilot(tmp_path: Path) -> None:
     """When the server stays down past the deadline, the update stays on disk; recover() sends it later."""
     store = FinalStore(tmp_path)
     down = FakeReporter(fail_final=100)
-    assert not deliver_final(_update(), down, store, RetryPolicy(deadline=0.0), lambda s: None)
+    assert not deliver_final(_update(), down, store, FinalRetry(deadline=0.0), lambda s: None)
     assert store.pending() == [5001] and down.updates == []
     up = FakeReporter()
     assert recover(FinalStore(tmp_path), up) == [5001]
@@ -102,7 +102,7 @@ def test_stop_during_retries_cuts_the_final_update_short(tmp_path: Path) -> None
     ends the tries within the stopping deadline; the update stays on disk for the next pilot."""
     store, down = FinalStore(tmp_path), FakeReporter(fail_final=100)
     stopping = _StopsWhileWaiting()
-    policy = RetryPolicy(deadline=600.0, first_delay=1.0, stopping_deadline=0.0)
+    policy = FinalRetry(deadline=600.0, first_delay=1.0, stopping_deadline=0.0)
     assert not deliver_final(_update(), down, store, policy, stopping=stopping)
     assert stopping.waits == [1.0]
     assert down.fail_final == 98  # two tries: before and after the pause the stop ended

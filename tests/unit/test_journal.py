@@ -21,7 +21,7 @@ from pilotlib.errors import ErrorCode
 from pilotlib.job import Job
 from pilotlib.journal import JOURNAL_DIR, Journal, take_abandoned
 from pilotlib.panda.base import JobUpdate, UpdateAnswer
-from pilotlib.recovery import FinalStore, RetryPolicy, recover
+from pilotlib.recovery import FinalRetry, FinalStore, recover
 from pilotlib.report import PilotIdentity
 from pilotlib.reserve import SpaceReserve
 from pilotlib.stages import LOG_STOPPING_TIMEOUT
@@ -178,7 +178,7 @@ class _LogOut:
 
 def _recovery(state_dir: Path, reporter: _Reporter, log_out: _LogOut) -> JobRecovery:
     return JobRecovery(log_out, reporter, FinalStore(state_dir), PilotIdentity("SITE", "node", pilot_id="grid-pilot-2"),
-                       RetryPolicy(deadline=0.0), cleanup=False)
+                       FinalRetry(deadline=0.0), cleanup=False)
 
 
 def test_abandoned_job_is_reported_once_after_its_log(tmp_path: Path) -> None:
