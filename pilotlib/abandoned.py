@@ -32,7 +32,7 @@ from pilotlib.panda.base import JobReporter
 from pilotlib.pipeline import JobRun
 from pilotlib.recovery import FinalRetry, FinalStore, deliver_final
 from pilotlib.report import PilotIdentity, final_update
-from pilotlib.stages import LOG_STOPPING_TIMEOUT, LogStageOut, clean_workdir
+from pilotlib.stages import LOG_STOPPING_TIMEOUT, LogStager, clean_workdir
 from pilotlib.stop import StopSignal
 
 __all__ = ["AbandonedOutcome", "JobRecovery", "recover_abandoned"]
@@ -56,7 +56,7 @@ class JobRecovery:
         on_job: called with each job before its final update is sent (Harvester's reporter needs the job).
     """
 
-    log_out: LogStageOut
+    log_out: LogStager
     reporter: JobReporter
     store: FinalStore
     identity: PilotIdentity

@@ -38,11 +38,11 @@ __all__ = [
     "LOG_STOP_DEADLINE",
     "STOP_BUDGET",
     "Heartbeat",
-    "LogStageOut",
+    "InputStager",
+    "LogStager",
+    "OutputStager",
     "PayloadExecutor",
     "RunningPayload",
-    "StageIn",
-    "StageOut",
     "Stages",
     "clean_workdir",
     "standard_stages",
@@ -68,7 +68,7 @@ LOG_STOP_DEADLINE = 2 * LOG_STOPPING_TIMEOUT
 HEARTBEAT_CLOSE_TIMEOUT = 5.0
 
 
-class StageIn(Protocol):
+class InputStager(Protocol):
     """Brings a job's inputs into its work directory."""
 
     def stage_in(self, job: Job, workdir: Path, stop: Stop) -> Sequence[TransferResult]:
@@ -77,7 +77,7 @@ class StageIn(Protocol):
         ...
 
 
-class StageOut(Protocol):
+class OutputStager(Protocol):
     """Sends a job's outputs to storage."""
 
     def stage_out(self, job: Job, workdir: Path, stop: Stop) -> Sequence[TransferResult]:
@@ -86,7 +86,7 @@ class StageOut(Protocol):
         ...
 
 
-class LogStageOut(Protocol):
+class LogStager(Protocol):
     """Packs the work directory into the job's log tarball and sends it to storage."""
 
     def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None,
@@ -243,10 +243,10 @@ class Stages:
             final-update files are kept); the server's ``nocleanup`` keeps that job's directory.
     """
 
-    stage_in: StageIn
+    stage_in: InputStager
     payload: PayloadExecutor
-    stage_out: StageOut
-    log_out: LogStageOut
+    stage_out: OutputStager
+    log_out: LogStager
     reporter: JobReporter
     identity: PilotIdentity
     store: FinalStore

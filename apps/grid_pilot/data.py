@@ -114,7 +114,7 @@ class StorageReplicas:
 
 
 class TransferStages:
-    """Stage-in, stage-out and log stage-out of one pilot (the pipeline's ``StageIn``/``StageOut``/``LogStageOut``).
+    """Stage-in, stage-out and log stage-out of one pilot: the stages' ``InputStager``, ``OutputStager``, ``LogStager``.
 
     Args:
         registry: the copytools.

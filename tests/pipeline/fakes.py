@@ -85,7 +85,7 @@ def _result(lfn: str, direction: Direction, error: PilotError | None = None) -> 
     )
 
 
-class FakeStageIn:
+class FakeInputStager:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.calls: list[int] = []
@@ -96,7 +96,7 @@ class FakeStageIn:
         return [_result(f.lfn, Direction.STAGE_IN, error) for f in job.inputs]
 
 
-class FakeStageOut:
+class FakeOutputStager:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.calls: list[int] = []

@@ -20,13 +20,13 @@ from pilotlib.stop import Stop, StopSignal
 from pilotlib.transfer import TransferResult
 from pilotlib.transfer.errors import StorageUnavailableError
 
-from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut, make_job
+from .fakes import FakeInputStager, FakeOutputStager, FakePayload, FakeReporter, make_job
 
 #: What the job's directory holds before the pipeline runs (relative path -> bytes).
 CONTENT = {"payload.stdout": b"out\n", "sub/big.root": b"x" * 1000}
 
 
-class LogWatchingStageOut(FakeStageOut):
+class LogWatchingStageOut(FakeOutputStager):
     """Records what the work directory held when the log was staged out; fails the log when ``fail_log``."""
 
     def __init__(self, fail_log: bool = False) -> None:
@@ -59,7 +59,7 @@ def _run(tmp_path: Path, reporter: FakeReporter, cleanup: bool = True,
     stage_out = stage_out or LogWatchingStageOut()
     store = FinalStore(tmp_path / "work")
     stages = Stages(
-        stage_in=FakeStageIn(),  # type: ignore[arg-type]
+        stage_in=FakeInputStager(),  # type: ignore[arg-type]
         payload=FakePayload(),
         stage_out=stage_out,  # type: ignore[arg-type]
         log_out=stage_out,  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from pilotlib.stages import Heartbeat, standard_stages
 from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 
-from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut
+from .fakes import FakeInputStager, FakeOutputStager, FakePayload, FakeReporter
 from .test_pipeline import _source, _stages
 
 
@@ -46,7 +46,7 @@ class CommandReporter(FakeReporter):
         return UpdateAnswer(True)
 
 
-class BlockingStageIn(FakeStageIn):
+class BlockingStageIn(FakeInputStager):
     """Stage-in that lasts until ``release`` is set."""
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class BlockingStageIn(FakeStageIn):
         return super().stage_in(job, workdir)
 
 
-class StopHonouringStageIn(FakeStageIn):
+class StopHonouringStageIn(FakeInputStager):
     """Stage-in whose copy lasts until the stop it is given is set (as the real copytools' cancels do), at most
     30 s; ``ended_by`` is the stop's reason when it ended the copy."""
 
@@ -78,7 +78,7 @@ def _failed_in(lfn: str, error: PilotError | None) -> TransferResult:
     return TransferResult(lfn=lfn, direction=Direction.STAGE_IN, tool="fake", url="", local_path="", error=error)
 
 
-class BlockingStageOut(FakeStageOut):
+class BlockingStageOut(FakeOutputStager):
     """Output stage-out that lasts until ``release`` is set (the log is immediate)."""
 
     def __init__(self) -> None:

@@ -16,12 +16,12 @@ from pilotlib.report import PilotIdentity
 from pilotlib.stages import Stages, standard_stages
 from pilotlib.stop import Stop
 
-from .fakes import FakePayload, FakeReporter, FakeStageIn, FakeStageOut, make_job
+from .fakes import FakeInputStager, FakeOutputStager, FakePayload, FakeReporter, make_job
 
 
 def _stages(tmp_path: Path, reporter: FakeReporter, payload: FakePayload, **kw: object) -> tuple[Stages, dict]:
-    stage_in = kw.pop("stage_in", FakeStageIn())
-    stage_out = kw.pop("stage_out", FakeStageOut())
+    stage_in = kw.pop("stage_in", FakeInputStager())
+    stage_out = kw.pop("stage_out", FakeOutputStager())
     stages = Stages(
         stage_in=stage_in,  # type: ignore[arg-type]
         payload=payload,
@@ -68,7 +68,7 @@ def test_good_job_runs_every_stage_and_reports_finished(tmp_path: Path) -> None:
 def test_stage_in_failure_skips_payload_but_stages_out_log_and_reports(tmp_path: Path) -> None:
     """After a stage-in failure the payload and output stage-out do not run; the log is staged out; failed 1099."""
     reporter, payload = FakeReporter(), FakePayload()
-    stages, parts = _stages(tmp_path, reporter, payload, stage_in=FakeStageIn(fail=True))
+    stages, parts = _stages(tmp_path, reporter, payload, stage_in=FakeInputStager(fail=True))
     (run,) = Pipeline(_source(tmp_path, [1002]), standard_stages(stages), Stop()).run()
     assert isinstance(run.failure, TransferError) and run.failure.code == ErrorCode.STAGEINFAILED
     assert payload.started == [] and parts["stage_out"].calls == []
@@ -81,7 +81,7 @@ def test_stage_in_failure_skips_payload_but_stages_out_log_and_reports(tmp_path:
 def test_stage_out_failure_is_reported_with_its_code(tmp_path: Path) -> None:
     """A failed output transfer fails the job with STAGEOUTFAILED (1137); the log is still staged out."""
     reporter = FakeReporter()
-    stages, parts = _stages(tmp_path, reporter, FakePayload(), stage_out=FakeStageOut(fail=True))
+    stages, parts = _stages(tmp_path, reporter, FakePayload(), stage_out=FakeOutputStager(fail=True))
     (run,) = Pipeline(_source(tmp_path, [1003]), standard_stages(stages), Stop()).run()
     assert run.failure is not None and run.failure.code == ErrorCode.STAGEOUTFAILED
     assert parts["stage_out"].log_calls == [1003]
@@ -179,13 +179,13 @@ def test_next_job_is_fetched_and_staged_in_while_a_payload_runs(tmp_path: Path) 
                 assert second_staged.wait(30), "job 2 was not staged in while job 1 ran"
             return super().start(job, workdir)
 
-    class StageIn(FakeStageIn):
+    class SignallingStager(FakeInputStager):
         def stage_in(self, job, workdir, *args):  # type: ignore[no-untyped-def]
             if job.panda_id == 2002:
                 second_staged.set()
             return super().stage_in(job, workdir)
 
-    stages, _ = _stages(tmp_path, reporter, Payload(), stage_in=StageIn())
+    stages, _ = _stages(tmp_path, reporter, Payload(), stage_in=SignallingStager())
     runs = Pipeline(_source(tmp_path, [2001, 2002]), standard_stages(stages), Stop(), in_flight=2).run()
     assert [r.job.panda_id for r in runs] == [2001, 2002]
     assert all(r.failure is None for r in runs)
