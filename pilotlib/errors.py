@@ -440,7 +440,7 @@ class InternalPilotError(PilotError):
 
 # ---------------------------------------------------------------------------------------------------------- payload
 class PayloadError(PilotError):
-    """Base of the payload's failures; see :mod:`pilotlib.diagnosis` for how an outcome is classified."""
+    """Base of the payload's failures; see :func:`pilotlib.payload.diagnose` for how an outcome is classified."""
 
     code = ErrorCode.PAYLOADEXECUTIONFAILURE
 

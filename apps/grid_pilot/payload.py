@@ -1,4 +1,4 @@
-"""The payload stage's collaborator: :class:`~pilotlib.payload.PayloadRunner` and :func:`pilotlib.diagnosis.diagnose`
+"""The payload stage's collaborator: :class:`~pilotlib.payload.PayloadRunner` and :func:`pilotlib.payload.diagnose`
 behind the pipeline's :class:`~pilotlib.stages.PayloadExecutor` interface."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import attrs
 
 from apps.grid_pilot.queueinfo import JobSetups
 from apps.grid_pilot.settings import Settings
-from pilotlib.diagnosis import PayloadOutcome, diagnose
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
 from pilotlib.payload import (
@@ -22,6 +21,7 @@ from pilotlib.payload import (
     LoopingMonitor,
     MemoryMonitor,
     Monitor,
+    PayloadOutcome,
     PayloadResult,
     PayloadRunner,
     PayloadSettings,
@@ -30,6 +30,7 @@ from pilotlib.payload import (
     WorkdirSizeMonitor,
     build_command,
     build_job_metrics,
+    diagnose,
     parse_queue_environ,
 )
 from pilotlib.pipeline import PayloadSummary
@@ -52,7 +53,7 @@ def payload_settings(settings: Settings, environ: Mapping[str, str]) -> PayloadS
 
 
 class DiagnosedPayloadError(PilotError):
-    """The payload failed; the code is the one :func:`pilotlib.diagnosis.diagnose` found."""
+    """The payload failed; the code is the one :func:`pilotlib.payload.diagnose` found."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         self.code = code

@@ -1,4 +1,4 @@
-"""Payload execution and monitoring: build the command, run it in its own session, watch it, measure it.
+"""Payload execution and monitoring: build the command, run it in its own session, watch it, measure it, diagnose it.
 
 Typical use (the payload stage of a pipeline)::
 
@@ -20,6 +20,7 @@ from pilotlib.payload._command import (
     payload_env,
     resolve_transformation,
 )
+from pilotlib.payload._diagnosis import Diagnosis, PayloadOutcome, diagnose
 from pilotlib.payload._environment import (
     PRIVATE_PREFIXES,
     PRIVATE_VARIABLES,
@@ -75,6 +76,7 @@ __all__ = [
     "PRIVATE_PREFIXES",
     "PRIVATE_VARIABLES",
     "CommandWrapper",
+    "Diagnosis",
     "FreeDiskMonitor",
     "IdentityWrapper",
     "Lifeline",
@@ -91,6 +93,7 @@ __all__ = [
     "PayloadExecutionError",
     "PayloadIdentity",
     "PayloadKilledError",
+    "PayloadOutcome",
     "PayloadResult",
     "PayloadRunner",
     "PayloadSettings",
@@ -109,6 +112,7 @@ __all__ = [
     "WorkdirSizeMonitor",
     "build_command",
     "build_job_metrics",
+    "diagnose",
     "download_transformation",
     "memory_limit_kb",
     "parse_queue_environ",

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pilotlib.diagnosis import Diagnosis, PayloadOutcome, diagnose
 from pilotlib.errors import ErrorCode
+from pilotlib.payload import Diagnosis, PayloadOutcome, diagnose
 
 OK_REPORT = json.dumps({"exitCode": 0, "exitMsg": "OK", "reportVersion": "2.0.0"})
 

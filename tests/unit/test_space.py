@@ -18,9 +18,9 @@ import pytest
 from fixtures.smallfs import SMALL_FS_SIZE, fill
 
 from apps.grid_pilot.state import ReservedFileHandler, ReservedFinalStore
-from pilotlib.diagnosis import PayloadOutcome, diagnose
 from pilotlib.errors import ErrorCode, NoLocalSpaceError
 from pilotlib.panda.base import JobUpdate
+from pilotlib.payload import PayloadOutcome, diagnose
 from pilotlib.reserve import RESERVE_NAME, SpaceReserve
 from pilotlib.space import (
     FREE_SPACE_LIMIT,
