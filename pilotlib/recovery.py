@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
+from pilotlib._atomic import write_atomic
 from pilotlib.errors import PilotError
 from pilotlib.panda.base import JobReporter, JobUpdate
 from pilotlib.stop import StopSignal
@@ -51,16 +51,7 @@ class FinalStore:
         target = self.path(update.panda_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         body = {"panda_id": update.panda_id, "state": update.state, "fields": dict(update.fields)}
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".final-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(body, handle, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, json.dumps(body, separators=(",", ":")))
         return target
 
     def claim(self, panda_id: int) -> Path | None:

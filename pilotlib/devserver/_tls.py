@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pilotlib._atomic import write_atomic
+
 
 @attrs.frozen
 class TestPKI:
@@ -89,8 +91,7 @@ def _issue(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: tuple[x5
 
 def _write(path: Path, *parts: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"".join(parts))
-    path.chmod(0o600)
+    write_atomic(path, b"".join(parts), fsync=False, mode=0o600)  # never readable by others, even for a moment
     return path
 
 

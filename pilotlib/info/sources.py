@@ -16,13 +16,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import quote
 
+from pilotlib._atomic import write_atomic
 from pilotlib._bounded import Cancelled, bounded_call, tracked_session
 from pilotlib._redact import redact_url
 from pilotlib.info.errors import InfoSourceError
@@ -290,18 +290,7 @@ class CachedSource:
         """Write the cache atomically; a failure to write is logged, not raised (the download is still good)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(doc, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                now = self.clock()
-                os.utime(tmp, (now, now))
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(path, json.dumps(doc), mtime=self.clock())
         except OSError as exc:
             log.warning("info cache not written path=%s error=%s", path, exc)
             return

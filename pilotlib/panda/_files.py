@@ -1,7 +1,7 @@
 """File primitives of the launch-directory protocols: atomic writes, tolerant reads, merges beside ``.read`` files.
 
-- Every write goes to a temporary file in the same directory, is flushed and fsynced, and replaces the target with
-  :func:`os.replace`, so a reader (Harvester, the CE) sees the old file or the new one, never a partial one.
+- Every write is :func:`pilotlib._atomic.write_atomic` (temporary file in the same directory, fsync,
+  :func:`os.replace`), so a reader (Harvester, the CE) sees the old file or the new one, never a partial one.
 - Reads tolerate what the other side does: a missing file is ``None``; a half-written JSON file (Harvester writes
   with a plain ``open(..., "w")``) is ``None`` for the caller to read again later.
 - :func:`merge_entries` adds entries to a ``{"<PandaID>": [entry, ...]}`` file that Harvester renames to
@@ -13,17 +13,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pilotlib._atomic import write_atomic
 from pilotlib._jsontext import JsonTextError, decode_utf8, loads
 from pilotlib.panda._file_errors import LaunchDirFileError, LaunchDirFormatError
 
@@ -32,7 +29,6 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "merge_entries",
-    "poll_until",
     "read_json",
     "read_text",
     "remove_file",
@@ -68,24 +64,14 @@ def to_json_text(value: Any, what: str) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same directory, fsync, rename).
+    """Write ``text`` to ``path`` atomically with mode ``0o644`` (:func:`pilotlib._atomic.write_atomic`).
 
     Raises:
         LaunchDirFileError: the directory is missing or not writable, or the disk is full.
     """
-    tmp_name = ""
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), _MODE)
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        write_atomic(path, text, mode=_MODE)
     except OSError as exc:
-        if tmp_name:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
         raise LaunchDirFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
@@ -136,18 +122,6 @@ def remove_file(path: Path) -> bool:
     except OSError as exc:
         raise LaunchDirFileError(f"cannot remove {path}: {exc.strerror or exc}") from exc
     return True
-
-
-def poll_until(check: Callable[[], bool], timeout: float, interval: float, stop: threading.Event) -> bool:
-    """Call ``check`` until it returns True, the deadline passes or ``stop`` is set; return the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or stop.is_set():
-            return False
-        stop.wait(min(interval, remaining))
 
 
 # ----------------------------------------------------------------------------------------------------------- merge

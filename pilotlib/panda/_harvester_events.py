@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pilotlib._atomic import wait_until
 from pilotlib.job import Job
 from pilotlib.panda._file_errors import LaunchDirFormatError, LaunchDirTimeoutError
 from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, remove_file
@@ -151,21 +151,25 @@ class HarvesterEventRanges:
         body = {"pandaID": job.panda_id, "taskID": job.task_id, "jobsetID": job.jobset_id, "nRanges": n_ranges}
         atomic_write_json(request, {str(job.panda_id): body})
         log.info("asked harvester for event ranges panda_id=%s n_ranges=%d", job.panda_id, n_ranges)
-        deadline = time.monotonic() + self._timeout
-        while not self._stop.is_set():
+        answer: list[list[EventRange]] = []
+
+        def answered() -> bool:
             ranges = self._take(job.panda_id)
+            if ranges is None and not request.exists():
+                if read_json(self._answer_path()) is not None:
+                    ranges = []  # answered, but with nothing for this job
+                elif not self._answer_path().exists():
+                    log.warning("harvester removed the event request without an answer panda_id=%s", job.panda_id)
+                    ranges = []
             if ranges is not None:
-                return ranges
-            if not request.exists() and read_json(self._answer_path()) is not None:
-                return []  # answered, but with nothing for this job
-            if not request.exists() and not self._answer_path().exists():
-                log.warning("harvester removed the event request without an answer panda_id=%s", job.panda_id)
-                return []
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LaunchDirTimeoutError(f"no answer in {self._answer_path()} after {self._timeout:g} s")
-            self._stop.wait(min(self._interval, remaining))
-        return []
+                answer.append(ranges)
+            return ranges is not None
+
+        if wait_until(answered, self._timeout, self._interval, self._stop):
+            return answer[0]
+        if self._stop.is_set():
+            return []
+        raise LaunchDirTimeoutError(f"no answer in {self._answer_path()} after {self._timeout:g} s")
 
     def update_event_ranges(self, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
         """Merge the updates into each job's ``event_status.dump.json``; always accepted.

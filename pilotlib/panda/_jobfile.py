@@ -24,11 +24,11 @@ import enum
 import logging
 import os
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
+from pilotlib._atomic import wait_until
 from pilotlib._jsontext import JsonTextError, decode_utf8, loads
 from pilotlib.job import Job, load_job_definitions
 from pilotlib.panda._file_errors import BrokenJobFileError, LaunchDirFileError
@@ -171,17 +171,19 @@ def read_job_file(
     if not path.exists():
         return None
     attempt = _Attempt(path, confirmed)
-    deadline = time.monotonic() + timeout
-    while not attempt.step():
-        remaining = deadline - time.monotonic()
+
+    def complete() -> bool:
+        done = attempt.step()
+        if not done:
+            log.debug("job file not complete yet path=%s reason=%s", path, attempt.reason)
+        return done
+
+    if not wait_until(complete, timeout, interval, stop):
         if stop.is_set():
             return None
-        if remaining <= 0:
-            reason = f"still unreadable after {timeout:g} s: {attempt.reason}"
-            shown = f"<{attempt.size} bytes>"  # never the text: it may hold secrets
-            raise BrokenJobFileError(str(path), shown, reason)
-        log.debug("job file not complete yet path=%s reason=%s", path, attempt.reason)
-        stop.wait(min(interval, remaining))
+        reason = f"still unreadable after {timeout:g} s: {attempt.reason}"
+        shown = f"<{attempt.size} bytes>"  # never the text: it may hold secrets
+        raise BrokenJobFileError(str(path), shown, reason)
     return None if attempt.gone else attempt.jobs
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import attrs
 
+from pilotlib._atomic import wait_until
 from pilotlib.job import Job
 from pilotlib.panda._file_errors import (
     BrokenJobFileError,
@@ -139,17 +140,15 @@ class HarvesterJobSource:
         if self._served:
             self._request_more(max(request.n_jobs, 1))
         found: list[Job] = []
-        deadline = time.monotonic() + self._wait_timeout
-        while not self._stop.is_set():
+
+        def look() -> bool:
             job = self._look()
             if job is not None:
                 found.append(job)
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                log.info("no job file from harvester seconds=%.0f", self._wait_timeout)
-                break
-            self._stop.wait(min(self._interval, remaining))
+            return job is not None
+
+        if not wait_until(look, self._wait_timeout, self._interval, self._stop) and not self._stop.is_set():
+            log.info("no job file from harvester seconds=%.0f", self._wait_timeout)
         if found:
             self._served.add(found[0].panda_id)
             self._jobs[found[0].panda_id] = found[0]
