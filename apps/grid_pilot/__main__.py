@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -88,10 +89,10 @@ def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the grid pilot; return the process exit status."""
+    """Run the grid pilot; return the process exit status. The environment is read here, once, into the settings."""
     started = time.monotonic()
     try:
-        settings = parse_settings(sys.argv[1:] if argv is None else argv)
+        settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ)
     except ConfigError as exc:
         print(f"grid-pilot: {exc}", file=sys.stderr)
         return 2

@@ -198,8 +198,10 @@ def _check_harvester(settings: Settings) -> None:
             raise ConfigError(f"harvester-{option} must be a plain file name, got {name!r}")
 
 
-def parse_settings(argv: Sequence[str]) -> Settings:
-    """Build the settings from ``argv`` (without the program name) and the config file it names.
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``argv`` (without the program name), the config file it names and ``environ`` (the
+    pilot's environment, copied into :attr:`Settings.environ`; ``__main__`` passes ``os.environ``, read only there;
+    None: an empty one).
 
     Raises:
         ConfigError: a setting is missing or invalid.
@@ -212,7 +214,7 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     if unknown:
         raise ConfigError(f"unknown setting(s) in config file: {', '.join(unknown)}")
     try:
-        settings = Settings(**values)  # type: ignore[arg-type]
+        settings = Settings(**values, environ=environ or {})  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad setting: {exc}") from exc
     _check(settings)
