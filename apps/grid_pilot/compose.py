@@ -214,7 +214,7 @@ class Retriever:
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
             limits: PilotLimits, *, places: tuple[str, str], lifeline: Lifeline | None = None,
             reserve: SpaceReserve | None = None) -> Stages:
-    data = TransferStages(default_registry(), setups, *places,
+    data = TransferStages(default_registry(settings.environ), setups, *places,
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id),
                           log_fallback_of=lambda panda_id: settings.state_path / str(panda_id) / "log",
                           reserve=reserve)
