@@ -209,7 +209,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     """
     args = build_parser().parse_args(list(argv))
     values = _convert(_merge(args, _load_config(args.config)))
-    known = {a.name for a in Settings.__attrs_attrs__}
+    known = {a.name for a in Settings.__attrs_attrs__} - {"environ"}  # the environment is not a setting
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s) in config file: {', '.join(unknown)}")

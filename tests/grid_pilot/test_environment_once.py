@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.grid_pilot.cli import parse_settings
+from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import pilot_identity
 from apps.grid_pilot.payload import payload_settings
 from apps.grid_pilot.server import server_parts
@@ -39,6 +39,14 @@ def test_the_settings_carry_a_copy_of_the_environment_read_once(tmp_path: Path) 
         settings.environ["X"] = "y"  # type: ignore[index]
     assert "TOKEN-CONTENT" not in repr(settings)
     assert dict(parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)]).environ) == {}
+
+
+def test_a_config_file_cannot_set_the_environment(tmp_path: Path) -> None:
+    """``environ`` is not a setting: a config file naming it is refused like any unknown key."""
+    cfg = tmp_path / "pilot.toml"
+    cfg.write_text('[grid-pilot]\nmode = "arc"\nlaunch-dir = "/l"\n[grid-pilot.environ]\nSLURM_JOB_ID = "1"\n')
+    with pytest.raises(ConfigError, match="unknown setting\\(s\\) in config file: environ"):
+        parse_settings(["--config", str(cfg)], {"SLURM_JOB_ID": "2"})
 
 
 def test_the_pilot_parts_take_the_environment_from_the_settings(tmp_path: Path,
