@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -89,10 +88,10 @@ def _summary(outcome: Outcome, settings: Settings, status: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the grid pilot; return the process exit status. The environment is read here, once, into the settings."""
+    """Run the grid pilot; return the process exit status."""
     started = time.monotonic()
     try:
-        settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ)
+        settings = parse_settings(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         print(f"grid-pilot: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ the command line wins over the file.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -200,8 +201,8 @@ def _check_harvester(settings: Settings) -> None:
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``argv`` (without the program name), the config file it names and ``environ`` (the
-    pilot's environment, copied into :attr:`Settings.environ`; ``__main__`` passes ``os.environ``, read only there;
-    None: an empty one).
+    pilot's environment, copied into :attr:`Settings.environ`; None: ``os.environ`` as it is now, the one place the
+    grid pilot reads its environment).
 
     Raises:
         ConfigError: a setting is missing or invalid.
@@ -214,7 +215,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     if unknown:
         raise ConfigError(f"unknown setting(s) in config file: {', '.join(unknown)}")
     try:
-        settings = Settings(**values, environ=environ or {})  # type: ignore[arg-type]
+        settings = Settings(**values, environ=os.environ if environ is None else environ)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad setting: {exc}") from exc
     _check(settings)

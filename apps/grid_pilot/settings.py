@@ -91,11 +91,12 @@ class Settings:
         free_space_limit_mb: MB (10**6 B) the work area must have free before a job is asked for (pilot3
             ``free_space_limit``, 2 GB); ``free_space_limit_running_mb`` before the payload and while it runs (1 GB).
         state_reserve_mb: MB the state directory keeps preallocated for the pilot's own state on a full disk (0: none).
-        environ: the pilot's environment, read once at the pilot's start (``__main__`` passes ``os.environ`` to
-            :func:`~apps.grid_pilot.cli.parse_settings`) and kept as a read-only copy; nothing else in the pilot or
-            in pilotlib reads the environment. It gives ``X509_USER_PROXY`` (when ``proxy`` is not given), the
-            batch job's id (``SLURM_JOB_ID``) and the payload's and the copytools' base environment. Never in the
-            settings' repr (it may hold secrets); empty by default (a test gives the settings an environment).
+        environ: the pilot's environment, read once when the settings are built
+            (:func:`~apps.grid_pilot.cli.parse_settings` copies ``os.environ``, or the environment it is given) and
+            kept as a read-only copy; nothing else in the pilot or in pilotlib reads the environment. It gives
+            ``X509_USER_PROXY`` (when ``proxy`` is not given), the batch job's id (``SLURM_JOB_ID``) and the
+            payload's and the copytools' base environment. Never in the settings' repr (it may hold secrets);
+            empty by default (a test gives the settings an environment).
     """
 
     mode: Mode = Mode.SERVER

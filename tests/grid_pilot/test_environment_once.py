@@ -27,10 +27,11 @@ class NoEnviron(Mapping[str, str]):
         raise AssertionError("os.environ sized")
 
 
-def test_the_settings_carry_a_copy_of_the_environment_read_once(tmp_path: Path) -> None:
+def test_the_settings_carry_a_copy_of_the_environment_read_once(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """``parse_settings(argv, environ)`` keeps a read-only copy: a later change of the given mapping is not seen,
-    the copy cannot be changed, it is not in the settings' repr (it may hold secrets), and without an environment
-    the settings have an empty one."""
+    the copy cannot be changed, it is not in the settings' repr (it may hold secrets), and without one given the
+    settings copy ``os.environ`` as it is when they are built."""
     environ = {"SLURM_JOB_ID": "4242", "BEARER_TOKEN": "TOKEN-CONTENT"}
     settings = parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)], environ)
     environ["SLURM_JOB_ID"] = "changed"
@@ -38,7 +39,10 @@ def test_the_settings_carry_a_copy_of_the_environment_read_once(tmp_path: Path) 
     with pytest.raises(TypeError):
         settings.environ["X"] = "y"  # type: ignore[index]
     assert "TOKEN-CONTENT" not in repr(settings)
-    assert dict(parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)]).environ) == {}
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    read = parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)])
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    assert read.batch_id == "77" and dict(read.environ) == dict(os.environ, SLURM_JOB_ID="77")
 
 
 def test_a_config_file_cannot_set_the_environment(tmp_path: Path) -> None:
