@@ -9,6 +9,7 @@ the command line wins over the file.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -198,8 +199,10 @@ def _check_harvester(settings: Settings) -> None:
             raise ConfigError(f"harvester-{option} must be a plain file name, got {name!r}")
 
 
-def parse_settings(argv: Sequence[str]) -> Settings:
-    """Build the settings from ``argv`` (without the program name) and the config file it names.
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``argv`` (without the program name), the config file it names and ``environ`` (the
+    pilot's environment, copied into :attr:`Settings.environ`; None: ``os.environ`` as it is now, the one place the
+    grid pilot reads its environment).
 
     Raises:
         ConfigError: a setting is missing or invalid.
@@ -207,12 +210,12 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     """
     args = build_parser().parse_args(list(argv))
     values = _convert(_merge(args, _load_config(args.config)))
-    known = {a.name for a in Settings.__attrs_attrs__}
+    known = {a.name for a in Settings.__attrs_attrs__} - {"environ"}  # the environment is not a setting
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s) in config file: {', '.join(unknown)}")
     try:
-        settings = Settings(**values)  # type: ignore[arg-type]
+        settings = Settings(**values, environ=os.environ if environ is None else environ)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad setting: {exc}") from exc
     _check(settings)

@@ -214,11 +214,11 @@ class Retriever:
 def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups: JobSetups,
             limits: PilotLimits, *, places: tuple[str, str], lifeline: Lifeline | None = None,
             reserve: SpaceReserve | None = None) -> Stages:
-    data = TransferStages(default_registry(), setups, *places,
+    data = TransferStages(default_registry(settings.environ), setups, *places,
                           job_log_of=lambda panda_id: job_log_path(settings, panda_id),
                           log_fallback_of=lambda panda_id: settings.state_path / str(panda_id) / "log",
                           reserve=reserve)
-    executor = RunnerExecutor(payload_settings(settings, os.environ), grace=settings.payload_grace,
+    executor = RunnerExecutor(payload_settings(settings, settings.environ), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
                               sample_interval=min(60.0, settings.heartbeat), setups=setups,
                               deadline=limits.deadline, lifeline=lifeline,
@@ -231,9 +231,9 @@ def _stages(settings: Settings, reporter: JobReporter, store: FinalStore, setups
 
 
 def pilot_identity(settings: Settings) -> PilotIdentity:
-    """Who this pilot is in its updates (``pilotID`` ``grid-pilot-<pid>``, the batch job's id)."""
+    """Who this pilot is in its updates (``pilotID`` ``grid-pilot-<pid>``, the batch job's id from the settings)."""
     return PilotIdentity(site_name=settings.site_name, node=socket.gethostname(),
-                         pilot_id=f"grid-pilot-{os.getpid()}", batch_id=os.environ.get("SLURM_JOB_ID", ""))
+                         pilot_id=f"grid-pilot-{os.getpid()}", batch_id=settings.batch_id)
 
 
 def _open_journal(settings: Settings, reserve: SpaceReserve) -> Journal | None:

@@ -1,7 +1,8 @@
 """Server mode: the dispatcher client (:class:`pilotlib.panda.client.PandaClient`) as job source and reporter.
 
-Credentials (the app's job, STYLE R1): the X509 proxy ``--proxy`` or ``X509_USER_PROXY`` (else ``/tmp/x509up_u<uid>``)
-when it exists; none for a plain-HTTP development server. TLS is always verified (``--capath`` or the system store).
+Credentials (the app's job, STYLE R1): the X509 proxy ``--proxy`` or ``X509_USER_PROXY`` of the settings' environment
+(else ``/tmp/x509up_u<uid>``) when it exists; none for a plain-HTTP development server. TLS is always verified
+(``--capath`` or the system store).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def server_parts(settings: Settings, stop: Stop | None = None) -> tuple[JobSourc
 
     Each call is bounded by :data:`DISPATCHER_RETRY`; a call in flight when ``stop`` is set ends at once.
     """
-    proxy = find_proxy(os.environ, settings.proxy) if settings.url.startswith("https://") else None
+    proxy = find_proxy(settings.environ, settings.proxy) if settings.url.startswith("https://") else None
     client = PandaClient(settings.url, "v1" if settings.api == "v1" else "legacy", ca_dir=settings.ca_path,
                          credentials=proxy, stop=stop,
                          retry=DISPATCHER_RETRY)

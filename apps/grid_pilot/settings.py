@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import types
+from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
@@ -31,6 +33,10 @@ class Mode(enum.Enum):
     SERVER = "server"  # the PanDA dispatcher
     HARVESTER = "harvester"  # Harvester's shared files in the access point
     ARC = "arc"  # a NorduGrid/ARC CE's launch directory, no server
+
+
+def _frozen_environ(env: Mapping[str, str]) -> Mapping[str, str]:
+    return types.MappingProxyType(dict(env))
 
 
 @attrs.frozen
@@ -85,6 +91,12 @@ class Settings:
         free_space_limit_mb: MB (10**6 B) the work area must have free before a job is asked for (pilot3
             ``free_space_limit``, 2 GB); ``free_space_limit_running_mb`` before the payload and while it runs (1 GB).
         state_reserve_mb: MB the state directory keeps preallocated for the pilot's own state on a full disk (0: none).
+        environ: the pilot's environment, read once when the settings are built
+            (:func:`~apps.grid_pilot.cli.parse_settings` copies ``os.environ``, or the environment it is given) and
+            kept as a read-only copy; nothing else in the pilot or in pilotlib reads the environment. It gives
+            ``X509_USER_PROXY`` (when ``proxy`` is not given), the batch job's id (``SLURM_JOB_ID``) and the
+            payload's and the copytools' base environment. Never in the settings' repr (it may hold secrets);
+            empty by default (a test gives the settings an environment).
     """
 
     mode: Mode = Mode.SERVER
@@ -135,6 +147,8 @@ class Settings:
     free_space_limit_mb: int = 2000
     free_space_limit_running_mb: int = 1000
     state_reserve_mb: int = 4
+    environ: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_environ, repr=False,
+                                             eq=False)
 
     @property
     def queuedata_source(self) -> str:
@@ -150,6 +164,11 @@ class Settings:
     def state_path(self) -> Path:
         """The pilot's state directory (``state_dir``, else ``<workdir>/pilot-state``)."""
         return self.state_dir if self.state_dir is not None else self.workdir / STATE_DIR_NAME
+
+    @property
+    def batch_id(self) -> str:
+        """The batch system's job id (``SLURM_JOB_ID`` of :attr:`environ`; "" outside a batch job)."""
+        return self.environ.get("SLURM_JOB_ID", "")
 
     @property
     def site_name(self) -> str:

@@ -9,10 +9,15 @@ The value is a callable (usually the class) that returns a :class:`~pilotlib.tra
 options given to :meth:`CopytoolRegistry.create` are passed to it. Entry points are loaded lazily, on first use of
 that name, so a copytool whose library is missing (or whose module is broken) never stops the pilot from importing
 or starting: it is reported as unusable, with the reason.
+
+The library reads no environment: a registry given the app's ``base_env`` (the environment the app read once)
+passes it to every copytool whose factory takes a ``base_env`` option (those that run commands: ``lsm``,
+``xrdcp``), unless the options give one.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
@@ -37,13 +42,17 @@ class CopytoolRegistry:
     Args:
         entry_points: the entry points to offer; default: the installed ``pilotlib.copytools`` group.
         factories: extra factories by name (they win over entry points of the same name).
+        base_env: the environment the app read, given as ``base_env`` to each factory that takes it (None: none
+            given; the copytools' commands then start from the process environment).
     """
 
     def __init__(
         self,
         entry_points: Iterable[metadata.EntryPoint] | None = None,
         factories: Mapping[str, CopytoolFactory] | None = None,
+        base_env: Mapping[str, str] | None = None,
     ) -> None:
+        self._base_env = base_env
         eps = metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points
         self._entry_points: dict[str, metadata.EntryPoint] = {ep.name: ep for ep in eps}
         self._factories: dict[str, CopytoolFactory] = dict(factories or {})
@@ -96,6 +105,8 @@ class CopytoolRegistry:
             CopytoolUnavailableError: the plugin can not be loaded or refuses the options.
         """
         factory = self.factory(name, direction)
+        if self._base_env is not None and "base_env" not in options and _takes_base_env(factory):
+            options = {**options, "base_env": self._base_env}
         try:
             return factory(**options)
         except TypeError as exc:
@@ -145,6 +156,15 @@ class CopytoolRegistry:
         raise NoUsableCopytoolError(direction, skipped, all_unknown=bool(names) and unknown == len(names))
 
 
-def default_registry() -> CopytoolRegistry:
-    """A registry of the installed ``pilotlib.copytools`` entry points."""
-    return CopytoolRegistry()
+def default_registry(base_env: Mapping[str, str] | None = None) -> CopytoolRegistry:
+    """A registry of the installed ``pilotlib.copytools`` entry points (``base_env``: the app's environment, for
+    the copytools that run commands)."""
+    return CopytoolRegistry(base_env=base_env)
+
+
+def _takes_base_env(factory: CopytoolFactory) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a callable without a signature: given no base environment
+        return False
+    return "base_env" in parameters

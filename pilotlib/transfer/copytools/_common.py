@@ -27,6 +27,7 @@ __all__ = [
     "CommandResult",
     "CommandUrl",
     "Endpoints",
+    "command_environment",
     "command_url",
     "discard_partial",
     "endpoints",
@@ -214,12 +215,27 @@ def command_url(url: str, direction: Direction) -> CommandUrl:
     return CommandUrl(bare, {"BEARER_TOKEN": tokens.pop()} if tokens else {})
 
 
+def command_environment(overlay: Mapping[str, str], base_env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The environment a copytool's command gets: ``base_env`` with ``overlay`` over it.
+
+    The library reads no environment: an app gives its copytools the environment it read once
+    (:class:`~pilotlib.transfer.registry.CopytoolRegistry`'s ``base_env``). Without one (``base_env`` None) a
+    command with no overlay gets None (it inherits the process environment, which is not read), and one with an
+    overlay gets the process environment with the overlay over it: this function is the one place in pilotlib that
+    reads ``os.environ``, and only for a caller that gave no base environment.
+    """
+    if base_env is not None:
+        return {**base_env, **overlay}
+    return {**os.environ, **overlay} if overlay else None
+
+
 def run_command(
     args: Sequence[str],
     timeout: float,
     direction: Direction,
     *,
     env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
     what: str = "",
     stop: StopSignal | None = None,
 ) -> CommandResult:
@@ -229,7 +245,9 @@ def run_command(
         args: the command and its arguments.
         timeout: seconds before the group is killed.
         direction: picks the error code.
-        env: variables set for the command on top of the environment it inherits (a token, client settings).
+        env: variables set for the command on top of its base environment (a token, client settings).
+        base_env: the command's base environment, as the app read it (the library reads no environment); None:
+            the process environment the command inherits (see :func:`command_environment`).
         what: named in the timeout error (the file).
         stop: the pilot's stop; a command ended by it returns its (failed) result, which the caller turns into the
             stop's reason (:func:`failure`).
@@ -245,7 +263,7 @@ def run_command(
     try:
         proc = subprocess.Popen(
             list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            env={**os.environ, **env} if env else None, start_new_session=True,
+            env=command_environment(env or {}, base_env), start_new_session=True,
         )
     except OSError as exc:
         raise TransferError(f"cannot run {args[0]}: {exc.strerror or exc}", direction) from exc

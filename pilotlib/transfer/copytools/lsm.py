@@ -77,14 +77,18 @@ class LsmCopytool:
         put_command: the stage-out command.
         token: a space token given to ``lsm-put`` as ``-t`` (none by default).
         parallel: commands run at once.
+        base_env: the commands' base environment, as the app read it (None: the process's; see
+            :func:`~pilotlib.transfer.copytools._common.command_environment`).
     """
 
     name = "lsm"
     schemes: tuple[str, ...] = ("file", "root", "xroot", "http", "https", "dav", "davs", "srm", "gsiftp", "lsm")
 
     def __init__(
-        self, get_command: str = "lsm-get", put_command: str = "lsm-put", token: str = "", parallel: int = 4
+        self, get_command: str = "lsm-get", put_command: str = "lsm-put", token: str = "", parallel: int = 4,
+        base_env: Mapping[str, str] | None = None,
     ) -> None:
+        self.base_env = base_env
         self.get_command = get_command
         self.put_command = put_command
         self.token = token
@@ -118,7 +122,8 @@ class LsmCopytool:
         return success(request, self.name, ends, checksum, started)
 
     def _run(self, args: list[str], request: TransferRequest, env: Mapping[str, str], stop: StopSignal | None) -> None:
-        done = run_command(args, request.timeout, request.direction, env=env, what=request.lfn, stop=stop)
+        done = run_command(args, request.timeout, request.direction, env=env, base_env=self.base_env,
+                           what=request.lfn, stop=stop)
         if done.returncode != 0:
             output = "\n".join(x for x in (done.stdout, done.stderr) if x)
             raise classify_command_output(output or f"exit status {done.returncode}", request.direction,

@@ -25,7 +25,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -106,6 +106,8 @@ class XrdcpCopytool:
             on a dead host; the stage-in/stage-out retries cover a passing failure).
         connection_window: seconds per connection attempt.
         timeout_resolution: seconds between the client's timeout checks.
+        base_env: the ``xrdcp`` command's base environment, as the app read it (None: the process's; see
+            :func:`~pilotlib.transfer.copytools._common.command_environment`).
     """
 
     name = "xrdcp"
@@ -120,7 +122,9 @@ class XrdcpCopytool:
         connection_retry: int = 1,
         connection_window: int = 15,
         timeout_resolution: int = 1,
+        base_env: Mapping[str, str] | None = None,
     ) -> None:
+        self.base_env = base_env
         if backend not in ("auto", "python", "command"):
             raise TypeError(f"backend must be auto, python or command, not {backend!r}")
         self.backend = backend
@@ -369,8 +373,8 @@ class XrdcpCopytool:
             remote = command_url(ends.remote, request.direction)  # a token goes in BEARER_TOKEN, not in argv
             src, dst = (remote.url, str(ends.local)) if inbound else (str(ends.local), remote.url)
             args = [self.command, "--nopbar", "--force", "--rm-bad-cksum", "--cksum", cksum, src, dst]
-            done = run_command(args, request.timeout, request.direction, env={**env, **remote.env}, what=request.lfn,
-                               stop=stop)
+            done = run_command(args, request.timeout, request.direction, env={**env, **remote.env},
+                               base_env=self.base_env, what=request.lfn, stop=stop)
         except TransferError as exc:
             return failure(request, self.name, exc, started, stop=stop, local=ends.local)
         if done.returncode != 0:
