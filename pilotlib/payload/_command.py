@@ -66,9 +66,9 @@ class PayloadSettings:
     """How to build payload commands; the caller (the app) fills it once (the library reads no environment).
 
     Attributes:
-        base_env: the environment the payload starts from (the app passes the pilot's ``os.environ``; the pilot's
-            private variables are removed, see :func:`~pilotlib.payload.payload_environment`); its ``PATH`` is
-            where plain transformation names are looked up.
+        base_env: the environment the payload starts from (the app passes the environment it read once, in its
+            settings; the pilot's private variables are removed, see :func:`~pilotlib.payload.payload_environment`);
+            its ``PATH`` is where plain transformation names are looked up.
         proxy_path: path of the X.509 proxy file, passed as ``X509_USER_PROXY`` (the path only).
         token_path: path of the bearer token file, passed as ``BEARER_TOKEN_FILE`` (the path only).
         ca_path: the CA certificate directory, passed as ``X509_CERT_DIR``.
