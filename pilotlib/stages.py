@@ -27,7 +27,7 @@ from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage
-from pilotlib.recovery import FINAL_NAME, FinalRetry, FinalStore, deliver_final
+from pilotlib.recovery import FinalRetry, FinalStore, deliver_final
 from pilotlib.report import PilotIdentity, final_update, heartbeat_update, starting_update
 from pilotlib.stop import Stop, StopSignal
 from pilotlib.transfer.base import TransferResult
@@ -370,7 +370,7 @@ class Stages:
 
 
 def clean_workdir(workdir: Path) -> None:
-    """Remove a finished job's work directory, keeping its final-update files (``final_update.json*``).
+    """Empty a finished job's work directory (the final-update records live in the pilot's state directory, apart).
 
     Only called once the final update was acknowledged and the log (which holds the directory's content) was staged
     out; a failure to remove something is logged, never raised.
@@ -381,8 +381,6 @@ def clean_workdir(workdir: Path) -> None:
         log.warning("work directory not cleaned path=%s error=%s", workdir, exc)
         return
     for entry in entries:
-        if entry.name.startswith(FINAL_NAME):
-            continue
         try:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)

@@ -45,9 +45,8 @@ class LogWatchingStageOut(FakeOutputStager):
 
 
 def _content(workdir: Path) -> dict[str, bytes]:
-    """Every file under ``workdir`` except the final-update records, by relative path."""
-    return {str(p.relative_to(workdir)): p.read_bytes() for p in sorted(workdir.rglob("*"))
-            if p.is_file() and not p.name.startswith("final_update.json")}
+    """Every file under ``workdir``, by relative path."""
+    return {str(p.relative_to(workdir)): p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()}
 
 
 def _run(tmp_path: Path, reporter: FakeReporter, cleanup: bool = True,
@@ -57,7 +56,7 @@ def _run(tmp_path: Path, reporter: FakeReporter, cleanup: bool = True,
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         (workdir / name).write_bytes(data)
     stage_out = stage_out or LogWatchingStageOut()
-    store = FinalStore(tmp_path / "work")
+    store = FinalStore(tmp_path / "state")  # the pilot's state root, apart from the work root
     stages = Stages(
         stage_in=FakeInputStager(),  # type: ignore[arg-type]
         payload=FakePayload(),
@@ -76,14 +75,16 @@ def _run(tmp_path: Path, reporter: FakeReporter, cleanup: bool = True,
 
 
 def test_acknowledged_job_directory_is_removed_but_its_final_record_kept(tmp_path: Path) -> None:
-    """After an acknowledged final and a staged-out log only ``final_update.json.sent`` is left: the log was staged
-    out while the whole directory was still there (the log holds it), and the final was acknowledged first."""
+    """After an acknowledged final and a staged-out log the work directory is emptied, and the record that the final
+    state was delivered stays in the state directory: the log was staged out while the whole directory was still
+    there (the log holds it), and the final was acknowledged first."""
     reporter = FakeReporter()
     run, workdir, store, stage_out = _run(tmp_path, reporter)
     assert run.final_sent and store.is_sent(1001) and store.pending() == []
     assert reporter.final(1001).state == "finished"
     assert stage_out.log_calls == [1001] and stage_out.seen_at_log == CONTENT
-    assert sorted(p.name for p in workdir.iterdir()) == ["final_update.json.sent"]
+    assert list(workdir.iterdir()) == []
+    assert store.path(1001).with_name("final_update.json.sent").is_file()
 
 
 def test_unacknowledged_final_keeps_everything_for_the_next_pilot(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_unacknowledged_final_keeps_everything_for_the_next_pilot(tmp_path: Path
     assert not run.final_sent and not [u for u in reporter.updates if u.final]
     assert _content(workdir) == CONTENT
     assert store.pending() == [1001] and not store.is_sent(1001)
-    assert (workdir / "final_update.json").is_file()
+    assert store.path(1001).is_file()
 
 
 def test_log_not_staged_out_keeps_the_directory(tmp_path: Path) -> None:

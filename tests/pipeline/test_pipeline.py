@@ -29,7 +29,7 @@ def _stages(tmp_path: Path, reporter: FakeReporter, payload: FakePayload, **kw: 
         log_out=stage_out,  # type: ignore[arg-type]
         reporter=reporter,
         identity=PilotIdentity(site_name="SITE", node="node1", pilot_id="p1"),
-        store=FinalStore(tmp_path / "work"),
+        store=FinalStore(tmp_path / "state"),
         final_retry=FinalRetry(deadline=0.0),
         **kw,  # type: ignore[arg-type]
     )
@@ -62,7 +62,7 @@ def test_good_job_runs_every_stage_and_reports_finished(tmp_path: Path) -> None:
     assert final.fields["transExitCode"] == 0
     assert len(final.fields["pilotTiming"].split("|")) == 6
     assert '"out.dat"' in final.fields["xml"] and '"log.tgz"' in final.fields["xml"]
-    assert FinalStore(tmp_path / "work").is_sent(1001)
+    assert FinalStore(tmp_path / "state").is_sent(1001)
 
 
 def test_stage_in_failure_skips_payload_but_stages_out_log_and_reports(tmp_path: Path) -> None:
@@ -280,7 +280,7 @@ def test_signal_while_the_final_update_is_retried_ends_the_report_promptly(tmp_p
     stages = attrs.evolve(stages, final_retry=policy)
     (run,) = _run_bounded(Pipeline(_source(tmp_path, [1401]), standard_stages(stages), stop))
     assert not run.final_sent and reporter.fail_final == 999
-    assert FinalStore(tmp_path / "work").pending() == [1401]
+    assert FinalStore(tmp_path / "state").pending() == [1401]
 
 
 def test_stop_keeps_first_reason_and_reaches_children() -> None:
