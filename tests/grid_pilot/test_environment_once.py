@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from fixtures.environ import NoEnviron
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
 from apps.grid_pilot.compose import pilot_identity
 from apps.grid_pilot.payload import payload_settings
 from apps.grid_pilot.server import server_parts
-
-
-class NoEnviron(Mapping[str, str]):
-    """An ``os.environ`` that fails every read: code that reads the process environment raises."""
-
-    def __getitem__(self, key: str) -> str:
-        raise AssertionError(f"os.environ read: {key}")
-
-    def __iter__(self) -> Iterator[str]:
-        raise AssertionError("os.environ iterated")
-
-    def __len__(self) -> int:
-        raise AssertionError("os.environ sized")
 
 
 def test_the_settings_carry_a_copy_of_the_environment_read_once(tmp_path: Path,

@@ -5,28 +5,15 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from fixtures.environ import NoEnviron
 
 from pilotlib.errors import Direction
 from pilotlib.transfer import CopytoolRegistry, TransferRequest
 from pilotlib.transfer.copytools import LsmCopytool, XrdcpCopytool
 from pilotlib.transfer.copytools._common import run_command
-
-
-class NoEnviron(Mapping[str, str]):
-    """An ``os.environ`` that fails every read: code that reads the process environment raises."""
-
-    def __getitem__(self, key: str) -> str:
-        raise AssertionError(f"os.environ read: {key}")
-
-    def __iter__(self) -> Iterator[str]:
-        raise AssertionError("os.environ iterated")
-
-    def __len__(self) -> int:
-        raise AssertionError("os.environ sized")
 
 
 def test_a_command_gets_the_base_environment_and_its_overlay_without_reading_os_environ(
