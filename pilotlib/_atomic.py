@@ -19,7 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Waitable", "wait_until", "write_atomic"]
+__all__ = ["Waitable", "WriteGuard", "unguarded", "wait_until", "write_atomic"]
+
+#: Runs a write of the pilot's own state, e.g. again after freeing space
+#: (:meth:`pilotlib.reserve.SpaceReserve.retrying`); the final store and the journal take one.
+WriteGuard = Callable[[Callable[[], None]], None]
+
+
+def unguarded(write: Callable[[], None]) -> None:
+    """The :data:`WriteGuard` that just writes."""
+    write()
 
 
 def write_atomic(

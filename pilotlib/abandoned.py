@@ -25,9 +25,10 @@ from pathlib import Path
 
 import attrs
 
+from pilotlib._atomic import WriteGuard
 from pilotlib.errors import JobDefinitionError, PilotError, PilotLostError
 from pilotlib.job import Job, parse_job
-from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, WriteGuard, take_abandoned
+from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, take_abandoned
 from pilotlib.panda.base import JobReporter
 from pilotlib.pipeline import JobRun
 from pilotlib.recovery import FinalRetry, FinalStore, deliver_final

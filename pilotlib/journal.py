@@ -24,13 +24,15 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-__all__ = ["JOURNAL_DIR", "AbandonedJournal", "Journal", "JournalEntry", "WriteGuard", "take_abandoned"]
+from pilotlib._atomic import WriteGuard, unguarded
+
+__all__ = ["JOURNAL_DIR", "AbandonedJournal", "Journal", "JournalEntry", "take_abandoned"]
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +51,6 @@ class JournalEntry:
     workdir: Path
     pilot: str
     started: float = 0.0
-
-
-#: Runs a journal write, e.g. again after freeing space (:meth:`pilotlib.reserve.SpaceReserve.retrying`).
-WriteGuard = Callable[[Callable[[], None]], None]
-
-
-def _unguarded(write: Callable[[], None]) -> None:
-    write()
 
 
 def _append(fd: int, record: Mapping[str, Any]) -> None:
@@ -99,7 +93,7 @@ class Journal:
         OSError: the file cannot be created or locked.
     """
 
-    def __init__(self, state_dir: Path, pilot: str, guard: WriteGuard = _unguarded) -> None:
+    def __init__(self, state_dir: Path, pilot: str, guard: WriteGuard = unguarded) -> None:
         self._guard = guard
         self.directory = state_dir / JOURNAL_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -152,7 +146,7 @@ class AbandonedJournal:
         OSError: the file cannot be read.
     """
 
-    def __init__(self, path: Path, fd: int, guard: WriteGuard = _unguarded) -> None:
+    def __init__(self, path: Path, fd: int, guard: WriteGuard = unguarded) -> None:
         self.path = path
         self._fd = fd
         self._guard = guard
@@ -206,7 +200,7 @@ def _lock_if_abandoned(path: Path, guard: WriteGuard) -> AbandonedJournal | None
 
 
 def take_abandoned(state_dir: Path, own: Journal | None = None,
-                   guard: WriteGuard = _unguarded) -> list[AbandonedJournal]:
+                   guard: WriteGuard = unguarded) -> list[AbandonedJournal]:
     """The journals in ``state_dir`` whose pilots are gone, each locked by the caller (who must
     :meth:`~AbandonedJournal.release` it); ``own`` (this pilot's journal) is skipped; ``guard`` runs their writes
     (as for :class:`Journal`)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import attrs
 
-from pilotlib._atomic import write_atomic
+from pilotlib._atomic import WriteGuard, unguarded, write_atomic
 from pilotlib.errors import PilotError
 from pilotlib.panda.base import JobReporter, JobUpdate
 from pilotlib.stop import StopSignal
@@ -37,10 +37,12 @@ _OWN_CLAIMS: set[Path] = set()  # the claims this process holds (set operations 
 
 
 class FinalStore:
-    """Final updates on disk under ``root``, one folder per PandaID."""
+    """Final updates on disk under ``root``, one folder per PandaID; ``guard`` runs each save (e.g. the state
+    directory's reserve, which frees space and writes again when the disk is full)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, guard: WriteGuard = unguarded) -> None:
         self.root = root
+        self._guard = guard
 
     def path(self, panda_id: int) -> Path:
         """Where the pending final update of ``panda_id`` lives."""
@@ -51,7 +53,7 @@ class FinalStore:
         target = self.path(update.panda_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         body = {"panda_id": update.panda_id, "state": update.state, "fields": dict(update.fields)}
-        write_atomic(target, json.dumps(body, separators=(",", ":")))
+        self._guard(lambda: write_atomic(target, json.dumps(body, separators=(",", ":"))))
         return target
 
     def claim(self, panda_id: int) -> Path | None:

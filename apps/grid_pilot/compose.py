@@ -20,7 +20,7 @@ from apps.grid_pilot.payload import RunnerExecutor, payload_settings
 from apps.grid_pilot.queueinfo import JobSetups, PilotLimits, build_info_service, check_queue, pilot_limits
 from apps.grid_pilot.server import server_parts
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
-from apps.grid_pilot.state import ReservedFinalStore, WorkAreaSpace, state_reserve
+from apps.grid_pilot.state import WorkAreaSpace, state_reserve
 from pilotlib.abandoned import JobRecovery, recover_abandoned
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
 from pilotlib.job import Job, is_secret_field, job_to_wire
@@ -320,7 +320,7 @@ def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
         return Outcome((), exc, ())
     reserve = reserve or state_reserve(settings)
     reserve.ensure()
-    store = ReservedFinalStore(settings.state_path, reserve)
+    store = FinalStore(settings.state_path, guard=reserve.retrying)
     earlier = store.pending()
     recovered = recover(store, parts.reporter, FinalRetry(deadline=min(60.0, settings.final_retry)), stopping=stop)
     if recovered:

@@ -15,12 +15,10 @@ from pathlib import Path
 from apps.grid_pilot.settings import Mode, Settings
 from pilotlib.errors import NoLocalSpaceError
 from pilotlib.info import QueueDescription
-from pilotlib.panda.base import JobUpdate
-from pilotlib.recovery import FinalStore
 from pilotlib.reserve import SpaceReserve, is_full_error
 from pilotlib.space import MB, check_free_space, free_bytes, request_disk_mb
 
-__all__ = ["ReservedFileHandler", "ReservedFinalStore", "WorkAreaSpace", "state_reserve"]
+__all__ = ["ReservedFileHandler", "WorkAreaSpace", "state_reserve"]
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +26,6 @@ log = logging.getLogger(__name__)
 def state_reserve(settings: Settings) -> SpaceReserve:
     """The reserve of the settings' state directory (``--state-reserve`` MB)."""
     return SpaceReserve(settings.state_path, settings.state_reserve_mb * MB)
-
-
-class ReservedFinalStore(FinalStore):
-    """A :class:`~pilotlib.recovery.FinalStore` whose writes release the reserve when the disk is full, then retry."""
-
-    def __init__(self, root: Path, reserve: SpaceReserve) -> None:
-        super().__init__(root)
-        self.reserve = reserve
-
-    def save(self, update: JobUpdate) -> Path:
-        """Write ``update`` atomically; on a full disk release the reserve and write it again."""
-        return self.reserve.retrying(lambda: FinalStore.save(self, update))
 
 
 class ReservedFileHandler(logging.FileHandler):

@@ -17,10 +17,11 @@ import attrs
 import pytest
 from fixtures.smallfs import SMALL_FS_SIZE, fill
 
-from apps.grid_pilot.state import ReservedFileHandler, ReservedFinalStore
+from apps.grid_pilot.state import ReservedFileHandler
 from pilotlib.errors import ErrorCode, NoLocalSpaceError
 from pilotlib.panda.base import JobUpdate
 from pilotlib.payload import PayloadOutcome, diagnose
+from pilotlib.recovery import FinalStore
 from pilotlib.reserve import RESERVE_NAME, SpaceReserve
 from pilotlib.space import (
     FREE_SPACE_LIMIT,
@@ -125,7 +126,7 @@ def test_the_final_store_writes_on_a_full_disk_with_the_reserve(small_fs: Path) 
     reserve = SpaceReserve(small_fs, MiB)
     assert reserve.ensure()
     fill(small_fs)
-    store = ReservedFinalStore(small_fs / "state", reserve)
+    store = FinalStore(small_fs / "state", guard=reserve.retrying)
     path = store.save(JobUpdate(7, "failed", {"pilotErrorCode": 1098, "pilotErrorDiag": "x" * 20_000}, final=True))
     assert path == small_fs / "state" / "7" / "final_update.json"
     assert '"pilotErrorCode":1098' in path.read_text()
