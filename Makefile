@@ -14,7 +14,7 @@ run: setup
 
 ## test: ruff, mypy (strict) and the whole pytest suite, real services started by the tests
 test: setup
-	$(PY) -m ruff check pilotlib apps tests benchmarks
+	$(PY) -m ruff check pilotlib apps panda_devserver tests benchmarks examples
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 

@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pilotlib.devserver import DevServer  # noqa: E402
+from panda_devserver import DevServer  # noqa: E402
 
 PAYLOAD = """#!/bin/sh
 date +%s.%N > t_start

@@ -28,6 +28,7 @@ import attrs
 from pilotlib._atomic import WriteGuard
 from pilotlib.errors import JobDefinitionError, PilotError, PilotLostError
 from pilotlib.job import Job, parse_job
+from pilotlib.jobsetup import JobSetup
 from pilotlib.journal import AbandonedJournal, Journal, JournalEntry, take_abandoned
 from pilotlib.panda.base import JobReporter
 from pilotlib.pipeline import JobRun
@@ -55,6 +56,7 @@ class JobRecovery:
         job_log: a short extract of the job's own pilot log (``pilotLog``), by PandaID.
         cleanup: remove the work directory once the final update is acknowledged and the log staged out.
         on_job: called with each job before its final update is sent (Harvester's reporter needs the job).
+        setup_of: the job's set-up (its log's copytools), resolved as for a job taken (default: the defaults).
     """
 
     log_out: LogStager
@@ -65,6 +67,7 @@ class JobRecovery:
     job_log: Callable[[int], str] = lambda _panda_id: ""
     cleanup: bool = True
     on_job: Callable[[Job], None] = lambda _job: None
+    setup_of: Callable[[Job], JobSetup] = lambda _job: JobSetup()
 
 
 @attrs.frozen
@@ -82,12 +85,13 @@ def _diagnostics(entry: JournalEntry, identity: PilotIdentity) -> str:
 
 def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: StopSignal | None) -> bool:
     """Stage out the job's log, then report it failed (pilot lost); True when acknowledged."""
+    run = JobRun(job, entry.workdir, parts.setup_of(job), started=entry.started or time.time(),
+                 failure=PilotLostError(_diagnostics(entry, parts.identity)))
     log_result = None
     if job.log is not None:
         entry.workdir.mkdir(parents=True, exist_ok=True)  # gone: the tarball still carries the job's pilot log
-        log_result = parts.log_out.stage_out_log(job, entry.workdir, LOG_STOPPING_TIMEOUT)
-    run = JobRun(job, entry.workdir, started=entry.started or time.time(), log_result=log_result,
-                 failure=PilotLostError(_diagnostics(entry, parts.identity)))
+        log_result = parts.log_out.stage_out_log(run, LOG_STOPPING_TIMEOUT)
+    run = attrs.evolve(run, log_result=log_result)
     parts.on_job(job)
     update = final_update(run, parts.identity, parts.job_log(job.panda_id))
     sent = deliver_final(update, parts.reporter, parts.store, parts.retry, stopping=stopping)

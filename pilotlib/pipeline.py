@@ -28,6 +28,7 @@ import attrs
 
 from pilotlib.errors import InternalPilotError, PilotError
 from pilotlib.job import Job
+from pilotlib.jobsetup import JobSetup
 from pilotlib.logcontext import job_context
 from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
@@ -79,14 +80,17 @@ class PayloadSummary:
 
 @attrs.frozen
 class JobRun:
-    """A job on its way through the pipeline: the job, its work directory, what happened so far.
+    """A job on its way through the pipeline: the job, its work directory, its set-up, what happened so far.
 
-    ``timings`` holds seconds per :data:`TIMING_KEYS` entry; ``failure`` is the first error (later ones are logged
-    only); ``final_sent`` is True once the server acknowledged the final update.
+    ``setup`` is the job's :class:`~pilotlib.jobsetup.JobSetup`, resolved once when the job was taken (copytools,
+    queue, limits): every stage reads it from here. ``timings`` holds seconds per :data:`TIMING_KEYS` entry;
+    ``failure`` is the first error (later ones are logged only); ``final_sent`` is True once the server acknowledged
+    the final update.
     """
 
     job: Job
     workdir: Path
+    setup: JobSetup = attrs.field(factory=JobSetup)
     started: float = attrs.field(factory=time.time)
     timings: Mapping[str, float] = attrs.field(factory=dict, converter=_timings)
     stage_in: tuple[TransferResult, ...] = ()

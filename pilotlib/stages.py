@@ -24,7 +24,6 @@ from typing import Protocol
 import attrs
 
 from pilotlib.errors import MkdirError, PandaKillError, PilotError
-from pilotlib.job import Job
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage
 from pilotlib.recovery import FinalRetry, FinalStore, deliver_final
@@ -71,29 +70,31 @@ HEARTBEAT_CLOSE_TIMEOUT = 5.0
 class InputStager(Protocol):
     """Brings a job's inputs into its work directory."""
 
-    def stage_in(self, job: Job, workdir: Path, stop: Stop) -> Sequence[TransferResult]:
-        """One result per input, in order; a failed file is a result with an error. Once ``stop`` is set (the job
-        or the pilot is stopping) no new file transfer starts and the copies under way are cancelled."""
+    def stage_in(self, run: JobRun, stop: Stop) -> Sequence[TransferResult]:
+        """Bring ``run.job``'s inputs into ``run.workdir`` with ``run.setup``'s copytools: one result per input, in
+        order; a failed file is a result with an error. Once ``stop`` is set (the job or the pilot is stopping) no new
+        file transfer starts and the copies under way are cancelled."""
         ...
 
 
 class OutputStager(Protocol):
     """Sends a job's outputs to storage."""
 
-    def stage_out(self, job: Job, workdir: Path, stop: Stop) -> Sequence[TransferResult]:
-        """One result per output, in order; a missing or failed file is a result with an error. Once ``stop`` is
-        set no new file transfer starts and the copies under way are cancelled."""
+    def stage_out(self, run: JobRun, stop: Stop) -> Sequence[TransferResult]:
+        """Send ``run.job``'s outputs from ``run.workdir``: one result per output, in order; a missing or failed file is
+        a result with an error. Once ``stop`` is set no new file transfer starts and the copies under way are
+        cancelled."""
         ...
 
 
 class LogStager(Protocol):
     """Packs the work directory into the job's log tarball and sends it to storage."""
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None,
+    def stage_out_log(self, run: JobRun, timeout_cap: float | None,
                       stop: StopSignal | None = None) -> TransferResult:
-        """The log's transfer result; a failure is a result with an error. ``timeout_cap`` (when not None) bounds
-        the tarball and each copy in seconds, one try each (the pilot is stopping); ``stop`` (when set) ends the
-        tarball and cancels the copies under way: the log's time is over."""
+        """Pack ``run.workdir`` as ``run.job``'s log and send it: the transfer result; a failure is a result with an
+        error. ``timeout_cap`` (when not None) bounds the tarball and each copy in seconds, one try each (the pilot is
+        stopping); ``stop`` (when set) ends the tarball and cancels the copies under way: the log's time is over."""
         ...
 
 
@@ -112,9 +113,9 @@ class RunningPayload(Protocol):
 class PayloadExecutor(Protocol):
     """Starts a job's payload."""
 
-    def start(self, job: Job, workdir: Path, stop: StopSignal | None = None) -> RunningPayload:
-        """Start the payload in ``workdir``; raises a :class:`PilotError` when it cannot start. ``stop`` (the job's)
-        ends what starting it may wait for (a transformation download)."""
+    def start(self, run: JobRun, stop: StopSignal | None = None) -> RunningPayload:
+        """Start ``run.job``'s payload in ``run.workdir`` (with ``run.setup``'s limits); raises a :class:`PilotError`
+        when it cannot start. ``stop`` (the job's) ends what starting it may wait for (a transformation download)."""
         ...
 
 
@@ -299,7 +300,7 @@ class Stages:
     def do_stage_in(self, run: JobRun, stop: Stop) -> JobRun:
         """Stage the inputs in (heartbeats go on); the job's stop or the first failed file fails the job."""
         beat = self._heartbeat(run, stop)
-        results = tuple(self.stage_in.stage_in(run.job, run.workdir, beat.stop))
+        results = tuple(self.stage_in.stage_in(run, beat.stop))
         return self._checked(attrs.evolve(run, stage_in=results), beat, _first_error(results))
 
     def run_payload(self, run: JobRun, stop: Stop) -> JobRun:
@@ -309,7 +310,7 @@ class Stages:
         if beat.stop.reason is not None:
             return run.failed(beat.stop.reason)
         try:
-            running = self.payload.start(run.job, run.workdir, beat.stop)
+            running = self.payload.start(run, beat.stop)
         except PilotError as exc:  # the job's stop (signal, server kill) wins over the error it caused
             log.error("payload not started code=%d error=%s", int(exc.code), exc)
             return self._checked(run, beat, exc)
@@ -322,7 +323,7 @@ class Stages:
         """Stage the outputs out (heartbeats go on); the job's stop or the first failed (or missing) file fails
         the job."""
         beat = self._heartbeat(run, stop)
-        results = tuple(self.stage_out.stage_out(run.job, run.workdir, beat.stop))
+        results = tuple(self.stage_out.stage_out(run, beat.stop))
         return self._checked(attrs.evolve(run, stage_out=results), beat, _first_error(results))
 
     def do_log(self, run: JobRun, stop: Stop) -> JobRun:
@@ -340,8 +341,7 @@ class Stages:
         stopping = job_stop.is_set()
         deadline = job_stop.later(LOG_STOP_DEADLINE)
         try:
-            result = self.log_out.stage_out_log(run.job, run.workdir, LOG_STOPPING_TIMEOUT if stopping else None,
-                                                deadline)
+            result = self.log_out.stage_out_log(run, LOG_STOPPING_TIMEOUT if stopping else None, deadline)
         finally:
             job_stop.release(deadline)
         run = attrs.evolve(run, log_result=result)

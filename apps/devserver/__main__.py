@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pilotlib.devserver import DevServer, DevServerError
+from panda_devserver import DevServer, DevServerError
 
 
 def _parser() -> argparse.ArgumentParser:

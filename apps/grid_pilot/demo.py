@@ -5,7 +5,7 @@ provides the job's transformation (``example_payload.sh``: reads the input, writ
 and runs ``grid-pilot`` as a real process:
 
 - default: NorduGrid/ARC mode, the job in ``launch/pandaJobData.out``, updates in ``launch/heartbeat.json``;
-- ``--server``: server mode against a local PanDA server (:class:`pilotlib.devserver.DevServer`) started here,
+- ``--server``: server mode against a local PanDA server (:class:`panda_devserver.DevServer`) started here,
   which also serves the queue's description (``LOCAL_QUEUE``: active, ``mv`` copytools); its record of the job's
   updates is printed.
 
@@ -26,7 +26,7 @@ import zlib
 from pathlib import Path
 
 from apps.grid_pilot.settings import STATE_DIR_NAME
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 
 #: The demo server's queue description: the pilot refuses a queue it cannot find or that is not active.
 LOCAL_QUEUE = {"nickname": "LOCAL_QUEUE", "state": "ACTIVE", "status": "online",

@@ -23,12 +23,11 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import threading
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from pilotlib._atomic import wait_until
+from pilotlib._atomic import Waitable, wait_until
 from pilotlib._jsontext import JsonTextError, decode_utf8, loads
 from pilotlib.job import Job, load_job_definitions
 from pilotlib.panda._file_errors import BrokenJobFileError, LaunchDirFileError
@@ -147,7 +146,7 @@ def read_job_file(
     *,
     timeout: float,
     interval: float,
-    stop: threading.Event,
+    stop: Waitable,
     confirmed: Callable[[str], bool] = lambda _panda_id: False,
 ) -> tuple[Job, ...] | None:
     """Read the job definitions in ``path``, waiting (bounded) for a half-written file to be completed.

@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -56,6 +55,7 @@ from pilotlib.panda._harvester_settings import HarvesterFiles
 from pilotlib.panda._jobfile import Consume, consume_job_file, read_job_file
 from pilotlib.panda._times import update_field
 from pilotlib.panda.base import JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.stop import Stop, StopSignal
 
 __all__ = [
     "BrokenJobFileError",
@@ -101,7 +101,7 @@ class HarvesterJobSource:
         read_timeout: float = 30.0,
         poll_interval: float = 0.5,
         consume: Consume = Consume.RENAME,
-        stop: threading.Event | None = None,
+        stop: StopSignal | None = None,
     ) -> None:
         """Create the source.
 
@@ -122,7 +122,7 @@ class HarvesterJobSource:
         self._read_timeout = read_timeout
         self._interval = poll_interval
         self._consume = consume
-        self._stop = stop or threading.Event()
+        self._stop: StopSignal = stop or Stop()
         self._served: set[int] = set()
         self._jobs: dict[int, Job] = {}
 

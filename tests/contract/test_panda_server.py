@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pilotlib.devserver import _signatures
+from panda_devserver import _signatures
 from pilotlib.errors import PilotError
 from pilotlib.job import Job, parse_job
 from pilotlib.panda import _answers
@@ -184,7 +184,7 @@ def _annotation_types(text: str) -> set[str]:
 
 
 def test_devserver_signatures_equal_the_real_handlers() -> None:
-    """The development server's v1 argument lists (``pilotlib/devserver/_signatures.py``) are those of panda-server
+    """The development server's v1 argument lists (``panda_devserver/_signatures.py``) are those of panda-server
     1.0.4's handlers (``pandaserver/api/v1/pilot_api.py``, ``event_api.py``, ``credential_management_api.py``, read
     with ``inspect.signature`` as ``request_validation`` does, ``api/v1/common.py`` line 310): same names, same
     required arguments and defaults, same annotated types."""

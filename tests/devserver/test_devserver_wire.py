@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pilotlib.devserver import DevServer, DevServerError
+from panda_devserver import DevServer, DevServerError
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.panda.base import EventRangeUpdate
 from pilotlib.panda.client import CallRetry, PandaClient, Timeouts
 
@@ -242,7 +242,7 @@ _NO_CRYPTOGRAPHY = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, Block())
-    from pilotlib.devserver import DevServer, DevServerError
+    from panda_devserver import DevServer, DevServerError
     import apps.devserver.__main__
     with DevServer(Path(tempfile.mkdtemp())) as server:
         request = urllib.request.Request(server.url + "/api/v1/pilot/acquire_jobs", data=b'{"site_name": "Q"}',

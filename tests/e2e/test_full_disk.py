@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from fixtures.smallfs import fill
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.reserve import RESERVE_NAME
 from pilotlib.space import free_bytes

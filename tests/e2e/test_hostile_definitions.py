@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from apps.grid_pilot.settings import STATE_DIR_NAME
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode, process_exit_code
 from pilotlib.transfer.paths import deterministic_path
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from apps.grid_pilot.__main__ import main
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.transfer.paths import deterministic_path
 

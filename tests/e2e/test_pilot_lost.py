@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.panda.base import JobUpdate
 from pilotlib.recovery import FinalStore

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 
 from .helpers import final_update, job_definition, make_inputs

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from fixtures.xrootd import XRootDServer
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.transfer.paths import deterministic_path
 

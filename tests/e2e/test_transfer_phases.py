@@ -20,7 +20,7 @@ import pytest
 
 from apps.grid_pilot.cli import parse_settings
 from apps.grid_pilot.compose import Outcome, run_pilot
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.stop import Stop
 from pilotlib.transfer.paths import deterministic_path

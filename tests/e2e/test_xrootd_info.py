@@ -16,7 +16,7 @@ import pytest
 from fixtures.xrootd import XRootDServer
 
 from apps.grid_pilot.__main__ import main
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode, process_exit_code
 from pilotlib.transfer.paths import deterministic_path
 

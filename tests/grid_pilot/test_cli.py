@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
-from apps.grid_pilot.compose import Outcome, Retriever, exit_code
-from apps.grid_pilot.server import server_parts
+from apps.grid_pilot.compose import build_kit
 from apps.grid_pilot.settings import Mode, Settings
-from apps.grid_pilot.signals import handle_signals
 from pilotlib.errors import CommunicationError, ErrorCode, SigTermError
 from pilotlib.job import Job
 from pilotlib.panda.base import JobRequest
 from pilotlib.pipeline import JobRun
 from pilotlib.stop import Stop
+from pilotlib.workflow import Outcome, Retriever, exit_code, handle_signals, pilot_limits
 from tests.pipeline.fakes import make_job
 
 
@@ -90,6 +89,12 @@ class _Source:
         return [self.left.pop(0)] if self.left else []
 
 
+def _retriever(source: _Source, settings: Settings, started: float) -> Retriever:
+    """The retriever of a grid pilot of ``settings`` without a queue description (its limits from the settings)."""
+    return Retriever(source, JobRequest("S", "Q"), settings.workdir, started, max_jobs=settings.max_jobs,
+                     limits=pilot_limits(settings.lifetime, settings.timefloor, None))
+
+
 def _drain(retriever: Retriever) -> list[JobRun]:
     runs = []
     while (run := retriever(Stop())) is not None:
@@ -100,7 +105,7 @@ def _drain(retriever: Retriever) -> list[JobRun]:
 def test_single_job_pilot_takes_one_job(tmp_path: Path) -> None:
     """With timefloor 0 and no job limit the pilot takes one job only."""
     source = _Source(3)
-    runs = _drain(Retriever(source, JobRequest("S", "Q"), Settings(workdir=tmp_path), time.monotonic()))
+    runs = _drain(_retriever(source, Settings(workdir=tmp_path), time.monotonic()))
     assert [r.job.panda_id for r in runs] == [7000] and source.calls == 1
     assert runs[0].workdir == tmp_path / "7000" and "getjob" in runs[0].timings
 
@@ -109,7 +114,7 @@ def test_multi_job_pilot_keeps_fetching_within_timefloor(tmp_path: Path) -> None
     """Within the timefloor the pilot keeps asking until the source has no more work."""
     source = _Source(3)
     settings = Settings(workdir=tmp_path, timefloor=3600.0)
-    assert len(_drain(Retriever(source, JobRequest("S", "Q"), settings, time.monotonic()))) == 3
+    assert len(_drain(_retriever(source, settings, time.monotonic()))) == 3
     assert source.calls == 4
 
 
@@ -117,14 +122,14 @@ def test_max_jobs_limits_a_multi_job_pilot(tmp_path: Path) -> None:
     """--max-jobs stops fetching after that many jobs."""
     source = _Source(5)
     settings = Settings(workdir=tmp_path, max_jobs=2)
-    assert len(_drain(Retriever(source, JobRequest("S", "Q"), settings, time.monotonic()))) == 2
+    assert len(_drain(_retriever(source, settings, time.monotonic()))) == 2
 
 
 def test_no_job_when_lifetime_is_nearly_over(tmp_path: Path) -> None:
     """No job is fetched when less than the reserve of the lifetime remains."""
     source = _Source(1)
     settings = Settings(workdir=tmp_path, lifetime=1000.0)
-    assert _drain(Retriever(source, JobRequest("S", "Q"), settings, time.monotonic() - 990.0)) == []
+    assert _drain(_retriever(source, settings, time.monotonic() - 990.0)) == []
     assert source.calls == 0
 
 
@@ -179,5 +184,5 @@ def test_default_dialect_is_v1_and_legacy_stays_on_request() -> None:
     default = parse_settings(["-q", "Q1", "--url", "https://panda.example:25443"])
     legacy = parse_settings(["-q", "Q1", "--url", "https://panda.example:25443", "--api", "legacy"])
     assert (default.api, legacy.api) == ("v1", "legacy")
-    assert server_parts(default)[0].dialect.name == "v1"
-    assert server_parts(legacy)[0].dialect.name == "legacy"
+    assert build_kit(default, Stop()).mode.source.dialect.name == "v1"  # type: ignore[attr-defined]
+    assert build_kit(legacy, Stop()).mode.source.dialect.name == "legacy"  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ import pytest
 from fixtures.environ import NoEnviron
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
-from apps.grid_pilot.compose import pilot_identity
-from apps.grid_pilot.payload import payload_settings
-from apps.grid_pilot.server import server_parts
+from apps.grid_pilot.compose import build_kit
+from pilotlib.stop import Stop
+from pilotlib.workflow import RunnerExecutor
 
 
 def test_the_settings_carry_a_copy_of_the_environment_read_once(tmp_path: Path,
@@ -50,9 +50,10 @@ def test_the_pilot_parts_take_the_environment_from_the_settings(tmp_path: Path,
     settings = parse_settings(["-q", "Q", "--url", "https://127.0.0.1:1", "-a", str(tmp_path)], environ)
     with monkeypatch.context() as patched:
         patched.setattr(os, "environ", NoEnviron())
-        identity = pilot_identity(settings)
-        client, _ = server_parts(settings)
-        base_env = payload_settings(settings, settings.environ).base_env
+        kit = build_kit(settings, Stop())
+    identity, client = kit.identity, kit.mode.source
+    assert isinstance(kit.payload, RunnerExecutor)
+    base_env = kit.payload.settings.base_env
     assert identity.batch_id == "4242"
     assert client._transport.credentials.path == proxy  # type: ignore[attr-defined]
     assert base_env["SITE_VAR"] == "site"

@@ -11,19 +11,26 @@ import pytest
 from fixtures.smallfs import fill
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
-from apps.grid_pilot.compose import Outcome, Retriever, exit_code
+from apps.grid_pilot.compose import pilot_state
 from apps.grid_pilot.settings import Mode, Settings
-from apps.grid_pilot.state import WorkAreaSpace, state_reserve
 from pilotlib.errors import Direction, NoLocalSpaceError, PayloadExecutionError
 from pilotlib.info import QueueDescription
 from pilotlib.job import Job
 from pilotlib.panda.base import JobRequest
 from pilotlib.pipeline import JobRun
 from pilotlib.report import PilotIdentity, final_update
+from pilotlib.space import MB
 from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 from pilotlib.transfer.logtar import LogTarballError
+from pilotlib.workflow import Outcome, Retriever, WorkAreaSpace, exit_code
 from tests.pipeline.fakes import make_job
+
+
+def _space(settings: Settings, queue: QueueDescription | None = None) -> WorkAreaSpace:
+    """The work area's checks as the grid pilot of ``settings`` makes them (ARC and Harvester place their jobs)."""
+    return WorkAreaSpace.of_queue(settings.workdir, settings.free_space_limit_mb * MB, pilot_state(settings).reserve,
+                                  placed=settings.mode is not Mode.SERVER, queue=queue)
 
 
 class _Source:
@@ -40,8 +47,8 @@ def test_no_job_is_asked_for_on_a_full_work_area(small_fs: Path) -> None:
     settings = Settings(workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
     fill(small_fs)
     source = _Source()
-    retriever = Retriever(source, JobRequest("S", "Q"), settings, time.monotonic(),
-                          space=WorkAreaSpace(settings, None, state_reserve(settings)))
+    retriever = Retriever(source, JobRequest("S", "Q"), settings.workdir, time.monotonic(),
+                          space=_space(settings))
     with pytest.raises(NoLocalSpaceError, match="before asking for a job: 0 B free, need more than 1000000 B"):
         retriever(Stop())
     assert source.requests == []
@@ -51,10 +58,10 @@ def test_the_request_carries_disk_space_capped_by_maxwdir(small_fs: Path) -> Non
     """With room, the job is asked for with ``diskSpace`` = min(free MB, the queue's maxwdir)."""
     settings = Settings(workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
     source = _Source()
-    space = WorkAreaSpace(settings, QueueDescription(name="Q", maxwdir=10), state_reserve(settings))
-    run = Retriever(source, JobRequest("S", "Q"), settings, time.monotonic(), space=space)(Stop())
+    space = _space(settings, QueueDescription(name="Q", maxwdir=10))
+    run = Retriever(source, JobRequest("S", "Q"), settings.workdir, time.monotonic(), space=space)(Stop())
     assert run is not None and [r.disk_mb for r in source.requests] == [10]
-    roomy = WorkAreaSpace(settings, QueueDescription(name="Q", maxwdir=1000), state_reserve(settings))
+    roomy = _space(settings, QueueDescription(name="Q", maxwdir=1000))
     assert roomy.before_request() == 16  # the 16 MiB tmpfs: 16.7 MB
 
 
@@ -65,13 +72,13 @@ def test_a_placed_job_on_a_full_work_area_fails_with_1098(small_fs: Path) -> Non
     for mode in (Mode.ARC, Mode.HARVESTER):
         settings = Settings(mode=mode, workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
         source = _Source()
-        run = Retriever(source, JobRequest("S", "Q"), settings, time.monotonic(),
-                        space=WorkAreaSpace(settings, None, state_reserve(settings)))(Stop())
+        run = Retriever(source, JobRequest("S", "Q"), settings.workdir, time.monotonic(),
+                        space=_space(settings))(Stop())
         assert run is not None and run.job.panda_id == 7100 and len(source.requests) == 1
         assert isinstance(run.failure, NoLocalSpaceError)
         assert "before running the job: 0 B free" in str(run.failure)
     server = Settings(workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
-    assert WorkAreaSpace(server, None, state_reserve(server)).placed_job() is None
+    assert _space(server).placed_job() is None
 
 
 def test_exit_status_of_a_full_disk_and_of_a_log_not_staged_out() -> None:

@@ -1,4 +1,4 @@
-"""How the grid pilot journals a job it takes (:class:`apps.grid_pilot.compose.Retriever`): what reaches the file."""
+"""How the grid pilot journals a job it takes (:class:`pilotlib.workflow.Retriever`): what reaches the file."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from pathlib import Path
 
 import attrs
 
-from apps.grid_pilot.compose import Retriever
-from apps.grid_pilot.settings import Settings
 from pilotlib.job import Job, job_to_wire, parse_job
 from pilotlib.journal import JOURNAL_DIR, Journal, take_abandoned
 from pilotlib.panda.base import JobRequest
 from pilotlib.stop import Stop
+from pilotlib.workflow import Retriever
 from tests.pipeline.fakes import make_job
 
 USER_SECRET = "user-secret-value-5b1e"
@@ -45,7 +44,7 @@ def test_a_journalled_job_keeps_no_credentials_on_disk(tmp_path: Path) -> None:
     (PandaID, files, payload, other fields), only without those three fields."""
     job = _job_with_secrets()
     journal = Journal(tmp_path / "state", "grid-pilot-1")
-    retriever = Retriever(_Source(job), JobRequest("S", "Q"), Settings(workdir=tmp_path / "work"), time.monotonic(),
+    retriever = Retriever(_Source(job), JobRequest("S", "Q"), tmp_path / "work", time.monotonic(),
                           journal=journal)
     run = retriever(Stop())
     assert run is not None and run.job.extra["pilotSecrets"]  # the running job keeps them

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from apps.grid_pilot.__main__ import _configure_logging
+from apps.grid_pilot.compose import pilot_state
 from apps.grid_pilot.settings import Settings
-from pilotlib.logcontext import job_context
+from pilotlib.logcontext import PerJobFileHandler, job_context
+from pilotlib.workflow import configure_logging
 
 
 @pytest.fixture
@@ -23,6 +24,11 @@ def restore_logging() -> Iterator[None]:
         handler.close()
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def _configure_logging(settings: Settings) -> PerJobFileHandler:
+    """The grid pilot's logging of ``settings``, as its ``main`` sets it up."""
+    return configure_logging(pilot_state(settings), settings.log_level)
 
 
 def test_files_get_info_records_when_the_console_is_at_warning(tmp_path: Path, restore_logging: None) -> None:

@@ -8,15 +8,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from apps.grid_pilot.__main__ import main
 from apps.grid_pilot.cli import parse_settings
-from apps.grid_pilot.payload import payload_settings
-from apps.grid_pilot.server import find_proxy
+from apps.grid_pilot.compose import payload_settings
 from pilotlib.errors import NoProxyError
 from pilotlib.job import Job
 from pilotlib.payload import TrfDownloadError, download_transformation, payload_env
+from pilotlib.workflow import find_proxy
 
 
 def test_proxy_and_token_file_options(tmp_path: Path) -> None:
@@ -54,20 +55,21 @@ def test_payload_settings_carry_paths_and_the_sites_environment(tmp_path: Path) 
     token.write_text("TOKEN-CONTENT")
     s = parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path), "-q", "QUEUE_X", "--proxy", "/p/x509",
                         "--token-file", str(token), "--capath", "/etc/grid-security/certificates"])
-    ps = payload_settings(s, {"SITE_NAME": "S", "PILOTLIB_SECRET": "x", "BEARER_TOKEN": "TOKEN-CONTENT"})
+    site = {"SITE_NAME": "S", "PILOTLIB_SECRET": "x", "BEARER_TOKEN": "TOKEN-CONTENT"}
+    ps = payload_settings(attrs.evolve(s, environ=site))
     assert ps.verify_tls == "/etc/grid-security/certificates"
     env = payload_env(Job(panda_id=1, transformation="/bin/true"), tmp_path, ps)
     assert (env["SITE_NAME"], env["X509_USER_PROXY"], env["BEARER_TOKEN_FILE"], env["X509_CERT_DIR"],
             env["PANDA_RESOURCE"]) == ("S", "/p/x509", str(token), "/etc/grid-security/certificates", "QUEUE_X")
     assert "PILOTLIB_SECRET" not in env and "TOKEN-CONTENT" not in "".join(env.values())
-    assert payload_settings(parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)]), {}).verify_tls is True
+    assert payload_settings(parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)])).verify_tls is True
 
 
 @pytest.fixture
 def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS server on loopback with a self-signed certificate; yields its base URL and a CA directory that
     trusts it (hashed as OpenSSL's capath lookup wants)."""
-    from pilotlib.devserver._tls import make_test_pki  # noqa: PLC0415 - needs cryptography, only this test does
+    from panda_devserver._tls import make_test_pki  # noqa: PLC0415 - needs cryptography, only this test does
 
     pki = make_test_pki(tmp_path / "pki")
     root = tmp_path / "www"
@@ -100,8 +102,8 @@ def test_capath_verifies_transformation_downloads(tmp_path: Path, https_server: 
     s = parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path), "--capath", str(cadir)])
     work = tmp_path / "work"
     work.mkdir()
-    assert download_transformation(f"{url}/trf.sh", work, payload_settings(s, {})).read_text().endswith("ran\n")
-    plain = payload_settings(parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)]), {})
+    assert download_transformation(f"{url}/trf.sh", work, payload_settings(s)).read_text().endswith("ran\n")
+    plain = payload_settings(parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)]))
     with pytest.raises(TrfDownloadError):
         download_transformation(f"{url}/trf.sh", tmp_path, plain)
 

@@ -14,15 +14,17 @@ import attrs
 import pytest
 
 from apps.grid_pilot.cli import parse_settings
-from apps.grid_pilot.data import StorageReplicas, storage_protocols
-from apps.grid_pilot.payload import RunnerExecutor
-from apps.grid_pilot.queueinfo import JobSetups, build_info_service, check_queue, pilot_limits
+from apps.grid_pilot.compose import build_kit
 from apps.grid_pilot.settings import Mode, Settings
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.info import Activity, InfoService
 from pilotlib.job import Job
+from pilotlib.jobsetup import JobSetup, SetupResolver
 from pilotlib.payload import MemoryMonitor, WalltimeMonitor, WorkdirSizeMonitor
+from pilotlib.stop import Stop
 from pilotlib.transfer.paths import StorageProtocol, deterministic_path
+from pilotlib.workflow import RunnerExecutor, check_queue, pilot_limits
+from pilotlib.workflow.transfers import StorageReplicas, storage_protocols
 from tests.pipeline.fakes import make_job
 
 QUEUE = {"nickname": "Q1", "state": "ACTIVE", "status": "online", "maxrss": 8000, "maxwdir": 1000, "corecount": 8,
@@ -43,9 +45,15 @@ def _settings(tmp_path: Path, queue: dict[str, object] = QUEUE, *args: str) -> S
 
 
 def _info(settings: Settings) -> InfoService:
-    info = build_info_service(settings)
+    info = build_kit(settings, Stop()).info
     assert info is not None
     return info
+
+
+def _setup(settings: Settings, job: Job) -> JobSetup:
+    """The job's set-up as the grid pilot of ``settings`` resolves it when it takes the job."""
+    kit = build_kit(settings, Stop())
+    return SetupResolver(kit.info, kit.copytools).resolve(job)
 
 
 def _job(job_pars: str = "", **changes: object) -> Job:
@@ -63,8 +71,8 @@ def test_server_mode_defaults_to_the_servers_cache_urls() -> None:
 def test_launch_dir_modes_have_no_info_service_unless_given_a_source(tmp_path: Path) -> None:
     """An ARC pilot given no description file or URL builds no information service and uses mv."""
     s = parse_settings(["--mode", "arc", "--launch-dir", str(tmp_path)])
-    assert s.mode is Mode.ARC and build_info_service(s) is None
-    setup = JobSetups(s, None).of(_job())
+    assert s.mode is Mode.ARC and build_kit(s, Stop()).info is None
+    setup = _setup(s, _job())
     assert (setup.tools_in, setup.tools_out, setup.tools_log) == (("mv",), ("mv",), ("mv",))
     assert check_queue(None) is None
 
@@ -72,28 +80,27 @@ def test_launch_dir_modes_have_no_info_service_unless_given_a_source(tmp_path: P
 def test_copytools_per_activity_come_from_the_queue_and_the_command_line_overrides(tmp_path: Path) -> None:
     """pr -> stage-in, pw -> outputs, pl -> log; --copytool replaces all of them."""
     s = _settings(tmp_path)
-    setup = JobSetups(s, _info(s)).of(_job())
+    setup = _setup(s, _job())
     assert (setup.tools_in, setup.tools_out, setup.tools_log) == (("xrdcp", "gfal"), ("gfal",), ("xrdcp",))
     s2 = _settings(tmp_path, QUEUE, "--copytool", "cp")
-    setup2 = JobSetups(s2, _info(s2)).of(_job())
+    setup2 = _setup(s2, _job())
     assert (setup2.tools_in, setup2.tools_out, setup2.tools_log) == (("cp",), ("cp",), ("cp",))
 
 
 def test_job_overrides_change_the_queue_for_that_job_and_leave_the_payloads_parameters(tmp_path: Path) -> None:
     """--overwriteQueueData in jobPars sets the queue's fields for that job only and is taken out of jobPars."""
     s = _settings(tmp_path)
-    setups = JobSetups(s, _info(s))
     job = _job('--overwriteQueueData=\'{"acopytools": {"pr": ["cp"]}}\' --events 10', panda_id=7)
-    setup = setups.of(job)
+    setup = _setup(s, job)
     assert setup.tools_in == ("cp",) and setup.job_pars == "--events 10"
-    assert setups.of(_job("--events 10")).tools_in == ("xrdcp", "gfal")
+    assert _setup(s, _job("--events 10")).tools_in == ("xrdcp", "gfal")
 
 
 def test_bad_job_overrides_are_queuedatanotok(tmp_path: Path) -> None:
     """An override that is not an object fails the job with QUEUEDATANOTOK (1117), not a bare ValueError."""
     s = _settings(tmp_path)
     with pytest.raises(PilotError) as caught:
-        JobSetups(s, _info(s)).of(_job("--overwriteQueueData=[1,2]"))
+        _setup(s, _job("--overwriteQueueData=[1,2]"))
     assert caught.value.code == ErrorCode.QUEUEDATANOTOK
 
 
@@ -109,9 +116,10 @@ def test_limits_from_the_queue(tmp_path: Path) -> None:
     """maxtime shortens the lifetime, timefloor (minutes) applies unless --timefloor is given."""
     s = _settings(tmp_path)
     queue = check_queue(_info(s))
-    limits = pilot_limits(s, queue, started_epoch=1000.0)
+    limits = pilot_limits(s.lifetime, s.timefloor, queue, started_epoch=1000.0)
     assert (limits.lifetime, limits.timefloor, limits.deadline) == (7200.0, 1800.0, 8200.0)
-    given = pilot_limits(_settings(tmp_path, QUEUE, "--timefloor", "1"), queue, started_epoch=0.0)
+    floor = _settings(tmp_path, QUEUE, "--timefloor", "1").timefloor
+    given = pilot_limits(s.lifetime, floor, queue, started_epoch=0.0)
     assert given.timefloor == 60.0
 
 
@@ -119,15 +127,17 @@ def test_monitors_from_the_queue(tmp_path: Path) -> None:
     """maxwdir (MB, per queue core for a single-core job, with the queue's grace) -> work-dir monitor; resource type
     -> memory limit (2000 MB per SCORE core, grace 2); --memory-limit wins; the pilot's deadline -> wall-time."""
     s = _settings(tmp_path)
-    executor = RunnerExecutor(setups=JobSetups(s, _info(s)), deadline=5000.0)
-    monitors = executor.monitors(_job(resource_type="SCORE", core_count=1))
+    executor = RunnerExecutor()
+    job = _job(resource_type="SCORE", core_count=1)
+    setup = attrs.evolve(_setup(s, job), deadline=5000.0)
+    monitors = executor.monitors(job, setup)
     (wdir,) = [m for m in monitors if isinstance(m, WorkdirSizeMonitor)]
     assert wdir.limit_bytes == int(1000 * 1024 * 1024 // 8 * 1.5)
     (memory,) = [m for m in monitors if isinstance(m, MemoryMonitor)]
     assert memory.limit_kb == 2000 * 2 * 1024
     (walltime,) = [m for m in monitors if isinstance(m, WalltimeMonitor)]
     assert walltime.deadline == 5000.0
-    given = attrs.evolve(executor, memory_limit_kb=1234).monitors(_job())
+    given = attrs.evolve(executor, memory_limit_kb=1234).monitors(_job(), setup)
     assert [m.limit_kb for m in given if isinstance(m, MemoryMonitor)] == [1234]
 
 

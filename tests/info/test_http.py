@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode, error_for_signal
 from pilotlib.info import (
     Activity,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode, SigTermError
 from pilotlib.panda.base import JobRequest, JobUpdate
 from pilotlib.panda.client import CallRetry, PandaClient, Timeouts

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pilotlib.devserver import DevServer
+from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate, ServerCommand
 from pilotlib.panda.client import CallRetry, PandaClient, Timeouts

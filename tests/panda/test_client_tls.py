@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pilotlib.devserver import DevServer, make_test_pki
+from panda_devserver import DevServer, make_test_pki
 from pilotlib.errors import ErrorCode
 from pilotlib.panda.base import JobRequest, JobUpdate
 from pilotlib.panda.client import BearerToken, CallRetry, PandaClient, X509Proxy

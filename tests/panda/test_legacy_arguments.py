@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pilotlib.devserver._signatures import LEGACY_ARGUMENTS
+from panda_devserver._signatures import LEGACY_ARGUMENTS
 from pilotlib.job import parse_job
 from pilotlib.panda._legacy import LegacyDialect
 from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate

@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from pilotlib.errors import CommunicationError, Direction, PayloadExecutionError, PilotError, TransferError
 from pilotlib.job import Job, parse_job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
-from pilotlib.pipeline import PayloadSummary
+from pilotlib.pipeline import JobRun, PayloadSummary
 from pilotlib.stop import Stop, StopSignal
 from pilotlib.transfer.base import TransferResult
 
@@ -90,7 +89,8 @@ class FakeInputStager:
         self.fail = fail
         self.calls: list[int] = []
 
-    def stage_in(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
+    def stage_in(self, run: JobRun, *args: object) -> Sequence[TransferResult]:
+        job = run.job
         self.calls.append(job.panda_id)
         error = TransferError("no replica", Direction.STAGE_IN) if self.fail else None
         return [_result(f.lfn, Direction.STAGE_IN, error) for f in job.inputs]
@@ -104,13 +104,15 @@ class FakeOutputStager:
         self.log_caps: list[float | None] = []
         self.log_stops: list[StopSignal | None] = []
 
-    def stage_out(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
+    def stage_out(self, run: JobRun, *args: object) -> Sequence[TransferResult]:
+        job = run.job
         self.calls.append(job.panda_id)
         error = TransferError("storage refused", Direction.STAGE_OUT) if self.fail else None
         return [_result(f.lfn, Direction.STAGE_OUT, error) for f in job.outputs]
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None,
+    def stage_out_log(self, run: JobRun, timeout_cap: float | None = None,
                       stop: StopSignal | None = None) -> TransferResult:
+        job = run.job
         self.log_calls.append(job.panda_id)
         self.log_caps.append(timeout_cap)
         self.log_stops.append(stop)
@@ -145,6 +147,6 @@ class FakePayload:
         self.started: list[int] = []
         self.stopped_by: PilotError | None = None
 
-    def start(self, job: Job, workdir: Path, stop: StopSignal | None = None) -> FakeRunning:
-        self.started.append(job.panda_id)
+    def start(self, run: JobRun, stop: StopSignal | None = None) -> FakeRunning:
+        self.started.append(run.job.panda_id)
         return FakeRunning(self)

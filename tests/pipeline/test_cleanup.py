@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pilotlib.errors import Direction
-from pilotlib.job import Job
 from pilotlib.panda.base import ServerCommand
 from pilotlib.pipeline import JobRun, Pipeline
 from pilotlib.recovery import FinalRetry, FinalStore
@@ -34,10 +33,10 @@ class LogWatchingStageOut(FakeOutputStager):
         self.fail_log = fail_log
         self.seen_at_log: dict[str, bytes] = {}
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None,
+    def stage_out_log(self, run: JobRun, timeout_cap: float | None = None,
                       stop: StopSignal | None = None) -> TransferResult:
-        self.seen_at_log = _content(workdir)
-        result = super().stage_out_log(job, workdir, timeout_cap, stop)
+        self.seen_at_log = _content(run.workdir)
+        result = super().stage_out_log(run, timeout_cap, stop)
         if self.fail_log:
             return TransferResult(lfn=result.lfn, direction=Direction.STAGE_OUT, tool="fake", url="", local_path="",
                                   error=StorageUnavailableError("log storage down", Direction.STAGE_OUT))

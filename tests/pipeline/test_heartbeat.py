@@ -8,9 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pilotlib.errors import Direction, ErrorCode, PandaKillError, PilotError
-from pilotlib.job import Job
 from pilotlib.panda.base import JobUpdate, ServerCommand, UpdateAnswer
-from pilotlib.pipeline import Pipeline
+from pilotlib.pipeline import JobRun, Pipeline
 from pilotlib.stages import Heartbeat, standard_stages
 from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
@@ -53,9 +52,9 @@ class BlockingStageIn(FakeInputStager):
         super().__init__()
         self.release = threading.Event()
 
-    def stage_in(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
+    def stage_in(self, run: JobRun, *args: object) -> Sequence[TransferResult]:
         assert self.release.wait(30), "stage-in never released"
-        return super().stage_in(job, workdir)
+        return super().stage_in(run)
 
 
 class StopHonouringStageIn(FakeInputStager):
@@ -67,11 +66,11 @@ class StopHonouringStageIn(FakeInputStager):
         self.started = threading.Event()
         self.ended_by: PilotError | None = None
 
-    def stage_in(self, job: Job, workdir: Path, stop: Stop, *args: object) -> Sequence[TransferResult]:
+    def stage_in(self, run: JobRun, stop: Stop, *args: object) -> Sequence[TransferResult]:
         self.started.set()
         assert stop.wait(30), "the copy was never stopped"
         self.ended_by = stop.reason
-        return [_failed_in(f.lfn, stop.reason) for f in job.inputs]
+        return [_failed_in(f.lfn, stop.reason) for f in run.job.inputs]
 
 
 def _failed_in(lfn: str, error: PilotError | None) -> TransferResult:
@@ -85,9 +84,9 @@ class BlockingStageOut(FakeOutputStager):
         super().__init__()
         self.release = threading.Event()
 
-    def stage_out(self, job: Job, workdir: Path, *args: object) -> Sequence[TransferResult]:
+    def stage_out(self, run: JobRun, *args: object) -> Sequence[TransferResult]:
         assert self.release.wait(30), "stage-out never released"
-        return super().stage_out(job, workdir)
+        return super().stage_out(run)
 
 
 def test_heartbeats_during_stage_in_report_starting_without_usage(tmp_path: Path) -> None:

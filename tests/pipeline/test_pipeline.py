@@ -174,16 +174,16 @@ def test_next_job_is_fetched_and_staged_in_while_a_payload_runs(tmp_path: Path) 
     second_staged = threading.Event()
 
     class Payload(FakePayload):
-        def start(self, job, workdir, stop=None):  # type: ignore[no-untyped-def]
-            if job.panda_id == 2001:
+        def start(self, run, stop=None):  # type: ignore[no-untyped-def]
+            if run.job.panda_id == 2001:
                 assert second_staged.wait(30), "job 2 was not staged in while job 1 ran"
-            return super().start(job, workdir)
+            return super().start(run)
 
     class SignallingStager(FakeInputStager):
-        def stage_in(self, job, workdir, *args):  # type: ignore[no-untyped-def]
-            if job.panda_id == 2002:
+        def stage_in(self, run, *args):  # type: ignore[no-untyped-def]
+            if run.job.panda_id == 2002:
                 second_staged.set()
-            return super().stage_in(job, workdir)
+            return super().stage_in(run)
 
     stages, _ = _stages(tmp_path, reporter, Payload(), stage_in=SignallingStager())
     runs = Pipeline(_source(tmp_path, [2001, 2002]), standard_stages(stages), Stop(), in_flight=2).run()

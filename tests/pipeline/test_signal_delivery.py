@@ -12,11 +12,11 @@ import threading
 import time
 from pathlib import Path
 
-from apps.grid_pilot.signals import handle_signals
 from pilotlib.errors import ErrorCode
 from pilotlib.job import Job
 from pilotlib.pipeline import JobRun, Pipeline, Stage
 from pilotlib.stop import Stop
+from pilotlib.workflow import handle_signals
 
 
 def test_a_signal_delivered_to_a_stage_thread_sets_the_stop_within_a_second(tmp_path: Path) -> None:

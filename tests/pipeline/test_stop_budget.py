@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from apps.grid_pilot.server import DISPATCHER_RETRY
 from apps.grid_pilot.settings import Settings
 from pilotlib.recovery import STOPPING_DEADLINE
 from pilotlib.stages import HEARTBEAT_CLOSE_TIMEOUT, LOG_STOP_DEADLINE, STOP_BUDGET
 from pilotlib.transfer.copytools._common import CANCEL_WAIT
+from pilotlib.workflow import DISPATCHER_RETRY
 
 
 def test_the_stopping_bounds_add_up_to_less_than_the_stop_budget() -> None:

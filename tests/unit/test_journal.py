@@ -18,9 +18,9 @@ from fixtures.smallfs import fill
 
 from pilotlib.abandoned import AbandonedOutcome, JobRecovery, recover_abandoned
 from pilotlib.errors import ErrorCode
-from pilotlib.job import Job
 from pilotlib.journal import JOURNAL_DIR, Journal, take_abandoned
 from pilotlib.panda.base import JobUpdate, UpdateAnswer
+from pilotlib.pipeline import JobRun
 from pilotlib.recovery import FinalRetry, FinalStore, recover
 from pilotlib.report import PilotIdentity
 from pilotlib.reserve import SpaceReserve
@@ -170,10 +170,10 @@ class _LogOut:
     def __init__(self) -> None:
         self.calls: list[tuple[int, Path, float | None]] = []
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None) -> TransferResult:
-        self.calls.append((job.panda_id, workdir, timeout_cap))
+    def stage_out_log(self, run: JobRun, timeout_cap: float | None) -> TransferResult:
+        self.calls.append((run.job.panda_id, run.workdir, timeout_cap))
         return TransferResult(lfn="log.tgz", direction=Direction.STAGE_OUT, tool="cp", url="file:///s/log.tgz",
-                              local_path=str(workdir / "log.tgz"), size=1, checksum=("adler32", "00000001"))
+                              local_path=str(run.workdir / "log.tgz"), size=1, checksum=("adler32", "00000001"))
 
 
 def _recovery(state_dir: Path, reporter: _Reporter, log_out: _LogOut) -> JobRecovery:

@@ -17,7 +17,6 @@ import attrs
 import pytest
 from fixtures.smallfs import SMALL_FS_SIZE, fill
 
-from apps.grid_pilot.state import ReservedFileHandler
 from pilotlib.errors import ErrorCode, NoLocalSpaceError
 from pilotlib.panda.base import JobUpdate
 from pilotlib.payload import PayloadOutcome, diagnose
@@ -32,6 +31,7 @@ from pilotlib.space import (
     payload_space_need,
     request_disk_mb,
 )
+from pilotlib.workflow.state import ReservedFileHandler
 from tests.pipeline.fakes import make_job
 
 MiB = 1024 * 1024

@@ -23,8 +23,8 @@ from typing import Any
 
 import attrs
 
-from pilotlib.devserver import _legacy, _signatures, _v1
-from pilotlib.devserver._logic import Context, Outcome
+from panda_devserver import _legacy, _signatures, _v1
+from panda_devserver._logic import Context, Outcome
 
 log = logging.getLogger(__name__)
 

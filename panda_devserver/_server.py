@@ -11,14 +11,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pilotlib.devserver._http import DevHTTPServer, Faults
-from pilotlib.devserver._logic import Context
-from pilotlib.devserver._store import Store
+from panda_devserver._http import DevHTTPServer, Faults
+from panda_devserver._logic import Context
+from panda_devserver._store import Store
 from pilotlib.errors import PilotError
 from pilotlib.job import job_to_wire, load_job_definitions
 
 if TYPE_CHECKING:
-    from pilotlib.devserver._tls import TestPKI
+    from panda_devserver._tls import TestPKI
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def _named_descriptions(document: object) -> list[tuple[str, dict[str, Any]]]:
 def _make_pki(directory: Path) -> TestPKI:
     """The test PKI; ``cryptography`` is imported only here, so a plain-HTTP server runs without it."""
     try:
-        from pilotlib.devserver._tls import make_test_pki  # noqa: PLC0415 - lazy: TLS only
+        from panda_devserver._tls import make_test_pki  # noqa: PLC0415 - lazy: TLS only
     except ImportError as exc:
         raise DevServerError(f"TLS needs the cryptography package (pip install 'pilotlib[devserver]'): {exc}") from None
     return make_test_pki(directory)

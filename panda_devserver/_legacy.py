@@ -32,8 +32,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from pilotlib.devserver._logic import Context, Outcome, event_range_panda_id
-from pilotlib.devserver._signatures import LEGACY_ARGUMENTS
+from panda_devserver._logic import Context, Outcome, event_range_panda_id
+from panda_devserver._signatures import LEGACY_ARGUMENTS
 
 SC_SUCCESS, SC_NOJOBS, SC_FAILED, SC_PERMS, SC_MISSKEY, SC_PROXYERROR = 0, 20, 30, 70, 80, 90
 

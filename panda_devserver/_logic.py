@@ -41,7 +41,7 @@ from typing import Any
 
 import attrs
 
-from pilotlib.devserver._store import FINAL_STATES, Store
+from panda_devserver._store import FINAL_STATES, Store
 
 #: The command ``updateJob`` answers for a final update of a job already finished by the pilot.
 ALREADY_DONE = "alreadydone"

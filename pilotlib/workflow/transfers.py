@@ -1,4 +1,4 @@
-"""Stage-in, stage-out and the log for the grid pilot: :mod:`pilotlib.transfer` behind the pipeline's interfaces.
+"""Stage-in, stage-out and the log of a pilot: :mod:`pilotlib.transfer` behind the pipeline's stager interfaces.
 
 Where files are, per storage (DDM endpoint):
 
@@ -7,12 +7,12 @@ Where files are, per storage (DDM endpoint):
   written through their storage's write protocols at the deterministic path (pilot3 ``pilot/api/data.py``:
   ``resolve_surl`` on a deterministic storage); a file without ``ddmEndPointOut`` goes to the queue's first ``pw``
   storage;
-- not described (or no information service): the command line's places, for development: inputs at
-  ``<--input-dir>/<lfn>``, outputs and the log under ``--output-dir`` in the deterministic layout
-  ``<scope as path>/<md5[0:2]>/<md5[2:4]>/<lfn>``.
+- not described (or no information service): the pilot's own places (the grid pilot's ``--input-dir`` and
+  ``--output-dir``): inputs at ``<input place>/<lfn>``, outputs and the log under the output place in the
+  deterministic layout ``<scope as path>/<md5[0:2]>/<md5[2:4]>/<lfn>``.
 
-Copytools per activity come from :class:`~apps.grid_pilot.queueinfo.JobSetups` (the queue's ``acopytools`` or
-``--copytool``).
+Copytools per activity come from the job's :class:`~pilotlib.jobsetup.JobSetup` on its run (the queue's
+``acopytools`` or the pilot's choice).
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
-from apps.grid_pilot.queueinfo import JobSetup, JobSetups
 from pilotlib.errors import PilotError
 from pilotlib.info import Activity, InfoService
 from pilotlib.job import FileSpec, Job
-from pilotlib.reserve import SpaceReserve
+from pilotlib.jobsetup import JobSetup
+from pilotlib.pipeline import JobRun
 from pilotlib.space import disk_is_full, free_bytes
 from pilotlib.stop import StopSignal
 from pilotlib.transfer.base import TransferResult
@@ -39,6 +39,7 @@ from pilotlib.transfer.registry import CopytoolRegistry
 from pilotlib.transfer.replicas import Replica
 from pilotlib.transfer.stagein import StageIn
 from pilotlib.transfer.stageout import StageOut
+from pilotlib.workflow.state import PilotState
 
 __all__ = ["LOCAL_STORAGE", "PlaceReplicas", "StorageReplicas", "TransferStages", "as_url", "storage_protocols"]
 
@@ -118,60 +119,51 @@ class TransferStages:
 
     Args:
         registry: the copytools.
-        setups: each job's copytools and information service.
         input_url: the place of inputs whose storage is not described ("" for none; ``{panda_id}`` is replaced by
             the job's PandaID, e.g. Harvester's per-job directories).
         output_url: the place of outputs and logs whose storage is not described.
-        job_log_of: where a job's own pilot log is (copied into its log tarball).
-        log_fallback_of: a folder for job ``panda_id``'s fallback log tarball, outside its work directory (in the
-            state directory): when the log tarball cannot be made (a full disk), the job's own pilot log alone is
-            packed there under the log's name and staged out instead.
-        reserve: the state directory's reserve, released before the fallback tarball is made on a full disk.
+        state: the pilot's state directory: each job's own pilot log is there (copied into its log tarball); when
+            the log tarball cannot be made (a full disk), the job's pilot log alone is packed there under the log's
+            name and staged out instead, the reserve released first on a full disk (None: neither).
     """
 
     def __init__(
         self,
         registry: CopytoolRegistry,
-        setups: JobSetups,
         input_url: str,
         output_url: str,
         *,
-        job_log_of: Callable[[int], Path] | None = None,
-        log_fallback_of: Callable[[int], Path] | None = None,
-        reserve: SpaceReserve | None = None,
+        state: PilotState | None = None,
     ) -> None:
-        self._job_log_of = job_log_of
-        self._log_fallback_of = log_fallback_of
-        self._reserve = reserve
+        self._state = state
         self._registry = registry
-        self._setups = setups
         self._input_url = input_url
         self._place = place_protocol(output_url)
 
-    def stage_in(self, job: Job, workdir: Path, stop: StopSignal) -> Sequence[TransferResult]:
-        """Copy the inputs into ``workdir``, checksums verified; ``stop`` cancels the copies and starts no other."""
-        setup = self._setups.of(job)
+    def stage_in(self, run: JobRun, stop: StopSignal) -> Sequence[TransferResult]:
+        """Copy the inputs into the work directory, checksums verified; ``stop`` cancels the copies and starts no
+        other."""
+        job, workdir, setup = run.job, run.workdir, run.setup
         local = {f.ddmendpoint or LOCAL_STORAGE for f in job.inputs} | set(_queue_storages(setup, "pr"))
         stage = StageIn(self._registry, setup.tools_in, workdir,
                         replicas=StorageReplicas(setup.info, self._input_url.replace("{panda_id}", str(job.panda_id))),
                         local_storages=local)
         return stage.run(job, stop)
 
-    def _stage_out(self, job: Job, workdir: Path, tools: Sequence[str], activity: str,
+    def _stage_out(self, job: Job, workdir: Path, setup: JobSetup, tools: Sequence[str], activity: str, *,
                    timeout_cap: float | None = None) -> StageOut:
-        setup = self._setups.of(job)
         default = next(iter(_queue_storages(setup, activity)), LOCAL_STORAGE)
         names = {f.ddmendpoint or default for f in job.outputs + ((job.log,) if job.log else ())}
         storages = {name: storage_protocols(setup.info, name, activity) or (self._place,) for name in names}
         return StageOut(self._registry, tools, workdir, storages=storages, default_storage=default,
                         timeout_cap=timeout_cap, attempts=2 if timeout_cap is None else 1)
 
-    def stage_out(self, job: Job, workdir: Path, stop: StopSignal) -> Sequence[TransferResult]:
+    def stage_out(self, run: JobRun, stop: StopSignal) -> Sequence[TransferResult]:
         """Send the outputs (not the log) to their storages; ``stop`` cancels the copies and starts no other."""
-        return self._stage_out(job, workdir, self._setups.of(job).tools_out, Activity.WRITE).run(job, None,
-                                                                                                  stop)
+        stage = self._stage_out(run.job, run.workdir, run.setup, run.setup.tools_out, Activity.WRITE)
+        return stage.run(run.job, None, stop)
 
-    def stage_out_log(self, job: Job, workdir: Path, timeout_cap: float | None = None,
+    def stage_out_log(self, run: JobRun, timeout_cap: float | None = None,
                       stop: StopSignal | None = None) -> TransferResult:
         """Pack the work directory (without inputs, with the job's own pilot log) as the log tarball and send it.
 
@@ -180,27 +172,28 @@ class TransferStages:
         (the pilot is stopping) bounds the tarball and the copy, one try; ``stop`` ends the tarball and cancels the
         copy (the log's time is over), the pilot log alone included.
         """
-        if self._job_log_of is not None:
-            job_log = self._job_log_of(job.panda_id)
+        job, workdir, setup = run.job, run.workdir, run.setup
+        if self._state is not None:
             with contextlib.suppress(OSError):  # no log yet, or no work directory: the tarball is made regardless
-                shutil.copyfile(job_log, workdir / PILOT_LOG_IN_TARBALL)
-        stage = self._stage_out(job, workdir, self._setups.of(job).tools_log, Activity.LOG, timeout_cap)
+                shutil.copyfile(self._state.job_log(job.panda_id), workdir / PILOT_LOG_IN_TARBALL)
+        stage = self._stage_out(job, workdir, setup, setup.tools_log, Activity.LOG, timeout_cap=timeout_cap)
         result = stage_out_log(stage, job, timeout=timeout_cap or 600.0, stop=stop)
         if not isinstance(result.error, LogTarballError) or isinstance(result.error, LogCreationTimeoutError):
             return result
-        return self._fallback_log(job, result, timeout_cap, stop)
+        return self._fallback_log(job, setup, result, timeout_cap, stop)
 
-    def _fallback_log(self, job: Job, failed: TransferResult, timeout_cap: float | None,
+    def _fallback_log(self, job: Job, setup: JobSetup, failed: TransferResult, timeout_cap: float | None,
                       stop: StopSignal | None) -> TransferResult:
         """Stage out the job's own pilot log alone, packed in the state directory under the log's name; the first
         failure when that cannot be done either (its message then says both)."""
-        if self._job_log_of is None or self._log_fallback_of is None or failed.error is None or job.log is None:
+        state = self._state
+        if state is None or failed.error is None or job.log is None:
             return failed
-        folder = self._log_fallback_of(job.panda_id)
+        folder = state.log_fallback(job.panda_id)
         try:
-            self._room_for(folder)
+            self._room_for(folder, state)
             folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self._job_log_of(job.panda_id), folder / PILOT_LOG_IN_TARBALL)
+            shutil.copyfile(state.job_log(job.panda_id), folder / PILOT_LOG_IN_TARBALL)
             create_log_tarball(folder, job, timeout=timeout_cap or 600.0, stop=stop)
         except (OSError, LogTarballError) as exc:
             log.error("log fallback failed lfn=%s error=%s", failed.lfn, exc)
@@ -208,17 +201,18 @@ class TransferStages:
             error = type(failed.error)(f"{failed.error}; the pilot log alone could not be packed either: {exc}")
             return attrs.evolve(failed, error=error)
         log.warning("log tarball replaced by the pilot log alone lfn=%s reason=%s", failed.lfn, failed.error)
-        stage = self._stage_out(job, folder, self._setups.of(job).tools_log, Activity.LOG, timeout_cap)
+        stage = self._stage_out(job, folder, setup, setup.tools_log, Activity.LOG, timeout_cap=timeout_cap)
         (result,) = stage.run(job, (job.log,), stop)
         shutil.rmtree(folder, ignore_errors=True)
         return result
 
-    def _room_for(self, folder: Path) -> None:
+    @staticmethod
+    def _room_for(folder: Path, state: PilotState) -> None:
         """Release the reserve when ``folder``'s file system is full (``tar`` reports a full disk as a failed
         command, not as ENOSPC, so the reserve cannot wait for the write to fail)."""
         existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if self._reserve is not None and existing is not None and disk_is_full(free_bytes(existing)):
-            self._reserve.release()
+        if existing is not None and disk_is_full(free_bytes(existing)):
+            state.reserve.release()
 
 
 def _queue_storages(setup: JobSetup, activity: str) -> Collection[str]:

@@ -1,5 +1,6 @@
 """The payload stage's collaborator: :class:`~pilotlib.payload.PayloadRunner` and :func:`pilotlib.payload.diagnose`
-behind the pipeline's :class:`~pilotlib.stages.PayloadExecutor` interface."""
+behind the pipeline's :class:`~pilotlib.stages.PayloadExecutor` interface, with the monitors of pilot3's job
+monitor and the limits of the job's :class:`~pilotlib.jobsetup.JobSetup`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from pathlib import Path
 
 import attrs
 
-from apps.grid_pilot.queueinfo import JobSetups
-from apps.grid_pilot.settings import Settings
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
+from pilotlib.jobsetup import JobSetup
 from pilotlib.payload import (
     FreeDiskMonitor,
     Lifeline,
@@ -33,23 +33,13 @@ from pilotlib.payload import (
     diagnose,
     parse_queue_environ,
 )
-from pilotlib.pipeline import PayloadSummary
+from pilotlib.pipeline import JobRun, PayloadSummary
 from pilotlib.space import FREE_SPACE_LIMIT_RUNNING, check_free_space, free_bytes, payload_space_need
 from pilotlib.stop import Stop, StopSignal
 
-__all__ = ["DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload", "payload_settings"]
+__all__ = ["REPORT_MAX_DEPTH", "DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload"]
 
 log = logging.getLogger(__name__)
-
-
-def payload_settings(settings: Settings, environ: Mapping[str, str]) -> PayloadSettings:
-    """How the pilot builds payload commands: the pilot's environment (``environ``, the site's) as the payload's
-    base, less the pilot's private variables (:func:`pilotlib.payload.payload_environment` removes them); the PanDA
-    resource, ``--proxy``, ``--token-file`` and ``--capath`` as paths; ``--capath`` also verifies transformation
-    downloads."""
-    return PayloadSettings(base_env=environ, proxy_path=settings.proxy, token_path=settings.token_file,
-                           ca_path=settings.ca_path, panda_resource=settings.site_name,
-                           verify_tls=str(settings.ca_path) if settings.ca_path else True)
 
 
 class DiagnosedPayloadError(PilotError):
@@ -71,11 +61,9 @@ class RunnerExecutor:
         grace: seconds between SIGTERM and SIGKILL when stopping a payload.
         looping_limit: seconds without a file modified in the work directory before the job counts as looping.
         memory_limit_kb: PSS limit in kB (0: from the job's resource type and the queue, see
-            :meth:`~apps.grid_pilot.queueinfo.JobSetup.memory_limit_kb`).
+            :meth:`~pilotlib.jobsetup.JobSetup.memory_limit_kb`).
         sample_interval: seconds between readings of the process tree (heartbeat figures, memory monitor).
         job_report_required: a missing ``jobReport.json`` fails the job (production transforms always write one).
-        setups: each job's queue description and parameters without overrides (None: none).
-        deadline: the end of the pilot's life (epoch seconds), None for no limit.
         lifeline: the pilot's lifeline: each payload's session is ended if the pilot dies (None: not tied).
         free_space_limit: bytes the work area must keep free before the payload starts and while it runs (pilot3
             ``free_space_limit_running``); the job's ``maxDiskCount`` may ask for more (:func:`start`).
@@ -87,42 +75,38 @@ class RunnerExecutor:
     memory_limit_kb: int = 0
     sample_interval: float = 60.0
     job_report_required: bool = False
-    setups: JobSetups | None = None
-    deadline: float | None = None
     lifeline: Lifeline | None = attrs.field(default=None, eq=False)
     free_space_limit: int = FREE_SPACE_LIMIT_RUNNING
 
-    def monitors(self, job: Job) -> list[Monitor]:
-        """The monitors of ``job``'s payload."""
+    def monitors(self, job: Job, setup: JobSetup) -> list[Monitor]:
+        """The monitors of ``job``'s payload (``setup``: its queue's limits and the pilot's deadline)."""
         monitors: list[Monitor] = [LoopingMonitor(limit=self.looping_limit, interval=min(900.0, self.looping_limit)),
                                    StdoutSizeMonitor(), FreeDiskMonitor(min_free_bytes=self.free_space_limit)]
-        if job.max_walltime or self.deadline:
+        if job.max_walltime or setup.deadline:
             monitors.append(WalltimeMonitor(max_seconds=float(job.max_walltime) if job.max_walltime else None,
-                                            deadline=self.deadline, margin=min(600.0, self.grace * 2 + 60.0)))
-        setup = self.setups.of(job) if self.setups is not None else None
-        memory = setup.memory_limit_kb(job, self.memory_limit_kb) if setup else self.memory_limit_kb
+                                            deadline=setup.deadline, margin=min(600.0, self.grace * 2 + 60.0)))
+        memory = setup.memory_limit_kb(job, self.memory_limit_kb)
         if memory:
             monitors.append(MemoryMonitor(limit_kb=memory, interval=self.sample_interval))
-        wdir = setup.workdir_limit_bytes(job) if setup else None
+        wdir = setup.workdir_limit_bytes(job)
         if wdir:
             monitors.append(WorkdirSizeMonitor(limit_bytes=wdir))
         return monitors
 
-    def start(self, job: Job, workdir: Path, stop: StopSignal | None = None) -> RunnerPayload:
+    def start(self, run: JobRun, stop: StopSignal | None = None) -> RunnerPayload:
         """Check the work area's free space, build the command (without the job's queue-override options; with the
         queue's ``environ`` variables; ``stop`` ends a transformation download) and start it in its own session.
 
         Raises:
             NoLocalSpaceError: no more than :func:`pilotlib.space.payload_space_need` bytes are free (1098).
         """
-        settings = self.settings
-        setup = self.setups.of(job) if self.setups is not None else None
-        self._check_space(job, workdir, setup.workdir_limit_bytes(job) if setup is not None else None)
-        if setup is not None:
+        settings, job, workdir, setup = self.settings, run.job, run.workdir, run.setup
+        self._check_space(job, workdir, setup.workdir_limit_bytes(job))
+        if setup.job_pars is not None:
             job = attrs.evolve(job, job_pars=setup.job_pars)
-            if setup.queue is not None and setup.queue.environ:
-                settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
-        monitors = self.monitors(job)
+        if setup.queue is not None and setup.queue.environ:
+            settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
+        monitors = self.monitors(job, setup)
         command = build_command(job, workdir, settings, stop)
         runner = PayloadRunner(command, monitors=monitors, grace=self.grace,
                                sample_interval=self.sample_interval, lifeline=self.lifeline)

@@ -4,7 +4,7 @@ Facts this module follows (panda-server ``pandaserver/api/v1/``):
 
 - ``common.generate_response`` makes every answer ``{"success": bool, "message": str, "data": ...}``;
   ``request_validation`` refuses a wrong HTTP method with ``success: false`` and "expecting GET, received POST", and
-  unknown, missing or mistyped arguments (:mod:`pilotlib.devserver._signatures`);
+  unknown, missing or mistyped arguments (:mod:`panda_devserver._signatures`);
 - ``pilot_api.acquire_jobs(site_name, ..., n_jobs=1, ...)``: no job is ``success: false`` with "No jobs in PanDA";
   jobs are ``data = {"StatusCode": 0, "jobs": [job, ...]}``, each job with ``StatusCode`` and ``nSent``;
 - ``pilot_api.update_job(job_id, job_status, job_output_report, ...)``: an invalid status is ``success: false`` with
@@ -31,9 +31,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pilotlib.devserver._legacy import VALID_STATES
-from pilotlib.devserver._logic import SC_SUCCESS, Context, Outcome
-from pilotlib.devserver._signatures import check_mapping
+from panda_devserver._legacy import VALID_STATES
+from panda_devserver._logic import SC_SUCCESS, Context, Outcome
+from panda_devserver._signatures import check_mapping
 
 #: v1 path -> the legacy method name (used for fault injection and request counts).
 PATHS = {

@@ -1,4 +1,7 @@
-"""A local PanDA server for developing pilots and for tests.
+"""A local PanDA server for developing pilots and for tests: never part of a pilot's run path.
+
+It is a package of its own, beside :mod:`pilotlib` (which never imports it), installed with the ``devserver``
+extra for HTTPS.
 
 :class:`DevServer` is a real HTTP(S) server on 127.0.0.1 that speaks both dispatcher dialects (legacy
 ``/server/panda/<method>`` and ``/api/v1/<module>/<method>``) with the answers panda-server gives, hands each job to
@@ -16,11 +19,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pilotlib.devserver._http import FAULT_KINDS
-from pilotlib.devserver._server import DevServer, DevServerError
+from panda_devserver._http import FAULT_KINDS
+from panda_devserver._server import DevServer, DevServerError
 
 if TYPE_CHECKING:
-    from pilotlib.devserver._tls import TestPKI, make_test_pki, subject_hash
+    from panda_devserver._tls import TestPKI, make_test_pki, subject_hash
 
 _TLS_NAMES = ("TestPKI", "make_test_pki", "subject_hash")
 
@@ -28,7 +31,7 @@ _TLS_NAMES = ("TestPKI", "make_test_pki", "subject_hash")
 def __getattr__(name: str) -> Any:
     """The TLS names, imported on first use (they need ``cryptography``)."""
     if name in _TLS_NAMES:
-        from pilotlib.devserver import _tls  # noqa: PLC0415 - lazy: cryptography only for TLS
+        from panda_devserver import _tls  # noqa: PLC0415 - lazy: cryptography only for TLS
 
         return getattr(_tls, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,71 @@
+"""The pilot kit: the parts a pilot is composed of, and the run that joins them.
+
+A pilot is a :class:`PilotKit` handed to :func:`run_pilot`::
+
+    mode = server_parts(url, stop=stop)                        # or harvester_parts(...), arc_parts(...), your own
+    state = PilotState.at(state_dir, 4 * MB)
+    transfers = TransferStages(default_registry(environ), input_url, output_url, state=state)
+    kit = PilotKit(mode, PilotConfig(workdir), state, identity_here(site, "my-pilot"), JobRequest(site, queue),
+                   stage_in=transfers, stage_out=transfers, log_out=transfers, payload=RunnerExecutor())
+    outcome = run_pilot(kit, stop)
+    status = exit_code(outcome, stop)
+
+Where a new pilot plugs in: its own :class:`~pilotlib.panda.base.JobSource` and
+:class:`~pilotlib.panda.base.JobReporter` (a :class:`ModeParts`), its own copytools (a registry, a
+:class:`~pilotlib.jobsetup.CopytoolChoice`), its own payload set-up (a :class:`~pilotlib.payload.PayloadSettings`
+for :class:`RunnerExecutor`, or another :class:`~pilotlib.stages.PayloadExecutor`). ``docs/architecture.rst`` draws
+the parts and the data between them.
+"""
+
+from pilotlib.jobsetup import CopytoolChoice, JobSetup, SetupResolver
+from pilotlib.workflow.executor import RunnerExecutor
+from pilotlib.workflow.modes import DISPATCHER_RETRY, ModeParts, arc_parts, find_proxy, harvester_parts, server_parts
+from pilotlib.workflow.pilot import (
+    RECOVERY_FAILED,
+    Outcome,
+    PilotConfig,
+    PilotKit,
+    exit_code,
+    identity_here,
+    run_pilot,
+    summary,
+)
+from pilotlib.workflow.pilotlog import configure_logging
+from pilotlib.workflow.process import handle_signals, lifeline
+from pilotlib.workflow.queue import DescriptionPlaces, PilotLimits, build_info_service, check_queue, pilot_limits
+from pilotlib.workflow.retrieval import Retriever
+from pilotlib.workflow.state import PilotState, WorkAreaSpace
+from pilotlib.workflow.transfers import TransferStages
+
+__all__ = [
+    "DISPATCHER_RETRY",
+    "RECOVERY_FAILED",
+    "CopytoolChoice",
+    "DescriptionPlaces",
+    "JobSetup",
+    "ModeParts",
+    "Outcome",
+    "PilotConfig",
+    "PilotKit",
+    "PilotLimits",
+    "PilotState",
+    "Retriever",
+    "RunnerExecutor",
+    "SetupResolver",
+    "TransferStages",
+    "WorkAreaSpace",
+    "arc_parts",
+    "build_info_service",
+    "check_queue",
+    "configure_logging",
+    "exit_code",
+    "find_proxy",
+    "handle_signals",
+    "harvester_parts",
+    "identity_here",
+    "lifeline",
+    "pilot_limits",
+    "run_pilot",
+    "server_parts",
+    "summary",
+]

@@ -1,0 +1,96 @@
+"""The mode parts of a pilot: where its jobs come from, where its updates go, and what it does at its end.
+
+A pilot's mode is chosen once (STYLE R2) and is nothing but a :class:`ModeParts`: everything else in the workflow
+is the same for every mode.
+
+- :func:`server_parts`: the PanDA dispatcher (:class:`~pilotlib.panda.client.PandaClient`) as job source and
+  reporter. Credentials are the pilot's job (STYLE R1): the X.509 proxy given, or ``X509_USER_PROXY`` of the
+  pilot's environment, else ``/tmp/x509up_u<uid>``, when it exists; none for a plain-HTTP development server. TLS
+  is always verified (against ``ca_dir``, or the system store).
+- :func:`harvester_parts`: Harvester's shared files in the worker's access point; at the end the pilot asks
+  Harvester to kill the worker (``kill_worker.json``).
+- :func:`arc_parts`: a NorduGrid/ARC CE's launch directory; no server calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import attrs
+
+from pilotlib.errors import NoProxyError
+from pilotlib.job import Job
+from pilotlib.panda.arc import ArcJobSource, ArcReporter
+from pilotlib.panda.base import JobReporter, JobSource
+from pilotlib.panda.client import CallRetry, PandaClient, X509Proxy
+from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
+from pilotlib.stop import StopSignal
+
+__all__ = ["DISPATCHER_RETRY", "ModeParts", "arc_parts", "find_proxy", "harvester_parts", "server_parts"]
+
+#: The dispatcher calls of a pilot: each ends within 30 s (attempts and waits included); one made once the pilot is
+#: stopping (the final update) makes one attempt of at most 10 s.
+DISPATCHER_RETRY = CallRetry(attempts=3, total_seconds=30.0, stopping_seconds=10.0)
+
+
+@attrs.frozen
+class ModeParts:
+    """A mode's job source and reporter, and what to do when the pilot ends (Harvester: ``kill_worker.json``);
+    ``recovering`` is told each abandoned job whose failure is about to be reported (Harvester's reporter needs it).
+    ``placed``: the jobs are placed in a launch directory before the pilot starts (ARC, Harvester: pilot3's push
+    mode), not asked for (the work area's space is then checked once the job is read)."""
+
+    source: JobSource
+    reporter: JobReporter
+    at_end: Callable[[], None] = lambda: None
+    recovering: Callable[[Job], None] = lambda _job: None
+    placed: bool = False
+
+
+def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy | None:
+    """The X509 proxy to present, if one exists (``given``: the pilot's option, else ``X509_USER_PROXY`` of
+    ``env``, else ``/tmp/x509up_u<uid>``).
+
+    Raises:
+        NoProxyError: ``given`` (a proxy the pilot was told to use) is not a file.
+    """
+    if given is not None and not given.is_file():
+        raise NoProxyError(f"--proxy names no file: {given}")
+    path = given or Path(env.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}")  # noqa: S108 - the grid's
+    return X509Proxy(path) if path.is_file() else None
+
+
+def server_parts(url: str, api: str = "v1", *, environ: Mapping[str, str] | None = None, proxy: Path | None = None,
+                 ca_dir: Path | None = None, stop: StopSignal | None = None,
+                 retry: CallRetry = DISPATCHER_RETRY) -> ModeParts:
+    """The dispatcher client for ``url`` in the ``api`` dialect (``v1`` or ``legacy``), as source and reporter.
+
+    An ``https://`` server gets the proxy :func:`find_proxy` finds (``proxy``, else in ``environ``). Each call is
+    bounded by ``retry``; a call in flight when ``stop`` is set ends at once.
+
+    Raises:
+        NoProxyError: ``proxy`` names no file.
+    """
+    credentials = find_proxy(environ or {}, proxy) if url.startswith("https://") else None
+    client = PandaClient(url, "v1" if api == "v1" else "legacy", ca_dir=ca_dir, credentials=credentials, stop=stop,
+                         retry=retry)
+    return ModeParts(client, client)
+
+
+def harvester_parts(files: HarvesterFiles, local_dir: Callable[[int], Path], *, wait_timeout: float = 60.0,
+                    stop: StopSignal | None = None) -> ModeParts:
+    """Harvester's files in the access point as source and reporter (``local_dir``: a job's work directory, where
+    its outputs are); a job file is waited for up to ``wait_timeout`` seconds, less when ``stop`` is set."""
+    source = HarvesterJobSource(files, stop=stop, wait_timeout=wait_timeout)
+    recovering: dict[int, Job] = {}
+    reporter = HarvesterReporter(files, job_of=lambda panda_id: source.served_job(panda_id) or recovering.get(panda_id),
+                                 local_dir=local_dir)
+    return ModeParts(source, reporter, reporter.kill_worker, lambda job: recovering.update({job.panda_id: job}),
+                     placed=True)
+
+
+def arc_parts(launch_dir: Path) -> ModeParts:
+    """The ARC CE's launch directory as source and reporter (``heartbeat.json``)."""
+    return ModeParts(ArcJobSource(launch_dir), ArcReporter(launch_dir), placed=True)
