@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
 from pilotlib.errors import PilotError
-from pilotlib.jobsetup import DEFAULT_COPYTOOLS, CopytoolChoice
+from pilotlib.jobsetup import CopytoolChoice
 from pilotlib.panda.base import JobRequest
 from pilotlib.panda.harvester import HarvesterFiles
 from pilotlib.payload import Lifeline, PayloadSettings
@@ -23,6 +23,8 @@ from pilotlib.space import MB
 from pilotlib.stop import Stop
 from pilotlib.transfer.registry import default_registry
 from pilotlib.workflow import (
+    HARVESTER_COPYTOOLS_IN,
+    HARVESTER_COPYTOOLS_OUT,
     DescriptionPlaces,
     ModeParts,
     Outcome,
@@ -33,6 +35,8 @@ from pilotlib.workflow import (
     TransferStages,
     arc_parts,
     build_info_service,
+    harvester_inputs,
+    harvester_outputs,
     harvester_parts,
     identity_here,
     server_parts,
@@ -42,10 +46,6 @@ from pilotlib.workflow import run_pilot as run_kit
 __all__ = ["build_kit", "harvester_files", "payload_settings", "pilot_state", "run_pilot"]
 
 log = logging.getLogger(__name__)
-
-#: Stage-in's copytools in harvester mode: the inputs are Harvester's links in the access point, never moved out.
-HARVESTER_COPYTOOLS_IN = ("symlink",)
-
 
 def pilot_state(settings: Settings) -> PilotState:
     """The state directory of the settings (``--state-dir``) with its reserve (``--state-reserve`` MB)."""
@@ -72,21 +72,17 @@ def _mode(settings: Settings, stop: Stop) -> ModeParts:
 
 
 def _places(settings: Settings) -> tuple[str, str, CopytoolChoice]:
-    """Stage-in's fallback place, stage-out's, and the copytools: in harvester mode inputs are in the job's directory
-    of the access point (linked); with ``harvester_stageout = harvester`` outputs and the log are copied there
-    (``cp``) and left to Harvester."""
+    """Stage-in's fallback place, stage-out's, and the copytools (the command line's, above the mode's defaults)."""
     input_url, output_url = settings.input_url, settings.output_url or str(settings.workdir / "storage")
-    choice = CopytoolChoice(settings.copytool_in, settings.copytool_out)
-    if settings.mode is Mode.HARVESTER and settings.harvester_workdir is not None:
-        per_job = "/{panda_id}" if settings.harvester_per_job_dirs else ""
-        input_url = settings.input_url or str(settings.harvester_workdir) + per_job
-        tools_out = settings.copytool_out
-        if settings.harvester_stageout == "harvester":
-            output_url = settings.output_url or str(settings.harvester_workdir)
-            tools_out = tools_out or ("cp",)
-        choice = CopytoolChoice(settings.copytool_in, tools_out, default_in=HARVESTER_COPYTOOLS_IN,
-                                default_out=DEFAULT_COPYTOOLS)
-    return input_url, output_url, choice
+    if settings.mode is not Mode.HARVESTER:
+        return input_url, output_url, CopytoolChoice(settings.copytool_in, settings.copytool_out)
+    files = harvester_files(settings)
+    tools_out = settings.copytool_out
+    if settings.harvester_stageout == "harvester":
+        output_url = settings.output_url or harvester_outputs(files)
+        tools_out = tools_out or HARVESTER_COPYTOOLS_OUT
+    choice = CopytoolChoice(settings.copytool_in, tools_out, default_in=HARVESTER_COPYTOOLS_IN)
+    return settings.input_url or harvester_inputs(files), output_url, choice
 
 
 def payload_settings(settings: Settings) -> PayloadSettings:

@@ -19,7 +19,18 @@ the parts and the data between them.
 
 from pilotlib.jobsetup import CopytoolChoice, JobSetup, SetupResolver
 from pilotlib.workflow.executor import RunnerExecutor
-from pilotlib.workflow.modes import DISPATCHER_RETRY, ModeParts, arc_parts, find_proxy, harvester_parts, server_parts
+from pilotlib.workflow.modes import (
+    DISPATCHER_RETRY,
+    HARVESTER_COPYTOOLS_IN,
+    HARVESTER_COPYTOOLS_OUT,
+    ModeParts,
+    arc_parts,
+    find_proxy,
+    harvester_inputs,
+    harvester_outputs,
+    harvester_parts,
+    server_parts,
+)
 from pilotlib.workflow.pilot import (
     RECOVERY_FAILED,
     Outcome,
@@ -39,6 +50,8 @@ from pilotlib.workflow.transfers import TransferStages
 
 __all__ = [
     "DISPATCHER_RETRY",
+    "HARVESTER_COPYTOOLS_IN",
+    "HARVESTER_COPYTOOLS_OUT",
     "RECOVERY_FAILED",
     "CopytoolChoice",
     "DescriptionPlaces",
@@ -61,6 +74,8 @@ __all__ = [
     "exit_code",
     "find_proxy",
     "handle_signals",
+    "harvester_inputs",
+    "harvester_outputs",
     "harvester_parts",
     "identity_here",
     "lifeline",

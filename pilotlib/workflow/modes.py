@@ -28,7 +28,18 @@ from pilotlib.panda.client import CallRetry, PandaClient, X509Proxy
 from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
 from pilotlib.stop import StopSignal
 
-__all__ = ["DISPATCHER_RETRY", "ModeParts", "arc_parts", "find_proxy", "harvester_parts", "server_parts"]
+__all__ = [
+    "DISPATCHER_RETRY",
+    "HARVESTER_COPYTOOLS_IN",
+    "HARVESTER_COPYTOOLS_OUT",
+    "ModeParts",
+    "arc_parts",
+    "find_proxy",
+    "harvester_inputs",
+    "harvester_outputs",
+    "harvester_parts",
+    "server_parts",
+]
 
 #: The dispatcher calls of a pilot: each ends within 30 s (attempts and waits included); one made once the pilot is
 #: stopping (the final update) makes one attempt of at most 10 s.
@@ -89,6 +100,24 @@ def harvester_parts(files: HarvesterFiles, local_dir: Callable[[int], Path], *, 
                                  local_dir=local_dir)
     return ModeParts(source, reporter, reporter.kill_worker, lambda job: recovering.update({job.panda_id: job}),
                      placed=True)
+
+
+#: Stage-in's copytools for a Harvester worker: the inputs are Harvester's links in the access point, never moved out.
+HARVESTER_COPYTOOLS_IN = ("symlink",)
+#: Stage-out's copytools when Harvester stages the outputs out: they are copied into the access point.
+HARVESTER_COPYTOOLS_OUT = ("cp",)
+
+
+def harvester_inputs(files: HarvesterFiles) -> str:
+    """Where a Harvester worker's inputs are: the job's directory of the access point (``{panda_id}`` is replaced by
+    the job's PandaID for per-job directories), read with :data:`HARVESTER_COPYTOOLS_IN` unless told otherwise."""
+    return str(files.access_point) + ("/{panda_id}" if files.per_job_dirs else "")
+
+
+def harvester_outputs(files: HarvesterFiles) -> str:
+    """Where outputs and the log go when Harvester stages them out (its stager reads them from the access point,
+    declared there by the reporter): the access point, written with :data:`HARVESTER_COPYTOOLS_OUT`."""
+    return str(files.access_point)
 
 
 def arc_parts(launch_dir: Path) -> ModeParts:

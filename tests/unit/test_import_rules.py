@@ -4,7 +4,10 @@ also one inside a function (a lazy import is still a dependency).
 - the library never imports an app;
 - the job model and the errors import no mechanism: only each other and the ground-floor text helpers;
 - the copytools know no PanDA (nothing under ``pilotlib.panda``, nor the pipeline or its stages);
-- the payload package knows no PanDA client either.
+- the payload package knows no PanDA client either;
+- the library never imports the development server (:mod:`panda_devserver`, a package of its own);
+- the grid pilot app holds no part another pilot would need: its classes are its settings and their errors only,
+  everything it runs comes from :mod:`pilotlib.workflow`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-PILOTLIB = Path(__file__).resolve().parents[2] / "pilotlib"
+ROOT = Path(__file__).resolve().parents[2]
+PILOTLIB = ROOT / "pilotlib"
+GRID_PILOT = ROOT / "apps" / "grid_pilot"
+
+#: The only classes the grid pilot app may define: its settings, their mode and the error of a bad setting.
+APP_CLASSES = {"Settings", "Mode", "ConfigError"}
 
 #: What the job model and the errors may import of pilotlib: each other and pure text helpers.
 GROUND_FLOOR = {"pilotlib._jobmodel", "pilotlib._jobwire", "pilotlib._jsontext", "pilotlib._redact",
@@ -79,3 +87,25 @@ def test_the_rule_reader_sees_lazy_and_relative_imports() -> None:
     source = "def f():\n    from apps.grid_pilot import compose\n\nfrom ..panda import client\nimport pilotlib.stages\n"
     found = _imports_of(source, "pilotlib.transfer")
     assert "apps.grid_pilot" in found and "pilotlib.panda.client" in found and "pilotlib.stages" in found
+
+
+@pytest.mark.parametrize("path", _modules(PILOTLIB), ids=lambda p: str(p.relative_to(PILOTLIB)))
+def test_the_library_never_imports_the_development_server(path: Path) -> None:
+    """No module of pilotlib imports :mod:`panda_devserver`: the test server is never on a pilot's run path."""
+    assert not [n for n in _imports(path) if n == "panda_devserver" or n.startswith("panda_devserver.")]
+
+
+def test_the_grid_pilot_app_defines_no_part_of_a_pilot() -> None:
+    """``apps/grid_pilot`` defines no class beyond its settings (``Settings``, ``Mode``, ``ConfigError``): the job
+    retriever, the per-job set-up, the stagers, the payload executor and the mode parts are pilotlib's."""
+    defined = {node.name for path in _modules(GRID_PILOT)
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.ClassDef)}
+    assert defined == APP_CLASSES
+
+
+def test_the_grid_pilot_app_runs_the_librarys_workflow() -> None:
+    """The app's run goes through :func:`pilotlib.workflow.run_pilot` (its composition imports it), and the app's
+    modules are a few hundred lines: settings, command line, composition, entry point and the demo."""
+    assert "pilotlib.workflow.run_pilot" in _imports(GRID_PILOT / "compose.py")
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in _modules(GRID_PILOT))
+    assert lines < 800
