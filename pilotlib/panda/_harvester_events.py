@@ -31,6 +31,7 @@ from pilotlib.panda._file_errors import LaunchDirFormatError, LaunchDirTimeoutEr
 from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, remove_file
 from pilotlib.panda._harvester_settings import HarvesterFiles
 from pilotlib.panda.base import EventRange, EventRangeUpdate, UpdateAnswer
+from pilotlib.stop import Stop, StopSignal
 
 __all__ = ["DUMP_LOCK", "HarvesterEventRanges", "dump_key"]
 
@@ -89,7 +90,7 @@ class HarvesterEventRanges:
         *,
         timeout: float = 600.0,
         poll_interval: float = 0.5,
-        stop: threading.Event | None = None,
+        stop: StopSignal | None = None,
     ) -> None:
         """Create the source.
 
@@ -102,7 +103,7 @@ class HarvesterEventRanges:
         self._files = files
         self._timeout = timeout
         self._interval = poll_interval
-        self._stop = stop or threading.Event()
+        self._stop: StopSignal = stop or Stop()
         self._surplus: dict[int, list[EventRange]] = defaultdict(list)
         self._lock = threading.Lock()
 

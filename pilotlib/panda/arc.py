@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from pilotlib.panda._file_errors import BrokenJobFileError, LaunchDirFileError, 
 from pilotlib.panda._files import atomic_write_json, atomic_write_text, read_text
 from pilotlib.panda._jobfile import Consume, consume_job_file, read_job_file
 from pilotlib.panda.base import JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.stop import Stop
 
 __all__ = [
     "ArcJobSource",
@@ -87,7 +87,7 @@ class ArcJobSource:
         """
         if self._done:
             return ()
-        jobs = read_job_file(self._path, timeout=self._read_timeout, interval=0.2, stop=threading.Event())
+        jobs = read_job_file(self._path, timeout=self._read_timeout, interval=0.2, stop=Stop())
         self._done = True
         if not jobs:
             log.warning("no job definition in the launch directory path=%s", self._path)
