@@ -90,3 +90,25 @@ def test_arc_mode_writes_heartbeat_and_output_list(tmp_path: Path) -> None:
     assert not (launch / "pandaJobData.out").exists()
     assert not (tmp_path / "in" / "in.dat").exists()  # moved, not copied
     assert (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).read_bytes() == b"input data\n"
+
+
+def test_a_job_whose_set_up_cannot_be_resolved_is_reported_failed_with_its_code(tmp_path: Path) -> None:
+    """A job whose ``--overwriteQueueData`` is not a JSON object (pilot3 ``pilot/info/jobinfo.py`` reads it as the
+    queue's fields) cannot be set up: it fails as it is taken, with QUEUEDATANOTOK (1117), runs no payload, and its
+    final state reaches the ARC CE's ``heartbeat.json`` with the code, and its log is staged out. The pilot's exit
+    status is 0: the job's failure is reported (a wrapper acts on the pilot's own failures, not a job's)."""
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    queue = {"nickname": "Q", "state": "ACTIVE", "status": "online", "acopytools": {"pr": ["cp"], "pw": ["cp"]}}
+    (tmp_path / "queue.json").write_text(json.dumps(queue))
+    job = job_definition(9301, sleep=0.2)
+    job["jobPars"] = "--overwriteQueueData=[1,2] " + job["jobPars"]
+    (launch / "pandaJobData.out").write_text(json.dumps(job))
+    status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file",
+                   str(tmp_path / "queue.json"), *_common(tmp_path, "cp")])
+    heartbeat = json.loads((launch / "heartbeat.json").read_text())
+    assert heartbeat["jobId"] == 9301 and heartbeat["state"] == "failed"
+    assert heartbeat["pilotErrorCode"] == 1117
+    assert not (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).exists()  # no payload ran
+    assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
+    assert status == 0
