@@ -1,9 +1,11 @@
-"""The job a log record belongs to, carried by a context variable (STYLE R15), and handlers an app may install.
+"""The job a log record belongs to, carried by a context variable (STYLE R15), and the filters and handler a pilot
+installs.
 
 The pipeline sets :data:`current_panda_id` while a stage works on a job, so every record logged from that stage's
-thread knows its job without loggers being passed around. The library configures no logging: an app adds
-:class:`JobIdFilter` to its handlers (records then have ``%(panda_id)s``) and, to give each job its own log inside its
-work directory (so that the job's log tarball tells that job's story), a :class:`PerJobFileHandler`.
+thread knows its job without loggers being passed around. Nothing in the library configures logging by itself: a
+pilot's main calls :func:`pilotlib.workflow.configure_logging`, which adds :class:`JobIdFilter` (records then have
+``%(panda_id)s``) and :class:`SecretFilter` to its handlers and, to give each job its own log in the state directory
+(copied into the job's log tarball, so that it tells that job's story), a :class:`PerJobFileHandler`.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ class SecretFilter(logging.Filter):
     """Redacts every record's message with :func:`~pilotlib._redact.redact_text` (tokenised URLs, ``Bearer``
     tokens, secret ``key=value`` pairs), also a third-party library's (rucio-clients, gfal2); never drops one.
 
-    A handler filter, added by the app next to :class:`JobIdFilter`: pilotlib redacts its own lines where it writes
-    them, this catches what a backend logs on its own loggers.
+    A handler filter, added next to :class:`JobIdFilter` (:func:`pilotlib.workflow.configure_logging`): pilotlib
+    redacts its own lines where it writes them, this catches what a backend logs on its own loggers.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -68,7 +70,7 @@ class SecretFilter(logging.Filter):
 class PerJobFileHandler(logging.Handler):
     """Writes each record that belongs to a job to that job's own log file, ``path_of(panda_id)``.
 
-    Records with no job are left to the app's other handlers. Files are opened on a job's first record and closed
+    Records with no job are left to the pilot's other handlers. Files are opened on a job's first record and closed
     with :meth:`close_job` (or :meth:`close`). ``opener`` makes a file's handler (default: a UTF-8
     :class:`logging.FileHandler`; e.g. one that frees reserved space when the disk is full).
     """

@@ -10,7 +10,8 @@ report) run for it. One :class:`Stop` reaches every stage; a stage that sees it 
 reason (the signal's error), and the always stages still run. The retriever fetches the next job only when one of
 ``in_flight`` slots is free, so a multi-job pilot can fetch and stage in the next job while a payload runs.
 
-The library never installs signal handlers (the app does, and calls :meth:`Stop.set`).
+The library never installs signal handlers by itself: a pilot's main does, with
+:func:`pilotlib.workflow.handle_signals`, whose handler calls :meth:`Stop.set`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _timings(value: Mapping[str, float]) -> Mapping[str, float]:
 
 @attrs.frozen
 class PayloadSummary:
-    """What the pipeline needs to know about a payload run (the app adapts the payload runner's result to it).
+    """What the pipeline needs to know about a payload run (:class:`~pilotlib.workflow.executor.RunnerExecutor`
+    adapts the payload runner's result to it).
 
     Attributes:
         exit_code: the payload's exit code (``transExitCode``); negative for a signal (``-9``).

@@ -1,7 +1,8 @@
 """Free space in the work area: the checks before a job is asked for and before its payload (NOLOCALSPACE 1098).
 
-Pure functions that take the numbers they judge (the app measures them with :func:`free_bytes`), as PanDAWMS/pilot3
-does (read for behaviour, not copied):
+Pure functions that take the numbers they judge (measured with :func:`free_bytes` by the pilot's parts:
+:class:`~pilotlib.workflow.state.WorkAreaSpace`, :class:`~pilotlib.workflow.executor.RunnerExecutor`), as
+PanDAWMS/pilot3 does (read for behaviour, not copied):
 
 - ``pilot/util/monitoring.py`` ``check_local_space``: the work area's free space must exceed ``free_space_limit``
   (``pilot/util/default.cfg``: 2 GB) before a job is asked for and ``free_space_limit_running`` (1 GB) while it runs,
@@ -81,7 +82,8 @@ def payload_space_need(job: Job, *, limit_running: int, used: int = 0, workdir_l
 
     Args:
         job: the job (its ``maxDiskCount``, MB, is the work directory it will use; 0: not given).
-        limit_running: the running limit (:data:`FREE_SPACE_LIMIT_RUNNING` by default in the app).
+        limit_running: the running limit (:data:`FREE_SPACE_LIMIT_RUNNING` by default in
+            :class:`~pilotlib.workflow.executor.RunnerExecutor`).
         used: bytes its work directory holds already (the inputs staged in).
         workdir_limit: the queue's largest work directory in bytes (``maxwdir`` with pilot3's grace), None: none.
     """

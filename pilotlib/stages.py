@@ -1,11 +1,13 @@
 """The standard stages of a grid job and the narrow interfaces of their collaborators.
 
 :func:`standard_stages` builds the stage list for :class:`~pilotlib.pipeline.Pipeline` from five collaborators, each a
-small :class:`typing.Protocol` the app fills with real implementations (or a test with fakes): stage-in, payload,
-stage-out of outputs, stage-out of the log, and the reporter. Each job has a :class:`Heartbeat` on its own thread
-from its ``starting`` update until its final update (stage-in, payload and stage-out included); the heartbeat obeys the
-server's back-channel: ``tobekilled`` stops the payload (or fails the job during a transfer) with PANDAKILL (1144), as
-pilot3 does (``pilot/control/job.py`` ``handle_backchannel_command``). ``softkill`` is an
+small :class:`typing.Protocol` a pilot fills with real implementations (:mod:`pilotlib.workflow`'s
+``TransferStages`` and ``RunnerExecutor``, its mode's reporter) or a test with fakes: stage-in, payload, stage-out of
+outputs, stage-out of the log, and the reporter. Each stager and the payload executor get the job's whole
+:class:`~pilotlib.pipeline.JobRun` (its job, work directory and set-up). Each job has a :class:`Heartbeat` on its
+own thread from its ``starting`` update until its final update (stage-in, payload and stage-out included); the
+heartbeat obeys the server's back-channel: ``tobekilled`` stops the payload (or fails the job during a transfer) with
+PANDAKILL (1144), as pilot3 does (``pilot/control/job.py`` ``handle_backchannel_command``). ``softkill`` is an
 event-service preemption instruction (panda-server ``taskbuffer/db_proxy_mods/task_event_module.py`` sends it only for
 event-service preemption; pilot3 only records it for a plain job): for a plain job it is logged and the payload is
 left to finish.

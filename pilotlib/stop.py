@@ -1,8 +1,9 @@
 """The pilot's stop: one event that reaches every stage, copy, server call and payload, with the reason it was set.
 
-:class:`Stop` is the one stop type (the app sets it from its signal handler, the heartbeat sets a job's own stop on the
-server's ``tobekilled``); :class:`StopSignal` is what the library's parts need of it (waiting on it, or a callback
-when it is set), so that a part can be given a job's stop or the pilot's, or a test's.
+:class:`Stop` is the one stop type (the pilot's signal handler sets it, :func:`pilotlib.workflow.handle_signals`;
+the heartbeat sets a job's own stop on the server's ``tobekilled``); :class:`StopSignal` is what the library's parts
+need of it (waiting on it, or a callback when it is set), so that a part can be given a job's stop or the pilot's,
+or a test's.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The interfaces through which a pilot gets work and reports on it.
 
-Three implementations exist, chosen by the app (never by ``if mode:`` in the library): the dispatcher client
-(:mod:`pilotlib.panda.client`), Harvester's shared files (:mod:`pilotlib.panda.harvester`) and the NorduGrid/ARC
-launch directory (:mod:`pilotlib.panda.arc`).
+Three implementations exist, chosen once by the pilot (never by ``if mode:`` in the library; a
+:class:`pilotlib.workflow.ModeParts` holds the choice): the dispatcher client (:mod:`pilotlib.panda.client`),
+Harvester's shared files (:mod:`pilotlib.panda.harvester`) and the NorduGrid/ARC launch directory
+(:mod:`pilotlib.panda.arc`).
 
 Updates travel as :class:`JobUpdate` values whose ``fields`` use the legacy ``updateJob`` names (camelCase, as listed
 in PANDA.md section 1); each implementation translates them to its own wire form once.

@@ -17,6 +17,7 @@ from pilotlib.workflow.state import PilotState, ReservedFileHandler
 
 __all__ = ["LOG_FORMAT", "configure_logging"]
 
+#: Every record's form: time, level, thread, the job it belongs to (``job=<PandaID>``), logger, message.
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s job=%(panda_id)s %(name)s: %(message)s"
 
 

@@ -25,6 +25,7 @@ __all__ = ["HANDLED", "SignalLog", "handle_signals", "lifeline"]
 
 log = logging.getLogger(__name__)
 
+#: The signals that stop the pilot (:func:`handle_signals`' default).
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGQUIT, signal.SIGXCPU)
 
 

@@ -45,6 +45,8 @@ __all__ = ["LOCAL_STORAGE", "PlaceReplicas", "StorageReplicas", "TransferStages"
 
 log = logging.getLogger(__name__)
 
+#: The storage of a file whose job names none (an empty ``ddmEndPointIn``, or an empty ``ddmEndPointOut`` on a queue
+#: that names no storage for the activity): the pilot's own places.
 LOCAL_STORAGE = "LOCAL"
 PILOT_LOG_IN_TARBALL = "pilotlog.txt"
 
