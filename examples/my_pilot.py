@@ -2,8 +2,7 @@
 
     python examples/my_pilot.py --job job.json --url URL --workdir work --input-dir inputs --output-dir storage
 
-A pilot is a kit of :mod:`pilotlib.workflow` parts. Each numbered block below is where a new pilot plugs in its own
-choice; all the rest is the library's:
+A pilot is a kit of :mod:`pilotlib.workflow` parts; each numbered block is where a new pilot plugs in its own:
 
 1. the job source, :class:`JsonJobSource`: any class with ``get_jobs`` (:class:`pilotlib.panda.base.JobSource`);
 2. the mode, a :class:`~pilotlib.workflow.ModeParts`: that source, and the dispatcher client as the reporter;
@@ -46,11 +45,12 @@ class JsonJobSource:
 
 def compose(args: Namespace, stop: Stop, state: workflow.PilotState, tied: Lifeline | None) -> workflow.PilotKit:
     """2.-4. The mode, the transfers, the payload set-up in a kit; it asks for jobs (for a day) until none are left."""
-    mode = workflow.ModeParts(JsonJobSource(args.job), workflow.server_parts(args.url, stop=stop).reporter)
-    transfers = workflow.TransferStages(default_registry(os.environ), args.input_dir, args.output_dir, state=state)
-    payload = workflow.RunnerExecutor(PayloadSettings(base_env={**os.environ, "MYEXP_RELEASE": "1.0"}), lifeline=tied)
+    env = dict(os.environ)  # the environment, read once: the proxy, the copytools' and the payloads' base
+    mode = workflow.ModeParts(JsonJobSource(args.job), workflow.server_parts(args.url, environ=env, stop=stop).reporter)
+    transfers = workflow.TransferStages(default_registry(env), args.input_dir, args.output_dir, state=state)
+    payload = workflow.RunnerExecutor(PayloadSettings(base_env={**env, "MYEXP_RELEASE": "1.0"}), lifeline=tied)
     return workflow.PilotKit(mode, workflow.PilotConfig(args.workdir, timefloor=86400.0), state,
-                             workflow.identity_here("MYEXP", "my-pilot"), JobRequest("MYEXP", "MYEXP_QUEUE"),
+                             workflow.this_pilot("MYEXP", "my-pilot"), JobRequest("MYEXP", "MYEXP_QUEUE"),
                              stage_in=transfers, stage_out=transfers, log_out=transfers, payload=payload,
                              copytools=workflow.CopytoolChoice(("cp",), ("cp",)))
 
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = workflow.PilotState.at(args.workdir / "pilot-state", 4 * MB)  # final updates, journal, logs
     per_job = workflow.configure_logging(state)
     stop = Stop()
-    with workflow.handle_signals(stop), workflow.lifeline() as tied:
+    with workflow.handle_signals(stop), workflow.tie_payloads() as tied:
         outcome = workflow.run_pilot(compose(args, stop, state, tied), stop,
                                      on_done=lambda run: per_job.close_job(run.job.panda_id))
     status = workflow.exit_code(outcome, stop)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from pilotlib.errors import PilotError
 from pilotlib.info import InfoService, QueueDescription, extract_overrides
 from pilotlib.job import Job
 from pilotlib.payload import memory_limit_kb
@@ -110,12 +111,10 @@ class SetupResolver:
     Attributes:
         info: the pilot's information service, or None.
         choice: the pilot's own copytools.
-        deadline: the end of the pilot's life (epoch seconds), None for no limit; carried on each setup.
     """
 
     info: InfoService | None = attrs.field(default=None, eq=False)
     choice: CopytoolChoice = attrs.field(factory=CopytoolChoice)
-    deadline: float | None = None
 
     def resolve(self, job: Job) -> JobSetup:
         """The job's setup.
@@ -131,8 +130,22 @@ class SetupResolver:
                      ",".join(sorted(overrides.queue)), ",".join(sorted(overrides.storages)))
             info = info.for_job(overrides)
         queue = info.queue() if info is not None and info.queue_sources else None
+        return self._setup(info, queue, overrides.job_pars)
+
+    def fallback(self, job: Job) -> JobSetup:
+        """The set-up of a job whose own cannot be resolved, for its log and final update only: the pilot's queue
+        without the job's overrides, else the pilot's copytool choice alone (logged)."""
+        try:
+            queue = self.info.queue() if self.info is not None and self.info.queue_sources else None
+            return self._setup(self.info, queue, None)
+        except PilotError as exc:
+            log.warning("no queue for the job's log, the pilot's copytools alone panda_id=%d error=%s",
+                        job.panda_id, exc)
+            return self._setup(None, None, None)
+
+    def _setup(self, info: InfoService | None, queue: QueueDescription | None, job_pars: str | None) -> JobSetup:
         choice = self.choice
         out = _tools(choice.tools_out, queue, "pw", choice.default_out)
         return JobSetup(tools_in=_tools(choice.tools_in, queue, "pr", choice.default_in), tools_out=out,
                         tools_log=tuple(choice.tools_out) or (_tools((), queue, "pl", out) if queue else out),
-                        info=info, queue=queue, job_pars=overrides.job_pars, deadline=self.deadline)
+                        info=info, queue=queue, job_pars=job_pars)

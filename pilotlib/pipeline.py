@@ -85,9 +85,9 @@ class JobRun:
     """A job on its way through the pipeline: the job, its work directory, its set-up, what happened so far.
 
     ``setup`` is the job's :class:`~pilotlib.jobsetup.JobSetup`, resolved once when the job was taken (copytools,
-    queue, limits): every stage reads it from here. ``timings`` holds seconds per :data:`TIMING_KEYS` entry;
-    ``failure`` is the first error (later ones are logged only); ``final_sent`` is True once the server acknowledged
-    the final update.
+    queue, limits; default: ``mv`` and no queue): every stage reads it from here. ``timings`` holds seconds per
+    :data:`TIMING_KEYS` entry; ``failure`` is the first error (later ones are logged only); ``final_sent`` is True
+    once the server acknowledged the final update.
     """
 
     job: Job

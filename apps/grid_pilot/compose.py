@@ -12,6 +12,8 @@ import socket
 import time
 from collections.abc import Callable
 
+import attrs
+
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
 from pilotlib.errors import PilotError
 from pilotlib.jobsetup import CopytoolChoice
@@ -23,8 +25,7 @@ from pilotlib.space import MB
 from pilotlib.stop import Stop
 from pilotlib.transfer.registry import default_registry
 from pilotlib.workflow import (
-    HARVESTER_COPYTOOLS_IN,
-    HARVESTER_COPYTOOLS_OUT,
+    DataPlaces,
     DescriptionPlaces,
     ModeParts,
     Outcome,
@@ -35,15 +36,14 @@ from pilotlib.workflow import (
     TransferStages,
     arc_parts,
     build_info_service,
-    harvester_inputs,
-    harvester_outputs,
     harvester_parts,
-    identity_here,
+    harvester_places,
+    run_pilot,
     server_parts,
+    this_pilot,
 )
-from pilotlib.workflow import run_pilot as run_kit
 
-__all__ = ["build_kit", "harvester_files", "payload_settings", "pilot_state", "run_pilot"]
+__all__ = ["build_kit", "harvester_files", "payload_settings", "pilot_state", "run_grid_pilot"]
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +71,15 @@ def _mode(settings: Settings, stop: Stop) -> ModeParts:
                         ca_dir=settings.ca_path, stop=stop)
 
 
-def _places(settings: Settings) -> tuple[str, str, CopytoolChoice]:
-    """Stage-in's fallback place, stage-out's, and the copytools (the command line's, above the mode's defaults)."""
-    input_url, output_url = settings.input_url, settings.output_url or str(settings.workdir / "storage")
-    if settings.mode is not Mode.HARVESTER:
-        return input_url, output_url, CopytoolChoice(settings.copytool_in, settings.copytool_out)
-    files = harvester_files(settings)
-    tools_out = settings.copytool_out
-    if settings.harvester_stageout == "harvester":
-        output_url = settings.output_url or harvester_outputs(files)
-        tools_out = tools_out or HARVESTER_COPYTOOLS_OUT
-    choice = CopytoolChoice(settings.copytool_in, tools_out, default_in=HARVESTER_COPYTOOLS_IN)
-    return settings.input_url or harvester_inputs(files), output_url, choice
+def _places(settings: Settings) -> DataPlaces:
+    """Where files are when their storage is not described, and the copytools: the command line's, with the
+    mode's where it leaves them open; outputs default to ``<workdir>/storage``."""
+    places = DataPlaces(settings.input_url, settings.output_url,
+                        CopytoolChoice(settings.copytool_in, settings.copytool_out))
+    if settings.mode is Mode.HARVESTER:
+        places = harvester_places(harvester_files(settings), places,
+                                  harvester_stages_out=settings.harvester_stageout == "harvester")
+    return attrs.evolve(places, outputs=places.outputs or str(settings.workdir / "storage"))
 
 
 def payload_settings(settings: Settings) -> PayloadSettings:
@@ -102,14 +99,16 @@ def build_kit(settings: Settings, stop: Stop, *, lifeline: Lifeline | None = Non
         PilotError: a part cannot be made (e.g. a ``--proxy`` that is not there).
     """
     state = state or pilot_state(settings)
-    input_url, output_url, choice = _places(settings)
-    transfers = TransferStages(default_registry(settings.environ), input_url, output_url, state=state)
+    places = _places(settings)
+    transfers = TransferStages(default_registry(settings.environ), places.inputs, places.outputs, state=state)
     executor = RunnerExecutor(payload_settings(settings), grace=settings.payload_grace,
                               looping_limit=settings.looping_limit, memory_limit_kb=settings.memory_limit_kb,
                               sample_interval=min(60.0, settings.heartbeat), lifeline=lifeline,
                               free_space_limit=settings.free_space_limit_running_mb * MB)
-    places = DescriptionPlaces(settings.queuedata_file, settings.queuedata_source, settings.storagedata_file,
-                               settings.storagedata_source, settings.cache_dir or settings.workdir, settings.ca_path)
+    descriptions = DescriptionPlaces(cache_dir=settings.cache_dir or settings.workdir,
+                                     queue_file=settings.queuedata_file, queue_url=settings.queuedata_source,
+                                     storage_file=settings.storagedata_file, storage_url=settings.storagedata_source,
+                                     ca_path=settings.ca_path)
     config = PilotConfig(settings.workdir, lifetime=settings.lifetime, timefloor=settings.timefloor,
                          max_jobs=settings.max_jobs, in_flight=settings.in_flight, heartbeat=settings.heartbeat,
                          final_retry=settings.final_retry, cleanup=settings.cleanup,
@@ -117,22 +116,20 @@ def build_kit(settings: Settings, stop: Stop, *, lifeline: Lifeline | None = Non
     request = JobRequest(site_name=settings.site_name, queue=settings.queue, prod_source_label=settings.job_label,
                          node=socket.gethostname())
     return PilotKit(_mode(settings, stop), config, state,
-                    identity_here(settings.site_name, "grid-pilot", settings.batch_id), request,
+                    this_pilot(settings.site_name, "grid-pilot", settings.batch_id), request,
                     stage_in=transfers, stage_out=transfers, log_out=transfers, payload=executor,
-                    info=build_info_service(places, settings.queue, stop=stop), copytools=choice)
+                    info=build_info_service(descriptions, settings.queue, stop=stop), copytools=places.copytools)
 
 
-def run_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
+def run_grid_pilot(settings: Settings, stop: Stop, started: float | None = None, *,
               on_done: Callable[[JobRun], None] | None = None, lifeline: Lifeline | None = None,
               state: PilotState | None = None) -> Outcome:
     """Run the grid pilot of the settings (:func:`pilotlib.workflow.run_pilot`); a part that cannot be made ends
     it with its code, no job fetched."""
     started = time.monotonic() if started is None else started
-    settings.workdir.mkdir(parents=True, exist_ok=True)
-    settings.state_path.mkdir(parents=True, exist_ok=True)
     try:
         kit = build_kit(settings, stop, lifeline=lifeline, state=state)
     except PilotError as exc:  # e.g. a --proxy that is not there: the pilot's code, no job fetched
         log.error("pilot cannot start code=%d error=%s", int(exc.code), exc)
         return Outcome((), exc, ())
-    return run_kit(kit, stop, started, on_done=on_done)
+    return run_pilot(kit, stop, started, on_done=on_done)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import attrs
 
+from pilotlib.space import MB
+from pilotlib.workflow import PilotConfig
+
 __all__ = ["HARVESTER_FILES", "STATE_DIR_NAME", "Mode", "Settings"]
 
 #: The state directory's name in the work area when ``state_dir`` is not given.
@@ -33,6 +36,10 @@ class Mode(enum.Enum):
     SERVER = "server"  # the PanDA dispatcher
     HARVESTER = "harvester"  # Harvester's shared files in the access point
     ARC = "arc"  # a NorduGrid/ARC CE's launch directory, no server
+
+
+#: The library's defaults of a pilot, which the settings keep unless told otherwise.
+_PILOT = PilotConfig(Path("."))
 
 
 def _frozen_environ(env: Mapping[str, str]) -> Mapping[str, str]:
@@ -107,9 +114,9 @@ class Settings:
     job_label: str = "managed"
     workdir: Path = attrs.field(default=Path("."), converter=Path)
     state_dir: Path | None = None
-    lifetime: float = 324000.0
+    lifetime: float = _PILOT.lifetime
     timefloor: float | None = None
-    max_jobs: int = 0
+    max_jobs: int = _PILOT.max_jobs
     harvester_workdir: Path | None = None
     launch_dir: Path | None = None
     harvester_stageout: str = "pilot"
@@ -133,10 +140,10 @@ class Settings:
     queuedata_file: Path | None = None
     storagedata_file: Path | None = None
     cache_dir: Path | None = None
-    heartbeat: float = 1800.0
-    final_retry: float = 600.0
-    in_flight: int = 1
-    cleanup: bool = True
+    heartbeat: float = _PILOT.heartbeat
+    final_retry: float = _PILOT.final_retry
+    in_flight: int = _PILOT.in_flight
+    cleanup: bool = _PILOT.cleanup
     log_level: str = "INFO"
     ca_path: Path | None = None
     proxy: Path | None = None
@@ -144,7 +151,7 @@ class Settings:
     payload_grace: float = 30.0
     looping_limit: float = 7200.0
     memory_limit_kb: int = 0
-    free_space_limit_mb: int = 2000
+    free_space_limit_mb: int = _PILOT.free_space_limit // MB
     free_space_limit_running_mb: int = 1000
     state_reserve_mb: int = 4
     environ: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_environ, repr=False,

@@ -5,7 +5,7 @@ A pilot is a :class:`PilotKit` handed to :func:`run_pilot`::
     mode = server_parts(url, stop=stop)                        # or harvester_parts(...), arc_parts(...), your own
     state = PilotState.at(state_dir, 4 * MB)
     transfers = TransferStages(default_registry(environ), input_url, output_url, state=state)
-    kit = PilotKit(mode, PilotConfig(workdir), state, identity_here(site, "my-pilot"), JobRequest(site, queue),
+    kit = PilotKit(mode, PilotConfig(workdir), state, this_pilot(site, "my-pilot"), JobRequest(site, queue),
                    stage_in=transfers, stage_out=transfers, log_out=transfers, payload=RunnerExecutor())
     outcome = run_pilot(kit, stop)
     status = exit_code(outcome, stop)
@@ -23,12 +23,12 @@ from pilotlib.workflow.modes import (
     DISPATCHER_RETRY,
     HARVESTER_COPYTOOLS_IN,
     HARVESTER_COPYTOOLS_OUT,
+    DataPlaces,
     ModeParts,
     arc_parts,
     find_proxy,
-    harvester_inputs,
-    harvester_outputs,
     harvester_parts,
+    harvester_places,
     server_parts,
 )
 from pilotlib.workflow.pilot import (
@@ -37,12 +37,12 @@ from pilotlib.workflow.pilot import (
     PilotConfig,
     PilotKit,
     exit_code,
-    identity_here,
     run_pilot,
     summary,
+    this_pilot,
 )
 from pilotlib.workflow.pilotlog import configure_logging
-from pilotlib.workflow.process import handle_signals, lifeline
+from pilotlib.workflow.process import handle_signals, tie_payloads
 from pilotlib.workflow.queue import DescriptionPlaces, PilotLimits, build_info_service, check_queue, pilot_limits
 from pilotlib.workflow.retrieval import Retriever
 from pilotlib.workflow.state import PilotState, WorkAreaSpace
@@ -54,6 +54,7 @@ __all__ = [
     "HARVESTER_COPYTOOLS_OUT",
     "RECOVERY_FAILED",
     "CopytoolChoice",
+    "DataPlaces",
     "DescriptionPlaces",
     "JobSetup",
     "ModeParts",
@@ -74,13 +75,12 @@ __all__ = [
     "exit_code",
     "find_proxy",
     "handle_signals",
-    "harvester_inputs",
-    "harvester_outputs",
     "harvester_parts",
-    "identity_here",
-    "lifeline",
+    "harvester_places",
     "pilot_limits",
     "run_pilot",
     "server_parts",
     "summary",
+    "this_pilot",
+    "tie_payloads",
 ]

@@ -22,6 +22,7 @@ import attrs
 
 from pilotlib.errors import NoProxyError
 from pilotlib.job import Job
+from pilotlib.jobsetup import CopytoolChoice
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
 from pilotlib.panda.base import JobReporter, JobSource
 from pilotlib.panda.client import CallRetry, PandaClient, X509Proxy
@@ -32,12 +33,12 @@ __all__ = [
     "DISPATCHER_RETRY",
     "HARVESTER_COPYTOOLS_IN",
     "HARVESTER_COPYTOOLS_OUT",
+    "DataPlaces",
     "ModeParts",
     "arc_parts",
     "find_proxy",
-    "harvester_inputs",
-    "harvester_outputs",
     "harvester_parts",
+    "harvester_places",
     "server_parts",
 ]
 
@@ -108,16 +109,35 @@ HARVESTER_COPYTOOLS_IN = ("symlink",)
 HARVESTER_COPYTOOLS_OUT = ("cp",)
 
 
-def harvester_inputs(files: HarvesterFiles) -> str:
-    """Where a Harvester worker's inputs are: the job's directory of the access point (``{panda_id}`` is replaced by
-    the job's PandaID for per-job directories), read with :data:`HARVESTER_COPYTOOLS_IN` unless told otherwise."""
-    return str(files.access_point) + ("/{panda_id}" if files.per_job_dirs else "")
+@attrs.frozen
+class DataPlaces:
+    """Where a pilot's files are when their storage is not described, and its copytools.
+
+    Attributes:
+        inputs: the place of inputs (a directory or URL; ``{panda_id}`` is replaced by the job's PandaID); "" none.
+        outputs: the place of outputs and logs; "" none.
+        copytools: the pilot's copytool choice.
+    """
+
+    inputs: str = ""
+    outputs: str = ""
+    copytools: CopytoolChoice = attrs.field(factory=CopytoolChoice)
 
 
-def harvester_outputs(files: HarvesterFiles) -> str:
-    """Where outputs and the log go when Harvester stages them out (its stager reads them from the access point,
-    declared there by the reporter): the access point, written with :data:`HARVESTER_COPYTOOLS_OUT`."""
-    return str(files.access_point)
+def harvester_places(files: HarvesterFiles, given: DataPlaces, *, harvester_stages_out: bool) -> DataPlaces:
+    """A Harvester worker's places, where ``given`` (the pilot's options) leaves them open.
+
+    The inputs are Harvester's links in the job's directory of the access point, read with
+    :data:`HARVESTER_COPYTOOLS_IN` unless told otherwise. When Harvester stages the outputs out
+    (``harvester_stages_out``: its stager reads them from the access point, declared there by the reporter), the
+    outputs and the log are copied into the access point with :data:`HARVESTER_COPYTOOLS_OUT`, above the queue's."""
+    outputs, tools_out = given.outputs, given.copytools.tools_out
+    if harvester_stages_out:
+        outputs = outputs or str(files.access_point)
+        tools_out = tools_out or HARVESTER_COPYTOOLS_OUT
+    inputs = given.inputs or str(files.access_point) + ("/{panda_id}" if files.per_job_dirs else "")
+    return DataPlaces(inputs, outputs, CopytoolChoice(given.copytools.tools_in, tools_out,
+                                                      default_in=HARVESTER_COPYTOOLS_IN))
 
 
 def arc_parts(launch_dir: Path) -> ModeParts:

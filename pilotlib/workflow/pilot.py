@@ -38,12 +38,20 @@ from pilotlib.space import MB
 from pilotlib.stages import InputStager, LogStager, OutputStager, PayloadExecutor, Stages, standard_stages
 from pilotlib.stop import Stop
 from pilotlib.workflow.modes import ModeParts
-from pilotlib.workflow.queue import check_queue, pilot_limits
+from pilotlib.workflow.queue import DEFAULT_LIFETIME, check_queue, pilot_limits
 from pilotlib.workflow.retrieval import Retriever
 from pilotlib.workflow.state import PilotState, WorkAreaSpace, tail
 
-__all__ = ["RECOVERY_FAILED", "Outcome", "PilotConfig", "PilotKit", "exit_code", "identity_here", "run_pilot",
-           "summary"]
+__all__ = [
+    "RECOVERY_FAILED",
+    "Outcome",
+    "PilotConfig",
+    "PilotKit",
+    "exit_code",
+    "run_pilot",
+    "summary",
+    "this_pilot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +80,7 @@ class PilotConfig:
     """
 
     workdir: Path
-    lifetime: float = 324000.0
+    lifetime: float = DEFAULT_LIFETIME
     timefloor: float | None = None
     max_jobs: int = 0
     in_flight: int = 1
@@ -125,7 +133,7 @@ class Outcome:
     unrecovered: tuple[int, ...] = ()
 
 
-def identity_here(site_name: str, program: str, batch_id: str = "") -> PilotIdentity:
+def this_pilot(site_name: str, program: str, batch_id: str = "") -> PilotIdentity:
     """This process as a pilot: the node's name, ``pilotID`` ``<program>-<pid>``, the batch job's id."""
     return PilotIdentity(site_name=site_name, node=socket.gethostname(), pilot_id=f"{program}-{os.getpid()}",
                          batch_id=batch_id)
@@ -146,14 +154,15 @@ def _open_journal(kit: PilotKit) -> Journal | None:
         return None
 
 
-def _setup_or_default(setups: SetupResolver) -> Callable[[Job], JobSetup]:
+def _setup_of(setups: SetupResolver) -> Callable[[Job], JobSetup]:
+    """An abandoned job's set-up for its log: as when it was taken, else the pilot's own (logged)."""
     def setup_of(job: Job) -> JobSetup:
         try:
             return setups.resolve(job)
         except PilotError as exc:
-            log.warning("abandoned job's set-up not resolved, its log goes with the defaults panda_id=%d error=%s",
+            log.warning("abandoned job's set-up not resolved, its log goes with the pilot's panda_id=%d error=%s",
                         job.panda_id, exc)
-            return JobSetup()
+            return setups.fallback(job)
     return setup_of
 
 
@@ -164,7 +173,7 @@ def _recover_abandoned(kit: PilotKit, stages: Stages, setups: SetupResolver, jou
                            FinalRetry(deadline=min(60.0, kit.config.final_retry)),
                            job_log=lambda panda_id: tail(kit.state.job_log(panda_id)),
                            cleanup=kit.config.cleanup, on_job=kit.mode.recovering,
-                           setup_of=_setup_or_default(setups))
+                           setup_of=_setup_of(setups))
     outcome = recover_abandoned(kit.state.path, recovery, journal, stopping=stop, guard=kit.state.reserve.retrying)
     if outcome.sent or outcome.unsent:
         log.warning("recovered jobs of lost pilots reported=%s unsent=%s", ",".join(map(str, outcome.sent)),
@@ -231,7 +240,7 @@ def run_pilot(kit: PilotKit, stop: Stop, started: float | None = None, *,
         kit.mode.at_end()
         return Outcome((), exc, tuple(recovered), unrecovered)
     limits = pilot_limits(config.lifetime, config.timefloor, queue, started_epoch)
-    setups = SetupResolver(kit.info, kit.copytools, deadline=limits.deadline)
+    setups = SetupResolver(kit.info, kit.copytools)
     stages = _stages(kit, store)
     journal = _open_journal(kit)
     sent, unsent = _recover_abandoned(kit, stages, setups, journal, stop)

@@ -21,15 +21,17 @@ __all__ = ["LOG_FORMAT", "configure_logging"]
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-10s job=%(panda_id)s %(name)s: %(message)s"
 
 
-def configure_logging(state: PilotState, level: str = "INFO", stream: TextIO | None = None) -> PerJobFileHandler:
+def configure_logging(state: PilotState, level: str = "INFO", stream: TextIO | None = None, *,
+                      program: str = "pilot") -> PerJobFileHandler:
     """Log to ``stream`` (default stderr) at ``level`` and to the state directory's files (INFO, or DEBUG when
     asked: the files always tell the whole story); returns the per-job handler (close a finished job's file with
-    its ``close_job``)."""
+    its ``close_job``). Called by a pilot's ``main``: the library never configures logging by itself. ``program``
+    names the pilot in the one line said on stderr when log records are lost to a full disk."""
     state.path.mkdir(parents=True, exist_ok=True)
-    per_job = PerJobFileHandler(state.job_log, opener=lambda path: ReservedFileHandler(path, state.reserve))
+    per_job = PerJobFileHandler(state.job_log, opener=lambda path: ReservedFileHandler(path, state.reserve, program))
     handlers: list[logging.Handler] = [
         logging.StreamHandler(sys.stderr if stream is None else stream),
-        ReservedFileHandler(state.pilot_log, state.reserve),
+        ReservedFileHandler(state.pilot_log, state.reserve, program),
         per_job,
     ]
     formatter = logging.Formatter(LOG_FORMAT)

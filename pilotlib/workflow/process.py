@@ -5,7 +5,7 @@ run. SIGTERM, SIGINT, SIGUSR1, SIGQUIT and SIGXCPU set the pilot's one :class:`~
 :func:`pilotlib.errors.error_for_signal`; the pipeline then fails the running job with that code, stops its
 payload, stages the log out and reports. A later signal is only recorded: it changes nothing already decided.
 
-:func:`lifeline` ties the payloads to the pilot for its whole run (:class:`~pilotlib.payload.Lifeline`: a payload's
+:func:`tie_payloads` ties the payloads to the pilot for its whole run (:class:`~pilotlib.payload.Lifeline`: a payload's
 session is ended when the pilot dies, even by SIGKILL).
 """
 
@@ -21,7 +21,7 @@ from pilotlib.errors import error_for_signal
 from pilotlib.payload import Lifeline
 from pilotlib.stop import Stop
 
-__all__ = ["HANDLED", "SignalLog", "handle_signals", "lifeline"]
+__all__ = ["HANDLED", "SignalLog", "handle_signals", "tie_payloads"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def handle_signals(stop: Stop, signals: tuple[signal.Signals, ...] = HANDLED) ->
 
 
 @contextlib.contextmanager
-def lifeline() -> Iterator[Lifeline | None]:
+def tie_payloads() -> Iterator[Lifeline | None]:
     """The pilot's lifeline for its whole run (payloads die with the pilot), closed at the end; None (logged) when
     it cannot be started: the pilot still runs its jobs."""
     try:

@@ -18,9 +18,19 @@ from pilotlib.errors import PilotError
 from pilotlib.info import CachedSource, FileSource, InfoService, QueueDescription, Source, UrlSource
 from pilotlib.stop import StopSignal
 
-__all__ = ["DescriptionPlaces", "PilotLimits", "build_info_service", "check_queue", "pilot_limits"]
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "DescriptionPlaces",
+    "PilotLimits",
+    "build_info_service",
+    "check_queue",
+    "pilot_limits",
+]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a pilot may live unless told otherwise: 90 hours, pilot3's default ``--lifetime`` (``pilot.py``).
+DEFAULT_LIFETIME = 324000.0
 
 
 @attrs.frozen
@@ -28,11 +38,11 @@ class DescriptionPlaces:
     """Where the queue and storage descriptions are read from: local files first, then URLs (``{pandaqueue}`` is
     replaced) cached in ``cache_dir``; TLS verified against ``ca_path`` (None: the system store)."""
 
+    cache_dir: Path
     queue_file: Path | None = None
     queue_url: str = ""
     storage_file: Path | None = None
     storage_url: str = ""
-    cache_dir: Path = Path(".")
     ca_path: Path | None = None
 
 

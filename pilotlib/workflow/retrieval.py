@@ -16,13 +16,13 @@ import attrs
 
 from pilotlib.errors import PilotError
 from pilotlib.job import Job, is_secret_field, job_to_wire
-from pilotlib.jobsetup import JobSetup, SetupResolver
+from pilotlib.jobsetup import SetupResolver
 from pilotlib.journal import Journal
 from pilotlib.logcontext import job_context
 from pilotlib.panda.base import JobRequest, JobSource
 from pilotlib.pipeline import JobRun
 from pilotlib.stop import Stop
-from pilotlib.workflow.queue import PilotLimits
+from pilotlib.workflow.queue import DEFAULT_LIFETIME, PilotLimits, pilot_limits
 from pilotlib.workflow.state import WorkAreaSpace
 
 __all__ = ["Retriever"]
@@ -44,7 +44,8 @@ class Retriever:
         request: what to ask for.
         workdir: the work area; each job runs in ``<workdir>/<PandaID>``.
         started: the pilot's start (:func:`time.monotonic`).
-        limits: the pilot's lifetime and timefloor (default: 90 hours, no timefloor).
+        limits: the pilot's lifetime, timefloor and end of life, which each job's payload must end before
+            (default: :data:`~pilotlib.workflow.queue.DEFAULT_LIFETIME` from now, no timefloor).
         max_jobs: the most jobs to take (0: as many as the lifetime and timefloor allow).
         reserve: seconds of lifetime a job needs at least.
         setups: resolves each job's set-up (default: the defaults, no queue).
@@ -60,7 +61,7 @@ class Retriever:
         self._request = request
         self._workdir = workdir
         self._started = started
-        self._limits = limits or PilotLimits(lifetime=324000.0, timefloor=0.0, deadline=time.time() + 324000.0)
+        self._limits = limits or pilot_limits(DEFAULT_LIFETIME, 0.0, None)
         self._max_jobs = max_jobs
         self._reserve = reserve
         self._setups = setups or SetupResolver()
@@ -104,17 +105,22 @@ class Retriever:
             return self._prepared(job, workdir, timings)
 
     def _prepared(self, job: Job, workdir: Path, timings: dict[str, float]) -> JobRun:
-        """The job's run with its set-up, or failed before it starts (no set-up, no space)."""
+        """The job's run with its set-up (its payload bound by the pilot's end of life), or failed before it
+        starts: too little space for a placed job (first: a full disk is the pilot's to say), or no set-up (the
+        run then carries the pilot's own, for its log)."""
+        deadline = self._limits.deadline
+        no_space = self._space.placed_job() if self._space is not None else None
+        if no_space is not None:
+            log.error("job failed before it started code=%d error=%s", int(no_space.code), no_space)
+            setup = attrs.evolve(self._setups.fallback(job), deadline=deadline)
+            return JobRun(job, workdir, setup, timings=timings).failed(no_space)
         try:
-            run = JobRun(job, workdir, self._setups.resolve(job), timings=timings)
+            setup = self._setups.resolve(job)
         except PilotError as exc:
             log.error("job failed before it started: no set-up code=%d error=%s", int(exc.code), exc)
-            return JobRun(job, workdir, JobSetup(deadline=self._setups.deadline), timings=timings).failed(exc)
-        no_space = self._space.placed_job() if self._space is not None else None
-        if no_space is None:
-            return run
-        log.error("job failed before it started code=%d error=%s", int(no_space.code), no_space)
-        return run.failed(no_space)
+            setup = attrs.evolve(self._setups.fallback(job), deadline=deadline)
+            return JobRun(job, workdir, setup, timings=timings).failed(exc)
+        return JobRun(job, workdir, attrs.evolve(setup, deadline=deadline), timings=timings)
 
     def _record(self, job: Job, workdir: Path) -> None:
         """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job), without

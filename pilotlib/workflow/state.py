@@ -73,11 +73,13 @@ def tail(path: Path, size: int = 4096) -> str:
 
 class ReservedFileHandler(logging.FileHandler):
     """A log file that releases the reserve when a record cannot be written because the disk is full, then writes
-    it again; once nothing is left to release, a full disk is said once on stderr (not a traceback per record)."""
+    it again; once nothing is left to release, a full disk is said once on stderr, by ``program`` (not a traceback
+    per record)."""
 
-    def __init__(self, path: Path, reserve: SpaceReserve) -> None:
+    def __init__(self, path: Path, reserve: SpaceReserve, program: str = "pilot") -> None:
         super().__init__(path, encoding="utf-8")
         self._reserve = reserve
+        self._program = program
         self._told = False
 
     def handleError(self, record: logging.LogRecord) -> None:
@@ -94,7 +96,7 @@ class ReservedFileHandler(logging.FileHandler):
                 error = again
         if not self._told:
             self._told = True
-            print(f"pilot: log records lost, the disk is full: {self.baseFilename}: {error}", file=sys.stderr)
+            print(f"{self._program}: log records lost, the disk is full: {self.baseFilename}: {error}", file=sys.stderr)
 
 
 @attrs.frozen
@@ -124,7 +126,7 @@ class WorkAreaSpace:
     @classmethod
     def of_queue(cls, workdir: Path, limit: int, reserve: SpaceReserve, *, placed: bool,
                  queue: QueueDescription | None) -> WorkAreaSpace:
-        """The checks of a work area on a queue (its ``maxwdir``), None: no description."""
+        """The checks of a work area on a queue (its ``maxwdir``; ``queue`` None: no description, no cap)."""
         return cls(workdir, limit, reserve, placed, queue.maxwdir if queue is not None else 0)
 
     def _check(self, before: str) -> int:

@@ -85,7 +85,7 @@ def storage_protocols(info: InfoService | None, storage: str, activity: str) -> 
             return ()
         description = info.storage(storage)
     except PilotError as exc:
-        log.info("storage not described, using the command line's place storage=%s reason=%s", storage, exc)
+        log.info("storage not described, using the pilot's place storage=%s reason=%s", storage, exc)
         return ()
     if not description.is_active:
         log.warning("storage not active storage=%s state=%s", storage, description.state)
@@ -95,7 +95,7 @@ def storage_protocols(info: InfoService | None, storage: str, activity: str) -> 
 
 class StorageReplicas:
     """Inputs on their ``ddmEndPointIn`` storage at the deterministic path, read through its read protocols; the
-    command line's place when the storage is not described (a :class:`~pilotlib.transfer.replicas.ReplicaSource`).
+    pilot's place when the storage is not described (a :class:`~pilotlib.transfer.replicas.ReplicaSource`).
     """
 
     def __init__(self, info: InfoService | None, place: str) -> None:

@@ -95,20 +95,25 @@ def test_arc_mode_writes_heartbeat_and_output_list(tmp_path: Path) -> None:
 def test_a_job_whose_set_up_cannot_be_resolved_is_reported_failed_with_its_code(tmp_path: Path) -> None:
     """A job whose ``--overwriteQueueData`` is not a JSON object (pilot3 ``pilot/info/jobinfo.py`` reads it as the
     queue's fields) cannot be set up: it fails as it is taken, with QUEUEDATANOTOK (1117), runs no payload, and its
-    final state reaches the ARC CE's ``heartbeat.json`` with the code, and its log is staged out. The pilot's exit
+    final state reaches the ARC CE's ``heartbeat.json`` with the code, and its log is staged out as the queue says
+    without the job's overrides (its ``pl`` copytool ``cp``, not the pilot's default ``mv``). The pilot's exit
     status is 0: the job's failure is reported (a wrapper acts on the pilot's own failures, not a job's)."""
     launch = tmp_path / "launch"
     launch.mkdir()
-    queue = {"nickname": "Q", "state": "ACTIVE", "status": "online", "acopytools": {"pr": ["cp"], "pw": ["cp"]}}
+    queue = {"nickname": "Q", "state": "ACTIVE", "status": "online",
+             "acopytools": {"pr": ["cp"], "pw": ["cp"], "pl": ["cp"]}}
     (tmp_path / "queue.json").write_text(json.dumps(queue))
     job = job_definition(9301, sleep=0.2)
     job["jobPars"] = "--overwriteQueueData=[1,2] " + job["jobPars"]
     (launch / "pandaJobData.out").write_text(json.dumps(job))
+    make_inputs(tmp_path / "in")
     status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file",
-                   str(tmp_path / "queue.json"), *_common(tmp_path, "cp")])
+                   str(tmp_path / "queue.json"), "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"),
+                   "--output-dir", str(tmp_path / "storage")])
     heartbeat = json.loads((launch / "heartbeat.json").read_text())
     assert heartbeat["jobId"] == 9301 and heartbeat["state"] == "failed"
     assert heartbeat["pilotErrorCode"] == 1117
     assert not (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).exists()  # no payload ran
     assert (tmp_path / "storage" / deterministic_path("e2e", "log.tgz")).is_file()
+    assert "stage-out done lfn=log.tgz tool=cp " in (tmp_path / "work" / "pilot-state" / "pilotlog.txt").read_text()
     assert status == 0

@@ -21,11 +21,12 @@ import pytest
 
 from apps.grid_pilot.__main__ import main
 from apps.grid_pilot.cli import parse_settings
-from apps.grid_pilot.compose import Outcome, run_pilot
+from apps.grid_pilot.compose import run_grid_pilot
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.stop import Stop
 from pilotlib.transfer.paths import deterministic_path
+from pilotlib.workflow import Outcome
 
 from .helpers import final_update, job_definition, make_inputs
 
@@ -139,7 +140,7 @@ def test_tobekilled_kills_the_payload_with_pandakill(panda_server: DevServer, tm
     panda_server.add_job(job_definition(8007, sleep=120))
     settings = parse_settings(_argv(panda_server, tmp_path))
     outcome: list[Outcome] = []
-    thread = threading.Thread(target=lambda: outcome.append(run_pilot(settings, Stop())))
+    thread = threading.Thread(target=lambda: outcome.append(run_grid_pilot(settings, Stop())))
     thread.start()
     deadline = time.monotonic() + 60
     while "running" not in [u["state"] for u in panda_server.updates(8007)]:

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from apps.grid_pilot.cli import parse_settings
-from apps.grid_pilot.compose import Outcome, run_pilot
+from apps.grid_pilot.compose import run_grid_pilot
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.stop import Stop
 from pilotlib.transfer.paths import deterministic_path
+from pilotlib.workflow import Outcome
 
 from .helpers import adler32, final_update, job_definition, make_inputs
 
@@ -113,7 +114,7 @@ def test_tobekilled_during_a_slow_stage_in_fails_the_job_with_pandakill(
     panda_server.add_job(job_definition(8101))
     settings = parse_settings(_argv(panda_server, tmp_path))
     outcome: list[Outcome] = []
-    thread = threading.Thread(target=lambda: outcome.append(run_pilot(settings, Stop())))
+    thread = threading.Thread(target=lambda: outcome.append(run_grid_pilot(settings, Stop())))
     thread.start()
     pids = tmp_path / "pids.txt"
     try:

@@ -11,7 +11,7 @@ import pytest
 from fixtures.smallfs import fill
 
 from apps.grid_pilot.cli import ConfigError, parse_settings
-from apps.grid_pilot.compose import pilot_state
+from apps.grid_pilot.compose import build_kit
 from apps.grid_pilot.settings import Mode, Settings
 from pilotlib.errors import Direction, NoLocalSpaceError, PayloadExecutionError
 from pilotlib.info import QueueDescription
@@ -19,7 +19,6 @@ from pilotlib.job import Job
 from pilotlib.panda.base import JobRequest
 from pilotlib.pipeline import JobRun
 from pilotlib.report import PilotIdentity, final_update
-from pilotlib.space import MB
 from pilotlib.stop import Stop
 from pilotlib.transfer.base import TransferResult
 from pilotlib.transfer.logtar import LogTarballError
@@ -28,9 +27,11 @@ from tests.pipeline.fakes import make_job
 
 
 def _space(settings: Settings, queue: QueueDescription | None = None) -> WorkAreaSpace:
-    """The work area's checks as the grid pilot of ``settings`` makes them (ARC and Harvester place their jobs)."""
-    return WorkAreaSpace.of_queue(settings.workdir, settings.free_space_limit_mb * MB, pilot_state(settings).reserve,
-                                  placed=settings.mode is not Mode.SERVER, queue=queue)
+    """The work area's checks as the grid pilot of ``settings`` makes them (its kit: the work area, the limit, the
+    state's reserve, and whether its mode places the jobs)."""
+    kit = build_kit(settings, Stop())
+    return WorkAreaSpace.of_queue(kit.config.workdir, kit.config.free_space_limit, kit.state.reserve,
+                                  placed=kit.mode.placed, queue=queue)
 
 
 class _Source:
@@ -70,7 +71,8 @@ def test_a_placed_job_on_a_full_work_area_fails_with_1098(small_fs: Path) -> Non
     it fails with 1098 without running, so that it is reported; server mode fails no job that way."""
     fill(small_fs)
     for mode in (Mode.ARC, Mode.HARVESTER):
-        settings = Settings(mode=mode, workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0)
+        settings = Settings(mode=mode, workdir=small_fs, free_space_limit_mb=1, state_reserve_mb=0,
+                            launch_dir=small_fs, harvester_workdir=small_fs)
         source = _Source()
         run = Retriever(source, JobRequest("S", "Q"), settings.workdir, time.monotonic(),
                         space=_space(settings))(Stop())
