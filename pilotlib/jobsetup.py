@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from pilotlib.containers.choice import ContainerChoice, ContainerDefaults, choose_container, split_container_image
 from pilotlib.errors import PilotError
 from pilotlib.info import InfoService, QueueDescription, extract_overrides
 from pilotlib.job import Job
@@ -38,6 +39,7 @@ class JobSetup:
         queue: the queue's description for this job (None: no descriptions).
         job_pars: the job's parameters without the override options (what the payload sees; None: the job's own).
         deadline: the end of the pilot's life (epoch seconds) the payload must end before; None: no limit.
+        container: the payload's container (:func:`pilotlib.containers.choose_container`); None: on the node.
     """
 
     tools_in: tuple[str, ...] = DEFAULT_COPYTOOLS
@@ -47,6 +49,7 @@ class JobSetup:
     queue: QueueDescription | None = None
     job_pars: str | None = None
     deadline: float | None = None
+    container: ContainerChoice | None = None
 
     def memory_limit_kb(self, job: Job, given_kb: int = 0) -> int | None:
         """The payload's PSS limit: ``given_kb`` when set, else from the resource type, cores and queue (pilot3
@@ -111,17 +114,20 @@ class SetupResolver:
     Attributes:
         info: the pilot's information service, or None.
         choice: the pilot's own copytools.
+        containers: the pilot's own container runtime and images, below the job's and the queue's.
     """
 
     info: InfoService | None = attrs.field(default=None, eq=False)
     choice: CopytoolChoice = attrs.field(factory=CopytoolChoice)
+    containers: ContainerDefaults = attrs.field(factory=ContainerDefaults)
 
     def resolve(self, job: Job) -> JobSetup:
         """The job's setup.
 
         Raises:
             PilotError: the job's overrides or the queue description are bad (QUEUEDATANOTOK), no copytool is
-                configured (UNKNOWNCOPYTOOL), the description cannot be had (QUEUEDATA).
+                configured (UNKNOWNCOPYTOOL), the description cannot be had (QUEUEDATA), the job asks for a
+                container on a queue not set up for them (QUEUENOTSETUPFORCONTAINERS).
         """
         overrides = extract_overrides(job.job_pars)
         info = self.info
@@ -130,7 +136,11 @@ class SetupResolver:
                      ",".join(sorted(overrides.queue)), ",".join(sorted(overrides.storages)))
             info = info.for_job(overrides)
         queue = info.queue() if info is not None and info.queue_sources else None
-        return self._setup(info, queue, overrides.job_pars)
+        job_pars, image = split_container_image(overrides.job_pars)
+        container = choose_container(job, image, queue, self.containers)
+        if container is not None:
+            log.info("payload in a container runtime=%s image=%s", container.runtime, container.image)
+        return attrs.evolve(self._setup(info, queue, job_pars), container=container)
 
     def fallback(self, job: Job) -> JobSetup:
         """The set-up of a job whose own cannot be resolved, for its log and final update only: the pilot's queue

@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X509 proxy file (pilot3's --cacert; default: $X509_USER_PROXY, else /tmp/x509up_u<uid>); "
                    "the payload gets its path as X509_USER_PROXY")
     p.add_argument("--token-file", help="bearer token file; the payload gets its path as BEARER_TOKEN_FILE")
+    p.add_argument("--container-runtime", help="the payload's container runtime when the queue names none "
+                   "(bubblewrap, podman, apptainer, singularity)")
+    p.add_argument("--container-image", help="the payload's image when the job names none (a directory, .sif file "
+                   "or docker:// reference, as the runtime takes it)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
     return p
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import attrs
 
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
+from pilotlib.containers import ContainerDefaults
 from pilotlib.errors import PilotError
 from pilotlib.jobsetup import CopytoolChoice
 from pilotlib.panda.base import JobRequest
@@ -118,7 +119,8 @@ def build_kit(settings: Settings, stop: Stop, *, lifeline: Lifeline | None = Non
     return PilotKit(_mode(settings, stop), config, state,
                     this_pilot(settings.site_name, "grid-pilot", settings.batch_id), request,
                     stage_in=transfers, stage_out=transfers, log_out=transfers, payload=executor,
-                    info=build_info_service(descriptions, settings.queue, stop=stop), copytools=places.copytools)
+                    info=build_info_service(descriptions, settings.queue, stop=stop), copytools=places.copytools,
+                    containers=ContainerDefaults(settings.container_runtime, settings.container_image))
 
 
 def run_grid_pilot(settings: Settings, stop: Stop, started: float | None = None, *,

@@ -98,6 +98,10 @@ class Settings:
         free_space_limit_mb: MB (10**6 B) the work area must have free before a job is asked for (pilot3
             ``free_space_limit``, 2 GB); ``free_space_limit_running_mb`` before the payload and while it runs (1 GB).
         state_reserve_mb: MB the state directory keeps preallocated for the pilot's own state on a full disk (0: none).
+        container_runtime: the payload's container runtime when the queue names none (``bubblewrap``, ``podman``,
+            ``apptainer``, ``singularity``; "": none).
+        container_image: the image for a job that names none, when the queue or ``container_runtime`` asks for a
+            container ("": none).
         environ: the pilot's environment, read once when the settings are built
             (:func:`~apps.grid_pilot.cli.parse_settings` copies ``os.environ``, or the environment it is given) and
             kept as a read-only copy; nothing else in the pilot or in pilotlib reads the environment. It gives
@@ -154,6 +158,8 @@ class Settings:
     free_space_limit_mb: int = _PILOT.free_space_limit // MB
     free_space_limit_running_mb: int = 1000
     state_reserve_mb: int = 4
+    container_runtime: str = ""
+    container_image: str = ""
     environ: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_environ, repr=False,
                                              eq=False)
 

@@ -129,7 +129,7 @@ class PayloadCommand:
 
 
 def build_command(job: Job, workdir: Path, settings: PayloadSettings,
-                  stop: StopSignal | None = None) -> PayloadCommand:
+                  stop: StopSignal | None = None, *, in_container: bool = False) -> PayloadCommand:
     """Build the payload command of a job.
 
     The transformation is resolved to an executable (downloaded into ``workdir`` when it is a URL); ``jobPars`` are
@@ -142,6 +142,8 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings,
         workdir: the job's work directory (exists).
         settings: environment and download settings.
         stop: the job's stop: it ends a transformation download at once.
+        in_container: the command runs in a container: a transformation that is not in the work directory is
+            looked up where it will run, inside the image (a missing one is then the runtime's failure).
 
     Returns:
         The command, to be run by a :class:`~pilotlib.payload.PayloadRunner`.
@@ -159,7 +161,7 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings,
     if not job.transformation.strip() and not args:
         raise TransformNotFoundError(f"job {job.panda_id} has neither a transformation nor jobPars")
     trf = job.transformation.strip()
-    program = resolve_transformation(trf, workdir, settings, stop) if trf else ""
+    program = resolve_transformation(trf, workdir, settings, stop, in_container=in_container) if trf else ""
     if settings.shell:
         script = f"{shlex.quote(program)} {job.job_pars}" if program else job.job_pars
         argv: tuple[str, ...] = ("/bin/bash", "-c", script)
@@ -219,7 +221,7 @@ def payload_env(job: Job, workdir: Path, settings: PayloadSettings) -> dict[str,
 
 
 def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings,
-                           stop: StopSignal | None = None) -> str:
+                           stop: StopSignal | None = None, *, in_container: bool = False) -> str:
     """Turn the job's ``transformation`` into the path of an executable.
 
     Args:
@@ -227,6 +229,7 @@ def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings,
         workdir: the job's work directory.
         settings: download settings and the base environment's ``PATH``.
         stop: ends a download at once.
+        in_container: an absolute path or a name on ``PATH`` is the image's: kept as it is, not looked up here.
 
     Returns:
         The executable's path (or the name found on ``PATH``, as an absolute path).
@@ -238,6 +241,8 @@ def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings,
     """
     if trf.startswith(_URL_SCHEMES):
         return str(download_transformation(trf, workdir, settings, stop))
+    if os.path.isabs(trf) and in_container:
+        return trf
     if os.path.isabs(trf):
         if not os.access(trf, os.X_OK):
             raise TransformNotFoundError(f"transformation {trf} does not exist or is not executable")
@@ -247,6 +252,8 @@ def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings,
         raise TransformNotFoundError(f"transformation {trf!r} points outside the work directory")
     if local.is_file():
         return str(local)
+    if in_container and "/" not in trf:
+        return trf
     found = None if "/" in trf else shutil.which(trf, path=settings.base_env.get("PATH", ""))
     if found is None:
         raise TransformNotFoundError(f"transformation {trf!r} is neither in {workdir} nor on PATH")

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import stat
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
 
+from pilotlib.containers import ContainerChoice, ContainerRuntime, ContainerSpec, ContainerWrapper, RuntimeRegistry
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
 from pilotlib.jobsetup import JobSetup
@@ -36,6 +38,7 @@ from pilotlib.payload import (
 from pilotlib.pipeline import JobRun, PayloadSummary
 from pilotlib.space import FREE_SPACE_LIMIT_RUNNING, check_free_space, free_bytes, payload_space_need
 from pilotlib.stop import Stop, StopSignal
+from pilotlib.workflow.state import tail
 
 __all__ = ["REPORT_MAX_DEPTH", "DiagnosedPayloadError", "RunnerExecutor", "RunnerPayload"]
 
@@ -67,6 +70,8 @@ class RunnerExecutor:
         lifeline: the pilot's lifeline: each payload's session is ended if the pilot dies (None: not tied).
         free_space_limit: bytes the work area must keep free before the payload starts and while it runs (pilot3
             ``free_space_limit_running``); the job's ``maxDiskCount`` may ask for more (:func:`start`).
+        runtimes: the container runtimes (the installed ``pilotlib.containers`` entry points); a job whose set-up
+            names a container runs in it, the runtime checked usable once per pilot.
     """
 
     settings: PayloadSettings = attrs.field(factory=PayloadSettings)
@@ -77,6 +82,9 @@ class RunnerExecutor:
     job_report_required: bool = False
     lifeline: Lifeline | None = attrs.field(default=None, eq=False)
     free_space_limit: int = FREE_SPACE_LIMIT_RUNNING
+    runtimes: RuntimeRegistry = attrs.field(factory=RuntimeRegistry, eq=False, repr=False)
+    _checked: dict[str, ContainerRuntime] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+    _checked_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, eq=False, repr=False)
 
     def monitors(self, job: Job, setup: JobSetup) -> list[Monitor]:
         """The monitors of ``job``'s payload (``setup``: its queue's limits and the pilot's deadline)."""
@@ -107,11 +115,31 @@ class RunnerExecutor:
         if setup.queue is not None and setup.queue.environ:
             settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
         monitors = self.monitors(job, setup)
-        command = build_command(job, workdir, settings, stop)
-        runner = PayloadRunner(command, monitors=monitors, grace=self.grace,
-                               sample_interval=self.sample_interval, lifeline=self.lifeline)
+        runtime = self._runtime(setup.container) if setup.container is not None else None
+        command = build_command(job, workdir, settings, stop, in_container=runtime is not None)
+        wrapper = None
+        if runtime is not None and setup.container is not None:
+            secrets = tuple(p for p in (settings.proxy_path, settings.token_path) if p is not None and p.is_file())
+            spec = ContainerSpec(setup.container.image, workdir, secrets=secrets, options=setup.container.options)
+            wrapper = ContainerWrapper(runtime, spec)
+        runner = PayloadRunner(command, monitors=monitors, grace=self.grace, sample_interval=self.sample_interval,
+                               lifeline=self.lifeline, wrapper=wrapper)
         runner.start()
-        return RunnerPayload(job, workdir, runner, self.job_report_required)
+        return RunnerPayload(job, workdir, runner, self.job_report_required, runtime)
+
+    def _runtime(self, choice: ContainerChoice) -> ContainerRuntime:
+        """The job's container runtime, checked usable on this node (once per pilot and runtime).
+
+        Raises:
+            RuntimeNotInstalledError: it is not installed or not usable (its NOTINSTALLED code).
+        """
+        with self._checked_lock:
+            runtime = self._checked.get(choice.runtime)
+            if runtime is None:
+                runtime = self.runtimes.get(choice.runtime)
+                runtime.check()
+                self._checked[choice.runtime] = runtime
+        return runtime
 
     def _check_space(self, job: Job, workdir: Path, workdir_limit: int | None) -> None:
         files = (p.lstat() for p in workdir.rglob("*")) if job.max_disk_count else iter(())
@@ -123,7 +151,9 @@ class RunnerExecutor:
 class RunnerPayload:
     """A running payload: its usage for heartbeats, and the wait that turns its end into a :class:`PayloadSummary`."""
 
-    def __init__(self, job: Job, workdir: Path, runner: PayloadRunner, job_report_required: bool) -> None:
+    def __init__(self, job: Job, workdir: Path, runner: PayloadRunner, job_report_required: bool,
+                 runtime: ContainerRuntime | None = None) -> None:
+        self._runtime = runtime
         self._job = job
         self._workdir = workdir
         self._runner = runner
@@ -148,6 +178,10 @@ class RunnerPayload:
                                               job_report_required=self._report_required)
         diagnosis = diagnose(outcome)
         error = result.error
+        if error is None and self._runtime is not None:  # the runtime's own failure, apart from the payload's
+            error = self._runtime.failure(returncode, tail(self._runner.command.stderr))
+            if error is not None:
+                log.error("container runtime failed code=%d error=%s", int(error.code), error)
         if error is None and diagnosis.failed:
             code = diagnosis.pilot_error_code or ErrorCode.PAYLOADEXECUTIONFAILURE
             error = DiagnosedPayloadError(code, diagnosis.pilot_error_diag or f"payload exit code {returncode}")

@@ -25,6 +25,7 @@ from pathlib import Path
 import attrs
 
 from pilotlib.abandoned import JobRecovery, recover_abandoned
+from pilotlib.containers import ContainerDefaults
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
 from pilotlib.info import InfoService
 from pilotlib.job import Job
@@ -106,6 +107,7 @@ class PilotKit:
         payload: starts the payloads (:class:`~pilotlib.workflow.executor.RunnerExecutor`).
         info: the information service (None: no queue description; the pilot's choices say everything).
         copytools: the pilot's own copytools, above the queue's.
+        containers: the pilot's own container runtime and images, below the job's and the queue's.
     """
 
     mode: ModeParts
@@ -119,6 +121,7 @@ class PilotKit:
     payload: PayloadExecutor
     info: InfoService | None = attrs.field(default=None, eq=False)
     copytools: CopytoolChoice = attrs.field(factory=CopytoolChoice)
+    containers: ContainerDefaults = attrs.field(factory=ContainerDefaults)
 
 
 @attrs.frozen
@@ -240,7 +243,7 @@ def run_pilot(kit: PilotKit, stop: Stop, started: float | None = None, *,
         kit.mode.at_end()
         return Outcome((), exc, tuple(recovered), unrecovered)
     limits = pilot_limits(config.lifetime, config.timefloor, queue, started_epoch)
-    setups = SetupResolver(kit.info, kit.copytools)
+    setups = SetupResolver(kit.info, kit.copytools, kit.containers)
     stages = _stages(kit, store)
     journal = _open_journal(kit)
     sent, unsent = _recover_abandoned(kit, stages, setups, journal, stop)

@@ -1,0 +1,35 @@
+"""Containers: the payload in a container, chosen with the job's set-up, run by a runtime behind one interface.
+
+- :mod:`~pilotlib.containers.choice`: which image and runtime a job's payload uses (the job's, else the queue's).
+- :mod:`~pilotlib.containers.base`: :class:`ContainerRuntime` (a command in, a wrapped command out, a check that the
+  runtime is usable, its failures recognised), :class:`ContainerSpec`, :class:`ContainerWrapper`.
+- runtimes, plug-ins under the ``pilotlib.containers`` entry-point group (:class:`RuntimeRegistry`): ``bubblewrap``.
+"""
+
+from pilotlib.containers.base import Bind, ContainerRuntime, ContainerSpec, ContainerWrapper
+from pilotlib.containers.bubblewrap import BubblewrapRuntime
+from pilotlib.containers.choice import ContainerChoice, ContainerDefaults, choose_container, split_container_image
+from pilotlib.containers.errors import (
+    ContainerError,
+    ImageNotFoundError,
+    QueueNotSetUpForContainersError,
+    RuntimeNotInstalledError,
+)
+from pilotlib.containers.registry import RuntimeRegistry
+
+__all__ = [
+    "Bind",
+    "BubblewrapRuntime",
+    "ContainerChoice",
+    "ContainerDefaults",
+    "ContainerError",
+    "ContainerRuntime",
+    "ContainerSpec",
+    "ContainerWrapper",
+    "ImageNotFoundError",
+    "QueueNotSetUpForContainersError",
+    "RuntimeNotInstalledError",
+    "RuntimeRegistry",
+    "choose_container",
+    "split_container_image",
+]

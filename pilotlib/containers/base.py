@@ -1,0 +1,101 @@
+"""A container runtime behind one small interface, in the shape of a Parsl launcher: a command in, a wrapped command
+out, and a check that the runtime is usable on this node.
+
+A :class:`ContainerRuntime` is given a :class:`ContainerSpec` (the image, the work directory, what else to bind)
+and the payload's argument list and environment, and returns the argument list and environment to execute
+instead. Secrets (the X.509 proxy, a token file) are bound into the container as files and reach the payload as
+paths in its environment, never on a command line. :meth:`ContainerRuntime.failure` recognises the runtime's own
+failures from its exit status and output (an image not found, a bind mount refused, no user namespaces), kept
+apart from the payload's exit status.
+
+:class:`ContainerWrapper` is the payload runner's :class:`~pilotlib.payload.CommandWrapper` for one job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+
+from pilotlib.errors import PilotError
+
+__all__ = ["Bind", "ContainerRuntime", "ContainerSpec", "ContainerWrapper"]
+
+
+@attrs.frozen
+class Bind:
+    """A host path seen inside the container at ``target`` (default: the same path)."""
+
+    source: Path = attrs.field(converter=Path)
+    target: Path | None = None
+    read_only: bool = False
+
+    @property
+    def inside(self) -> Path:
+        """Where the path is seen inside the container."""
+        return self.target if self.target is not None else self.source
+
+
+@attrs.frozen
+class ContainerSpec:
+    """What one payload's container is.
+
+    Attributes:
+        image: a registry reference (``docker://...``), an image file (``.sif``) or an unpacked directory
+            (``/cvmfs/unpacked.cern.ch/...``), as the runtime takes it.
+        workdir: the job's work directory on the host; bound read-write at the same path and the command's
+            working directory inside.
+        binds: further binds (``/cvmfs`` when present, the queue's).
+        secrets: files bound read-only at their own paths (the proxy, a token file): the payload gets their paths.
+        options: the queue's ``container_options`` (runtime-specific, e.g. Apptainer's ``-B /scratch``).
+    """
+
+    image: str
+    workdir: Path = attrs.field(converter=Path)
+    binds: tuple[Bind, ...] = ()
+    secrets: tuple[Path, ...] = ()
+    options: str = ""
+
+
+class ContainerRuntime(Protocol):
+    """A container runtime (Apptainer, Singularity, Podman, bubblewrap); plug-ins register a factory under the
+    ``pilotlib.containers`` entry-point group."""
+
+    name: str
+
+    def check(self) -> None:
+        """Make sure the runtime is usable on this node (its executable is there and answers).
+
+        Raises:
+            RuntimeNotInstalledError: it is not (its NOTINSTALLED code).
+        """
+        ...
+
+    def wrap(self, argv: tuple[str, ...], env: Mapping[str, str],
+             spec: ContainerSpec) -> tuple[tuple[str, ...], Mapping[str, str]]:
+        """The argument list and environment that run ``argv`` with ``env`` inside the container of ``spec``.
+
+        Raises:
+            ImageNotFoundError: the image is a local path that does not exist (1360).
+        """
+        ...
+
+    def failure(self, exit_code: int, stderr: str) -> PilotError | None:
+        """The runtime's own failure shown by the wrapped command's exit status and the tail of its stderr, None when
+        the status is the payload's."""
+        ...
+
+
+@attrs.frozen
+class ContainerWrapper:
+    """Runs one job's payload in its container (a :class:`~pilotlib.payload.CommandWrapper`)."""
+
+    runtime: ContainerRuntime
+    spec: ContainerSpec
+
+    def wrap(self, argv: tuple[str, ...], env: Mapping[str, str],
+             workdir: Path) -> tuple[tuple[str, ...], Mapping[str, str]]:
+        """The runtime's wrapped command (``workdir`` is the spec's)."""
+        return self.runtime.wrap(argv, env, self.spec)

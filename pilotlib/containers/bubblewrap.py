@@ -1,0 +1,94 @@
+"""bubblewrap (``bwrap``): the payload in an unpacked image directory, in its own namespaces, with nothing of the host
+but what is bound.
+
+The image is a root file system directory (an unpacked image, as on ``/cvmfs/unpacked.cern.ch``), bound read-only
+at ``/``; the work directory is bound read-write at its own path and is the working directory; ``/cvmfs`` is bound
+read-only when the host has it; the secrets (proxy, token file) are bound read-only at their own paths. The
+container gets new user, PID, IPC, UTS and cgroup namespaces, the host's network (stage-in and stage-out are the
+pilot's, but a payload may read conditions data over the network), and dies with ``bwrap``
+(``--die-with-parent``), so stopping the payload's process group stops the container. The payload's environment is
+``bwrap``'s, passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from pilotlib.containers.base import ContainerSpec
+from pilotlib.containers.errors import ContainerError, ImageNotFoundError, RuntimeNotInstalledError
+from pilotlib.errors import ErrorCode, PilotError
+
+__all__ = ["BubblewrapRuntime"]
+
+#: What bubblewrap says on stderr when it fails before the payload runs, and the code of each.
+_FAILURES = (
+    ("bwrap: execvp", ErrorCode.TRANSFORMNOTFOUND),
+    ("bwrap: Can't find source path", ErrorCode.SINGULARITYBINDPOINTFAILURE),
+    ("bwrap: No permissions to create new namespace", ErrorCode.SINGULARITYFAILEDUSERNAMESPACE),
+    ("bwrap: Creating new namespace failed", ErrorCode.SINGULARITYFAILEDUSERNAMESPACE),
+    ("bwrap: setting up uid map", ErrorCode.SINGULARITYFAILEDUSERNAMESPACE),
+)
+
+
+class BubblewrapRuntime:
+    """The ``bwrap`` runtime (entry point ``bubblewrap``).
+
+    Args:
+        executable: the ``bwrap`` program (a name on the pilot's ``PATH`` or a path).
+        cvmfs: the host's CVMFS mount, bound read-only when it exists.
+    """
+
+    name = "bubblewrap"
+
+    def __init__(self, executable: str = "bwrap", cvmfs: Path = Path("/cvmfs")) -> None:
+        self.executable = executable
+        self.cvmfs = cvmfs
+
+    def check(self) -> None:
+        """``bwrap --version`` answers.
+
+        Raises:
+            RuntimeNotInstalledError: it does not (SETUPFAILURE 1110: PanDA has no code for bubblewrap).
+        """
+        found = shutil.which(self.executable)
+        try:
+            if found is None:
+                raise OSError(f"{self.executable} not found")
+            subprocess.run([found, "--version"], capture_output=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise RuntimeNotInstalledError(ErrorCode.SETUPFAILURE, f"bubblewrap is not usable: {exc}") from exc
+
+    def wrap(self, argv: tuple[str, ...], env: Mapping[str, str],
+             spec: ContainerSpec) -> tuple[tuple[str, ...], Mapping[str, str]]:
+        """``bwrap <namespaces> --ro-bind IMAGE / ... --bind WORKDIR WORKDIR --chdir WORKDIR -- argv``.
+
+        Raises:
+            ImageNotFoundError: the image is not a directory (1360).
+        """
+        image = Path(spec.image)
+        if not image.is_dir():
+            raise ImageNotFoundError(f"bubblewrap needs an unpacked image directory: {spec.image} is none")
+        args = [self.executable, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--die-with-parent", "--ro-bind", str(image), "/", "--proc", "/proc",
+                "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs inside the container
+        if self.cvmfs.is_dir():
+            args += ["--ro-bind", str(self.cvmfs), str(self.cvmfs)]
+        for bind in spec.binds:
+            args += ["--ro-bind" if bind.read_only else "--bind", str(bind.source), str(bind.inside)]
+        for secret in spec.secrets:
+            args += ["--ro-bind", str(secret), str(secret)]
+        args += ["--bind", str(spec.workdir), str(spec.workdir), "--chdir", str(spec.workdir), "--", *argv]
+        return tuple(args), env
+
+    def failure(self, exit_code: int, stderr: str) -> PilotError | None:
+        """bubblewrap's own failure (its ``bwrap:`` lines; it exits 1), None when the status is the payload's."""
+        if exit_code != 1:
+            return None
+        for line in stderr.splitlines():
+            for start, code in _FAILURES:
+                if line.startswith(start):
+                    return ContainerError(code, line)
+        return None

@@ -1,0 +1,95 @@
+"""The payload in a container, for real: the grid pilot (ARC mode) runs a job whose payload the queue puts in a
+container (``container_type`` ``bubblewrap:pilot``), the image a busybox root file system built from Debian's
+``busybox-static`` (no registry)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from apps.grid_pilot.__main__ import main
+from pilotlib.transfer.paths import deterministic_path
+
+from .helpers import job_definition, make_inputs
+
+pytestmark = pytest.mark.integration
+
+
+def _queue(tmp_path: Path, runtime: str = "bubblewrap") -> Path:
+    queue = {"nickname": "Q", "state": "ACTIVE", "status": "online", "container_type": f"{runtime}:pilot",
+             "acopytools": {"pr": ["cp"], "pw": ["cp"], "pl": ["cp"]}}
+    path = tmp_path / "queue.json"
+    path.write_text(json.dumps(queue))
+    return path
+
+
+def _run(tmp_path: Path, job: dict[str, str], *extra: str) -> tuple[int, dict[str, object]]:
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "pandaJobData.out").write_text(json.dumps(job))
+    make_inputs(tmp_path / "in")
+    status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file", str(_queue(tmp_path)),
+                   "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"), "--output-dir",
+                   str(tmp_path / "storage"), *extra])
+    return status, json.loads((launch / "heartbeat.json").read_text())
+
+
+def _container_job(panda_id: int, image: Path | str, script: str) -> dict[str, str]:
+    job = job_definition(panda_id)
+    job.update({"transformation": "/bin/sh", "jobPars": f"-c '{script}'", "container_name": str(image)})
+    return job
+
+
+def test_the_payload_runs_in_the_image_and_sees_its_work_directory(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """The job's ``container_name`` image on a queue with a payload runtime: ``/bin/sh`` is the image's (the host
+    has no ``/etc/os-release`` of that name), the work directory is the working directory with the staged-in input,
+    the output written there is staged out, the payload's exit code comes back and the job is finished."""
+    script = "cat /etc/os-release in.dat > out.dat; test -d /home/nonexistent || true"
+    status, heartbeat = _run(tmp_path, _container_job(9401, busybox_rootfs, script))
+    assert heartbeat["state"] == "finished" and heartbeat["pilotErrorCode"] == 0, heartbeat
+    out = (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).read_text()
+    assert out == "ID=pilotlib-busybox\nNAME=pilotlib test image\ninput data\n"
+    assert status == 0
+
+
+def test_a_payload_failure_inside_is_the_payloads_exit_code(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """A payload that exits 3 inside the container is reported with ``transExitCode`` 3 and a payload failure,
+    not a runtime failure."""
+    _status, heartbeat = _run(tmp_path, _container_job(9402, busybox_rootfs, "exit 3"))
+    assert heartbeat["state"] == "failed" and heartbeat["transExitCode"] == 3
+    assert heartbeat["pilotErrorCode"] not in (1360, 1110, 1308, 1346)
+
+
+def test_a_missing_image_is_imagenotfound(tmp_path: Path) -> None:
+    """An image directory that does not exist fails the job with IMAGENOTFOUND (1360) before anything runs."""
+    _status, heartbeat = _run(tmp_path, _container_job(9403, tmp_path / "no-such-image", "true"))
+    assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1360
+
+
+def test_a_transformation_missing_from_the_image_is_transformnotfound(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """A transformation that exists on the host (``/usr/bin/python3``) but not in the image is looked up where it
+    runs: bubblewrap cannot execute it, and the job fails with TRANSFORMNOTFOUND (1346), not as the payload's."""
+    job = _container_job(9404, busybox_rootfs, "")
+    job.update({"transformation": "/usr/bin/python3", "jobPars": "-c pass"})
+    _status, heartbeat = _run(tmp_path, job)
+    assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1346
+
+
+def test_a_job_image_on_a_queue_without_containers_is_queuenotsetupforcontainers(tmp_path: Path,
+                                                                                 busybox_rootfs: Path) -> None:
+    """A job naming an image on a queue whose ``container_type`` names no payload runtime fails with
+    QUEUENOTSETUPFORCONTAINERS (1384); its payload does not run on the node instead."""
+    job = _container_job(9405, busybox_rootfs, "echo ran > out.dat")
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "pandaJobData.out").write_text(json.dumps(job))
+    make_inputs(tmp_path / "in")
+    plain = {"nickname": "Q", "state": "ACTIVE", "status": "online", "acopytools": {"pr": ["cp"], "pw": ["cp"]}}
+    (tmp_path / "queue.json").write_text(json.dumps(plain))
+    main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file", str(tmp_path / "queue.json"),
+          "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage")])
+    heartbeat = json.loads((launch / "heartbeat.json").read_text())
+    assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1384
+    assert not (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).exists()
