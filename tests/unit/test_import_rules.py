@@ -5,6 +5,7 @@ also one inside a function (a lazy import is still a dependency).
 - the job model and the errors import no mechanism: only each other and the ground-floor text helpers;
 - the copytools know no PanDA (nothing under ``pilotlib.panda``, nor the pipeline or its stages);
 - the payload package knows no PanDA client either;
+- the containers know no PanDA either;
 - the library never imports the development server (:mod:`panda_devserver`, a package of its own);
 - the grid pilot app holds no part another pilot would need: its classes are its settings and their errors only,
   everything it runs comes from :mod:`pilotlib.workflow`.
@@ -109,3 +110,11 @@ def test_the_grid_pilot_app_runs_the_librarys_workflow() -> None:
     assert "pilotlib.workflow.run_pilot" in _imports(GRID_PILOT / "compose.py")
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in _modules(GRID_PILOT))
     assert lines < 800
+
+
+@pytest.mark.parametrize("path", _modules(PILOTLIB / "containers"), ids=lambda p: str(p.relative_to(PILOTLIB)))
+def test_the_containers_know_no_panda(path: Path) -> None:
+    """The container runtimes and the image choice import nothing of ``pilotlib.panda``, the pipeline, the stages or
+    the workflow: a runtime is a command in, a command out."""
+    banned = ("pilotlib.panda", "pilotlib.pipeline", "pilotlib.stages", "pilotlib.workflow", "panda_devserver")
+    assert not [n for n in _imports(path) if n.startswith(banned)]
