@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import logging
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -95,6 +96,17 @@ def classify_xrootd_failure(  # noqa: PLR0911  (a flat decision table)
 _Ready = tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]
 
 
+def _client_imports() -> bool:
+    """The XRootD Python client imports (its module is there and its shared library loads)."""
+    if importlib.util.find_spec("XRootD") is None:
+        return False
+    try:
+        importlib.import_module("XRootD.client")
+    except ImportError:
+        return False
+    return True
+
+
 class XrdcpCopytool:
     """Copy root:// files with the XRootD client library, or the ``xrdcp`` command when only that exists.
 
@@ -125,6 +137,7 @@ class XrdcpCopytool:
         base_env: Mapping[str, str] | None = None,
     ) -> None:
         self.base_env = base_env
+        self._backend_found: str | None = None  # "python", "command", "" (none); found on first use
         if backend not in ("auto", "python", "command"):
             raise TypeError(f"backend must be auto, python or command, not {backend!r}")
         self.backend = backend
@@ -143,19 +156,33 @@ class XrdcpCopytool:
         return settings
 
     def _chosen(self) -> str | None:
-        has_lib = importlib.util.find_spec("XRootD") is not None
-        if self.backend in ("auto", "python") and has_lib:
-            return "python"
-        if self.backend in ("auto", "command") and shutil.which(self.command):
-            return "command"
-        return None
+        if self._backend_found is None:
+            if self.backend in ("auto", "python") and _client_imports():
+                self._backend_found = "python"
+            elif self.backend in ("auto", "command") and self._command_answers():
+                self._backend_found = "command"
+            else:
+                self._backend_found = ""
+        return self._backend_found or None
+
+    def _command_answers(self) -> bool:
+        """``xrdcp --version`` answers, the command looked up on the base environment's ``PATH`` (where
+        :func:`~pilotlib.transfer.copytools._common.run_command` looks it up)."""
+        path = self.base_env.get("PATH", "") if self.base_env is not None else None
+        found = shutil.which(self.command, path=path)
+        if found is None:
+            return False
+        try:
+            return subprocess.run([found, "--version"], capture_output=True, timeout=30, check=False).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
 
     def unusable_reason(self) -> str | None:
         """Why neither the XRootD Python client nor the ``xrdcp`` command can be used, or None."""
         if self._chosen() is not None:
             return None
         wanted = {"python": "the XRootD Python client (pip install xrootd) is not importable",
-                  "command": f"command {self.command!r} not found on PATH"}
+                  "command": f"command {self.command!r} not found on PATH or does not answer --version"}
         if self.backend == "auto":
             return f"{wanted['python']}, and {wanted['command']}"
         return wanted[self.backend]
