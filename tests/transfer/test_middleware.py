@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -17,18 +19,28 @@ import pytest
 from fixtures.rootfs import make_busybox_rootfs
 from fixtures.xrootd import XRootDServer
 
-from pilotlib.containers import Bind, BubblewrapRuntime, ContainerChoice, ContainerDefaults, RuntimeRegistry
+from pilotlib.containers import (
+    Bind,
+    BubblewrapRuntime,
+    ContainerChoice,
+    ContainerDefaults,
+    ContainerSpec,
+    RuntimeRegistry,
+)
 from pilotlib.containers.middleware import ContainerCopytool, MiddlewareLauncher, choose_middleware
-from pilotlib.errors import Direction, ErrorCode
-from pilotlib.info import QueueDescription
+from pilotlib.errors import Direction, ErrorCode, error_for_signal
+from pilotlib.info import InfoService, QueueDescription
 from pilotlib.info.queue import parse_queue
+from pilotlib.info.sources import FileSource
 from pilotlib.job import FileKind, FileSpec, Job
-from pilotlib.jobsetup import JobSetup
+from pilotlib.jobsetup import JobSetup, SetupResolver
 from pilotlib.pipeline import JobRun
 from pilotlib.stop import Stop
-from pilotlib.transfer import CopytoolRegistry
+from pilotlib.transfer import CopytoolRegistry, TransferRequest
 from pilotlib.transfer.copytools.xrdcp import XrdcpCopytool
 from pilotlib.transfer.errors import MissingFileError, NoUsableCopytoolError
+from pilotlib.transfer.paths import StorageProtocol
+from pilotlib.transfer.replicas import Replica, StaticReplicaSource
 from pilotlib.transfer.stagein import StageIn
 from pilotlib.transfer.stageout import StageOut
 from pilotlib.workflow.transfers import TransferStages
@@ -88,8 +100,6 @@ def _input(lfn: str, data: bytes, **kw: object) -> FileSpec:
 
 def _stage_in(registry: CopytoolRegistry, workdir: Path, server: XRootDServer, launcher: MiddlewareLauncher,
               image: Path, middleware: bool = True) -> StageIn:
-    from pilotlib.transfer.replicas import Replica, StaticReplicaSource
-
     files = {"mc23:in.root": (Replica("XRD", server.root_url("mw/in.root")),),
              "mc23:gone.root": (Replica("XRD", server.root_url("mw/gone.root")),)}
     fallback = launcher.fallback(ContainerChoice("bubblewrap", str(image)) if middleware else None,
@@ -165,8 +175,6 @@ def test_stage_out_through_the_middleware_container(xrootd_server: XRootDServer,
                                                      middleware_image: Path, launcher: MiddlewareLauncher,
                                                      no_tools_env: dict[str, str]) -> None:
     """An output goes to the server through ``xrdcp`` in the container, the local checksum checked against it."""
-    from pilotlib.transfer.paths import StorageProtocol
-
     data = b"an output written by the payload\n" * 100
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -223,6 +231,19 @@ def test_choose_middleware_from_the_queue() -> None:
     assert choose_middleware(None, defaults) is None
 
 
+def test_the_job_set_up_names_the_middleware_container(tmp_path: Path) -> None:
+    """The set-up resolver gives a job on a ``bubblewrap:middleware`` queue the pilot's middleware image."""
+    queue = {"nickname": "Q", "state": "ACTIVE", "status": "online", "container_type": "bubblewrap:middleware",
+             "acopytools": {"pr": ["xrdcp"], "pw": ["xrdcp"]}}
+    path = tmp_path / "queue.json"
+    path.write_text(json.dumps(queue))
+    info = InfoService([FileSource(path)], pandaqueue="Q")
+    setup = SetupResolver(info, containers=ContainerDefaults(middleware_image="/images/mw")).resolve(Job(panda_id=3))
+    assert setup.middleware == ContainerChoice("bubblewrap", "/images/mw")
+    assert setup.container is None
+    assert SetupResolver(info).resolve(Job(panda_id=3)).middleware is None
+
+
 def test_container_copytool_never_writes_a_secret(tmp_path: Path, no_tools_env: dict[str, str],
                                                   middleware_image: Path) -> None:
     """The request file holds no proxy content and no token: a token in the URL goes to the container's
@@ -240,8 +261,6 @@ def test_container_copytool_never_writes_a_secret(tmp_path: Path, no_tools_env: 
     inner = XrdcpCopytool("command", base_env=no_tools_env)
     tool = ContainerCopytool(inner, {"backend": "command"}, ContainerChoice("bubblewrap", str(middleware_image)),
                              MiddlewareLauncher(runtimes), no_tools_env)
-    from pilotlib.transfer import TransferRequest
-
     url = "root://127.0.0.1:1094//data/f?authz=Bearer%20eyJhbGciOi.secret-part.sig"
     (result,) = tool.transfer([TransferRequest("f", Direction.STAGE_IN, url, "f")], tmp_path)
     request = str(seen["request"])
@@ -252,7 +271,43 @@ def test_container_copytool_never_writes_a_secret(tmp_path: Path, no_tools_env: 
     assert env["BEARER_TOKEN"] == "eyJhbGciOi.secret-part.sig"
     assert env["X509_USER_PROXY"] == no_tools_env["X509_USER_PROXY"]
     assert "HOME" in env and env["HOME"] == str(tmp_path)
-    assert getattr(seen["spec"], "secrets") == (Path(no_tools_env["X509_USER_PROXY"]),)
+    spec = seen["spec"]
+    assert isinstance(spec, ContainerSpec)
+    assert spec.secrets == (Path(no_tools_env["X509_USER_PROXY"]),)
     assert result.error_code == ErrorCode.STAGEINFAILED  # "true" wrote no results
     assert "gave no results" in str(result.error)
     assert list(tmp_path.glob(".pilotlib-middleware-*")) == []
+
+
+def test_stop_ends_the_container_at_once(xrootd_slow_server: XRootDServer, tmp_path: Path, middleware_image: Path,
+                                         launcher: MiddlewareLauncher, no_tools_env: dict[str, str]) -> None:
+    """The stop kills the container while its ``xrdcp`` reads a slow file: the copy fails with the stop's reason
+    (SIGTERM 1201) within seconds and leaves nothing in the work directory."""
+    data = b"s" * 60_000_000  # 5 s through the slow server
+    xrootd_slow_server.put("mw/slow.dat", data)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    registry = CopytoolRegistry(base_env=no_tools_env)
+    fallback = launcher.fallback(ContainerChoice("bubblewrap", str(middleware_image)), no_tools_env)
+    source = StaticReplicaSource({"mc23:slow.dat": (Replica("XRD", xrootd_slow_server.root_url("mw/slow.dat")),)})
+    stage = StageIn(registry, ["xrdcp"], workdir, replicas=source, tool_options=COMMAND_ONLY, attempts=1,
+                    fallback=fallback)
+    stop = Stop()
+    stopped: list[float] = []
+
+    def stop_when_under_way() -> None:  # the copy's first bytes are in the work directory
+        target = workdir / "slow.dat"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (target.exists() and target.stat().st_size > 0):
+            time.sleep(0.02)
+        stopped.append(time.monotonic())
+        stop.set(error_for_signal(15))
+
+    watcher = threading.Thread(target=stop_when_under_way, daemon=True)
+    watcher.start()
+    (result,) = stage.run(Job(panda_id=9, inputs=(_input("slow.dat", data),)), stop)
+    ended = time.monotonic()
+    watcher.join()
+    assert result.error_code == ErrorCode.SIGTERM
+    assert ended - stopped[0] < 4.0
+    assert list(workdir.iterdir()) == []
