@@ -137,7 +137,7 @@ class XrdcpCopytool:
         base_env: Mapping[str, str] | None = None,
     ) -> None:
         self.base_env = base_env
-        self._backend_found: str | None = None  # "python", "command", "" (none); found on first use
+        self._problems: dict[str, str] | None = None  # why a backend cannot be used, found on first use
         if backend not in ("auto", "python", "command"):
             raise TypeError(f"backend must be auto, python or command, not {backend!r}")
         self.backend = backend
@@ -156,36 +156,38 @@ class XrdcpCopytool:
         return settings
 
     def _chosen(self) -> str | None:
-        if self._backend_found is None:
-            if self.backend in ("auto", "python") and _client_imports():
-                self._backend_found = "python"
-            elif self.backend in ("auto", "command") and self._command_answers():
-                self._backend_found = "command"
-            else:
-                self._backend_found = ""
-        return self._backend_found or None
+        if self._problems is None:
+            problems = {}
+            if self.backend in ("auto", "python") and not _client_imports():
+                problems["python"] = "the XRootD Python client (pip install xrootd) is not importable"
+            if self.backend in ("auto", "command"):
+                problems.update({"command": why} if (why := self._command_problem()) else {})
+            self._problems = problems
+        for backend in ("python", "command"):
+            if self.backend in ("auto", backend) and backend not in self._problems:
+                return backend
+        return None
 
-    def _command_answers(self) -> bool:
-        """``xrdcp --version`` answers, the command looked up on the base environment's ``PATH`` (where
-        :func:`~pilotlib.transfer.copytools._common.run_command` looks it up)."""
+    def _command_problem(self) -> str | None:
+        """Why the ``xrdcp`` command cannot be used (not on the base environment's ``PATH``, where
+        :func:`~pilotlib.transfer.copytools._common.run_command` looks it up, or not answering ``--version``), or
+        None."""
         path = self.base_env.get("PATH", "") if self.base_env is not None else None
         found = shutil.which(self.command, path=path)
         if found is None:
-            return False
+            return f"command {self.command!r} not found on PATH"
         try:
-            return subprocess.run([found, "--version"], capture_output=True, timeout=30, check=False).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            return False
+            done = subprocess.run([found, "--version"], capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"command {found} does not answer --version: {exc}"
+        return None if done.returncode == 0 else f"command {found} does not answer --version (exit {done.returncode})"
 
     def unusable_reason(self) -> str | None:
         """Why neither the XRootD Python client nor the ``xrdcp`` command can be used, or None."""
         if self._chosen() is not None:
             return None
-        wanted = {"python": "the XRootD Python client (pip install xrootd) is not importable",
-                  "command": f"command {self.command!r} not found on PATH or does not answer --version"}
-        if self.backend == "auto":
-            return f"{wanted['python']}, and {wanted['command']}"
-        return wanted[self.backend]
+        assert self._problems is not None
+        return ", and ".join(self._problems[b] for b in ("python", "command") if b in self._problems)
 
     def transfer(
         self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
