@@ -158,8 +158,11 @@ class ContainerCopytool:
         files = _Files(workdir)
         try:
             return self._run(self._runtime, requests, workdir, files, started=started, stop=stop)
-        except TransferError as exc:
+        except PilotError as exc:  # a timeout, a secret refused, the runtime's (an image not found: 1360)
             return self._failed(requests, workdir, exc, started, stop)
+        except OSError as exc:  # the request file cannot be written
+            error = TransferError(f"middleware request not written in {workdir}: {exc}", requests[0].direction)
+            return self._failed(requests, workdir, error, started, stop)
         finally:
             files.remove()
 

@@ -19,6 +19,8 @@ import pytest
 from fixtures.rootfs import make_busybox_rootfs
 from fixtures.xrootd import XRootDServer
 
+from apps.grid_pilot.cli import parse_settings
+from apps.grid_pilot.compose import build_kit
 from pilotlib.containers import (
     Bind,
     BubblewrapRuntime,
@@ -312,3 +314,23 @@ def test_stop_ends_the_container_at_once(xrootd_slow_server: XRootDServer, tmp_p
     assert result.error_code == ErrorCode.SIGTERM
     assert ended - stopped[0] < 4.0
     assert list(workdir.iterdir()) == []
+
+
+def test_a_missing_image_fails_the_files_with_its_code(tmp_path: Path, no_tools_env: dict[str, str]) -> None:
+    """A middleware image that is not there fails every file with IMAGENOTFOUND (1360); nothing is left behind."""
+    runtimes = RuntimeRegistry(load_entry_points=False)
+    runtimes.register("bubblewrap", lambda: BubblewrapRuntime(BWRAP))
+    tool = ContainerCopytool(XrdcpCopytool("command", base_env=no_tools_env), {},
+                             ContainerChoice("bubblewrap", str(tmp_path / "no-image")), MiddlewareLauncher(runtimes),
+                             no_tools_env)
+    requests = [TransferRequest(n, Direction.STAGE_IN, f"root://127.0.0.1//{n}", n) for n in ("a", "b")]
+    assert [r.error_code for r in tool.transfer(requests, tmp_path)] == [ErrorCode.IMAGENOTFOUND] * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-bin", "x509up"]
+
+
+def test_grid_pilot_takes_the_middleware_image(tmp_path: Path) -> None:
+    """``grid-pilot --middleware-image`` is the pilot's middleware image (its ContainerDefaults)."""
+    settings = parse_settings(["-q", "Q1", "--url", "https://panda.example:25443", "-a", str(tmp_path),
+                               "--middleware-image", "/images/mw"], environ={})
+    assert settings.middleware_image == "/images/mw"
+    assert build_kit(settings, Stop()).containers == ContainerDefaults(middleware_image="/images/mw")
