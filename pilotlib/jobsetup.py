@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import attrs
 
 from pilotlib.containers.choice import ContainerChoice, ContainerDefaults, choose_container, split_container_image
+from pilotlib.containers.middleware import choose_middleware
 from pilotlib.errors import PilotError
 from pilotlib.info import InfoService, QueueDescription, extract_overrides
 from pilotlib.job import Job
@@ -40,6 +41,8 @@ class JobSetup:
         job_pars: the job's parameters without the override options (what the payload sees; None: the job's own).
         deadline: the end of the pilot's life (epoch seconds) the payload must end before; None: no limit.
         container: the payload's container (:func:`pilotlib.containers.choose_container`); None: on the node.
+        middleware: the container stage-in and stage-out run a copytool in when it is not usable on the node
+            (:func:`pilotlib.containers.middleware.choose_middleware`); None: none.
     """
 
     tools_in: tuple[str, ...] = DEFAULT_COPYTOOLS
@@ -50,6 +53,7 @@ class JobSetup:
     job_pars: str | None = None
     deadline: float | None = None
     container: ContainerChoice | None = None
+    middleware: ContainerChoice | None = None
 
     def memory_limit_kb(self, job: Job, given_kb: int = 0) -> int | None:
         """The payload's PSS limit: ``given_kb`` when set, else from the resource type, cores and queue (pilot3
@@ -140,7 +144,8 @@ class SetupResolver:
         container = choose_container(job, image, queue, self.containers)
         if container is not None:
             log.info("payload in a container runtime=%s image=%s", container.runtime, container.image)
-        return attrs.evolve(self._setup(info, queue, job_pars), container=container)
+        return attrs.evolve(self._setup(info, queue, job_pars), container=container,
+                            middleware=choose_middleware(queue, self.containers))
 
     def fallback(self, job: Job) -> JobSetup:
         """The set-up of a job whose own cannot be resolved, for its log and final update only: the pilot's queue

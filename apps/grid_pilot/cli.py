@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(bubblewrap, podman, apptainer, singularity)")
     p.add_argument("--container-image", help="the payload's image when the job names none (a directory, .sif file "
                    "or docker:// reference, as the runtime takes it)")
+    p.add_argument("--middleware-image", help="the image stage-in and stage-out run a copytool in when it is not "
+                   "usable on the node and the queue's container_type names a middleware container (an unpacked "
+                   "directory, .sif file or docker:// reference, with python3 and pilotlib)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
     return p
 

@@ -120,7 +120,8 @@ def build_kit(settings: Settings, stop: Stop, *, lifeline: Lifeline | None = Non
                     this_pilot(settings.site_name, "grid-pilot", settings.batch_id), request,
                     stage_in=transfers, stage_out=transfers, log_out=transfers, payload=executor,
                     info=build_info_service(descriptions, settings.queue, stop=stop), copytools=places.copytools,
-                    containers=ContainerDefaults(settings.container_runtime, settings.container_image))
+                    containers=ContainerDefaults(settings.container_runtime, settings.container_image,
+                                                 middleware_image=settings.middleware_image))
 
 
 def run_grid_pilot(settings: Settings, stop: Stop, started: float | None = None, *,

@@ -102,6 +102,8 @@ class Settings:
             ``apptainer``, ``singularity``; "": none).
         container_image: the image for a job that names none, when the queue or ``container_runtime`` asks for a
             container ("": none).
+        middleware_image: the image stage-in and stage-out run a copytool in when it is not usable on the node and
+            the queue's ``container_type`` names a middleware container (pilot3's ``middleware_container``; "": none).
         environ: the pilot's environment, read once when the settings are built
             (:func:`~apps.grid_pilot.cli.parse_settings` copies ``os.environ``, or the environment it is given) and
             kept as a read-only copy; nothing else in the pilot or in pilotlib reads the environment. It gives
@@ -160,6 +162,7 @@ class Settings:
     state_reserve_mb: int = 4
     container_runtime: str = ""
     container_image: str = ""
+    middleware_image: str = ""
     environ: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_environ, repr=False,
                                              eq=False)
 

@@ -53,11 +53,15 @@ class ContainerDefaults:
         runtime: the payload runtime when the queue names none (""; a queue's ``container_type`` wins).
         image: the image for a job that has none of its own (""; none).
         images: images by platform architecture and OS (``{"x86_64-el9": "/cvmfs/.../el9"}``).
+        middleware_image: the image stage-in and stage-out run in when the copytool is not usable on the node and
+            the queue allows a middleware container (pilot3's ``middleware_container``; "": none,
+            :func:`pilotlib.containers.middleware.choose_middleware`).
     """
 
     runtime: str = ""
     image: str = ""
     images: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
+    middleware_image: str = ""
 
 
 def split_container_image(job_pars: str) -> tuple[str, str]:

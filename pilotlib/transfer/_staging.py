@@ -11,7 +11,7 @@ from typing import TypeVar
 from pilotlib._redact import redact_url
 from pilotlib.errors import Direction, PilotError, TransferError
 from pilotlib.stop import StopSignal
-from pilotlib.transfer.base import Copytool, TransferResult
+from pilotlib.transfer.base import Copytool, CopytoolFallback, TransferResult
 from pilotlib.transfer.errors import NoUsableCopytoolError, UnknownCopytoolError
 from pilotlib.transfer.registry import CopytoolRegistry
 
@@ -29,6 +29,8 @@ class ToolChain:
         names: copytool names in priority order (the queue's ``acopytools`` for the activity).
         direction: the transfer direction (picks error codes).
         options: keyword options per tool name.
+        fallback: what runs a tool that is not usable here instead (the middleware container); None: such a tool
+            is skipped.
     """
 
     def __init__(
@@ -37,14 +39,16 @@ class ToolChain:
         names: Sequence[str],
         direction: Direction,
         options: Mapping[str, Mapping[str, object]] | None = None,
+        fallback: CopytoolFallback | None = None,
     ) -> None:
         self.direction = direction
         self.tools: list[Copytool] = []
         self.skipped: dict[str, str] = {}
         unknown = 0
         for name in names:
+            tool_options = dict((options or {}).get(name, {}))
             try:
-                tool = registry.create(name, direction, **dict((options or {}).get(name, {})))
+                tool = registry.create(name, direction, **tool_options)
             except UnknownCopytoolError as exc:
                 unknown += 1
                 self.skipped[name] = exc.message
@@ -53,6 +57,8 @@ class ToolChain:
                 self.skipped[name] = exc.message
                 continue
             reason = tool.unusable_reason()
+            if reason is not None and fallback is not None:
+                tool, reason = _instead(tool, reason, fallback, tool_options)
             if reason is None:
                 self.tools.append(tool)
             else:
@@ -62,6 +68,19 @@ class ToolChain:
     def error(self) -> NoUsableCopytoolError:
         """The error when no tool is usable."""
         return NoUsableCopytoolError(self.direction, self.skipped, all_unknown=self._all_unknown)
+
+
+def _instead(tool: Copytool, reason: str, fallback: CopytoolFallback,
+             options: Mapping[str, object]) -> tuple[Copytool, str | None]:
+    """The fallback's tool for an unusable ``tool`` (and None), or ``tool`` and why neither can be used."""
+    other = fallback(tool, options)
+    if other is None:
+        return tool, reason
+    why = other.unusable_reason()
+    if why is not None:
+        return tool, f"{reason}; and not in the middleware container: {why}"
+    log.info("copytool not usable here, run in the middleware container name=%s reason=%s", tool.name, reason)
+    return other, None
 
 
 def run_parallel(func: Callable[[T], R], items: Sequence[T], parallel: int) -> list[R]:

@@ -8,7 +8,7 @@ copytool, so a pilot without it still starts and says clearly what is missing.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -22,6 +22,7 @@ __all__ = [
     "MAX_TIMEOUT",
     "MIN_TIMEOUT",
     "Copytool",
+    "CopytoolFallback",
     "Direction",
     "StopSignal",
     "TransferRequest",
@@ -105,6 +106,12 @@ class Copytool(Protocol):
         their results fail with ``stop.reason``.
         """
         ...
+
+
+CopytoolFallback = Callable[[Copytool, Mapping[str, object]], "Copytool | None"]
+"""What runs a copytool's transfers when it is not usable here, given the tool and its options (e.g. the same tool
+inside the queue's middleware container, :class:`pilotlib.containers.middleware.MiddlewareLauncher`); None: nothing
+does, the tool is skipped."""
 
 
 def transfer_timeout(filesize: int | None, extra: float = 0.0) -> float:

@@ -58,6 +58,11 @@ class CopytoolRegistry:
         self._factories: dict[str, CopytoolFactory] = dict(factories or {})
         self._broken: dict[str, str] = {}
 
+    @property
+    def base_env(self) -> Mapping[str, str] | None:
+        """The environment the app read, given to the copytools that run commands (None: none given)."""
+        return self._base_env
+
     def register(self, name: str, factory: CopytoolFactory) -> None:
         """Add (or replace) the factory for ``name``."""
         self._factories[name] = factory

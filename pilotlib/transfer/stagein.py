@@ -27,7 +27,14 @@ from pilotlib.errors import Direction, PilotError, TransferError
 from pilotlib.job import FileSpec, Job
 from pilotlib.stop import StopSignal
 from pilotlib.transfer._staging import ToolChain, is_stopping, log_done, log_start, run_parallel, stopped_error
-from pilotlib.transfer.base import Copytool, TransferRequest, TransferResult, local_path, transfer_timeout
+from pilotlib.transfer.base import (
+    Copytool,
+    CopytoolFallback,
+    TransferRequest,
+    TransferResult,
+    local_path,
+    transfer_timeout,
+)
 from pilotlib.transfer.checksum import calculate_checksum, verify_checksum
 from pilotlib.transfer.errors import NoSpaceError
 from pilotlib.transfer.registry import CopytoolRegistry
@@ -78,6 +85,8 @@ class StageIn:
         parallel: files transferred at the same time.
         attempts: tries per copytool and file.
         tool_options: keyword options per copytool name.
+        fallback: what runs a copytool that is not usable here (the queue's middleware container); None: such a
+            copytool is skipped.
         free_space: bytes free under a directory (default: :func:`shutil.disk_usage`).
     """
 
@@ -94,6 +103,7 @@ class StageIn:
         attempts: int = 2,
         tool_options: Mapping[str, Mapping[str, object]] | None = None,
         free_space: Callable[[Path], int] | None = None,
+        fallback: CopytoolFallback | None = None,
     ) -> None:
         self.registry = registry
         self.tools = tuple(tools)
@@ -104,6 +114,7 @@ class StageIn:
         self.parallel = max(1, parallel)
         self.attempts = max(1, attempts)
         self.tool_options = tool_options
+        self.fallback = fallback
         self.free_space = free_space or (lambda path: shutil.disk_usage(path).free)
 
     def run(self, job: Job, stop: StopSignal | None = None) -> tuple[TransferResult, ...]:
@@ -121,7 +132,7 @@ class StageIn:
             found = self._list(files)
         except TransferError as exc:
             return tuple(_failed(f, exc) for f in files)
-        chain = ToolChain(self.registry, self.tools, _IN, self.tool_options)
+        chain = ToolChain(self.registry, self.tools, _IN, self.tool_options, self.fallback)
         direct = job.direct_access_requested
         return tuple(run_parallel(lambda f: self._one(chain, f, found.get(f.did), direct, stop), files,
                                   self.parallel))

@@ -25,7 +25,14 @@ from pilotlib.errors import Direction, ErrorCode, PilotError, TransferError
 from pilotlib.job import FileSpec, Job
 from pilotlib.stop import StopSignal
 from pilotlib.transfer._staging import ToolChain, is_stopping, log_done, log_start, run_parallel, stopped_error
-from pilotlib.transfer.base import Copytool, TransferRequest, TransferResult, local_path, transfer_timeout
+from pilotlib.transfer.base import (
+    Copytool,
+    CopytoolFallback,
+    TransferRequest,
+    TransferResult,
+    local_path,
+    transfer_timeout,
+)
 from pilotlib.transfer.checksum import calculate_checksum, normalize_checksum_value
 from pilotlib.transfer.errors import ChecksumMismatchError, MissingFileError
 from pilotlib.transfer.paths import StorageProtocol
@@ -72,6 +79,8 @@ class StageOut:
         parallel: files transferred at the same time.
         attempts: tries per copytool, file and storage.
         tool_options: keyword options per copytool name.
+        fallback: what runs a copytool that is not usable here (the queue's middleware container); None: such a
+            copytool is skipped.
         checksum_type: ``adler32`` (default) or ``md5``.
         timeout_cap: at most this many seconds per copy (None: by size only); e.g. the log after a signal, which
             must be out within the pilot's two-minute shutdown.
@@ -92,6 +101,7 @@ class StageOut:
         tool_options: Mapping[str, Mapping[str, object]] | None = None,
         checksum_type: str = "adler32",
         timeout_cap: float | None = None,
+        fallback: CopytoolFallback | None = None,
     ) -> None:
         self.registry = registry
         self.tools = tuple(tools)
@@ -103,6 +113,7 @@ class StageOut:
         self.parallel = max(1, parallel)
         self.attempts = max(1, attempts)
         self.tool_options = tool_options
+        self.fallback = fallback
         self.checksum_type = checksum_type
         self.timeout_cap = timeout_cap
 
@@ -122,7 +133,7 @@ class StageOut:
             todo = tuple(spec for spec in todo if not self._allowed_missing(job, spec))
         if not todo:
             return ()
-        chain = ToolChain(self.registry, self.tools, _OUT, self.tool_options)
+        chain = ToolChain(self.registry, self.tools, _OUT, self.tool_options, self.fallback)
         destinations = self._destinations(job)
         return tuple(run_parallel(lambda f: self._one(chain, f, destinations, stop), todo, self.parallel))
 

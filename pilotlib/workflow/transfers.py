@@ -25,6 +25,7 @@ from pathlib import Path
 
 import attrs
 
+from pilotlib.containers.middleware import MiddlewareLauncher
 from pilotlib.errors import PilotError
 from pilotlib.info import Activity, InfoService
 from pilotlib.job import FileSpec, Job
@@ -32,7 +33,7 @@ from pilotlib.jobsetup import JobSetup
 from pilotlib.pipeline import JobRun
 from pilotlib.space import disk_is_full, free_bytes
 from pilotlib.stop import StopSignal
-from pilotlib.transfer.base import TransferResult
+from pilotlib.transfer.base import CopytoolFallback, TransferResult
 from pilotlib.transfer.logtar import LogCreationTimeoutError, LogTarballError, create_log_tarball, stage_out_log
 from pilotlib.transfer.paths import StorageProtocol, deterministic_url
 from pilotlib.transfer.registry import CopytoolRegistry
@@ -127,6 +128,9 @@ class TransferStages:
         state: the pilot's state directory: each job's own pilot log is there (copied into its log tarball); when
             the log tarball cannot be made (a full disk), the job's pilot log alone is packed there under the log's
             name and staged out instead, the reserve released first on a full disk (None: neither).
+        middleware: how a copytool not usable on the node is run in the job's middleware container
+            (:attr:`JobSetup.middleware <pilotlib.jobsetup.JobSetup.middleware>`; the default runs its image's
+            ``python3``).
     """
 
     def __init__(
@@ -136,8 +140,10 @@ class TransferStages:
         output_url: str,
         *,
         state: PilotState | None = None,
+        middleware: MiddlewareLauncher | None = None,
     ) -> None:
         self._state = state
+        self._middleware = middleware or MiddlewareLauncher()
         self._registry = registry
         self._input_url = input_url
         self._place = place_protocol(output_url)
@@ -149,8 +155,11 @@ class TransferStages:
         local = {f.ddmendpoint or LOCAL_STORAGE for f in job.inputs} | set(_queue_storages(setup, "pr"))
         stage = StageIn(self._registry, setup.tools_in, workdir,
                         replicas=StorageReplicas(setup.info, self._input_url.replace("{panda_id}", str(job.panda_id))),
-                        local_storages=local)
+                        local_storages=local, fallback=self._fallback(setup))
         return stage.run(job, stop)
+
+    def _fallback(self, setup: JobSetup) -> CopytoolFallback | None:
+        return self._middleware.fallback(setup.middleware, self._registry.base_env)
 
     def _stage_out(self, job: Job, workdir: Path, setup: JobSetup, tools: Sequence[str], activity: str, *,
                    timeout_cap: float | None = None) -> StageOut:
@@ -158,7 +167,8 @@ class TransferStages:
         names = {f.ddmendpoint or default for f in job.outputs + ((job.log,) if job.log else ())}
         storages = {name: storage_protocols(setup.info, name, activity) or (self._place,) for name in names}
         return StageOut(self._registry, tools, workdir, storages=storages, default_storage=default,
-                        timeout_cap=timeout_cap, attempts=2 if timeout_cap is None else 1)
+                        timeout_cap=timeout_cap, attempts=2 if timeout_cap is None else 1,
+                        fallback=self._fallback(setup))
 
     def stage_out(self, run: JobRun, stop: StopSignal) -> Sequence[TransferResult]:
         """Send the outputs (not the log) to their storages; ``stop`` cancels the copies and starts no other."""

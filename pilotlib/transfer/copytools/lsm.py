@@ -95,8 +95,10 @@ class LsmCopytool:
         self.parallel = parallel
 
     def unusable_reason(self) -> str | None:
-        """None when both commands are found, else which is missing."""
-        missing = [c for c in (self.get_command, self.put_command) if shutil.which(c) is None]
+        """None when both commands are found on the base environment's ``PATH`` (the process's without one), else
+        which is missing."""
+        path = self.base_env.get("PATH", "") if self.base_env is not None else None  # where the commands run
+        missing = [c for c in (self.get_command, self.put_command) if shutil.which(c, path=path) is None]
         return f"command not found: {', '.join(missing)}" if missing else None
 
     def transfer(

@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import logging
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -95,6 +96,17 @@ def classify_xrootd_failure(  # noqa: PLR0911  (a flat decision table)
 _Ready = tuple[int, TransferRequest, Endpoints, tuple[str, str] | None]
 
 
+def _client_imports() -> bool:
+    """The XRootD Python client imports (its module is there and its shared library loads)."""
+    if importlib.util.find_spec("XRootD") is None:
+        return False
+    try:
+        importlib.import_module("XRootD.client")
+    except ImportError:
+        return False
+    return True
+
+
 class XrdcpCopytool:
     """Copy root:// files with the XRootD client library, or the ``xrdcp`` command when only that exists.
 
@@ -125,6 +137,7 @@ class XrdcpCopytool:
         base_env: Mapping[str, str] | None = None,
     ) -> None:
         self.base_env = base_env
+        self._problems: dict[str, str] | None = None  # why a backend cannot be used, found on first use
         if backend not in ("auto", "python", "command"):
             raise TypeError(f"backend must be auto, python or command, not {backend!r}")
         self.backend = backend
@@ -143,22 +156,38 @@ class XrdcpCopytool:
         return settings
 
     def _chosen(self) -> str | None:
-        has_lib = importlib.util.find_spec("XRootD") is not None
-        if self.backend in ("auto", "python") and has_lib:
-            return "python"
-        if self.backend in ("auto", "command") and shutil.which(self.command):
-            return "command"
+        if self._problems is None:
+            problems = {}
+            if self.backend in ("auto", "python") and not _client_imports():
+                problems["python"] = "the XRootD Python client (pip install xrootd) is not importable"
+            if self.backend in ("auto", "command"):
+                problems.update({"command": why} if (why := self._command_problem()) else {})
+            self._problems = problems
+        for backend in ("python", "command"):
+            if self.backend in ("auto", backend) and backend not in self._problems:
+                return backend
         return None
+
+    def _command_problem(self) -> str | None:
+        """Why the ``xrdcp`` command cannot be used (not on the base environment's ``PATH``, where
+        :func:`~pilotlib.transfer.copytools._common.run_command` looks it up, or not answering ``--version``), or
+        None."""
+        path = self.base_env.get("PATH", "") if self.base_env is not None else None
+        found = shutil.which(self.command, path=path)
+        if found is None:
+            return f"command {self.command!r} not found on PATH"
+        try:
+            done = subprocess.run([found, "--version"], capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"command {found} does not answer --version: {exc}"
+        return None if done.returncode == 0 else f"command {found} does not answer --version (exit {done.returncode})"
 
     def unusable_reason(self) -> str | None:
         """Why neither the XRootD Python client nor the ``xrdcp`` command can be used, or None."""
         if self._chosen() is not None:
             return None
-        wanted = {"python": "the XRootD Python client (pip install xrootd) is not importable",
-                  "command": f"command {self.command!r} not found on PATH"}
-        if self.backend == "auto":
-            return f"{wanted['python']}, and {wanted['command']}"
-        return wanted[self.backend]
+        assert self._problems is not None
+        return ", and ".join(self._problems[b] for b in ("python", "command") if b in self._problems)
 
     def transfer(
         self, requests: Sequence[TransferRequest], workdir: Path, stop: StopSignal | None = None
