@@ -3,7 +3,8 @@
 - :mod:`~pilotlib.containers.choice`: which image and runtime a job's payload uses (the job's, else the queue's).
 - :mod:`~pilotlib.containers.base`: :class:`ContainerRuntime` (a command in, a wrapped command out, a check that the
   runtime is usable, its failures recognised), :class:`ContainerSpec`, :class:`ContainerWrapper`.
-- runtimes, plug-ins under the ``pilotlib.containers`` entry-point group (:class:`RuntimeRegistry`): ``bubblewrap``, ``podman``.
+- runtimes, plug-ins under the ``pilotlib.containers`` entry-point group (:class:`RuntimeRegistry`): ``bubblewrap``,
+  ``podman``.
 """
 
 from pilotlib.containers.base import Bind, ContainerRuntime, ContainerSpec, ContainerWrapper

@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.podman import PodmanNode
 
 from apps.grid_pilot.__main__ import main
 from pilotlib.transfer.paths import deterministic_path
 
 from .helpers import job_definition, make_inputs
-from fixtures.podman import PodmanNode
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,14 @@ def _queue(tmp_path: Path, runtime: str = "bubblewrap") -> Path:
     return path
 
 
-def _run(tmp_path: Path, job: dict[str, str], *extra: str, runtime: str = "bubblewrap") -> tuple[int, dict[str, object]]:
+def _run(tmp_path: Path, job: dict[str, str], *extra: str,
+         runtime: str = "bubblewrap") -> tuple[int, dict[str, object]]:
     launch = tmp_path / "launch"
     launch.mkdir()
     (launch / "pandaJobData.out").write_text(json.dumps(job))
     make_inputs(tmp_path / "in")
-    status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file", str(_queue(tmp_path, runtime)),
+    status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q",
+                   "--queuedata-file", str(_queue(tmp_path, runtime)),
                    "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"), "--output-dir",
                    str(tmp_path / "storage"), *extra])
     return status, json.loads((launch / "heartbeat.json").read_text())
