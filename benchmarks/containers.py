@@ -63,8 +63,7 @@ def main() -> None:
         rows = [("bare true", bare),
                 ("bubblewrap", _wrapped(BubblewrapRuntime(), str(rootfs), workdir, env, repeat)),
                 ("podman", _wrapped(PodmanRuntime(storage=node.storage), node.image, workdir, env, repeat))]
-        node.podman("rm", "--all", "--force")
-        node.podman("system", "reset", "--force")
+        node.remove()
     print(f"{repeat} runs each (seconds)")
     print(f"{'':12} {'median':>9} {'best':>9} {'median/bare':>12} {'best/bare':>10}")
     for name, times in rows:

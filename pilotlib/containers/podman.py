@@ -14,7 +14,8 @@ The command is ``podman [--root R --runroot RR --tmpdir T] run --rm --name pilot
 - an image ``localhost/...`` is never pulled (``--pull never``): a missing one is IMAGENOTFOUND at once;
 - the storage is the node's, shared by the pilot's jobs (an image is pulled or imported once, not per job): the
   ``storage`` directory given (``root``, ``run`` and ``tmp`` in it, e.g. from ``PILOTLIB_PODMAN_STORAGE``), else
-  Podman's configured one; node settings (the OCI runtime, cgroups, ulimits) are Podman's own ``containers.conf``.
+  Podman's configured one (Podman refuses a ``run`` directory longer than 50 characters: keep the storage's path
+  short); node settings (the OCI runtime, cgroups, ulimits) are Podman's own ``containers.conf``.
 
 The container is not in the payload's session (it is a child of ``conmon``): a guard (:mod:`._guard`) outside the
 session removes it (``podman rm --force --time 0``) as soon as ``podman run`` is gone, ended or killed, so a stopped
@@ -90,18 +91,24 @@ class PodmanRuntime:
                 "--tmpdir", str(self.storage / "tmp"))
 
     def check(self) -> None:
-        """``podman --version`` answers.
+        """``podman info`` answers on the storage (Podman is there, its configuration and storage are usable; under
+        a second, once per pilot).
 
         Raises:
-            RuntimeNotInstalledError: it does not (SETUPFAILURE 1110: PanDA has no code for Podman).
+            RuntimeNotInstalledError: it does not (SETUPFAILURE 1110: PanDA has no code for Podman), with Podman's
+                last line.
         """
         found = shutil.which(self.executable)
         try:
             if found is None:
                 raise OSError(f"{self.executable} not found")
-            subprocess.run([found, *self.global_options, "--version"], capture_output=True, timeout=30, check=True)
+            done = subprocess.run([found, *self.global_options, "info", "--format", "{{.Version.Version}}"],
+                                  capture_output=True, text=True, timeout=60, check=False)
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeNotInstalledError(ErrorCode.SETUPFAILURE, f"podman is not usable: {exc}") from exc
+        if done.returncode != 0:
+            said = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise RuntimeNotInstalledError(ErrorCode.SETUPFAILURE, f"podman is not usable: {said}")
 
     def wrap(self, argv: tuple[str, ...], env: Mapping[str, str],
              spec: ContainerSpec) -> tuple[tuple[str, ...], Mapping[str, str]]:

@@ -103,3 +103,13 @@ def test_check_without_podman_is_setupfailure() -> None:
     with pytest.raises(RuntimeNotInstalledError) as caught:
         PodmanRuntime(executable="/nonexistent/podman").check()
     assert caught.value.code == ErrorCode.SETUPFAILURE
+
+
+def test_check_with_an_unusable_storage_is_setupfailure(tmp_path: Path) -> None:
+    """``podman info`` refusing the storage (here its ``run`` directory, ``tmp_path/store/run``, is longer than
+    Podman's 50 characters): SETUPFAILURE (1110) with Podman's own line."""
+    assert len(str(tmp_path / "store" / "run")) > 50
+    with pytest.raises(RuntimeNotInstalledError) as caught:
+        PodmanRuntime(storage=tmp_path / "store").check()
+    assert caught.value.code == ErrorCode.SETUPFAILURE
+    assert str(caught.value) == "podman is not usable: Error: the specified runroot is longer than 50 characters"
