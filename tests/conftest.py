@@ -8,7 +8,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["fixtures.rucio", "fixtures.xrootd", "fixtures.devserver", "fixtures.smallfs", "fixtures.rootfs"]
+pytest_plugins = ["fixtures.rucio", "fixtures.xrootd", "fixtures.devserver", "fixtures.smallfs", "fixtures.rootfs",
+                  "fixtures.podman"]
 
 
 @pytest.fixture(scope="session")

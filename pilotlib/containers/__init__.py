@@ -3,7 +3,8 @@
 - :mod:`~pilotlib.containers.choice`: which image and runtime a job's payload uses (the job's, else the queue's).
 - :mod:`~pilotlib.containers.base`: :class:`ContainerRuntime` (a command in, a wrapped command out, a check that the
   runtime is usable, its failures recognised), :class:`ContainerSpec`, :class:`ContainerWrapper`.
-- runtimes, plug-ins under the ``pilotlib.containers`` entry-point group (:class:`RuntimeRegistry`): ``bubblewrap``.
+- runtimes, plug-ins under the ``pilotlib.containers`` entry-point group (:class:`RuntimeRegistry`): ``bubblewrap``,
+  ``podman``.
 """
 
 from pilotlib.containers.base import Bind, ContainerRuntime, ContainerSpec, ContainerWrapper
@@ -15,6 +16,7 @@ from pilotlib.containers.errors import (
     QueueNotSetUpForContainersError,
     RuntimeNotInstalledError,
 )
+from pilotlib.containers.podman import PodmanRuntime
 from pilotlib.containers.registry import RuntimeRegistry
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "ContainerSpec",
     "ContainerWrapper",
     "ImageNotFoundError",
+    "PodmanRuntime",
     "QueueNotSetUpForContainersError",
     "RuntimeNotInstalledError",
     "RuntimeRegistry",

@@ -1,6 +1,7 @@
 """The payload in a container, for real: the grid pilot (ARC mode) runs a job whose payload the queue puts in a
-container (``container_type`` ``bubblewrap:pilot``), the image a busybox root file system built from Debian's
-``busybox-static`` (no registry)."""
+container (``container_type`` ``bubblewrap:pilot`` or ``podman:pilot``), the image a busybox root file system
+built from Debian's ``busybox-static`` (no registry): a directory for bubblewrap, imported into a Podman storage of
+the tests' own for Podman (``fixtures/podman.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.podman import PodmanNode
 
 from apps.grid_pilot.__main__ import main
 from pilotlib.transfer.paths import deterministic_path
@@ -25,12 +27,14 @@ def _queue(tmp_path: Path, runtime: str = "bubblewrap") -> Path:
     return path
 
 
-def _run(tmp_path: Path, job: dict[str, str], *extra: str) -> tuple[int, dict[str, object]]:
+def _run(tmp_path: Path, job: dict[str, str], *extra: str,
+         runtime: str = "bubblewrap") -> tuple[int, dict[str, object]]:
     launch = tmp_path / "launch"
     launch.mkdir()
     (launch / "pandaJobData.out").write_text(json.dumps(job))
     make_inputs(tmp_path / "in")
-    status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file", str(_queue(tmp_path)),
+    status = main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q",
+                   "--queuedata-file", str(_queue(tmp_path, runtime)),
                    "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"), "--output-dir",
                    str(tmp_path / "storage"), *extra])
     return status, json.loads((launch / "heartbeat.json").read_text())
@@ -93,3 +97,63 @@ def test_a_job_image_on_a_queue_without_containers_is_queuenotsetupforcontainers
     heartbeat = json.loads((launch / "heartbeat.json").read_text())
     assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1384
     assert not (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).exists()
+
+
+def test_podman_runs_the_payload_in_the_image_with_only_its_binds(tmp_path: Path, podman_node: PodmanNode) -> None:
+    """Podman (``podman:pilot``), the job's image the busybox one imported into the node's storage: ``/bin/sh`` and
+    ``/etc/os-release`` are the image's, the work directory is the working directory with the staged-in input, the
+    host's input directory is not seen, the pilot's environment reaches the payload by name (``PANDAID``), the
+    output is staged out and the job is finished; no container is left in the storage."""
+    script = (f"cat /etc/os-release in.dat > out.dat; echo $PANDAID >> out.dat; "
+              f"test -e {tmp_path / 'in'} && echo host seen >> out.dat; exit 0")
+    status, heartbeat = _run(tmp_path, _container_job(9411, podman_node.image, script), runtime="podman")
+    assert heartbeat["state"] == "finished" and heartbeat["pilotErrorCode"] == 0, heartbeat
+    out = (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).read_text()
+    assert out == "ID=pilotlib-busybox\nNAME=pilotlib test image\ninput data\n9411\n"
+    assert status == 0
+    assert podman_node.podman("ps", "--all", "--quiet").stdout == ""
+
+
+def test_podman_payload_failure_keeps_its_exit_code(tmp_path: Path, podman_node: PodmanNode) -> None:
+    """A payload exiting 125 inside (Podman's own status for its failures) is the payload's: ``transExitCode``
+    125, no runtime code (Podman printed no ``Error:`` line)."""
+    _status, heartbeat = _run(tmp_path, _container_job(9412, podman_node.image, "exit 125"), runtime="podman")
+    assert heartbeat["state"] == "failed" and heartbeat["transExitCode"] == 125
+    assert heartbeat["pilotErrorCode"] not in (1360, 1110, 1308, 1346)
+
+
+def test_podman_missing_image_is_imagenotfound(tmp_path: Path, podman_node: PodmanNode) -> None:
+    """An image not in the storage (``localhost/...``: never pulled) fails the job with IMAGENOTFOUND (1360), from
+    Podman's "image not known"."""
+    _status, heartbeat = _run(tmp_path, _container_job(9413, "localhost/no-such-image:1", "true"), runtime="podman")
+    assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1360
+    assert "image not known" in str(heartbeat["pilotErrorDiag"])
+
+
+def test_podman_transformation_missing_from_the_image_is_transformnotfound(tmp_path: Path,
+                                                                            podman_node: PodmanNode) -> None:
+    """A transformation the image lacks (``/usr/bin/python3``): Podman exits 127 with its runtime's "command that
+    was not found" and the job fails with TRANSFORMNOTFOUND (1346), not as the payload's."""
+    job = _container_job(9414, podman_node.image, "")
+    job.update({"transformation": "/usr/bin/python3", "jobPars": "-c pass"})
+    _status, heartbeat = _run(tmp_path, job, runtime="podman")
+    assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1346
+
+
+def test_podman_failing_runtime_is_its_code(tmp_path: Path, podman_node: PodmanNode) -> None:
+    """Podman itself failing (the queue's ``container_options`` pass it a flag it does not know: exit 125 and its
+    ``Error:`` line) fails the job with SETUPFAILURE (1110), the runtime's code, not the payload's."""
+    queue = json.loads(_queue(tmp_path, "podman").read_text())
+    queue["container_options"] = "--no-such-podman-flag"
+    (tmp_path / "queue-bad.json").write_text(json.dumps(queue))
+    job = _container_job(9415, podman_node.image, "true")
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "pandaJobData.out").write_text(json.dumps(job))
+    make_inputs(tmp_path / "in")
+    main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file",
+          str(tmp_path / "queue-bad.json"), "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"),
+          "--output-dir", str(tmp_path / "storage")])
+    heartbeat = json.loads((launch / "heartbeat.json").read_text())
+    assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1110
+    assert "unknown flag: --no-such-podman-flag" in str(heartbeat["pilotErrorDiag"])
