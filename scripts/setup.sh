@@ -12,7 +12,7 @@ APT_PACKAGES=(
   xrootd-server xrootd-client
   python3-gfal2 gfal2 gfal2-plugin-file gfal2-plugin-xrootd gfal2-plugin-http
   openssl procps
-  bubblewrap podman uidmap busybox-static
+  bubblewrap podman uidmap busybox-static catatonit
 )
 PY=${PILOTLIB_PYTHON:-python3.11}
 VENV=${PILOTLIB_VENV:-$here/.venv}

@@ -56,8 +56,8 @@ def _processes(*markers: str) -> list[int]:
 class ContainerPilot:
     """A grid pilot in ARC mode whose job's payload sleeps in a container; ``markers`` find its processes."""
 
-    def __init__(self, tmp_path: Path, runtime: str, image: str, panda_id: int, site: str = "") -> None:
-        self.tmp, self.runtime, self.image, self.panda_id, self.site = tmp_path, runtime, image, panda_id, site
+    def __init__(self, tmp_path: Path, runtime: str, image: str, panda_id: int) -> None:
+        self.tmp, self.runtime, self.image, self.panda_id = tmp_path, runtime, image, panda_id
         self.launch = tmp_path / "launch"
         self.stderr = tmp_path / "pilot.stderr"
         self.sleep = f"3{panda_id}"
@@ -78,10 +78,9 @@ class ContainerPilot:
         argv = ["--mode", "arc", "--launch-dir", str(self.launch), "-q", "Q", "--queuedata-file",
                 str(self.tmp / "queue.json"), "-a", str(self.tmp / "work"), "--input-dir", str(self.tmp / "in"),
                 "--output-dir", str(self.tmp / "storage"), "--config", str(self.tmp / "pilot.toml")]
-        path = os.pathsep.join(p for p in (str(REPO), self.site) if p)
         with self.stderr.open("wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "apps.grid_pilot", *argv], cwd=REPO,
-                                         env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.DEVNULL,
+                                         env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
                                          stderr=err, start_new_session=True)
         started = self.tmp / "work" / str(self.panda_id) / "started"
         assert _wait(lambda: started.exists() or self.proc is None or self.proc.poll() is not None, 60)
@@ -99,7 +98,7 @@ def container_pilot(request: pytest.FixtureRequest, tmp_path: Path, busybox_root
     """The pilot of either runtime; anything of it left at the end is killed."""
     if request.param == "podman":
         node: PodmanNode = request.getfixturevalue("podman_node")
-        made = ContainerPilot(tmp_path, "podman", node.image, 9431, str(node.site))
+        made = ContainerPilot(tmp_path, "podman", node.image, 9431)
     else:
         made = ContainerPilot(tmp_path, "bubblewrap", str(busybox_rootfs), 9421)
     try:
