@@ -3,13 +3,19 @@
 As pilot3 chooses (``pilot/user/atlas/container.py`` ``do_use_container`` and ``container_wrapper``;
 ``pilot/info/jobdata.py`` for the job's image):
 
-- the job's own image: ``--containerImage`` in ``jobPars`` (taken out of the payload's parameters) wins over the
-  job definition's ``container_name``; it needs the queue's payload runtime (``container_type`` ``<runtime>:pilot``),
-  else the job fails with QUEUENOTSETUPFORCONTAINERS (1384);
-- else, when the queue names a payload runtime and the job has a platform (``cmtConfig``), the image for the
-  platform's architecture and OS (``x86_64-el9`` of ``x86_64-el9-gcc13-opt``) from the pilot's
-  :class:`ContainerDefaults`, else the pilot's default image;
+- the job's own image: ``--containerImage`` in ``jobPars`` (taken out of the payload's parameters,
+  ``pilot/info/jobdata.py:747-778``) wins over the job definition's ``container_name`` (``jobdata.py:238-244``);
+  ``NULL`` is no image (``container.py:85``). It needs the queue's payload runtime (``container_type``
+  ``<runtime>:pilot``, ``container.py:736``), else the job fails with QUEUENOTSETUPFORCONTAINERS (1384,
+  ``pilot/control/job.py:1276-1287``);
+- else, when the queue names a payload runtime and the job has a platform (``cmtConfig``, ``container.py:87-93``),
+  the image for the platform's architecture and OS (``x86_64-el9`` of ``x86_64-el9-gcc13-opt``,
+  ``container.py:126-144``) from the pilot's :class:`ContainerDefaults` (pilot3 looks for
+  ``<arch-os>.img`` under CVMFS, ``container.py:146-172``), else the pilot's default image;
 - else no container.
+
+pilotlib also takes a ``payload`` key of ``container_type`` for the payload's runtime (pilot3 reads ``pilot`` only)
+and the pilot's own runtime when the queue names none (:attr:`ContainerDefaults.runtime`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ __all__ = ["ContainerChoice", "ContainerDefaults", "choose_container", "split_co
 #: The ``container_type`` keys that name the payload's runtime (``apptainer:pilot``, or ``...:payload``).
 PAYLOAD_KEYS = ("pilot", "payload")
 _OPTION = "--containerImage"
+_QUOTES = "'\""
 _PLATFORM_OS = re.compile(r"^([^-]+-[^-]+)")
 
 
@@ -65,15 +72,47 @@ class ContainerDefaults:
 
 
 def split_container_image(job_pars: str) -> tuple[str, str]:
-    """``jobPars`` without ``--containerImage`` (``=IMAGE`` or `` IMAGE``), and the image ("" when absent)."""
+    """``jobPars`` without ``--containerImage`` (``=IMAGE`` or `` IMAGE``), and the image ("" when absent).
+
+    As pilot3 takes it out of ``jobPars`` (``pilot/info/jobdata.py:747-778``, ``extract_container_image``): the
+    first ``--containerImage`` word and its value, quotes around them dropped. A quote that is not the option's own
+    (it closes or opens a quoted argument the option sits at the edge of, ``-p 'run --containerImage=IMG'``) is
+    kept where it was, so the rest still splits as it did (pilot3 removes it with the option, and keeps it in the
+    image's name).
+    """
     words = job_pars.split(" ")
     for i, word in enumerate(words):
-        bare = word.strip("'\"")
+        bare = word.strip(_QUOTES)
         if bare == _OPTION and i + 1 < len(words):
-            return " ".join(words[:i] + words[i + 2:]).strip(), words[i + 1].strip("'\"")
-        if bare.startswith(_OPTION + "="):
-            return " ".join(words[:i] + words[i + 1:]).strip(), bare[len(_OPTION) + 1:]
+            end, image = i + 2, words[i + 1].strip(_QUOTES)
+        elif bare.startswith(_OPTION + "="):
+            end, image = i + 1, bare[len(_OPTION) + 1:]
+        else:
+            continue
+        opening, closing = _unpaired_quotes(" ".join(words[i:end]))
+        before, after = words[:i], words[end:]
+        if closing:
+            before = [*before[:-1], before[-1] + closing] if before else [closing]
+        if opening:
+            after = [opening + after[0], *after[1:]] if after else [opening]
+        return " ".join(before + after).strip(), image
     return job_pars, ""
+
+
+def _unpaired_quotes(text: str) -> tuple[str, str]:
+    """The quotes of ``text`` (an option and its value: quotes only at its words' edges) that pair with none in it:
+    those at its start (they open an argument that goes on after it) and those at its end (they close one)."""
+    stack: list[tuple[int, str]] = []
+    for index, char in enumerate(text):
+        if char in _QUOTES:
+            if stack and stack[-1][1] == char:
+                stack.pop()
+            else:
+                stack.append((index, char))
+    lead = len(text) - len(text.lstrip(_QUOTES))
+    opening = "".join(char for index, char in stack if index < lead)
+    closing = "".join(char for index, char in stack if index >= lead)
+    return opening, closing
 
 
 def _payload_runtime(queue: QueueDescription | None, defaults: ContainerDefaults) -> str:

@@ -70,8 +70,9 @@ class RunnerExecutor:
         lifeline: the pilot's lifeline: each payload's session is ended if the pilot dies (None: not tied).
         free_space_limit: bytes the work area must keep free before the payload starts and while it runs (pilot3
             ``free_space_limit_running``); the job's ``maxDiskCount`` may ask for more (:func:`start`).
-        runtimes: the container runtimes (the installed ``pilotlib.containers`` entry points); a job whose set-up
-            names a container runs in it, the runtime checked usable once per pilot.
+        runtimes: the container runtimes (the installed ``pilotlib.containers`` entry points, given the settings'
+            ``base_env``: a runtime finds its executable on the pilot's ``PATH``); a job whose set-up names a
+            container runs in it, the runtime checked usable once per pilot.
     """
 
     settings: PayloadSettings = attrs.field(factory=PayloadSettings)
@@ -82,7 +83,9 @@ class RunnerExecutor:
     job_report_required: bool = False
     lifeline: Lifeline | None = attrs.field(default=None, eq=False)
     free_space_limit: int = FREE_SPACE_LIMIT_RUNNING
-    runtimes: RuntimeRegistry = attrs.field(factory=RuntimeRegistry, eq=False, repr=False)
+    runtimes: RuntimeRegistry = attrs.field(
+        default=attrs.Factory(lambda self: RuntimeRegistry(base_env=self.settings.base_env), takes_self=True),
+        eq=False, repr=False)
     _checked: dict[str, ContainerRuntime] = attrs.field(factory=dict, init=False, eq=False, repr=False)
     _checked_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, eq=False, repr=False)
 
