@@ -12,6 +12,7 @@ pilot's, but a payload may read conditions data over the network), and dies with
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -39,13 +40,21 @@ class BubblewrapRuntime:
     Args:
         executable: the ``bwrap`` program (a name on the pilot's ``PATH`` or a path).
         cvmfs: the host's CVMFS mount, bound read-only when it exists.
+        base_env: the pilot's environment (the app's): the ``PATH`` the executable is looked up on (None: the
+            process's).
     """
 
     name = "bubblewrap"
 
-    def __init__(self, executable: str = "bwrap", cvmfs: Path = Path("/cvmfs")) -> None:
+    def __init__(self, executable: str = "bwrap", cvmfs: Path = Path("/cvmfs"),
+                 base_env: Mapping[str, str] | None = None) -> None:
         self.executable = executable
         self.cvmfs = cvmfs
+        self._path = None if base_env is None else base_env.get("PATH", os.defpath)
+
+    def _program(self) -> str:
+        """The executable as found on the pilot's ``PATH`` (its name when it is not there: the run then fails)."""
+        return shutil.which(self.executable, path=self._path) or self.executable
 
     def check(self) -> None:
         """``bwrap --version`` answers.
@@ -53,7 +62,7 @@ class BubblewrapRuntime:
         Raises:
             RuntimeNotInstalledError: it does not (SETUPFAILURE 1110: PanDA has no code for bubblewrap).
         """
-        found = shutil.which(self.executable)
+        found = shutil.which(self.executable, path=self._path)
         try:
             if found is None:
                 raise OSError(f"{self.executable} not found")
@@ -71,7 +80,7 @@ class BubblewrapRuntime:
         image = Path(spec.image)
         if not image.is_dir():
             raise ImageNotFoundError(f"bubblewrap needs an unpacked image directory: {spec.image} is none")
-        args = [self.executable, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        args = [self._program(), "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent", "--ro-bind", str(image), "/", "--proc", "/proc",
                 "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs inside the container
         if self.cvmfs.is_dir():

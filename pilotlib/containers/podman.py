@@ -70,17 +70,21 @@ class PodmanRuntime:
     Args:
         executable: the ``podman`` program (a name on the pilot's ``PATH`` or a path).
         storage: the node's Podman storage (``root``, ``run`` and ``tmp`` are made in it); None: the directory in
-            ``$PILOTLIB_PODMAN_STORAGE``, else Podman's configured storage.
+            ``PILOTLIB_PODMAN_STORAGE`` of ``base_env``, else Podman's configured storage.
         python: the interpreter that runs the container's guard.
+        base_env: the pilot's environment (the app's): the ``PATH`` the executable is looked up on, and the storage
+            variable (None: the process's ``PATH``, no storage variable).
     """
 
     name = "podman"
 
-    def __init__(self, executable: str = "podman", storage: Path | None = None, python: str = sys.executable) -> None:
+    def __init__(self, executable: str = "podman", storage: Path | None = None, python: str = sys.executable,
+                 base_env: Mapping[str, str] | None = None) -> None:
         self.executable = executable
-        found = storage if storage is not None else os.environ.get(STORAGE_VARIABLE)
+        found = storage if storage is not None else (base_env or {}).get(STORAGE_VARIABLE)
         self.storage = Path(found) if found else None
         self.python = python
+        self._path = None if base_env is None else base_env.get("PATH", os.defpath)
 
     @property
     def global_options(self) -> tuple[str, ...]:
@@ -90,6 +94,10 @@ class PodmanRuntime:
         return ("--root", str(self.storage / "root"), "--runroot", str(self.storage / "run"),
                 "--tmpdir", str(self.storage / "tmp"))
 
+    def _program(self) -> str:
+        """The executable as found on the pilot's ``PATH`` (its name when it is not there: the run then fails)."""
+        return shutil.which(self.executable, path=self._path) or self.executable
+
     def check(self) -> None:
         """``podman info`` answers on the storage (Podman is there, its configuration and storage are usable; under
         a second, once per pilot).
@@ -98,7 +106,7 @@ class PodmanRuntime:
             RuntimeNotInstalledError: it does not (SETUPFAILURE 1110: PanDA has no code for Podman), with Podman's
                 last line.
         """
-        found = shutil.which(self.executable)
+        found = shutil.which(self.executable, path=self._path)
         try:
             if found is None:
                 raise OSError(f"{self.executable} not found")
@@ -119,7 +127,7 @@ class PodmanRuntime:
             ContainerError: a path to bind holds a ``:`` (1308: ``-v`` cannot say it).
         """
         name = f"pilotlib-{spec.workdir.name}-{secrets.token_hex(4)}"
-        podman = [self.executable, *self.global_options]
+        podman = [self._program(), *self.global_options]
         run = [*podman, "run", "--rm", "--name", name, "--init", "--network", "host", "--log-driver", "none"]
         if os.geteuid() != 0:
             run += ["--userns", "keep-id"]

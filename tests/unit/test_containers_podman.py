@@ -4,6 +4,7 @@ node; ``tests/e2e/test_containers.py`` runs Podman for real)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,9 @@ def test_the_guard_runs_podman_on_the_storage_and_removes_the_named_container(tm
     storage = ["--root", f"{store}/root", "--runroot", f"{store}/run", "--tmpdir", f"{store}/tmp"]
     name = argv[argv.index("--name") + 1]
     assert name.startswith("pilotlib-1234-")
-    assert cleanup == ["podman", *storage, "rm", "--force", "--ignore", "--time", "0", name]
-    assert list(argv[5:13]) == ["podman", *storage, "run"]
+    program = shutil.which("podman") or "podman"  # as found on the PATH (the pilot's; here the process's)
+    assert cleanup == [program, *storage, "rm", "--force", "--ignore", "--time", "0", name]
+    assert list(argv[5:13]) == [program, *storage, "run"]
     assert "--rm" in argv and "--init" in argv
 
 
