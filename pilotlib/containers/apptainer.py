@@ -41,13 +41,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from pilotlib.containers._program import check_answers, find_program
 from pilotlib.containers.base import ContainerSpec
-from pilotlib.containers.errors import ContainerError, ImageNotFoundError, RuntimeNotInstalledError
+from pilotlib.containers.errors import ContainerError, ImageNotFoundError
 from pilotlib.errors import ErrorCode, PilotError
 
 __all__ = ["APPTAINER_FAILURES", "ApptainerRuntime", "SingularityRuntime"]
@@ -113,7 +112,7 @@ class ApptainerRuntime:
     @property
     def program(self) -> str:
         """The executable found on the pilot's ``PATH`` (its name as given when it is not there)."""
-        return shutil.which(self.executable, path=self._path) or self.executable
+        return find_program(self.executable, self._path)
 
     def check(self) -> None:
         """``<executable> --version`` answers.
@@ -122,13 +121,7 @@ class ApptainerRuntime:
             RuntimeNotInstalledError: it is not on the pilot's ``PATH`` or does not answer (Apptainer 1372,
                 Singularity 1325).
         """
-        found = shutil.which(self.executable, path=self._path)
-        try:
-            if found is None:
-                raise OSError(f"{self.executable} not found on PATH")
-            subprocess.run([found, "--version"], capture_output=True, timeout=30, check=True)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise RuntimeNotInstalledError(self.not_installed, f"{self.name} is not usable: {exc}") from exc
+        check_answers(self.executable, self._path, ["--version"], name=self.name, code=self.not_installed)
 
     def command(self, argv: tuple[str, ...], spec: ContainerSpec) -> tuple[str, ...]:
         """The arguments after the program: ``exec [--contain] -B BINDS <options> --pwd WORKDIR IMAGE ARGV...``.

@@ -13,13 +13,12 @@ pilot's, but a payload may read conditions data over the network), and dies with
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from pilotlib.containers._program import check_answers, find_program
 from pilotlib.containers.base import ContainerSpec
-from pilotlib.containers.errors import ContainerError, ImageNotFoundError, RuntimeNotInstalledError
+from pilotlib.containers.errors import ContainerError, ImageNotFoundError
 from pilotlib.errors import ErrorCode, PilotError
 
 __all__ = ["BubblewrapRuntime"]
@@ -52,23 +51,14 @@ class BubblewrapRuntime:
         self.cvmfs = cvmfs
         self._path = None if base_env is None else base_env.get("PATH", os.defpath)
 
-    def _program(self) -> str:
-        """The executable as found on the pilot's ``PATH`` (its name when it is not there: the run then fails)."""
-        return shutil.which(self.executable, path=self._path) or self.executable
-
     def check(self) -> None:
         """``bwrap --version`` answers.
 
         Raises:
             RuntimeNotInstalledError: it does not (SETUPFAILURE 1110: PanDA has no code for bubblewrap).
         """
-        found = shutil.which(self.executable, path=self._path)
-        try:
-            if found is None:
-                raise OSError(f"{self.executable} not found")
-            subprocess.run([found, "--version"], capture_output=True, timeout=10, check=True)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise RuntimeNotInstalledError(ErrorCode.SETUPFAILURE, f"bubblewrap is not usable: {exc}") from exc
+        check_answers(self.executable, self._path, ["--version"], name="bubblewrap", code=ErrorCode.SETUPFAILURE,
+                      timeout=10)
 
     def wrap(self, argv: tuple[str, ...], env: Mapping[str, str],
              spec: ContainerSpec) -> tuple[tuple[str, ...], Mapping[str, str]]:
@@ -80,9 +70,9 @@ class BubblewrapRuntime:
         image = Path(spec.image)
         if not image.is_dir():
             raise ImageNotFoundError(f"bubblewrap needs an unpacked image directory: {spec.image} is none")
-        args = [self._program(), "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--die-with-parent", "--ro-bind", str(image), "/", "--proc", "/proc",
-                "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs inside the container
+        args = [find_program(self.executable, self._path), "--unshare-user", "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--ro-bind", str(image), "/",
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs inside
         if self.cvmfs.is_dir():
             args += ["--ro-bind", str(self.cvmfs), str(self.cvmfs)]
         for bind in spec.binds:

@@ -27,15 +27,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from pilotlib.containers import _guard
+from pilotlib.containers._program import check_answers, find_program
 from pilotlib.containers.base import ContainerSpec
-from pilotlib.containers.errors import ContainerError, ImageNotFoundError, RuntimeNotInstalledError
+from pilotlib.containers.errors import ContainerError, ImageNotFoundError
 from pilotlib.errors import ErrorCode, PilotError
 
 __all__ = ["STORAGE_VARIABLE", "PodmanRuntime"]
@@ -94,10 +93,6 @@ class PodmanRuntime:
         return ("--root", str(self.storage / "root"), "--runroot", str(self.storage / "run"),
                 "--tmpdir", str(self.storage / "tmp"))
 
-    def _program(self) -> str:
-        """The executable as found on the pilot's ``PATH`` (its name when it is not there: the run then fails)."""
-        return shutil.which(self.executable, path=self._path) or self.executable
-
     def check(self) -> None:
         """``podman info`` answers on the storage (Podman is there, its configuration and storage are usable; under
         a second, once per pilot).
@@ -106,17 +101,8 @@ class PodmanRuntime:
             RuntimeNotInstalledError: it does not (SETUPFAILURE 1110: PanDA has no code for Podman), with Podman's
                 last line.
         """
-        found = shutil.which(self.executable, path=self._path)
-        try:
-            if found is None:
-                raise OSError(f"{self.executable} not found")
-            done = subprocess.run([found, *self.global_options, "info", "--format", "{{.Version.Version}}"],
-                                  capture_output=True, text=True, timeout=60, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise RuntimeNotInstalledError(ErrorCode.SETUPFAILURE, f"podman is not usable: {exc}") from exc
-        if done.returncode != 0:
-            said = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            raise RuntimeNotInstalledError(ErrorCode.SETUPFAILURE, f"podman is not usable: {said}")
+        check_answers(self.executable, self._path, [*self.global_options, "info", "--format", "{{.Version.Version}}"],
+                      name="podman", code=ErrorCode.SETUPFAILURE, timeout=60)
 
     def wrap(self, argv: tuple[str, ...], env: Mapping[str, str],
              spec: ContainerSpec) -> tuple[tuple[str, ...], Mapping[str, str]]:
@@ -127,7 +113,7 @@ class PodmanRuntime:
             ContainerError: a path to bind holds a ``:`` (1308: ``-v`` cannot say it).
         """
         name = f"pilotlib-{spec.workdir.name}-{secrets.token_hex(4)}"
-        podman = [self._program(), *self.global_options]
+        podman = [find_program(self.executable, self._path), *self.global_options]
         run = [*podman, "run", "--rm", "--name", name, "--init", "--network", "host", "--log-driver", "none"]
         if os.geteuid() != 0:
             run += ["--userns", "keep-id"]

@@ -8,10 +8,10 @@ A package adds a runtime by declaring, in its own ``pyproject.toml``::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
+from pilotlib._factories import takes_keyword
 from pilotlib.containers.base import ContainerRuntime
 from pilotlib.containers.errors import RuntimeNotInstalledError
 from pilotlib.errors import ErrorCode
@@ -73,14 +73,7 @@ class RuntimeRegistry:
                 raise RuntimeNotInstalledError(code, f"container runtime {name!r} cannot be loaded: {exc}") from exc
         if factory is None:
             raise RuntimeNotInstalledError(code, f"no container runtime {name!r} (known: {', '.join(self.names)})")
-        if self._base_env is not None and _takes_base_env(factory):
+        if self._base_env is not None and takes_keyword(factory, "base_env"):
             return factory(base_env=self._base_env)
         return factory()
 
-
-def _takes_base_env(factory: RuntimeFactory) -> bool:
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a callable without a signature: given no base environment
-        return False
-    return "base_env" in parameters

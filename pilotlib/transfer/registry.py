@@ -17,11 +17,11 @@ passes it to every copytool whose factory takes a ``base_env`` option (those tha
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 
+from pilotlib._factories import takes_keyword
 from pilotlib.errors import Direction
 from pilotlib.transfer.base import Copytool
 from pilotlib.transfer.errors import CopytoolUnavailableError, NoUsableCopytoolError, UnknownCopytoolError
@@ -110,7 +110,7 @@ class CopytoolRegistry:
             CopytoolUnavailableError: the plugin can not be loaded or refuses the options.
         """
         factory = self.factory(name, direction)
-        if self._base_env is not None and "base_env" not in options and _takes_base_env(factory):
+        if self._base_env is not None and "base_env" not in options and takes_keyword(factory, "base_env"):
             options = {**options, "base_env": self._base_env}
         try:
             return factory(**options)
@@ -166,10 +166,3 @@ def default_registry(base_env: Mapping[str, str] | None = None) -> CopytoolRegis
     the copytools that run commands)."""
     return CopytoolRegistry(base_env=base_env)
 
-
-def _takes_base_env(factory: CopytoolFactory) -> bool:
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a callable without a signature: given no base environment
-        return False
-    return "base_env" in parameters

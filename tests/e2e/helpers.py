@@ -62,3 +62,20 @@ def final_update(updates: list[dict[str, object]]) -> dict[str, object]:
     finals = [u for u in updates if u.get("state") in ("finished", "failed", "holding")]
     assert finals, f"no final update in {json.dumps(updates)[:500]}"
     return finals[-1]
+
+
+def run_arc_job(tmp_path: Path, job: dict[str, str], queue: dict[str, object], *extra: str) -> dict[str, object]:
+    """Run ``job`` with ``grid-pilot --mode arc`` on ``queue`` (a queue description file), the inputs of
+    :func:`make_inputs` in ``<tmp>/in``, outputs to ``<tmp>/storage``; return the final ``heartbeat.json``."""
+    from apps.grid_pilot.__main__ import main  # noqa: PLC0415 - the helpers serve tests that do not run the app too
+
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "pandaJobData.out").write_text(json.dumps(job))
+    make_inputs(tmp_path / "in")
+    (tmp_path / "queue.json").write_text(json.dumps(queue))
+    main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file", str(tmp_path / "queue.json"),
+          "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"),
+          *extra])
+    heartbeat: dict[str, object] = json.loads((launch / "heartbeat.json").read_text())
+    return heartbeat

@@ -3,15 +3,13 @@ the container's processes included, and its kill ends the container."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from apps.grid_pilot.__main__ import main
 from pilotlib.errors import ErrorCode
 
-from .helpers import job_definition, make_inputs
+from .helpers import job_definition, run_arc_job
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +22,9 @@ def test_a_memory_breach_inside_the_container_kills_it_with_payloadexceedmaxmem(
     script = "dd if=/dev/zero bs=150M count=1 2>/dev/null | sleep 600"
     job = job_definition(9601)
     job.update({"transformation": "/bin/sh", "jobPars": f"-c '{script}'", "container_name": str(busybox_rootfs)})
-    launch = tmp_path / "launch"
-    launch.mkdir()
-    (launch / "pandaJobData.out").write_text(json.dumps(job))
-    make_inputs(tmp_path / "in")
     queue = {"nickname": "Q", "state": "ACTIVE", "status": "online", "container_type": "bubblewrap:pilot",
              "acopytools": {"pr": ["cp"], "pw": ["cp"], "pl": ["cp"]}}
-    (tmp_path / "queue.json").write_text(json.dumps(queue))
-    main(["--mode", "arc", "--launch-dir", str(launch), "-q", "Q", "--queuedata-file", str(tmp_path / "queue.json"),
-          "-a", str(tmp_path / "work"), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"),
-          "--memory-limit", str(50 * 1024), "--heartbeat", "0.2"])
-    heartbeat = json.loads((launch / "heartbeat.json").read_text())
+    heartbeat = run_arc_job(tmp_path, job, queue, "--memory-limit", str(50 * 1024), "--heartbeat", "0.2")
     assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == ErrorCode.PAYLOADEXCEEDMAXMEM
     assert "limit 51200 kB" in str(heartbeat["pilotErrorDiag"])
     assert _processes_with(b"bs=150M") == []
