@@ -28,9 +28,13 @@ CLEANUP_SECONDS = 60.0
 
 
 def _guard(leader: int, cleanup: list[str], ready: int) -> None:
-    """In the forked child: leave the session, say ready, wait for ``leader``'s exit, run ``cleanup``."""
+    """In the forked child: leave the session, let go of the payload's files (its stdout and stderr must close when
+    podman ends, not when the clean-up does), say ready, wait for ``leader``'s exit, run ``cleanup``."""
     os.setsid()
     pidfd = os.pidfd_open(leader)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     os.write(ready, b"r")
     os.close(ready)
     select.select([pidfd], [], [])
@@ -38,7 +42,7 @@ def _guard(leader: int, cleanup: list[str], ready: int) -> None:
         subprocess.run(cleanup, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=CLEANUP_SECONDS,
                        check=False)
     except (OSError, subprocess.SubprocessError) as exc:
-        print(f"pilotlib container guard: {' '.join(cleanup)} failed: {exc}", file=sys.stderr)
+        del exc  # stderr is closed: nothing to tell; the next pilot's podman rm --all is the site's
 
 
 def main(argv: list[str]) -> None:
@@ -53,8 +57,10 @@ def main(argv: list[str]) -> None:
         finally:
             os._exit(0)
     os.close(write_fd)
-    os.read(read_fd, 1)  # the guard is out of the session before podman starts the container
+    ready = os.read(read_fd, 1)  # the guard is out of the session before podman starts the container
     os.close(read_fd)
+    if ready != b"r":  # no guard (setsid or pidfd_open failed): a container nobody removes is not started
+        sys.exit("pilotlib container guard: not ready, the container is not started")
     os.execvp(command[0], command)  # noqa: S606 - becomes podman, the argument list given
 
 

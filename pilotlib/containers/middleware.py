@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -174,7 +173,7 @@ class ContainerCopytool:
                                  encoding="utf-8")
         argv, env = runtime.wrap((self.launcher.python, "-m", "pilotlib.transfer.incontainer", str(files.request),
                                   str(files.results)), self._environment(workdir, token), self._spec(workdir))
-        program = shutil.which(argv[0]) or argv[0]  # found as the runtime's check finds it
+        program = argv[0]  # the runtime found it on the pilot's PATH
         timeout = sum(r.timeout for r in requests) + self.launcher.startup
         log.info("middleware container start tool=%s runtime=%s image=%s files=%d", self.name, runtime.name,
                  self.choice.image, len(requests))

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import attrs
 
-from pilotlib.containers import ContainerChoice, ContainerRuntime, ContainerSpec, ContainerWrapper, RuntimeRegistry
+from pilotlib.containers import (
+    Bind,
+    ContainerChoice,
+    ContainerRuntime,
+    ContainerSpec,
+    ContainerWrapper,
+    RuntimeRegistry,
+)
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
 from pilotlib.jobsetup import JobSetup
@@ -122,8 +129,8 @@ class RunnerExecutor:
         command = build_command(job, workdir, settings, stop, in_container=runtime is not None)
         wrapper = None
         if runtime is not None and setup.container is not None:
-            secrets = tuple(p for p in (settings.proxy_path, settings.token_path) if p is not None and p.is_file())
-            spec = ContainerSpec(setup.container.image, workdir, secrets=secrets, options=setup.container.options)
+            spec = ContainerSpec(setup.container.image, workdir, binds=_credential_dirs(command.env),
+                                 secrets=_credential_files(command.env), options=setup.container.options)
             wrapper = ContainerWrapper(runtime, spec)
         runner = PayloadRunner(command, monitors=monitors, grace=self.grace, sample_interval=self.sample_interval,
                                lifeline=self.lifeline, wrapper=wrapper)
@@ -149,6 +156,23 @@ class RunnerExecutor:
         used = sum(st.st_size for st in files if stat.S_ISREG(st.st_mode))
         need = payload_space_need(job, limit_running=self.free_space_limit, used=used, workdir_limit=workdir_limit)
         check_free_space(free_bytes(workdir), need, workdir, "the payload")
+
+
+#: The payload's variables that name credential files (bound read-only into its container at their own paths).
+CREDENTIAL_FILES = ("X509_USER_PROXY", "BEARER_TOKEN_FILE")
+#: The payload's variables that name credential directories (the CA certificates), bound read-only likewise.
+CREDENTIAL_DIRS = ("X509_CERT_DIR",)
+
+
+def _credential_files(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """The credential files the payload's environment names, as they are given to it (``--proxy``, or the
+    site's ``X509_USER_PROXY``): a containerised payload finds them at the same paths."""
+    return tuple(Path(env[name]) for name in CREDENTIAL_FILES if env.get(name) and Path(env[name]).is_file())
+
+
+def _credential_dirs(env: Mapping[str, str]) -> tuple[Bind, ...]:
+    return tuple(Bind(env[name], read_only=True) for name in CREDENTIAL_DIRS
+                 if env.get(name) and Path(env[name]).is_dir())
 
 
 class RunnerPayload:
@@ -181,16 +205,18 @@ class RunnerPayload:
                                               job_report_required=self._report_required)
         diagnosis = diagnose(outcome)
         error = result.error
+        runtime_failed = False
         if error is None and self._runtime is not None:  # the runtime's own failure, apart from the payload's
             error = self._runtime.failure(returncode, tail(self._runner.command.stderr))
             if error is not None:
-                log.error("container runtime failed code=%d error=%s", int(error.code), error)
+                runtime_failed = True  # the payload never ran: its exit code is not the runtime's status
+                log.error("container runtime failed code=%d status=%d error=%s", int(error.code), returncode, error)
         if error is None and diagnosis.failed:
             code = diagnosis.pilot_error_code or ErrorCode.PAYLOADEXECUTIONFAILURE
             error = DiagnosedPayloadError(code, diagnosis.pilot_error_diag or f"payload exit code {returncode}")
             log.warning("payload failed code=%d diag=%s", int(code), error)
         return PayloadSummary(
-            exit_code=diagnosis.trans_exit_code if result.error is None else returncode,
+            exit_code=0 if runtime_failed else diagnosis.trans_exit_code if result.error is None else returncode,
             started=result.started,
             ended=result.ended,
             usage=_usage_fields(self._job, result.cpu_seconds, result.usage.as_prmon()),

@@ -26,6 +26,7 @@ from pathlib import Path
 import attrs
 
 from pilotlib.containers.middleware import MiddlewareLauncher
+from pilotlib.containers.registry import RuntimeRegistry
 from pilotlib.errors import PilotError
 from pilotlib.info import Activity, InfoService
 from pilotlib.job import FileSpec, Job
@@ -143,7 +144,7 @@ class TransferStages:
         middleware: MiddlewareLauncher | None = None,
     ) -> None:
         self._state = state
-        self._middleware = middleware or MiddlewareLauncher()
+        self._middleware = middleware or MiddlewareLauncher(RuntimeRegistry(base_env=registry.base_env))
         self._registry = registry
         self._input_url = input_url
         self._place = place_protocol(output_url)

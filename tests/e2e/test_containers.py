@@ -12,6 +12,7 @@ import pytest
 from fixtures.podman import PodmanNode
 
 from apps.grid_pilot.__main__ import main
+from pilotlib.errors import ErrorCode
 from pilotlib.transfer.paths import deterministic_path
 
 from .helpers import job_definition, make_inputs
@@ -63,7 +64,7 @@ def test_a_payload_failure_inside_is_the_payloads_exit_code(tmp_path: Path, busy
     not a runtime failure."""
     _status, heartbeat = _run(tmp_path, _container_job(9402, busybox_rootfs, "exit 3"))
     assert heartbeat["state"] == "failed" and heartbeat["transExitCode"] == 3
-    assert heartbeat["pilotErrorCode"] not in (1360, 1110, 1308, 1346)
+    assert heartbeat["pilotErrorCode"] == ErrorCode.PAYLOADEXECUTIONFAILURE
 
 
 def test_a_missing_image_is_imagenotfound(tmp_path: Path) -> None:
@@ -119,7 +120,7 @@ def test_podman_payload_failure_keeps_its_exit_code(tmp_path: Path, podman_node:
     125, no runtime code (Podman printed no ``Error:`` line)."""
     _status, heartbeat = _run(tmp_path, _container_job(9412, podman_node.image, "exit 125"), runtime="podman")
     assert heartbeat["state"] == "failed" and heartbeat["transExitCode"] == 125
-    assert heartbeat["pilotErrorCode"] not in (1360, 1110, 1308, 1346)
+    assert heartbeat["pilotErrorCode"] == ErrorCode.PAYLOADEXECUTIONFAILURE
 
 
 def test_podman_missing_image_is_imagenotfound(tmp_path: Path, podman_node: PodmanNode) -> None:

@@ -171,7 +171,7 @@ def test_middleware_runtime_missing_is_unusable(no_tools_env: dict[str, str], mi
     assert isinstance(result.error, NoUsableCopytoolError)
     assert result.error.skipped["xrdcp"] == (
         "command 'xrdcp' not found on PATH; and not in the middleware container: "
-        "bubblewrap: bubblewrap is not usable: no-such-bwrap not found")
+        "bubblewrap: bubblewrap is not usable: no-such-bwrap not found on PATH")
 
 
 def test_stage_out_through_the_middleware_container(xrootd_server: XRootDServer, tmp_path: Path,
