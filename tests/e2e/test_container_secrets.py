@@ -11,7 +11,7 @@ import pytest
 from apps.grid_pilot.__main__ import main
 from pilotlib.transfer.paths import deterministic_path
 
-from .helpers import job_definition, make_inputs
+from .helpers import job_definition, make_inputs, run_arc_job
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +51,22 @@ def test_the_proxy_and_token_are_bound_files_and_the_host_is_not_seen(tmp_path: 
     for text in (printed.out, printed.err, (launch / "heartbeat.json").read_text(),
                  *(p.read_text(errors="replace") for p in state.glob("pilotlog*.txt"))):
         assert "PROXY-CONTENT-7731" not in text and "TOKEN-CONTENT-9913" not in text
+
+
+def test_the_sites_proxy_from_the_environment_is_bound_too(tmp_path: Path, busybox_rootfs: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``--proxy``, the site's ``X509_USER_PROXY`` (the usual grid set-up) reaches the payload as it is and
+    is bound into the container at that path; the CA directory ``--capath`` is bound read-only as well."""
+    proxy, certs = tmp_path / "site-proxy", tmp_path / "certificates"
+    proxy.write_text(PROXY)
+    certs.mkdir()
+    (certs / "ca.pem").write_text("CA\n")
+    monkeypatch.setenv("X509_USER_PROXY", str(proxy))
+    job = job_definition(9502)
+    script = 'cat "$X509_USER_PROXY" "$X509_CERT_DIR/ca.pem" > out.dat'
+    job.update({"transformation": "/bin/sh", "jobPars": f"-c '{script}'", "container_name": str(busybox_rootfs)})
+    queue = {"nickname": "Q", "state": "ACTIVE", "status": "online", "container_type": "bubblewrap:pilot",
+             "acopytools": {"pr": ["cp"], "pw": ["cp"], "pl": ["cp"]}}
+    heartbeat = run_arc_job(tmp_path, job, queue, "--capath", str(certs))
+    assert heartbeat["state"] == "finished", heartbeat
+    assert (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).read_text() == PROXY + "CA\n"
