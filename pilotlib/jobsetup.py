@@ -147,6 +147,14 @@ class SetupResolver:
         return attrs.evolve(self._setup(info, queue, job_pars), container=container,
                             middleware=choose_middleware(queue, self.containers))
 
+    def settle(self, job: Job) -> tuple[JobSetup, PilotError | None]:
+        """The job's set-up and None; or, when it cannot be resolved, :meth:`fallback`'s and the reason (logged)."""
+        try:
+            return self.resolve(job), None
+        except PilotError as exc:
+            log.error("job's set-up not resolved, its log goes with the pilot's code=%d error=%s", int(exc.code), exc)
+            return self.fallback(job), exc
+
     def fallback(self, job: Job) -> JobSetup:
         """The set-up of a job whose own cannot be resolved, for its log and final update only: the pilot's queue
         without the job's overrides, else the pilot's copytool choice alone (logged)."""

@@ -22,12 +22,11 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 
 import attrs
 
 from pilotlib.containers.base import Bind, ContainerRuntime, ContainerSpec
-from pilotlib.containers.choice import PAYLOAD_KEYS, ContainerChoice, ContainerDefaults
+from pilotlib.containers.choice import PAYLOAD_KEYS, ContainerChoice, ContainerDefaults, _frozen
 from pilotlib.containers.registry import RuntimeRegistry
 from pilotlib.errors import Direction, PilotError
 from pilotlib.info import QueueDescription
@@ -73,10 +72,6 @@ def choose_middleware(queue: QueueDescription | None, defaults: ContainerDefault
             log.warning("middleware container asked for but no runtime named (container_type %s)", dict(types))
             return None
     return ContainerChoice(runtime, defaults.middleware_image, queue.container_options if queue else "")
-
-
-def _frozen(env: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(env))
 
 
 @attrs.frozen

@@ -28,8 +28,7 @@ from pilotlib.abandoned import JobRecovery, recover_abandoned
 from pilotlib.containers import ContainerDefaults
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
 from pilotlib.info import InfoService
-from pilotlib.job import Job
-from pilotlib.jobsetup import CopytoolChoice, JobSetup, SetupResolver
+from pilotlib.jobsetup import CopytoolChoice, SetupResolver
 from pilotlib.journal import Journal
 from pilotlib.panda.base import JobRequest
 from pilotlib.pipeline import JobRun, Pipeline
@@ -157,18 +156,6 @@ def _open_journal(kit: PilotKit) -> Journal | None:
         return None
 
 
-def _setup_of(setups: SetupResolver) -> Callable[[Job], JobSetup]:
-    """An abandoned job's set-up for its log: as when it was taken, else the pilot's own (logged)."""
-    def setup_of(job: Job) -> JobSetup:
-        try:
-            return setups.resolve(job)
-        except PilotError as exc:
-            log.warning("abandoned job's set-up not resolved, its log goes with the pilot's panda_id=%d error=%s",
-                        job.panda_id, exc)
-            return setups.fallback(job)
-    return setup_of
-
-
 def _recover_abandoned(kit: PilotKit, stages: Stages, setups: SetupResolver, journal: Journal | None,
                        stop: Stop) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Report the jobs of lost pilots failed (their log staged out first), before any new work is taken."""
@@ -176,7 +163,7 @@ def _recover_abandoned(kit: PilotKit, stages: Stages, setups: SetupResolver, jou
                            FinalRetry(deadline=min(60.0, kit.config.final_retry)),
                            job_log=lambda panda_id: tail(kit.state.job_log(panda_id)),
                            cleanup=kit.config.cleanup, on_job=kit.mode.recovering,
-                           setup_of=_setup_of(setups))
+                           setup_of=lambda job: setups.settle(job)[0])
     outcome = recover_abandoned(kit.state.path, recovery, journal, stopping=stop, guard=kit.state.reserve.retrying)
     if outcome.sent or outcome.unsent:
         log.warning("recovered jobs of lost pilots reported=%s unsent=%s", ",".join(map(str, outcome.sent)),

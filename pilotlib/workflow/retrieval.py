@@ -14,7 +14,6 @@ from pathlib import Path
 
 import attrs
 
-from pilotlib.errors import PilotError
 from pilotlib.job import Job, is_secret_field, job_to_wire
 from pilotlib.jobsetup import SetupResolver
 from pilotlib.journal import Journal
@@ -108,19 +107,14 @@ class Retriever:
         """The job's run with its set-up (its payload bound by the pilot's end of life), or failed before it
         starts: too little space for a placed job (first: a full disk is the pilot's to say), or no set-up (the
         run then carries the pilot's own, for its log)."""
-        deadline = self._limits.deadline
         no_space = self._space.placed_job() if self._space is not None else None
-        if no_space is not None:
-            log.error("job failed before it started code=%d error=%s", int(no_space.code), no_space)
-            setup = attrs.evolve(self._setups.fallback(job), deadline=deadline)
-            return JobRun(job, workdir, setup, timings=timings).failed(no_space)
-        try:
-            setup = self._setups.resolve(job)
-        except PilotError as exc:
-            log.error("job failed before it started: no set-up code=%d error=%s", int(exc.code), exc)
-            setup = attrs.evolve(self._setups.fallback(job), deadline=deadline)
-            return JobRun(job, workdir, setup, timings=timings).failed(exc)
-        return JobRun(job, workdir, attrs.evolve(setup, deadline=deadline), timings=timings)
+        setup, unresolved = (self._setups.fallback(job), None) if no_space is not None else self._setups.settle(job)
+        run = JobRun(job, workdir, attrs.evolve(setup, deadline=self._limits.deadline), timings=timings)
+        failure = no_space or unresolved
+        if failure is None:
+            return run
+        log.error("job failed before it started code=%d error=%s", int(failure.code), failure)
+        return run.failed(failure)
 
     def _record(self, job: Job, workdir: Path) -> None:
         """Journal the job before its ``starting`` update (a pilot that cannot write it still runs the job), without
