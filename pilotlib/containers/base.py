@@ -21,7 +21,8 @@ import attrs
 
 from pilotlib.errors import PilotError
 
-__all__ = ["Bind", "ContainerRuntime", "ContainerSpec", "ContainerWrapper"]
+__all__ = ["CREDENTIAL_DIRS", "CREDENTIAL_FILES", "Bind", "ContainerRuntime", "ContainerSpec", "ContainerWrapper",
+           "credential_binds"]
 
 
 @attrs.frozen
@@ -57,6 +58,21 @@ class ContainerSpec:
     binds: tuple[Bind, ...] = ()
     secrets: tuple[Path, ...] = ()
     options: str = ""
+
+
+#: The variables that name credential files (bound read-only into a container at their own paths).
+CREDENTIAL_FILES = ("X509_USER_PROXY", "BEARER_TOKEN_FILE")
+#: The variables that name credential directories (the CA certificates), bound read-only likewise.
+CREDENTIAL_DIRS = ("X509_CERT_DIR",)
+
+
+def credential_binds(env: Mapping[str, str]) -> tuple[tuple[Path, ...], tuple[Bind, ...]]:
+    """The credential files and directories ``env`` names (``--proxy``, or the site's ``X509_USER_PROXY``; the CA
+    directory), as a :class:`ContainerSpec`'s ``secrets`` and ``binds``: inside, they are at the same paths."""
+    files = tuple(Path(env[name]) for name in CREDENTIAL_FILES if env.get(name) and Path(env[name]).is_file())
+    dirs = tuple(Bind(env[name], read_only=True) for name in CREDENTIAL_DIRS
+                 if env.get(name) and Path(env[name]).is_dir())
+    return files, dirs
 
 
 class ContainerRuntime(Protocol):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import attrs
 
-from pilotlib.containers.base import Bind, ContainerRuntime, ContainerSpec
+from pilotlib.containers.base import Bind, ContainerRuntime, ContainerSpec, credential_binds
 from pilotlib.containers.choice import PAYLOAD_KEYS, ContainerChoice, ContainerDefaults, _frozen
 from pilotlib.containers.registry import RuntimeRegistry
 from pilotlib.errors import Direction, PilotError
@@ -55,7 +55,6 @@ _ON_NODE = ("", "workernode", "bash")
 #: ``BEARER_TOKEN``, which is a variable already) and the client settings of the grid tools.
 PASSED_VARIABLES = ("X509_USER_PROXY", "X509_CERT_DIR", "X509_VOMS_DIR", "BEARER_TOKEN_FILE", "BEARER_TOKEN",
                     "XrdSecGSISRVNAMES", "RUCIO_ACCOUNT", "RUCIO_HOME")
-_SECRET_FILES = ("X509_USER_PROXY", "BEARER_TOKEN_FILE")
 
 
 def choose_middleware(queue: QueueDescription | None, defaults: ContainerDefaults) -> ContainerChoice | None:
@@ -196,11 +195,9 @@ class ContainerCopytool:
         return {"PATH": self.launcher.path, "HOME": str(workdir), **env, **self.launcher.env}
 
     def _spec(self, workdir: Path) -> ContainerSpec:
-        secrets = tuple(Path(self.base_env[key]) for key in _SECRET_FILES
-                        if self.base_env.get(key) and Path(self.base_env[key]).is_file())
-        certs = self.base_env.get("X509_CERT_DIR", "")
-        binds = self.launcher.binds + ((Bind(certs, read_only=True),) if certs and Path(certs).is_dir() else ())
-        return ContainerSpec(self.choice.image, workdir, binds=binds, secrets=secrets, options=self.choice.options)
+        secrets, certs = credential_binds(self.base_env)
+        return ContainerSpec(self.choice.image, workdir, binds=self.launcher.binds + certs, secrets=secrets,
+                             options=self.choice.options)
 
     def _failed(self, requests: Sequence[TransferRequest], workdir: Path, error: PilotError, started: float,
                 stop: StopSignal | None = None) -> list[TransferResult]:

@@ -14,13 +14,13 @@ from pathlib import Path
 import attrs
 
 from pilotlib.containers import (
-    Bind,
     ContainerChoice,
     ContainerRuntime,
     ContainerSpec,
     ContainerWrapper,
     RuntimeRegistry,
 )
+from pilotlib.containers.base import credential_binds
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
 from pilotlib.jobsetup import JobSetup
@@ -129,8 +129,9 @@ class RunnerExecutor:
         command = build_command(job, workdir, settings, stop, in_container=runtime is not None)
         wrapper = None
         if runtime is not None and setup.container is not None:
-            spec = ContainerSpec(setup.container.image, workdir, binds=_credential_dirs(command.env),
-                                 secrets=_credential_files(command.env), options=setup.container.options)
+            secrets, binds = credential_binds(command.env)
+            spec = ContainerSpec(setup.container.image, workdir, binds=binds, secrets=secrets,
+                                 options=setup.container.options)
             wrapper = ContainerWrapper(runtime, spec)
         runner = PayloadRunner(command, monitors=monitors, grace=self.grace, sample_interval=self.sample_interval,
                                lifeline=self.lifeline, wrapper=wrapper)
@@ -156,23 +157,6 @@ class RunnerExecutor:
         used = sum(st.st_size for st in files if stat.S_ISREG(st.st_mode))
         need = payload_space_need(job, limit_running=self.free_space_limit, used=used, workdir_limit=workdir_limit)
         check_free_space(free_bytes(workdir), need, workdir, "the payload")
-
-
-#: The payload's variables that name credential files (bound read-only into its container at their own paths).
-CREDENTIAL_FILES = ("X509_USER_PROXY", "BEARER_TOKEN_FILE")
-#: The payload's variables that name credential directories (the CA certificates), bound read-only likewise.
-CREDENTIAL_DIRS = ("X509_CERT_DIR",)
-
-
-def _credential_files(env: Mapping[str, str]) -> tuple[Path, ...]:
-    """The credential files the payload's environment names, as they are given to it (``--proxy``, or the
-    site's ``X509_USER_PROXY``): a containerised payload finds them at the same paths."""
-    return tuple(Path(env[name]) for name in CREDENTIAL_FILES if env.get(name) and Path(env[name]).is_file())
-
-
-def _credential_dirs(env: Mapping[str, str]) -> tuple[Bind, ...]:
-    return tuple(Bind(env[name], read_only=True) for name in CREDENTIAL_DIRS
-                 if env.get(name) and Path(env[name]).is_dir())
 
 
 class RunnerPayload:
