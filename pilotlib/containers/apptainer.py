@@ -160,6 +160,10 @@ class ApptainerRuntime:
         """
         return (self.program, *self.command(argv, spec)), env
 
+    def outside_sessions(self, spec: ContainerSpec) -> tuple[int, ...]:
+        """None: the container's processes are the wrapped command's children, in its session."""
+        return ()
+
     def failure(self, exit_code: int, stderr: str) -> PilotError | None:
         """The runtime's own failure: exit status 255 and a line of Apptainer's log (``FATAL:``, ``ERROR:``,
         ``WARNING:``, ``ABORT:``) holding one of :data:`APPTAINER_FAILURES`, else a ``FATAL``/``ABORT`` line

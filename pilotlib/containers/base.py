@@ -98,6 +98,11 @@ class ContainerRuntime(Protocol):
         """
         ...
 
+    def outside_sessions(self, spec: ContainerSpec) -> tuple[int, ...]:
+        """The sessions outside the wrapped command's own in which the container of ``spec`` runs, while it runs
+        (Podman's, under ``conmon``); none for a runtime whose container is the command's child."""
+        ...
+
     def failure(self, exit_code: int, stderr: str) -> PilotError | None:
         """The runtime's own failure shown by the wrapped command's exit status and the tail of its stderr, None when
         the status is the payload's."""
@@ -115,3 +120,7 @@ class ContainerWrapper:
              workdir: Path) -> tuple[tuple[str, ...], Mapping[str, str]]:
         """The runtime's wrapped command (``workdir`` is the spec's)."""
         return self.runtime.wrap(argv, env, self.spec)
+
+    def outside_sessions(self) -> tuple[int, ...]:
+        """The runtime's sessions of this job's container (sampled by the monitors)."""
+        return self.runtime.outside_sessions(self.spec)

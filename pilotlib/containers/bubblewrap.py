@@ -82,6 +82,10 @@ class BubblewrapRuntime:
         args += ["--bind", str(spec.workdir), str(spec.workdir), "--chdir", str(spec.workdir), "--", *argv]
         return tuple(args), env
 
+    def outside_sessions(self, spec: ContainerSpec) -> tuple[int, ...]:
+        """None: the container's processes are the wrapped command's children, in its session."""
+        return ()
+
     def failure(self, exit_code: int, stderr: str) -> PilotError | None:
         """bubblewrap's own failure (its ``bwrap:`` lines; it exits 1), None when the status is the payload's."""
         if exit_code != 1:

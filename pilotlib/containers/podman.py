@@ -19,7 +19,9 @@ The command is ``podman [--root R --runroot RR --tmpdir T] run --rm --name pilot
 
 The container is not in the payload's session (it is a child of ``conmon``): a guard (:mod:`._guard`) outside the
 session removes it (``podman rm --force --time 0``) as soon as ``podman run`` is gone, ended or killed, so a stopped
-payload or a SIGKILLed pilot leaves no container running.
+payload or a SIGKILLed pilot leaves no container running. Podman writes the container's host pid to a file beside the
+work directory (``--pidfile``, out of the container's sight): the container's session is sampled with the
+payload's, so the memory monitor and the job's CPU and memory figures see the processes inside.
 """
 
 from __future__ import annotations
@@ -114,7 +116,10 @@ class PodmanRuntime:
         """
         name = f"pilotlib-{spec.workdir.name}-{secrets.token_hex(4)}"
         podman = [find_program(self.executable, self._path), *self.global_options]
-        run = [*podman, "run", "--rm", "--name", name, "--init", "--network", "host", "--log-driver", "none"]
+        pidfile = self.pidfile(spec)
+        pidfile.unlink(missing_ok=True)  # a pid of an earlier container in this work directory is no one's now
+        run = [*podman, "run", "--rm", "--name", name, "--init", "--network", "host", "--log-driver", "none",
+               "--pidfile", str(pidfile)]
         if os.geteuid() != 0:
             run += ["--userns", "keep-id"]
         binds = [(spec.workdir, spec.workdir, False)]
@@ -132,6 +137,21 @@ class PodmanRuntime:
         cleanup = [*podman, "rm", "--force", "--ignore", "--time", "0", name]
         guard = [self.python, "-I", "-S", _guard.__file__, json.dumps(cleanup)]
         return (*guard, *run, *argv), env
+
+    @staticmethod
+    def pidfile(spec: ContainerSpec) -> Path:
+        """Where Podman writes the host pid of the container of ``spec``: beside its work directory, not in it."""
+        return spec.workdir.with_name(f".{spec.workdir.name}.podman-pid")
+
+    def outside_sessions(self, spec: ContainerSpec) -> tuple[int, ...]:
+        """The session of the container's init (its pid from :meth:`pidfile`) while it runs; none before Podman wrote
+        the file or after the container ended."""
+        try:
+            pid = int(self.pidfile(spec).read_text().strip())
+            session = os.getsid(pid)
+        except (OSError, ValueError):
+            return ()
+        return () if session == os.getsid(0) else (session,)
 
     @staticmethod
     def _image(image: str) -> list[str]:

@@ -50,6 +50,13 @@ class CommandWrapper(Protocol):
         """Return the argument list and environment to execute instead of ``argv``/``env``."""
         ...
 
+    def outside_sessions(self) -> tuple[int, ...]:
+        """The sessions, other than the command's own, in which the wrapped command's processes run (a Podman
+        container is a child of ``conmon``, in a session of its own): the runner samples them with the payload's
+        (memory, CPU), never signals them (the wrapper's runtime ends them when the command ends). Called at each
+        sample, while the command runs."""
+        ...
+
 
 class IdentityWrapper:
     """Runs the command as it is."""
@@ -59,6 +66,10 @@ class IdentityWrapper:
     ) -> tuple[tuple[str, ...], Mapping[str, str]]:
         """Return ``argv`` and ``env`` unchanged."""
         return argv, env
+
+    def outside_sessions(self) -> tuple[int, ...]:
+        """None: the command runs in its own session only."""
+        return ()
 
 
 class StdinMode(enum.Enum):
@@ -233,7 +244,7 @@ class PayloadRunner:
         with self._lock:
             if self._reaped:
                 return ResourceSnapshot(time=self._clock())
-            snap = sample_session(self._proc.pid, self._clock())
+            snap = sample_session(self._proc.pid, self._clock(), others=self._wrapper.outside_sessions())
             self._snapshot = snap
             self._tracker.add(snap)
         return snap

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import attrs
@@ -143,8 +143,9 @@ class UsageTracker:
         return self._usage
 
 
-def _session_pids(sid: int, proc: Path) -> Iterator[tuple[int, list[str]]]:
-    """Yield (pid, stat fields after the command name) of every process in session ``sid``."""
+def _session_pids(sid: int, proc: Path, others: Collection[int] = ()) -> Iterator[tuple[int, list[str]]]:
+    """Yield (pid, stat fields after the command name) of every process in session ``sid`` (or in ``others``)."""
+    sessions = {sid, *others}
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
             continue
@@ -154,7 +155,7 @@ def _session_pids(sid: int, proc: Path) -> Iterator[tuple[int, list[str]]]:
             continue  # gone meanwhile
         fields = text[text.rfind(")") + 2 :].split()
         # fields[0] is state (field 3); session is field 6 -> index 3
-        if len(fields) > 21 and int(fields[3]) == sid and fields[0] != "Z":
+        if len(fields) > 21 and int(fields[3]) in sessions and fields[0] != "Z":
             yield int(entry.name), fields
 
 
@@ -179,20 +180,22 @@ def _smaps_rollup(pid: int, proc: Path) -> tuple[int, int] | None:
     return pss, swap
 
 
-def sample_session(sid: int, now: float, proc: Path = Path("/proc")) -> ResourceSnapshot:
+def sample_session(sid: int, now: float, proc: Path = Path("/proc"), *,
+                   others: Collection[int] = ()) -> ResourceSnapshot:
     """Read the resource use of every live process in session ``sid``.
 
     Args:
         sid: the session id (the payload's pid, as it was started with ``start_new_session``).
         now: the time to stamp the snapshot with.
         proc: the proc file system (a test may pass a fake tree).
+        others: further sessions whose processes are the payload's (a container outside its session), summed in.
 
     Returns:
         The summed figures; ``nprocs == 0`` when the session has no live process.
     """
     n = 0
     cpu_ticks = pss = rss = vmem = swap = 0
-    for pid, f in _session_pids(sid, proc):
+    for pid, f in _session_pids(sid, proc, others):
         n += 1
         # utime stime cutime cstime are fields 14-17 -> indexes 11-14; vsize 23 -> 20; rss 24 -> 21
         cpu_ticks += sum(int(x) for x in f[11:15])

@@ -262,6 +262,9 @@ class _EnvWrapper:
         self.seen.append((argv, workdir))
         return ("/usr/bin/env", "WRAPPED=yes", *argv), {**env, "OUTER": "1"}
 
+    def outside_sessions(self) -> tuple[int, ...]:
+        return ()
+
 
 def test_command_wrapper_applied(make_command: MakeCommand) -> None:
     """The command wrapper's argv and env are what runs."""

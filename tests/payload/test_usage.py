@@ -170,3 +170,5 @@ def test_sample_fake_proc(tmp_path: Path) -> None:
         vmem_kb=6144,
         swap_kb=3,
     )
+    with_other = sample_session(500, now=5.0, proc=tmp_path, others=(999,))
+    assert with_other.nprocs == 3 and with_other.cpu_seconds == 55.0
