@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from fixtures.rootfs import make_busybox_rootfs
+from fixtures.middleware import REPO, make_middleware_image, python_dirs
 from fixtures.xrootd import XRootDServer
 
 from apps.grid_pilot.cli import parse_settings
@@ -49,7 +49,6 @@ from pilotlib.workflow.transfers import TransferStages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 BWRAP = shutil.which("bwrap") or "bwrap"
 COMMAND_ONLY = {"xrdcp": {"backend": "command"}}
 
@@ -58,23 +57,10 @@ def _adler(data: bytes) -> str:
     return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
 
 
-def _python_dirs() -> list[Path]:
-    """The folders this Python and pilotlib live in (bound into the image), none inside another."""
-    wanted = [Path(sys.base_prefix), Path(sys.prefix), REPO, *(Path(p) for p in sys.path if p)]
-    real = sorted({p.resolve() for p in wanted if p.is_dir() and not p.resolve().is_relative_to("/usr")})
-    return [p for p in real if not any(p != q and p.is_relative_to(q) for q in real)]
-
-
 @pytest.fixture(scope="module")
 def middleware_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A busybox image whose ``/usr`` is the host's (bound), ``/lib`` and ``/lib64`` linked into it."""
-    root = make_busybox_rootfs(tmp_path_factory.mktemp("middleware") / "image")
-    (root / "usr").mkdir()
-    (root / "lib").symlink_to("usr/lib")
-    (root / "lib64").symlink_to("usr/lib64")
-    for folder in _python_dirs():
-        (root / folder.relative_to("/")).mkdir(parents=True, exist_ok=True)
-    return root
+    """A busybox image whose ``/usr`` and Python folders the launcher binds (:mod:`fixtures.middleware`)."""
+    return make_middleware_image(tmp_path_factory.mktemp("middleware") / "image")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +68,7 @@ def launcher() -> MiddlewareLauncher:
     """Runs this test's Python (and pilotlib) in the image with bubblewrap."""
     runtimes = RuntimeRegistry(load_entry_points=False)
     runtimes.register("bubblewrap", lambda: BubblewrapRuntime(BWRAP))
-    binds = (Bind("/usr", read_only=True), *(Bind(p, read_only=True) for p in _python_dirs()))
+    binds = (Bind("/usr", read_only=True), *(Bind(p, read_only=True) for p in python_dirs()))
     return MiddlewareLauncher(runtimes, python=sys.executable, binds=binds, env={"PYTHONPATH": str(REPO)})
 
 
