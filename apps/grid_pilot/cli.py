@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(bubblewrap, podman, apptainer, singularity)")
     p.add_argument("--container-image", help="the payload's image when the job names none (a directory, .sif file "
                    "or docker:// reference, as the runtime takes it)")
+    p.add_argument("--platform-image", dest="platform_images", action="append", metavar="PLATFORM=IMAGE",
+                   help="the image for jobs of a platform (cmtConfig's architecture and OS, e.g. "
+                   "x86_64-el9=/cvmfs/unpacked.cern.ch/.../el9) that name none; repeatable; before --container-image")
     p.add_argument("--middleware-image", help="the image stage-in and stage-out run a copytool in when it is not "
                    "usable on the node and the queue's container_type names a middleware container (an unpacked "
                    "directory, .sif file or docker:// reference, with python3 and pilotlib)")
@@ -139,6 +142,8 @@ def _load_config(path: Path | None) -> dict[str, object]:
 
 def _merge(args: argparse.Namespace, config: Mapping[str, object]) -> dict[str, object]:
     merged = dict(config)
+    if "platform_image" in merged:  # the option's long name; the setting holds them all
+        merged["platform_images"] = merged.pop("platform_image")
     merged.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
     for key in ("copytool", "copytool_in", "copytool_out"):
         if isinstance(merged.get(key), str):
@@ -160,6 +165,8 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
                 raise ConfigError(f"{key.replace('_', '-')} must be a number, got {out[key]!r}") from None
     if "timefloor" in out:
         out["timefloor"] = float(str(out["timefloor"])) * 60.0
+    if "platform_images" in out:
+        out["platform_images"] = _platform_images(out["platform_images"])
     modes = {m.value: m for m in Mode}
     if str(out.get("mode", Mode.SERVER.value)) not in modes:
         raise ConfigError(f"mode must be one of {', '.join(modes)}, got {out['mode']!r}")
@@ -169,6 +176,20 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
         if key in out:
             out[key] = Path(str(out[key])).absolute()
     return out
+
+
+def _platform_images(value: object) -> dict[str, str]:
+    """``PLATFORM=IMAGE`` strings (the command line, a TOML list) or a TOML table, as a mapping."""
+    if isinstance(value, dict):
+        pairs = [(str(k), str(v)) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        pairs = [tuple(str(item).partition("=")[::2]) for item in value]  # type: ignore[misc]
+    else:
+        raise ConfigError(f"platform-image must be PLATFORM=IMAGE entries, got {value!r}")
+    for platform, image in pairs:
+        if not platform.strip() or not image.strip():
+            raise ConfigError(f"platform-image must be PLATFORM=IMAGE, got {platform}={image}")
+    return {platform.strip(): image.strip() for platform, image in pairs}
 
 
 def _check(settings: Settings) -> None:

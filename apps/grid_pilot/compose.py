@@ -121,6 +121,7 @@ def build_kit(settings: Settings, stop: Stop, *, lifeline: Lifeline | None = Non
                     stage_in=transfers, stage_out=transfers, log_out=transfers, payload=executor,
                     info=build_info_service(descriptions, settings.queue, stop=stop), copytools=places.copytools,
                     containers=ContainerDefaults(settings.container_runtime, settings.container_image,
+                                                 images=settings.platform_images,
                                                  middleware_image=settings.middleware_image))
 
 

@@ -104,6 +104,8 @@ class Settings:
             container ("": none).
         middleware_image: the image stage-in and stage-out run a copytool in when it is not usable on the node and
             the queue's ``container_type`` names a middleware container (pilot3's ``middleware_container``; "": none).
+        platform_images: images by platform (``x86_64-el9``: the architecture and OS of a job's ``cmtConfig``) for
+            a job that names none; before ``container_image``.
         environ: the pilot's environment, read once when the settings are built
             (:func:`~apps.grid_pilot.cli.parse_settings` copies ``os.environ``, or the environment it is given) and
             kept as a read-only copy; nothing else in the pilot or in pilotlib reads the environment. It gives
@@ -163,6 +165,7 @@ class Settings:
     container_runtime: str = ""
     container_image: str = ""
     middleware_image: str = ""
+    platform_images: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_environ)
     environ: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_environ, repr=False,
                                              eq=False)
 

@@ -158,3 +158,19 @@ def test_podman_failing_runtime_is_its_code(tmp_path: Path, podman_node: PodmanN
     heartbeat = json.loads((launch / "heartbeat.json").read_text())
     assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == 1110
     assert "unknown flag: --no-such-podman-flag" in str(heartbeat["pilotErrorDiag"])
+
+
+def test_the_platforms_image_from_the_pilot_options_runs_a_job_that_names_none(tmp_path: Path,
+                                                                               busybox_rootfs: Path) -> None:
+    """A job with no image and the platform ``x86_64-el9-gcc13-opt`` (``cmtConfig``) on a queue with a payload
+    runtime runs in the image ``--platform-image x86_64-el9=...`` gives (pilot3 ``pilot/user/atlas/container.py``
+    takes the image of the platform's architecture and OS), not in ``--container-image``'s."""
+    job = _container_job(9406, busybox_rootfs, "cat /etc/os-release > out.dat")
+    del job["container_name"]
+    job["cmtConfig"] = "x86_64-el9-gcc13-opt"
+    status, heartbeat = _run(tmp_path, job, "--platform-image", f"x86_64-el9={busybox_rootfs}",
+                             "--platform-image", f"x86_64-el8={tmp_path / 'el8'}",
+                             "--container-image", str(tmp_path / "no-such-default"))
+    assert heartbeat["state"] == "finished" and status == 0, heartbeat
+    out = (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).read_text()
+    assert out.startswith("ID=pilotlib-busybox")

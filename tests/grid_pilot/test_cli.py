@@ -31,6 +31,21 @@ def test_pilot3_style_options_make_the_settings(tmp_path: Path) -> None:
     assert s.copytool_in == ("xrdcp", "gfal") and s.copytool_out == ("xrdcp", "gfal")
 
 
+def test_platform_images_from_the_command_line_and_the_config_file(tmp_path: Path) -> None:
+    """``--platform-image P=IMAGE`` (repeatable) and a TOML table ``platform-image`` give the kit's
+    ``ContainerDefaults.images``; an entry without ``=`` is a ConfigError naming the option."""
+    s = parse_settings(["-q", "Q", "--url", "https://panda.example", "-a", str(tmp_path),
+                        "--platform-image", "x86_64-el9=/cvmfs/el9", "--platform-image", "aarch64-el9=/img/arm"])
+    assert dict(s.platform_images) == {"x86_64-el9": "/cvmfs/el9", "aarch64-el9": "/img/arm"}
+    assert dict(build_kit(s, Stop()).containers.images) == dict(s.platform_images)
+    cfg = tmp_path / "pilot.toml"
+    cfg.write_text('[grid-pilot]\nplatform-image = {"x86_64-el8" = "/cvmfs/el8"}\n')
+    s = parse_settings(["--config", str(cfg), "-q", "Q", "--url", "https://panda.example"])
+    assert dict(s.platform_images) == {"x86_64-el8": "/cvmfs/el8"}
+    with pytest.raises(ConfigError, match="platform-image must be PLATFORM=IMAGE, got x86_64-el9="):
+        parse_settings(["-q", "Q", "--url", "https://panda.example", "--platform-image", "x86_64-el9"])
+
+
 def test_config_file_is_read_and_command_line_wins(tmp_path: Path) -> None:
     """Settings come from the TOML config file; an option on the command line overrides the file."""
     cfg = tmp_path / "pilot.toml"
