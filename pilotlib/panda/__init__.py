@@ -19,6 +19,7 @@ from pilotlib.panda.base import (
     JobUpdate,
     ServerCommand,
     UpdateAnswer,
+    ZipRecord,
 )
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ __all__ = [
     "StageOutFile",
     "Timeouts",
     "UpdateAnswer",
+    "ZipRecord",
     "X509Proxy",
     "output_list_entries",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "JobUpdate",
     "ServerCommand",
     "UpdateAnswer",
+    "ZipRecord",
 ]
 
 
@@ -119,6 +120,29 @@ class EventRangeUpdate:
     status: str
     panda_id: int
     fields: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
+
+
+@attrs.frozen
+class ZipRecord:
+    """A file holding the outputs of several event ranges, stored: the ``zipFile`` of an ``updateEventRanges``
+    version 1 group (pilot3 ``pilot/eventservice/workexecutor/plugins/genericexecutor.py``
+    ``update_finished_event_ranges``; panda-server ``task_event_module.py`` gives it to each range of the group).
+
+    Attributes:
+        lfn: the file's name.
+        fsize: its size in bytes.
+        adler32: its adler32 checksum (8 hex digits).
+        objstore_id: the storage's id (the storage description's ``id``; -1: not known).
+        num_events: how many ranges' outputs it holds.
+        path_convention: the storage's path convention (pilot3 sends 1000).
+    """
+
+    lfn: str
+    fsize: int
+    adler32: str
+    objstore_id: int
+    num_events: int
+    path_convention: int = 1000
 
 
 @runtime_checkable
