@@ -106,7 +106,7 @@ __all__ = [
     "StageOutFile",
     "Timeouts",
     "UpdateAnswer",
-    "ZipRecord",
     "X509Proxy",
+    "ZipRecord",
     "output_list_entries",
 ]
