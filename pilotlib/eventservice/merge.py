@@ -145,7 +145,7 @@ def _tar_members(archive: tarfile.TarFile, label: str) -> Iterator[_Member]:
 
 def _zip_members(archive: zipfile.ZipFile, label: str) -> Iterator[_Member]:
     for info in archive.infolist():
-        if (mode := info.external_attr >> 16) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no Unix type given
             raise UnsafeArchiveError(f"{label}: member {info.filename!r} is a link or a device, not a file")
         yield _Member(info.filename, info.is_dir(), info.file_size, functools.partial(archive.open, info))
 
