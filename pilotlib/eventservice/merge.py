@@ -184,7 +184,7 @@ def _extract(members: Iterable[_Member], workdir: Path, label: str, budget: int)
     for member in members:
         total += 0 if member.is_dir else member.size
         if total > budget:
-            raise ArchiveTooLargeError(f"{label}: the archives hold more than the {budget} B allowed")
+            raise ArchiveTooLargeError(f"{label}: the archives hold more than the {budget} B left of the bound")
         planned.append((member, _target(workdir, member, label)))
     files = []
     for member, target in planned:
