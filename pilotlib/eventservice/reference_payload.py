@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pilotlib.eventservice.client import EventChannelClient
+from pilotlib.eventservice.client import EventChannelClient, NoChannelError
 
 __all__ = ["main", "write_output"]
 
@@ -33,6 +33,8 @@ UNKNOWN_RANGE_ID = "never-given-0"
 GARBAGE = "this is not a message"
 #: ``--crash-after``'s exit status.
 CRASH_EXIT = 3
+#: The exit status when the channel is missing or broken (no variable, no pilot listening, the pilot hung up).
+CHANNEL_EXIT = 2
 
 
 def write_output(event_range: Mapping[str, Any], directory: Path) -> Path:
@@ -46,14 +48,15 @@ def write_output(event_range: Mapping[str, Any], directory: Path) -> Path:
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="The reference event-processing payload.")
+    parser = argparse.ArgumentParser(prog="python -m pilotlib.eventservice.reference_payload",
+                                     description="The reference event-processing payload.")
     parser.add_argument("--fail", action="append", default=[], metavar="ID", help="report range ID failed")
     parser.add_argument("--crash-after", type=int, metavar="N", help=f"exit {CRASH_EXIT} on receiving range N+1")
     parser.add_argument("--hang-after", type=int, metavar="N", help="sleep forever holding range N+1")
     parser.add_argument("--garbage-after", type=int, metavar="N", help="send a line not in the grammar after N ranges")
     parser.add_argument("--unknown-range", action="store_true", help="first report a range it was never given")
     parser.add_argument("--sleep", type=float, default=0.0, metavar="S", help="seconds to spend on each range")
-    parser.add_argument("--exit-code", type=int, default=0, help="exit status at the end")
+    parser.add_argument("--exit-code", type=int, default=0, metavar="C", help="exit status at the end")
     return parser.parse_args(argv)
 
 
@@ -69,8 +72,16 @@ def _process(channel: EventChannelClient, event_range: Mapping[str, Any], option
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Process the pilot's ranges; return the exit status."""
+    """Process the pilot's ranges; return the exit status (``CHANNEL_EXIT`` when the channel fails)."""
     options = _arguments(argv)
+    try:
+        return _run(options)
+    except (NoChannelError, ConnectionError) as error:
+        print(f"reference_payload: {error}", file=sys.stderr)
+        return CHANNEL_EXIT
+
+
+def _run(options: argparse.Namespace) -> int:
     with EventChannelClient.from_environment() as channel:
         if options.unknown_range:
             channel.finished(UNKNOWN_RANGE_ID, str(Path.cwd() / f"out_{UNKNOWN_RANGE_ID}.txt"), 0.0, 0.0)

@@ -241,6 +241,17 @@ def test_exit_code_is_the_payloads_exit_status(pilot: PilotStandIn, workdir: Pat
     assert len(pilot.wait_for(6)) == 6
 
 
+def test_reference_payload_without_a_channel_exits_2(workdir: Path) -> None:
+    """Without PILOT_EVENTRANGECHANNEL, or with a path nobody listens on, it says so in one line and exits 2."""
+    env = {k: v for k, v in os.environ.items() if k != CHANNEL_VARIABLE} | {"PYTHONPATH": str(REPO)}
+    for extra, said in (({}, f"{CHANNEL_VARIABLE} is not set"),
+                        ({CHANNEL_VARIABLE: str(workdir / "none.sock")}, "cannot connect to the pilot's channel")):
+        finished = subprocess.run([sys.executable, "-m", "pilotlib.eventservice.reference_payload"], cwd=workdir,
+                                  env=env | extra, capture_output=True, text=True, timeout=60, check=False)
+        assert finished.returncode == 2
+        assert finished.stderr.startswith(f"reference_payload: {said}") and finished.stderr.count("\n") == 1
+
+
 # --- the sh payload -------------------------------------------------------------------------------------------
 
 
@@ -271,7 +282,7 @@ def test_shell_payload_exits_1_on_a_bad_answer(socket_dir: Path, workdir: Path) 
         finished = shell_payload(stand_in, workdir)
     finally:
         stand_in.close()
-    assert finished.returncode == 1
+    assert finished.returncode == 1, finished.stderr
     assert "not an answer of the channel: Ready for what?" in finished.stderr
 
 
