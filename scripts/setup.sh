@@ -11,7 +11,7 @@ cd "$here"
 APT_PACKAGES=(
   xrootd-server xrootd-client
   python3-gfal2 gfal2 gfal2-plugin-file gfal2-plugin-xrootd gfal2-plugin-http
-  openssl procps
+  openssl procps socat
   bubblewrap podman uidmap busybox-static catatonit
 )
 PY=${PILOTLIB_PYTHON:-python3.11}
