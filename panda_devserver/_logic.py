@@ -13,6 +13,11 @@ Facts from panda-server (the same lines at tag 0.8.1, the last release with the 
 - ``updateEventRanges`` version 1 and 2 (``task_event_module.py:375-393``): the list holds groups
   ``{"zipFile": {...}, "eventRanges": [...]}``; every range of a group is updated with the group's ``zipFile``; an
   element without ``eventRanges`` is a range itself. There is one answer per range.
+- A final range's zip file is stored once per job and name (``task_event_module.py:509-549``, in every version): a
+  new one without ``lfn`` or ``objstoreID``, or with an ``fsize`` that ``int()`` refuses, raises there, and the whole
+  update is rolled back and answered with the answers so far plus one False (``:660-666``). The devserver applies
+  an update in one transaction, so it fails the same way (:func:`zip_file_problem`); :meth:`Store.zip_files` holds
+  the stored files.
 - A range update is applied only while the job is ``sent``, ``running``, ``starting`` or ``transferring``
   (``ok_job_status``, ``task_event_module.py:403``; version 2 also while ``activated``, ``:405``); otherwise it
   answers False; an unknown PandaID answers False and
@@ -35,8 +40,9 @@ Facts from panda-server (the same lines at tag 0.8.1, the last release with the 
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -54,6 +60,8 @@ TIME_FIELDS = ("startTime", "endTime")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 SC_SUCCESS, SC_FAILED = 0, 30
+
+log = logging.getLogger(__name__)
 
 _EVENT_FINAL = frozenset({"finished", "failed", "fatal"})
 _EVENT_INTERMEDIATE = frozenset({"running", "transferring"})
@@ -97,29 +105,86 @@ class Context:
 
     def update_event_ranges(self, ranges: Sequence[Any], version: int = 0,
                             ) -> tuple[list[bool | None], dict[str, str | None]]:
-        """Keep event range updates; return the per-range answers and the commands per PandaID."""
+        """Keep event range updates; return the per-range answers and the commands per PandaID.
+
+        One pass as ``DBProxy.updateEventRanges`` makes it, applied in one transaction: a zip file panda-server
+        fails on (:func:`zip_file_problem`) ends the pass with nothing applied and the answers so far plus one False
+        (``task_event_module.py:660-666``).
+        """
         returns: list[bool | None] = []
         commands: dict[str, str | None] = {}
+        updates: list[tuple[int, Mapping[str, Any]]] = []
+        zip_files: dict[tuple[int, str], Mapping[str, Any]] = {}
         for item in flatten_event_ranges(ranges, version):
-            panda_id = event_range_panda_id(item.get("eventRangeID")) if isinstance(item, Mapping) else None
-            status = item.get("eventStatus") if isinstance(item, Mapping) else None
-            if panda_id is None or status not in _EVENT_FINAL | _EVENT_INTERMEDIATE:
-                returns.append(False)
-                continue
-            job_status = self.store.job_status(panda_id)
-            if job_status is None:
-                returns.append(False)
-                commands.setdefault(str(panda_id), "tobekilled")
-                continue
-            if job_status not in UPDATE_RANGES_STATES and not (version == 2 and job_status == "activated"):
-                returns.append(False)
-                continue
-            self.store.record_event_range_update(panda_id, item)
-            returns.append(True if status in _EVENT_FINAL else None)
-            command = self.store.pending_command(panda_id)
-            if command:
-                commands[str(panda_id)] = command
+            answer, panda_id = self._range_answer(item, version, commands)
+            if answer is not False:
+                problem = self._take_zip_file(item, panda_id, zip_files) if answer else None
+                if problem:
+                    log.warning("event range update failed, none applied range=%s reason=%s",
+                                item.get("eventRangeID"), problem)
+                    return [*returns, False], commands
+                updates.append((panda_id, item))
+                command = self.store.pending_command(panda_id)
+                if command:
+                    commands[str(panda_id)] = command
+            returns.append(answer)
+        self.store.record_event_range_updates(updates, zip_files)
         return returns, commands
+
+    def _take_zip_file(self, item: Mapping[str, Any], panda_id: int,
+                       zip_files: dict[tuple[int, str], Mapping[str, Any]]) -> str | None:
+        """Add a final range's zip file to ``zip_files`` (new ones by PandaID and name); why panda-server fails on
+        it, or None (also when the range has no zip file)."""
+        zip_file = item.get("zipFile")
+        if zip_file is None:
+            return None
+        known = {lfn for _, lfn in zip_files} | set(self.store.zip_files(panda_id))
+        problem = zip_file_problem(zip_file, known)
+        if problem is None:
+            zip_files.setdefault((panda_id, str(zip_file["lfn"])), zip_file)
+        return problem
+
+    def _range_answer(self, item: Any, version: int, commands: dict[str, str | None]) -> tuple[bool | None, int]:
+        """One range update's answer before its zip file (False: refused) and its PandaID (0: none)."""
+        panda_id = event_range_panda_id(item.get("eventRangeID")) if isinstance(item, Mapping) else None
+        status = item.get("eventStatus") if isinstance(item, Mapping) else None
+        if panda_id is None or status not in _EVENT_FINAL | _EVENT_INTERMEDIATE:
+            return False, 0
+        job_status = self.store.job_status(panda_id)
+        if job_status is None:
+            commands.setdefault(str(panda_id), "tobekilled")
+            return False, panda_id
+        if job_status not in UPDATE_RANGES_STATES and not (version == 2 and job_status == "activated"):
+            return False, panda_id
+        return (True if status in _EVENT_FINAL else None), panda_id
+
+
+def zip_file_problem(zip_file: object, known_lfns: Container[str]) -> str | None:
+    """Why panda-server fails on a final range's ``zipFile`` (an exception: the whole update is rolled back), or None
+    when it stores the file or reuses a known one (``task_event_module.py:509-549``).
+
+    The file is known by its ``lfn`` (within the update, ``:510-511``; among the job's files, ``:512-519``) and then
+    nothing else of it is read; a new one needs ``objstoreID`` (``:540``) and an ``fsize``, if any, that ``int()``
+    takes (``:530-531``); ``adler32``, ``numEvents`` and ``pathConvention`` are optional (``:534-542``).
+    """
+    if not isinstance(zip_file, Mapping):
+        return f"zipFile is a {type(zip_file).__name__}, not an object"
+    if "lfn" not in zip_file:
+        return "zipFile has no lfn"
+    if not isinstance(zip_file["lfn"], str | int | float):  # a list or an object cannot be looked up (:510)
+        return f"zipFile lfn is a {type(zip_file['lfn']).__name__}, not a name"
+    return None if str(zip_file["lfn"]) in known_lfns else _new_zip_file_problem(zip_file)
+
+
+def _new_zip_file_problem(zip_file: Mapping[str, Any]) -> str | None:
+    """Why panda-server fails to store a new zip file (``task_event_module.py:530-540``), or None."""
+    if "objstoreID" not in zip_file:
+        return "zipFile has no objstoreID"
+    try:
+        int(zip_file.get("fsize", 0))
+    except (TypeError, ValueError):
+        return f"zipFile fsize {zip_file['fsize']!r} is not a number"
+    return None
 
 
 def flatten_event_ranges(ranges: Sequence[Any], version: int) -> list[Any]:

@@ -264,6 +264,17 @@ class DevServer:
         """Every event range update received for a job, in order."""
         return self.store.event_range_updates(panda_id)
 
+    def event_range_statuses(self, panda_id: int) -> dict[str, str]:
+        """The status of each event range of a job by id: ``ready``, ``sent`` once handed out, then the last status
+        an applied update reported (``finished``, ``failed``, ...)."""
+        return self.store.event_range_statuses(panda_id)
+
+    def zip_files(self, panda_id: int) -> dict[str, dict[str, Any]]:
+        """The zip files of a job by name, as the first applied update with that ``zipFile`` reported them
+        (panda-server stores one ``zipoutput`` file per job and name: ``task_event_module.py:512-549``); each range's
+        own copy is in :meth:`event_range_updates`."""
+        return self.store.zip_files(panda_id)
+
     def worker_statuses(self) -> list[dict[str, Any]]:
         """Every worker status report received, in order."""
         return self.store.worker_statuses()

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS event_ranges (
     body TEXT NOT NULL, status TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS event_range_updates (
     id INTEGER PRIMARY KEY AUTOINCREMENT, panda_id INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS zip_files (
+    panda_id INTEGER NOT NULL, lfn TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (panda_id, lfn));
 CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS storages (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS commands (panda_id INTEGER PRIMARY KEY, command TEXT NOT NULL);
@@ -74,8 +76,8 @@ class Store:
     def clear(self) -> None:
         """Forget jobs, updates, event ranges and commands (queues and storages stay)."""
         with self._tx() as db:
-            for table in ("jobs", "updates", "event_ranges", "event_range_updates", "commands", "worker_status",
-                          "ignored_updates", "dropped_fields"):
+            for table in ("jobs", "updates", "event_ranges", "event_range_updates", "zip_files", "commands",
+                          "worker_status", "ignored_updates", "dropped_fields"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     # ------------------------------------------------------------------------------------------------------- jobs
@@ -205,16 +207,19 @@ class Store:
             ).fetchone()
         return int(row[0])
 
-    def record_event_range_update(self, panda_id: int, body: Mapping[str, Any]) -> None:
-        """Keep one event range update and set the range's status."""
+    def record_event_range_updates(self, updates: Sequence[tuple[int, Mapping[str, Any]]],
+                                   zip_files: Mapping[tuple[int, str], Mapping[str, Any]]) -> None:
+        """Keep the range updates ``(PandaID, body)`` of one request and set each range's status, and keep the zip
+        files ``{(PandaID, lfn): zipFile}`` not yet known (a known one stays as it was): one transaction."""
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO event_range_updates (panda_id, body) VALUES (?, ?)", (panda_id, json.dumps(dict(body)))
-            )
-            db.execute(
-                "UPDATE event_ranges SET status = ? WHERE event_range_id = ?",
-                (str(body.get("eventStatus", "")), str(body.get("eventRangeID", ""))),
-            )
+            for panda_id, body in updates:
+                db.execute("INSERT INTO event_range_updates (panda_id, body) VALUES (?, ?)",
+                           (panda_id, json.dumps(dict(body))))
+                db.execute("UPDATE event_ranges SET status = ? WHERE event_range_id = ?",
+                           (str(body.get("eventStatus", "")), str(body.get("eventRangeID", ""))))
+            for (panda_id, lfn), record in zip_files.items():
+                db.execute("INSERT OR IGNORE INTO zip_files (panda_id, lfn, body) VALUES (?, ?, ?)",
+                           (panda_id, lfn, json.dumps(dict(record))))
 
     def event_range_updates(self, panda_id: int) -> list[dict[str, Any]]:
         """Every event range update received for a job, in arrival order."""
@@ -223,6 +228,21 @@ class Store:
                 "SELECT body FROM event_range_updates WHERE panda_id = ? ORDER BY id", (panda_id,)
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    def event_range_statuses(self, panda_id: int) -> dict[str, str]:
+        """The status of each event range of a job (``ready``, ``sent``, then the last reported one) by id."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_range_id, status FROM event_ranges WHERE panda_id = ? ORDER BY seq", (panda_id,)
+            ).fetchall()
+        return {str(range_id): str(status) for range_id, status in rows}
+
+    def zip_files(self, panda_id: int) -> dict[str, dict[str, Any]]:
+        """The zip files recorded for a job (the first ``zipFile`` reported under each name), by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT lfn, body FROM zip_files WHERE panda_id = ? ORDER BY rowid",
+                                    (panda_id,)).fetchall()
+        return {str(lfn): json.loads(body) for lfn, body in rows}
 
     # ------------------------------------------------------------------------------------------ worker status
     def record_worker_status(self, body: Mapping[str, Any]) -> None:

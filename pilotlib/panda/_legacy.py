@@ -19,9 +19,10 @@ from typing import Any
 
 from pilotlib.job import Job
 from pilotlib.panda import _answers as ans
+from pilotlib.panda import _event_updates as ev
 from pilotlib.panda._times import update_field
 from pilotlib.panda._transport import Transport
-from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer, ZipRecord
 from pilotlib.panda.errors import ServerAnswerError, ServerRefusedError
 
 log = logging.getLogger(__name__)
@@ -131,13 +132,12 @@ class LegacyDialect:
 
     def update_event_ranges(self, transport: Transport, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
         """``updateEventRanges`` (version 0)."""
-        ranges = [{**update.fields, "eventRangeID": update.event_range_id, "eventStatus": update.status}
-                  for update in updates]
-        answer = _call(transport, "updateEventRanges", {"eventRanges": json.dumps(ranges), "version": 0})
-        ans.expect_success("updateEventRanges", answer)
-        returns = ans.nested("updateEventRanges", answer.get("Returns", "[]"), list, "Returns")
-        commands = ans.nested("updateEventRanges", answer.get("Command", "{}"), dict, "Command")
-        return range_answer(returns, commands)
+        return _send_ranges(transport, ev.range_entries(updates), ev.PLAIN, len(updates))
+
+    def update_zipped_ranges(self, transport: Transport, zip_file: ZipRecord,
+                             updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
+        """``updateEventRanges`` (version 1): one group, the ranges whose outputs ``zip_file`` holds."""
+        return _send_ranges(transport, [ev.zip_group(zip_file, updates)], ev.ZIPPED, len(updates))
 
     def get_key_pair(self, transport: Transport, public_name: str, private_name: str) -> tuple[str, str]:
         """``getKeyPair``."""
@@ -179,9 +179,9 @@ def _text(call: str, answer: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def range_answer(returns: Sequence[Any], commands: Mapping[str, Any]) -> UpdateAnswer:
-    """An event range update's answer: accepted unless a range was refused (False); the first command, if any."""
-    refused = sum(1 for value in returns if value is False)
-    command, text = ans.command(next(iter(commands.values()), None))
-    message = f"{refused} event range update(s) refused" if refused else ""
-    return UpdateAnswer(accepted=not refused, command=command, command_text=text, message=message)
+def _send_ranges(transport: Transport, ranges: list[dict[str, Any]], version: int, sent: int) -> UpdateAnswer:
+    """``updateEventRanges`` of one list; version 0 answers JSON text inside the answer, versions 1 and 2 lists
+    (``TaskBuffer.updateEventRanges`` hands them back without ``json.dumps``, ``TaskBuffer.py:1733-1735`` at 0.8.1)."""
+    answer = _call(transport, "updateEventRanges", {"eventRanges": json.dumps(ranges), "version": version})
+    ans.expect_success("updateEventRanges", answer)
+    return ev.range_answer("updateEventRanges", answer.get("Returns", []), answer.get("Command", {}), sent)

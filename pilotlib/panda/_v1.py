@@ -23,10 +23,10 @@ from typing import Any
 from pilotlib.errors import MissingFieldError
 from pilotlib.job import Job
 from pilotlib.panda import _answers as ans
-from pilotlib.panda._legacy import range_answer
+from pilotlib.panda import _event_updates as ev
 from pilotlib.panda._times import server_time
 from pilotlib.panda._transport import Transport
-from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer, ZipRecord
 from pilotlib.panda.errors import ServerAnswerError, ServerHTTPError, ServerRefusedError
 
 log = logging.getLogger(__name__)
@@ -207,32 +207,14 @@ class V1Dialect:
         return [ans.event_range("getEventRanges", item) for item in ranges]
 
     def update_event_ranges(self, transport: Transport, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
-        """``event/update_event_ranges`` (version 0).
+        """``event/update_event_ranges`` (version 0); an HTTP 500 is answered as in :func:`_send_ranges`."""
+        return _send_ranges(transport, ev.range_entries(updates), ev.PLAIN, len(updates))
 
-        An HTTP 500 on every one of at most :data:`UPDATE_RANGES_ATTEMPTS` attempts is answered as accepted and
-        ``possibly_applied``: panda-server 1.x (``api/v1/event_api.py:266`` at 9cc36033) applies the update, then
-        fails building its answer (it makes a set of the answer's parts, which JSON cannot encode:
-        ``server/panda.py:405``), so a 500 there means "applied" far more often than "lost", and re-sending cannot
-        succeed either.
-        """
-        ranges = [{**update.fields, "eventRangeID": update.event_range_id, "eventStatus": update.status}
-                  for update in updates]
-        body = {"event_ranges": json.dumps(ranges), "version": 0}
-        try:
-            success, message, data = _call(transport, "updateEventRanges", "event/update_event_ranges", body,
-                                           max_attempts=UPDATE_RANGES_ATTEMPTS)
-        except ServerHTTPError as exc:
-            if exc.status_code != 500:
-                raise
-            log.warning("event range update answered HTTP 500, possibly applied ranges=%d", len(updates))
-            return UpdateAnswer(accepted=True, possibly_applied=True, message=_POSSIBLY_APPLIED)
-        if not success:
-            raise ServerRefusedError("updateEventRanges", message)
-        if not isinstance(data, dict):
-            raise ServerAnswerError("updateEventRanges", "data is not an object")
-        returns = ans.nested("updateEventRanges", data.get("Returns", []), list, "Returns")
-        commands = ans.nested("updateEventRanges", data.get("Commands", {}), dict, "Commands")
-        return range_answer(returns, commands)
+    def update_zipped_ranges(self, transport: Transport, zip_file: ZipRecord,
+                             updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
+        """``event/update_event_ranges`` (version 1): one group, the ranges whose outputs ``zip_file`` holds; an
+        HTTP 500 is answered as in :func:`_send_ranges`."""
+        return _send_ranges(transport, [ev.zip_group(zip_file, updates)], ev.ZIPPED, len(updates))
 
     def get_key_pair(self, transport: Transport, public_name: str, private_name: str) -> tuple[str, str]:
         """``creds/get_key_pair`` (GET)."""
@@ -256,3 +238,28 @@ class V1Dialect:
         success, message, _ = _call(transport, "updateWorkerPilotStatus", "pilot/update_worker_status", body)
         if not success:
             raise ServerRefusedError("updateWorkerPilotStatus", message)
+
+
+def _send_ranges(transport: Transport, ranges: list[dict[str, Any]], version: int, sent: int) -> UpdateAnswer:
+    """``event/update_event_ranges`` of one list (``sent`` range updates in all).
+
+    An HTTP 500 on every one of at most :data:`UPDATE_RANGES_ATTEMPTS` attempts is answered as accepted and
+    ``possibly_applied``: panda-server 1.x (``api/v1/event_api.py:266`` at 9cc36033) applies the update, then fails
+    building its answer (it makes a set of the answer's parts, which JSON cannot encode: ``server/panda.py:405``;
+    for version 1 the set cannot even hold the list of answers), so a 500 there means "applied" far more often than
+    "lost", and re-sending cannot succeed either.
+    """
+    body = {"event_ranges": json.dumps(ranges), "version": version}
+    try:
+        success, message, data = _call(transport, "updateEventRanges", "event/update_event_ranges", body,
+                                       max_attempts=UPDATE_RANGES_ATTEMPTS)
+    except ServerHTTPError as exc:
+        if exc.status_code != 500:
+            raise
+        log.warning("event range update answered HTTP 500, possibly applied ranges=%d version=%d", sent, version)
+        return UpdateAnswer(accepted=True, possibly_applied=True, message=_POSSIBLY_APPLIED)
+    if not success:
+        raise ServerRefusedError("updateEventRanges", message)
+    if not isinstance(data, dict):
+        raise ServerAnswerError("updateEventRanges", "data is not an object")
+    return ev.range_answer("updateEventRanges", data.get("Returns", []), data.get("Commands", {}), sent)

@@ -29,7 +29,7 @@ from pilotlib.job import Job, parse_job
 from pilotlib.panda._legacy import LegacyDialect
 from pilotlib.panda._transport import BearerToken, CallRetry, Credentials, Timeouts, Transport, X509Proxy
 from pilotlib.panda._v1 import V1Dialect
-from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer
+from pilotlib.panda.base import EventRange, EventRangeUpdate, JobRequest, JobUpdate, UpdateAnswer, ZipRecord
 from pilotlib.stop import StopSignal
 
 if TYPE_CHECKING:  # requests is imported when a transport is made (a launch-directory pilot never loads it)
@@ -59,6 +59,8 @@ class _Dialect(Protocol):
     def update_jobs(self, transport: Transport, updates: Sequence[JobUpdate]) -> list[UpdateAnswer]: ...
     def get_event_ranges(self, transport: Transport, job: Job, n_ranges: int) -> list[EventRange]: ...
     def update_event_ranges(self, transport: Transport, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer: ...
+    def update_zipped_ranges(self, transport: Transport, zip_file: ZipRecord,
+                             updates: Sequence[EventRangeUpdate]) -> UpdateAnswer: ...
     def get_key_pair(self, transport: Transport, public_name: str, private_name: str) -> tuple[str, str]: ...
     def get_proxy(self, transport: Transport, role: str | None) -> str: ...
     def update_worker_status(self, transport: Transport, *, site: str, worker_id: str, harvester_id: str,
@@ -134,10 +136,29 @@ class PandaClient:
         return tuple(self.dialect.get_event_ranges(self._transport, job, n_ranges))
 
     def update_event_ranges(self, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
-        """Report event range statuses; not ``accepted`` when the server refused one of them."""
+        """Report event range statuses (version 0); not ``accepted`` when the server refused one of them or failed
+        the whole update."""
         if not updates:
             return UpdateAnswer(accepted=True)
         return self.dialect.update_event_ranges(self._transport, updates)
+
+    def update_zipped_ranges(self, zip_file: ZipRecord, updates: Sequence[EventRangeUpdate]) -> UpdateAnswer:
+        """Report event ranges whose outputs were zipped into one stored file: ``updateEventRanges`` version 1 with
+        one group, ``zip_file`` and ``updates`` (pilot3 ``genericexecutor.py:93-118`` reports finished ranges so);
+        the server records the zip file with every range of the group.
+
+        Not ``accepted`` when the server refused one of the ranges or failed the whole update (it then applies
+        none); ``possibly_applied`` as for :meth:`update_event_ranges`. An empty ``updates`` sends nothing.
+
+        Raises:
+            pilotlib.errors.CommunicationError: the call failed or the answer is malformed.
+        """
+        if not updates:
+            return UpdateAnswer(accepted=True)
+        answer = self.dialect.update_zipped_ranges(self._transport, zip_file, updates)
+        log.info("zipped event ranges updated lfn=%s ranges=%d accepted=%s", zip_file.lfn, len(updates),
+                 answer.accepted)
+        return answer
 
     def get_key_pair(self, public_name: str, private_name: str) -> KeyPair:
         """Fetch a named key pair (``getKeyPair``)."""
