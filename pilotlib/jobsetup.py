@@ -10,7 +10,8 @@ them), the payload's limits and the job's parameters without the override option
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import attrs
 
@@ -30,6 +31,10 @@ DEFAULT_COPYTOOLS = ("mv",)
 _MIB = 1024 * 1024
 
 
+def _frozen_env(env: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(env))
+
+
 @attrs.frozen
 class JobSetup:
     """What one job uses, from the queue (with the job's overrides) and the pilot's choices.
@@ -43,6 +48,7 @@ class JobSetup:
         container: the payload's container (:func:`pilotlib.containers.choose_container`); None: on the node.
         middleware: the container stage-in and stage-out run a copytool in when it is not usable on the node
             (:func:`pilotlib.containers.middleware.choose_middleware`); None: none.
+        payload_env: variables the payload gets on top of its own (the event channel's address).
     """
 
     tools_in: tuple[str, ...] = DEFAULT_COPYTOOLS
@@ -54,6 +60,7 @@ class JobSetup:
     deadline: float | None = None
     container: ContainerChoice | None = None
     middleware: ContainerChoice | None = None
+    payload_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
 
     def memory_limit_kb(self, job: Job, given_kb: int = 0) -> int | None:
         """The payload's PSS limit: ``given_kb`` when set, else from the resource type, cores and queue (pilot3

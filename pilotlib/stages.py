@@ -111,6 +111,10 @@ class RunningPayload(Protocol):
         """Block until the payload ends; when ``stop`` is set, stop the payload first. Never raises for the payload."""
         ...
 
+    def soft_stop(self) -> None:
+        """The server's ``softkill``: an event-service payload gets no more ranges and ends after the one it is on."""
+        ...
+
 
 class PayloadExecutor(Protocol):
     """Starts a job's payload."""
@@ -155,6 +159,7 @@ class Heartbeat:
         self.stop = stop.child()
         self._interval = interval
         self._usage: Callable[[], Mapping[str, object]] | None = None
+        self._soft_stop: Callable[[], None] = lambda: None
         self._wake = threading.Event()
         self._closed = False
         self._first_running = False
@@ -185,10 +190,13 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def running(self, usage: Callable[[], Mapping[str, object]]) -> None:
-        """From now on report ``running`` with ``usage()``; the first such update is sent at once."""
+    def running(self, usage: Callable[[], Mapping[str, object]], soft_stop: Callable[[], None] | None = None) -> None:
+        """From now on report ``running`` with ``usage()``; the first such update is sent at once. ``soft_stop`` is
+        called on a ``softkill`` answer."""
         first = self._usage is None
         self._usage = usage
+        if soft_stop is not None:
+            self._soft_stop = soft_stop
         if first:
             self._first_running = True  # sent even when the job is over before the thread wakes
             self._wake.set()
@@ -221,7 +229,8 @@ class Heartbeat:
             log.warning("server asked to kill the job command=tobekilled")
             self.stop.set(PandaKillError("job killed by the PanDA server (tobekilled)"))
         elif answer.command is ServerCommand.SOFTKILL:
-            log.info("server sent softkill: payload left to finish (event-service instruction)")
+            log.info("server sent softkill: the payload is to finish what it is on")
+            self._soft_stop()
         elif answer.command is ServerCommand.NOCLEANUP:
             log.info("server sent nocleanup: the work directory will be kept")
             self.nocleanup = True
@@ -316,7 +325,7 @@ class Stages:
         except PilotError as exc:  # the job's stop (signal, server kill) wins over the error it caused
             log.error("payload not started code=%d error=%s", int(exc.code), exc)
             return self._checked(run, beat, exc)
-        beat.running(running.usage)
+        beat.running(running.usage, running.soft_stop)
         summary = running.wait(beat.stop)
         beat.running(lambda: summary.usage)  # stage-out's heartbeats carry the payload's final figures
         return self._checked(attrs.evolve(run, payload=summary), beat, summary.error)

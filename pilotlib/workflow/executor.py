@@ -124,6 +124,8 @@ class RunnerExecutor:
             job = attrs.evolve(job, job_pars=setup.job_pars)
         if setup.queue is not None and setup.queue.environ:
             settings = attrs.evolve(settings, queue_environ=parse_queue_environ(setup.queue.environ))
+        if setup.payload_env:
+            settings = attrs.evolve(settings, extra_env={**settings.extra_env, **setup.payload_env})
         monitors = self.monitors(job, setup)
         runtime = self._runtime(setup.container) if setup.container is not None else None
         command = build_command(job, workdir, settings, stop, in_container=runtime is not None)
@@ -169,6 +171,14 @@ class RunnerPayload:
         self._workdir = workdir
         self._runner = runner
         self._report_required = job_report_required
+
+    def request_kill(self, reason: PilotError) -> None:
+        """Kill the payload for ``reason`` (TERM, grace, KILL, from the wait); returns at once."""
+        self._runner.request_kill(reason)
+
+    def soft_stop(self) -> None:
+        """The server's ``softkill``: a plain payload is left to finish (pilot3 acts on it for event service)."""
+        log.info("softkill: the payload is left to finish pid=%s", self._runner.pid)
 
     def usage(self) -> Mapping[str, object]:
         """``cpuConsumptionTime``, the prmon memory figures and ``jobMetrics`` so far."""

@@ -24,9 +24,9 @@ from pilotlib.errors import NoProxyError
 from pilotlib.job import Job
 from pilotlib.jobsetup import CopytoolChoice
 from pilotlib.panda.arc import ArcJobSource, ArcReporter
-from pilotlib.panda.base import JobReporter, JobSource
+from pilotlib.panda.base import EventRangeSource, JobReporter, JobSource
 from pilotlib.panda.client import CallRetry, PandaClient, X509Proxy
-from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource, HarvesterReporter
+from pilotlib.panda.harvester import HarvesterEventRanges, HarvesterFiles, HarvesterJobSource, HarvesterReporter
 from pilotlib.stop import StopSignal
 
 __all__ = [
@@ -52,13 +52,18 @@ class ModeParts:
     """A mode's job source and reporter, and what to do when the pilot ends (Harvester: ``kill_worker.json``);
     ``recovering`` is told each abandoned job whose failure is about to be reported (Harvester's reporter needs it).
     ``placed``: the jobs are placed in a launch directory before the pilot starts (ARC, Harvester: pilot3's push
-    mode), not asked for (the work area's space is then checked once the job is read)."""
+    mode), not asked for (the work area's space is then checked once the job is read). ``events``: where an
+    event-service job's ranges come from and their statuses go (None: the mode serves none, as ARC);
+    ``event_place``: where a job's range outputs are put for someone else to store (Harvester: the job's directory
+    in the access point; None: the pilot stores them itself)."""
 
     source: JobSource
     reporter: JobReporter
     at_end: Callable[[], None] = lambda: None
     recovering: Callable[[Job], None] = lambda _job: None
     placed: bool = False
+    events: EventRangeSource | None = None
+    event_place: Callable[[int], Path] | None = None
 
 
 def find_proxy(env: Mapping[str, str], given: Path | None = None) -> X509Proxy | None:
@@ -88,7 +93,7 @@ def server_parts(url: str, api: str = "v1", *, environ: Mapping[str, str] | None
     credentials = find_proxy(environ or {}, proxy) if url.startswith("https://") else None
     client = PandaClient(url, "v1" if api == "v1" else "legacy", ca_dir=ca_dir, credentials=credentials, stop=stop,
                          retry=retry)
-    return ModeParts(client, client)
+    return ModeParts(client, client, events=client)
 
 
 def harvester_parts(files: HarvesterFiles, local_dir: Callable[[int], Path], *, wait_timeout: float = 60.0,
@@ -100,7 +105,7 @@ def harvester_parts(files: HarvesterFiles, local_dir: Callable[[int], Path], *, 
     reporter = HarvesterReporter(files, job_of=lambda panda_id: source.served_job(panda_id) or recovering.get(panda_id),
                                  local_dir=local_dir)
     return ModeParts(source, reporter, reporter.kill_worker, lambda job: recovering.update({job.panda_id: job}),
-                     placed=True)
+                     placed=True, events=HarvesterEventRanges(files, stop=stop), event_place=files.job_dir)
 
 
 #: Stage-in's copytools for a Harvester worker: the inputs are Harvester's links in the access point, never moved out.

@@ -35,8 +35,9 @@ from pilotlib.pipeline import JobRun, Pipeline
 from pilotlib.recovery import FinalRetry, FinalStore, recover
 from pilotlib.report import PilotIdentity
 from pilotlib.space import MB
-from pilotlib.stages import InputStager, LogStager, OutputStager, PayloadExecutor, Stages, standard_stages
+from pilotlib.stages import InputStager, LogStager, OutputStager, Stages, standard_stages
 from pilotlib.stop import Stop
+from pilotlib.workflow.events import EventServiceExecutor, EventSettings, KillableExecutor, event_outputs
 from pilotlib.workflow.modes import ModeParts
 from pilotlib.workflow.queue import DEFAULT_LIFETIME, check_queue, pilot_limits
 from pilotlib.workflow.retrieval import Retriever
@@ -107,6 +108,7 @@ class PilotKit:
         info: the information service (None: no queue description; the pilot's choices say everything).
         copytools: the pilot's own copytools, above the queue's.
         containers: the pilot's own container runtime and images, below the job's and the queue's.
+        events: how event-service jobs run (the workflow is chosen from each job's definition).
     """
 
     mode: ModeParts
@@ -117,10 +119,11 @@ class PilotKit:
     stage_in: InputStager
     stage_out: OutputStager
     log_out: LogStager
-    payload: PayloadExecutor
+    payload: KillableExecutor
     info: InfoService | None = attrs.field(default=None, eq=False)
     copytools: CopytoolChoice = attrs.field(factory=CopytoolChoice)
     containers: ContainerDefaults = attrs.field(factory=ContainerDefaults)
+    events: EventSettings = attrs.field(factory=EventSettings)
 
 
 @attrs.frozen
@@ -142,7 +145,9 @@ def this_pilot(site_name: str, program: str, batch_id: str = "") -> PilotIdentit
 
 
 def _stages(kit: PilotKit, store: FinalStore) -> Stages:
-    return Stages(stage_in=kit.stage_in, payload=kit.payload, stage_out=kit.stage_out, log_out=kit.log_out,
+    payload = EventServiceExecutor(kit.payload, kit.mode.events,
+                                   event_outputs(kit.mode.events, kit.mode.event_place, kit.stage_out), kit.events)
+    return Stages(stage_in=kit.stage_in, payload=payload, stage_out=kit.stage_out, log_out=kit.log_out,
                   reporter=kit.mode.reporter, identity=kit.identity, store=store,
                   heartbeat_interval=kit.config.heartbeat, final_retry=FinalRetry(deadline=kit.config.final_retry),
                   pilot_log=lambda: tail(kit.state.pilot_log), cleanup=kit.config.cleanup)

@@ -29,8 +29,9 @@ from pilotlib.containers.middleware import MiddlewareLauncher
 from pilotlib.containers.registry import RuntimeRegistry
 from pilotlib.errors import PilotError
 from pilotlib.info import Activity, InfoService
-from pilotlib.job import FileSpec, Job
+from pilotlib.job import FileKind, FileSpec, Job
 from pilotlib.jobsetup import JobSetup
+from pilotlib.panda.base import ZipRecord
 from pilotlib.pipeline import JobRun
 from pilotlib.space import disk_is_full, free_bytes
 from pilotlib.stop import StopSignal
@@ -172,9 +173,36 @@ class TransferStages:
                         fallback=self._fallback(setup))
 
     def stage_out(self, run: JobRun, stop: StopSignal) -> Sequence[TransferResult]:
-        """Send the outputs (not the log) to their storages; ``stop`` cancels the copies and starts no other."""
+        """Send the outputs (not the log) to their storages; ``stop`` cancels the copies and starts no other. An
+        event-service job has none here: its ranges' outputs were stored as they came (pilot3 stages out only the
+        log of such a job)."""
+        if run.job.event_service:
+            return ()
         stage = self._stage_out(run.job, run.workdir, run.setup, run.setup.tools_out, Activity.WRITE)
         return stage.run(run.job, None, stop)
+
+    def store_event_file(self, run: JobRun, path: Path, num_events: int,
+                         stop: StopSignal | None = None) -> ZipRecord:
+        """Store a file of the job's work directory holding ``num_events`` ranges' outputs on the queue's
+        event-service storage (``es_events``, then ``pw``), scope ``transient`` (pilot3
+        ``pilot/eventservice/workexecutor/plugins/genericexecutor.py`` ``stageout_es_real``).
+
+        Raises:
+            PilotError: the copy failed (its code).
+        """
+        spec = FileSpec(lfn=path.name, kind=FileKind.OUTPUT, scope="transient")
+        job = attrs.evolve(run.job, outputs=(spec,), log=None)
+        stage = self._stage_out(job, run.workdir, run.setup, run.setup.tools_out, Activity.ES_EVENTS)
+        (result,) = stage.run(job, None, stop)
+        if result.error is not None:
+            raise result.error
+        storage_id = -1
+        if run.setup.info is not None and result.ddmendpoint and result.ddmendpoint != LOCAL_STORAGE:
+            with contextlib.suppress(PilotError):
+                storage_id = run.setup.info.storage(result.ddmendpoint).pk
+        checksum = result.checksum[1] if result.checksum else ""
+        return ZipRecord(lfn=path.name, fsize=result.size or 0, adler32=checksum, objstore_id=storage_id,
+                         num_events=num_events)
 
     def stage_out_log(self, run: JobRun, timeout_cap: float | None = None,
                       stop: StopSignal | None = None) -> TransferResult:

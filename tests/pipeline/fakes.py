@@ -128,6 +128,9 @@ class FakeRunning:
     def usage(self) -> Mapping[str, object]:
         return {"cpuConsumptionTime": 7, "maxRSS": 1234, "jobMetrics": "coreCount=1"}
 
+    def soft_stop(self) -> None:
+        self.owner.soft_stopped = True
+
     def wait(self, stop: Stop) -> PayloadSummary:
         self.owner.running.set()
         if self.owner.block:
@@ -146,6 +149,7 @@ class FakePayload:
         self.running = threading.Event()
         self.started: list[int] = []
         self.stopped_by: PilotError | None = None
+        self.soft_stopped = False
 
     def start(self, run: JobRun, stop: StopSignal | None = None) -> FakeRunning:
         self.started.append(run.job.panda_id)

@@ -1,0 +1,123 @@
+"""The event service end to end, for real: the grid pilot against the local PanDA server, which serves event
+ranges (``event/acquire_event_ranges``) and records their updates as panda-server does; the reference payload
+(``python -m pilotlib.eventservice.reference_payload``) over the real channel; the ranges' outputs tarred, stored
+in the output place and reported zipped (``updateEventRanges`` version 1).
+
+The workflow is chosen from the job definition (``eventService``), as pilot3 does (``pilot/control/payload.py``
+``get_payload_executor``: ``job.is_eventservice``), with no option.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from apps.grid_pilot.__main__ import main
+from panda_devserver import DevServer
+from pilotlib.errors import ErrorCode
+from pilotlib.transfer.paths import deterministic_path
+
+from .helpers import final_update, job_definition, make_inputs
+
+pytestmark = pytest.mark.integration
+
+PAYLOAD = f"{sys.executable} -m pilotlib.eventservice.reference_payload"
+
+
+def _es_job(panda_id: int, *knobs: str) -> dict[str, str]:
+    job = job_definition(panda_id)
+    job.update({"eventService": "True", "jobsetID": "77", "taskID": "1", "transformation": sys.executable,
+                "jobPars": " ".join(["-m", "pilotlib.eventservice.reference_payload", *knobs])})
+    return job
+
+
+def _ranges(count: int) -> list[dict[str, object]]:
+    return [{"startEvent": 10 * n + 1, "lastEvent": 10 * n + 10, "LFN": "in.dat", "GUID": "g1", "scope": "e2e"}
+            for n in range(count)]
+
+
+def _run(server: DevServer, tmp_path: Path, *extra: str) -> int:
+    make_inputs(tmp_path / "in")
+    server.add_queue("ES_QUEUE", {"nickname": "ES_QUEUE", "state": "ACTIVE", "status": "online",
+                                  "zip_time_gap": 1})
+    return main(["-q", "ES_QUEUE", "--url", server.url, "--api", "v1", "-a", str(tmp_path / "work"),
+                 "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
+                 "--heartbeat", "0.2", *extra])
+
+
+def _stored_members(tmp_path: Path) -> dict[str, str]:
+    """Every range output in the stored tars: member name -> content."""
+    members: dict[str, str] = {}
+    for tar_path in (tmp_path / "storage").rglob("EventService_premerge_*.tar"):
+        with tarfile.open(tar_path) as tar:
+            for member in tar.getmembers():
+                handle = tar.extractfile(member)
+                assert handle is not None
+                members[member.name] = handle.read().decode()
+    return members
+
+
+def test_a_job_of_100_ranges_finishes_them_all(panda_server: DevServer, tmp_path: Path) -> None:
+    """100 ranges: every one is reported finished exactly once, with a zipFile that names a stored tar holding its
+    output; the job is finished; only the log is staged out as a job output."""
+    panda_server.add_job(_es_job(9701))
+    panda_server.add_event_ranges(9701, _ranges(100))
+    status = _run(panda_server, tmp_path)
+    final = final_update(panda_server.updates(9701))
+    assert final["state"] == "finished", final.get("pilotErrorDiag")
+    assert status == 0
+    statuses = panda_server.event_range_statuses(9701)
+    assert len(statuses) == 100 and set(statuses.values()) == {"finished"}
+    updates = panda_server.event_range_updates(9701)
+    finished_ids = [u["eventRangeID"] for u in updates if u.get("eventStatus") == "finished"]
+    assert sorted(finished_ids) == sorted(statuses)  # none twice
+    zips = panda_server.zip_files(9701)
+    assert zips and sum(int(z["numEvents"]) for z in zips.values()) == 100
+    members = _stored_members(tmp_path)
+    assert len(members) == 100
+    first = next(iter(sorted(statuses)))
+    assert any(first in name for name in members)
+    assert not (tmp_path / "storage" / deterministic_path("e2e", "out.dat")).exists()
+    assert set(json.loads(str(final["xml"]))) == {"log.tgz"}
+
+
+def test_a_failing_range_is_reported_failed_and_the_rest_finish(panda_server: DevServer, tmp_path: Path) -> None:
+    """The payload fails one range (``ERR_... <id>: ...``): that range is failed with an errorCode, the other
+    nine finished, the job finished."""
+    failing = "1-9702-1-4-1"
+    panda_server.add_job(_es_job(9702, "--fail", failing))
+    panda_server.add_event_ranges(9702, _ranges(10))
+    _run(panda_server, tmp_path)
+    statuses = panda_server.event_range_statuses(9702)
+    assert statuses.pop(failing) == "failed"
+    assert set(statuses.values()) == {"finished"} and len(statuses) == 9
+    assert final_update(panda_server.updates(9702))["state"] == "finished"
+
+
+def test_no_ranges_is_esnoevents(panda_server: DevServer, tmp_path: Path) -> None:
+    """A job the server has no ranges for fails with ESNOEVENTS (1238)."""
+    panda_server.add_job(_es_job(9703))
+    _run(panda_server, tmp_path)
+    final = final_update(panda_server.updates(9703))
+    assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.ESNOEVENTS
+
+
+@pytest.mark.parametrize(("knob", "code"), [("--garbage-after", ErrorCode.MESSAGEHANDLINGFAILURE),
+                                            ("--crash-after", ErrorCode.PAYLOADEXECUTIONFAILURE)])
+def test_a_broken_payload_fails_the_job_and_the_ranges_it_held(panda_server: DevServer, tmp_path: Path,
+                                                               knob: str, code: ErrorCode) -> None:
+    """A payload that sends garbage after 3 ranges (MESSAGEHANDLINGFAILURE 1240), or crashes on its fourth
+    (the payload's failure): the job fails with that code; the three done ranges are finished, the one it held is
+    failed, the rest were never given (still ``ready`` on the server, or ``sent`` and unreported)."""
+    panda_server.add_job(_es_job(9704, knob, "3"))
+    panda_server.add_event_ranges(9704, _ranges(10))
+    _run(panda_server, tmp_path)
+    final = final_update(panda_server.updates(9704))
+    assert final["state"] == "failed" and int(final["pilotErrorCode"]) == code, final.get("pilotErrorDiag")
+    values = list(panda_server.event_range_statuses(9704).values())
+    assert values.count("finished") == 3
+    assert values.count("failed") <= 1 and "finished" not in values[3:]
