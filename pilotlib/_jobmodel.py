@@ -58,6 +58,8 @@ class FileSpec:
         prod_dblock: ``prodDBlocks`` (inputs).
         storage_token: ``prodDBlockToken`` (inputs) or ``destinationDBlockToken`` (outputs).
         destination_se: ``fileDestinationSE`` (outputs).
+        is_archive: an event-service merge job's input named ``zip://<lfn>``: an archive of range outputs, unpacked
+            before the payload starts.
     """
 
     lfn: str
@@ -73,6 +75,7 @@ class FileSpec:
     prod_dblock: str | None = None
     storage_token: str | None = None
     destination_se: str | None = None
+    is_archive: bool = False
 
     @property
     def did(self) -> str:

@@ -224,6 +224,11 @@ def _optional(field: str, value: Any) -> str | None:
     return None if text in _NULLS else text
 
 
+#: How panda-server names an event-service merge job's input that is an archive of range outputs (pilot3
+#: ``pilot/info/filespec.py`` ``clean``: the prefix is dropped and the file marked ``is_tar``).
+ARCHIVE_PREFIX = "zip://"
+
+
 def _lfn(field: str, value: str) -> str:
     if len(value) > MAX_LFN_LENGTH:
         raise LfnTooLongError(field, value, f"longer than {MAX_LFN_LENGTH} characters")
@@ -285,11 +290,13 @@ def _inputs(definition: Mapping[str, Any]) -> tuple[FileSpec, ...]:
     columns = {attr: _aligned(definition, key, len(lfns), "inFiles") for attr, key in _INPUT_LISTS.items()}
     files: list[FileSpec] = []
     seen: set[str] = set()
-    for index, lfn in enumerate(lfns):
+    for index, name in enumerate(lfns):
+        archive = name.startswith(ARCHIVE_PREFIX)  # a merge job's archive of range outputs (pilot3 filespec.py)
+        lfn = name.removeprefix(ARCHIVE_PREFIX)
         if lfn in _NULLS or lfn in seen:
             continue
         seen.add(_lfn("inFiles", lfn))
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = {"is_archive": archive} if archive else {}
         for attr, key in _INPUT_LISTS.items():
             fields.update(_file_fields(attr, key, columns[attr][index]))
         files.append(FileSpec(lfn=lfn, kind=FileKind.INPUT, **fields))
@@ -466,7 +473,7 @@ def _file_value(spec: FileSpec, attr: str) -> str | None:
 
 
 def _render_files(job: Job) -> dict[str, str]:
-    out: dict[str, str] = {"inFiles": ",".join(f.lfn for f in job.inputs)}
+    out: dict[str, str] = {"inFiles": ",".join(ARCHIVE_PREFIX * f.is_archive + f.lfn for f in job.inputs)}
     for attr, key in _INPUT_LISTS.items():
         out[key] = _join([_file_value(f, attr) for f in job.inputs])
     written = list(job.outputs) + ([job.log] if job.log else [])

@@ -163,7 +163,9 @@ class EventServiceExecutor:
         """
         job = run.job
         if job.event_service_merge:
-            prepared = prepare_merge(job, run.workdir, max_bytes=self.settings.merge_max_bytes)
+            archives = {f.lfn for f in job.inputs if f.is_archive}
+            prepared = prepare_merge(job, run.workdir, max_bytes=self.settings.merge_max_bytes,
+                                     archives=archives or None)
             log.info("merge job prepared lists=%d unpacked=%d", len(prepared.written), len(prepared.extracted))
             return self.inner.start(attrs.evolve(run, setup=attrs.evolve(run.setup, job_pars=prepared.job_pars)),
                                     stop)

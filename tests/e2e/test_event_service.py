@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,30 @@ def test_a_broken_payload_fails_the_job_and_the_ranges_it_held(panda_server: Dev
     values = list(panda_server.event_range_statuses(9704).values())
     assert values.count("finished") == 3
     assert values.count("failed") <= 1 and "finished" not in values[3:]
+
+
+def test_a_merge_job_unpacks_its_range_outputs_and_reads_the_list(panda_server: DevServer, tmp_path: Path) -> None:
+    """An event-service merge job (``eventServiceMerge``) whose input is ``zip://premerge.tar`` (panda-server's
+    name for an archive of range outputs; pilot3 ``pilot/info/filespec.py`` ``clean`` drops the prefix) and whose
+    ``writeToFile`` lists the members: the tar is unpacked in the work directory, ``inputFor_out.txt`` holds the
+    option and the members (pilot3 ``pilot/info/jobdata.py`` ``process_writetofile``), ``--inputFile=@inputFor_out``
+    becomes ``@inputFor_out.txt``; the payload concatenates the listed files into the staged-out output."""
+    inputs = make_inputs(tmp_path / "in")
+    for name, text in (("r1.out", "range one\n"), ("r2.out", "range two\n")):
+        (tmp_path / name).write_text(text)
+    with tarfile.open(inputs / "premerge.tar", "w") as tar:
+        for name in ("r1.out", "r2.out"):
+            tar.add(tmp_path / name, arcname=name)
+    data = (inputs / "premerge.tar").read_bytes()
+    job = job_definition(9705)
+    job.update({"eventServiceMerge": "True", "inFiles": "zip://premerge.tar", "scopeIn": "e2e", "GUID": "g1",
+                "fsize": str(len(data)), "checksum": f"ad:{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+                "ddmEndPointIn": "LOCAL", "writeToFile": "inputFor_out:r1.out,r2.out", "transformation": "/bin/sh",
+                "jobPars": """-c 'tail -n +2 "${1#@}" | while read f; do cat "$f"; done > out.dat' merge """
+                           "--inputFile=@inputFor_out"})
+    panda_server.add_job(job)
+    _run(panda_server, tmp_path)
+    final = final_update(panda_server.updates(9705))
+    assert final["state"] == "finished", final.get("pilotErrorDiag")
+    out = tmp_path / "storage" / deterministic_path("e2e", "out.dat")
+    assert out.read_text() == "range one\nrange two\n"
