@@ -36,12 +36,12 @@ class RangeFeed:
         budget: how many more ranges the payload may be given (called often; None: no bound).
     """
 
-    def __init__(self, source: EventRangeSource, job: Job, *, ahead: int = 8, batch: int = 8,
+    def __init__(self, source: EventRangeSource, job: Job, *, ahead: int = 16, batch: int = 8,
                  budget: Callable[[], int | None] = lambda: None) -> None:
         self._source = source
         self._job = job
-        self._ahead = max(1, ahead)
         self._batch = max(1, batch)
+        self._ahead = max(self._batch, ahead)
         self._budget = budget
         self._queue: collections.deque[EventRange] = collections.deque()
         self._cond = threading.Condition()
@@ -91,8 +91,12 @@ class RangeFeed:
         return budget is not None and budget <= queued
 
     def _want(self) -> int:
-        """How many to ask for now (0: none), under the lock."""
-        want = min(self._batch, self._ahead - len(self._queue))
+        """How many to ask for now (0: none), under the lock: a full batch once that many are missing (or nothing
+        is in hand), so that a source faster than the payload is not asked once per range."""
+        missing = self._ahead - len(self._queue)
+        if missing < self._batch and self._queue:
+            return 0
+        want = min(self._batch, missing)
         budget = self._budget()
         if budget is not None:
             want = min(want, budget - len(self._queue))

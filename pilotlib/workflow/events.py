@@ -89,14 +89,14 @@ class EventSettings:
     """How event-service jobs run.
 
     Attributes:
-        ahead: ranges kept in hand; batch: the most asked for at once.
+        ahead: ranges kept in hand; batch: how many are asked for at once (once that many are missing).
         range_timeout: seconds the payload may hold ranges without a word before it is stopped (ESRECOVERABLE).
         stageout_gap: seconds between stores of the outputs when the queue gives none (pilot3: 600 for
             opportunistic resources, 7200 otherwise; ``queuedata.py``).
         merge_max_bytes: the most a merge job's archives may unpack to.
     """
 
-    ahead: int = 8
+    ahead: int = 16
     batch: int = 8
     range_timeout: float = 3600.0
     stageout_gap: float = 600.0
