@@ -41,11 +41,11 @@ def _ranges(count: int) -> list[dict[str, object]]:
             for n in range(count)]
 
 
-def _run(server: DevServer, tmp_path: Path, *extra: str) -> int:
+def _run(server: DevServer, tmp_path: Path, *extra: str, api: str = "v1") -> int:
     make_inputs(tmp_path / "in")
     server.add_queue("ES_QUEUE", {"nickname": "ES_QUEUE", "state": "ACTIVE", "status": "online",
                                   "zip_time_gap": 1})
-    return main(["-q", "ES_QUEUE", "--url", server.url, "--api", "v1", "-a", str(tmp_path / "work"),
+    return main(["-q", "ES_QUEUE", "--url", server.url, "--api", api, "-a", str(tmp_path / "work"),
                  "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
                  "--heartbeat", "0.2", *extra])
 
@@ -62,12 +62,15 @@ def _stored_members(tmp_path: Path) -> dict[str, str]:
     return members
 
 
-def test_a_job_of_100_ranges_finishes_them_all(panda_server: DevServer, tmp_path: Path) -> None:
-    """100 ranges: every one is reported finished exactly once, with a zipFile that names a stored tar holding its
-    output; the job is finished; only the log is staged out as a job output."""
+@pytest.mark.parametrize("api", ["v1", "legacy"])
+def test_a_job_of_100_ranges_finishes_them_all(panda_legacy: DevServer, tmp_path: Path, api: str) -> None:
+    """100 ranges, in both dialects (``event/acquire_event_ranges`` and ``getEventRanges``): every one is reported
+    finished exactly once, with a zipFile that names a stored tar holding its output; the job is finished; only
+    the log is staged out as a job output (``panda_legacy`` serves both dialects)."""
+    panda_server = panda_legacy
     panda_server.add_job(_es_job(9701))
     panda_server.add_event_ranges(9701, _ranges(100))
-    status = _run(panda_server, tmp_path)
+    status = _run(panda_server, tmp_path, api=api)
     final = final_update(panda_server.updates(9701))
     assert final["state"] == "finished", final.get("pilotErrorDiag")
     assert status == 0

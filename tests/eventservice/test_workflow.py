@@ -12,7 +12,7 @@ from pathlib import Path
 import attrs
 
 from pilotlib.errors import ErrorCode, PilotError
-from pilotlib.eventservice import FailedRange, FinishedRange, RangeTimeoutError
+from pilotlib.eventservice import EventServiceFatalError, FailedRange, FinishedRange, RangeTimeoutError
 from pilotlib.job import Job
 from pilotlib.jobsetup import JobSetup
 from pilotlib.panda.base import EventRange, EventRangeUpdate, UpdateAnswer
@@ -103,3 +103,12 @@ def test_the_lifetime_bounds_the_ranges_handed_out(tmp_path: Path) -> None:
     recorder, error = _run(tmp_path, ListSource(100), "--sleep", "0.2", deadline=time.time() + 2.5)
     assert error is None and recorder.failures == []
     assert 3 <= len(recorder.done) <= 14
+
+
+def test_every_range_failed_is_esfatal(tmp_path: Path) -> None:
+    """The payload fails the only range it gets: the job's error is ESFATAL (1228), the range reported failed with
+    UNKNOWNPAYLOADFAILURE (1220, as pilot3's generic executor reports payload-failed ranges)."""
+    recorder, error = _run(tmp_path, ListSource(1), "--fail", "1-1-1-0-1")
+    assert isinstance(error, EventServiceFatalError) and error.code == ErrorCode.ESFATAL
+    assert [(f.range.event_range_id, f.code) for f in recorder.failures] == [("1-1-1-0-1",
+                                                                            ErrorCode.UNKNOWNPAYLOADFAILURE)]
