@@ -315,3 +315,87 @@ def test_client_takes_a_500_on_update_event_ranges_as_possibly_applied(panda_ser
     assert time.monotonic() - started < 30
     received = panda_server.event_range_updates(301)  # both attempts arrived and were applied
     assert sorted(item["eventRangeID"] for item in received) == ["1-301-1-1-1"] * 2 + ["1-301-1-2-1"] * 2
+
+
+# ------------------------------------------------------------------------------------------------------- point 8
+def _served(request: pytest.FixtureRequest, dialect: str) -> DevServer:
+    server: DevServer = request.getfixturevalue("panda_legacy" if dialect == "legacy" else "panda_server")
+    return server
+
+
+def _update_ranges(server: DevServer, dialect: str, ranges: list[object], version: int) -> object:
+    """The ``Returns`` of a raw ``updateEventRanges`` in either dialect (legacy: as pilot3's communicator posts it,
+    ``pandacommunicator.py:252``)."""
+    if dialect == "v1":
+        body = {"event_ranges": json.dumps(ranges), "version": version}
+        return _v1(server, "event/update_event_ranges", body)["data"]["Returns"]  # type: ignore[index]
+    answer = requests.post(f"{server.url}/server/panda/updateEventRanges", timeout=10,
+                           data={"eventRanges": json.dumps(ranges), "version": str(version)},
+                           headers={"Accept": "application/json"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["Returns"]
+
+
+def _without(record: dict[str, object], key: str) -> dict[str, object]:
+    return {name: value for name, value in record.items() if name != key}
+
+
+ZIP_RECORD = _zip_group(["1-301-1-1-1"])["zipFile"]
+assert isinstance(ZIP_RECORD, dict)
+MALFORMED_ZIPS = {
+    "no lfn": _without(ZIP_RECORD, "lfn"),  # task_event_module.py:510, a KeyError
+    "no objstoreID": {**_without(ZIP_RECORD, "objstoreID"), "lfn": "EVNT.2.zip"},  # :540
+    "fsize not a number": {**ZIP_RECORD, "lfn": "EVNT.2.zip", "fsize": "100 bytes"},  # :531, int() raises
+    "not an object": "EVNT.2.zip",  # :510, a string cannot be indexed by "lfn"
+}
+
+
+@pytest.mark.parametrize("dialect", ["legacy", "v1"])
+@pytest.mark.parametrize("malformed", MALFORMED_ZIPS.values(), ids=MALFORMED_ZIPS.keys())
+def test_malformed_zip_file_rolls_the_whole_update_back(request: pytest.FixtureRequest, dialect: str,
+                                                        malformed: object) -> None:
+    """panda-server stores a final range's new zip file inside the update's one transaction
+    (``task_event_module.py:509-549``); a zip file it cannot store raises there: the whole update is rolled back,
+    the earlier group's valid range too, and the answer is the answers so far plus one False (``:660-666``). The
+    ranges keep their status; no zip file is kept."""
+    server = _served(request, dialect)
+    _dispatch(server)
+    groups: list[object] = [_zip_group(["1-301-1-1-1"]), {"zipFile": malformed, "eventRanges": [
+        {"eventRangeID": "1-301-1-2-1", "eventStatus": "finished"}]}]
+    assert _update_ranges(server, dialect, groups, 1) == [True, False]
+    assert server.event_range_updates(301) == [] and server.zip_files(301) == {}
+    assert server.event_range_statuses(301) == {"1-301-1-1-1": "ready", "1-301-1-2-1": "ready"}  # not handed out
+
+
+@pytest.mark.parametrize("dialect", ["legacy", "v1"])
+def test_known_zip_file_is_found_by_its_name(request: pytest.FixtureRequest, dialect: str) -> None:
+    """A zip file the job already has is found by its ``lfn`` (``task_event_module.py:512-519``) and nothing else of
+    the record is read: a later group naming it alone is applied, and the stored file stays the first one."""
+    server = _served(request, dialect)
+    _dispatch(server)
+    assert _update_ranges(server, dialect, [_zip_group(["1-301-1-1-1"])], 1) == [True]
+    by_name = {"zipFile": {"lfn": "EVNT.zip"}, "eventRanges": [{"eventRangeID": "1-301-1-2-1",
+                                                                "eventStatus": "finished"}]}
+    assert _update_ranges(server, dialect, [by_name], 1) == [True]
+    assert server.zip_files(301) == {"EVNT.zip": ZIP_RECORD}
+    assert [item["zipFile"] for item in server.event_range_updates(301)] == [ZIP_RECORD, {"lfn": "EVNT.zip"}]
+    assert server.event_range_statuses(301) == {"1-301-1-1-1": "finished", "1-301-1-2-1": "finished"}
+
+
+def test_zip_file_is_read_only_for_a_final_status(panda_server: DevServer) -> None:
+    """A ``running`` range is answered None before its zip file is looked at (``task_event_module.py:461-465``
+    come before ``:509``): a malformed zip file there fails nothing and is not stored."""
+    _dispatch(panda_server)
+    group = {"zipFile": MALFORMED_ZIPS["no lfn"], "eventRanges": [{"eventRangeID": "1-301-1-1-1",
+                                                                   "eventStatus": "running"}]}
+    assert _update_ranges(panda_server, "v1", [group], 1) == [None]
+    assert panda_server.zip_files(301) == {}
+
+
+def test_zip_file_of_a_version_0_range_is_checked_too(panda_server: DevServer) -> None:
+    """The zip file check does not depend on the version (``task_event_module.py:509``): a version-0 range carrying
+    a ``zipFile`` without ``objstoreID`` fails the update as well."""
+    _dispatch(panda_server)
+    ranges: list[object] = [{"eventRangeID": "1-301-1-1-1", "eventStatus": "finished", "zipFile": {"lfn": "E.zip"}}]
+    assert _update_ranges(panda_server, "v1", ranges, 0) == [False]
+    assert panda_server.event_range_updates(301) == []
