@@ -21,6 +21,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,10 @@ class HarvesterStandIn:
     all given, an empty list (``ret_value.setdefault(panda_id, [])``, l.483).
     """
 
-    def __init__(self, access_point: Path, panda_id: int, count: int) -> None:
+    def __init__(self, access_point: Path, panda_id: int, count: int, *, stager: bool = False) -> None:
         self.access_point = access_point
+        self.stager = stager
+        self.taken: list[dict[str, Any]] = []
         self.ranges = [{"eventRangeID": f"1-{panda_id}-1-{n}-1", **item}
                        for n, item in enumerate(_ranges(count), start=1)]
         self.requests: list[dict[str, Any]] = []
@@ -81,6 +84,8 @@ class HarvesterStandIn:
     def _serve(self) -> None:
         request = self.access_point / "worker_requestevents.json"
         while not self._stop.wait(0.05):
+            if self.stager:
+                self._stage_out()
             try:
                 asked = json.loads(request.read_text())
             except (OSError, ValueError):
@@ -98,8 +103,24 @@ class HarvesterStandIn:
                 handle.write(text[len(text) // 2:])
             os.remove(request)
 
+    def _stage_out(self) -> None:
+        """What the stager does with the dump while the worker runs: ``get_files_to_stage_out`` renames it to
+        ``.read`` (l.240-251) and loads it (l.259); the files are staged out (here: 0.2 s); then
+        ``acknowledge_events_files`` renames ``.read`` away (l.548-553)."""
+        dump = self.access_point / "event_status.dump.json"
+        read = Path(str(dump) + ".read")
+        try:
+            os.rename(dump, read)
+        except FileNotFoundError:
+            return
+        document = json.loads(read.read_text())
+        self.taken += [entry for entries in document.values() for entry in entries]
+        time.sleep(0.2)
+        os.rename(read, f"{read}.{len(self.taken)}")
 
-def _run_harvester_job(tmp_path: Path, panda_id: int, count: int, *knobs: str) -> tuple[Path, HarvesterStandIn, int]:
+
+def _run_harvester_job(tmp_path: Path, panda_id: int, count: int, *knobs: str,
+                       stager: bool = False) -> tuple[Path, HarvesterStandIn, int]:
     """Lay out the access point as ``feed_jobs`` does (l.378-433: the job file, the catalogue, the input links,
     ``worker_pandaids.json`` last), run ``grid-pilot --mode harvester`` with the stand-in answering its requests for
     ranges; return the access point, the stand-in and the exit status."""
@@ -112,7 +133,7 @@ def _run_harvester_job(tmp_path: Path, panda_id: int, count: int, *knobs: str) -
     for lfn in ("in.dat", "payload.sh"):
         os.symlink(prestaged / lfn, access_point / lfn)
     (access_point / "worker_pandaids.json").write_text(json.dumps([panda_id]))
-    with HarvesterStandIn(access_point, panda_id, count) as harvester:
+    with HarvesterStandIn(access_point, panda_id, count, stager=stager) as harvester:
         status = main(["--mode", "harvester", "--harvester-workdir", str(access_point), "-q", "Q",
                        "-a", str(tmp_path / "work"), "--harvester-stageout", "harvester", "--max-jobs", "1"])
     return access_point, harvester, status
@@ -188,6 +209,21 @@ def test_harvester_a_failing_range_is_failed_in_the_dump(tmp_path: Path) -> None
     assert json.loads((access_point / "worker_attributes.json").read_text())["jobStatus"] == "finished"
 
 
+def test_harvester_taking_the_dump_while_the_job_runs_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """Harvester's stager takes ``event_status.dump.json`` again and again while the payload runs (rename to
+    ``.read``, stage out, acknowledge): over all it took and what is left, each of the 100 ranges is there exactly
+    once, finished, with its file."""
+    access_point, harvester, status = _run_harvester_job(tmp_path, 9803, 100, "--sleep", "0.02", stager=True)
+    assert status == 0
+    dump = access_point / "event_status.dump.json"
+    left = json.loads(dump.read_text())["9803"] if dump.exists() else []
+    outputs = [e for e in [*harvester.taken, *left] if e.get("type") == "es_output"]
+    assert len([e for e in harvester.taken if e.get("type") == "es_output"]) > 0
+    assert sorted(e["eventRangeID"] for e in outputs) == sorted(f"1-9803-1-{n}-1" for n in range(1, 101))
+    assert {e["eventStatus"] for e in outputs} == {"finished"}
+    assert all(Path(e["path"]).is_file() for e in outputs)
+
+
 # --------------------------------------------------------------------------------------------------- server mode
 def _server_argv(server: DevServer, tmp_path: Path) -> list[str]:
     make_inputs(tmp_path / "in")
@@ -212,38 +248,52 @@ def _final_reports(server: DevServer, panda_id: int) -> Counter[str]:
                    if u.get("eventStatus") in ("finished", "failed", "fatal", "cancelled"))
 
 
+def _sigterm_pilot(server: DevServer, tmp_path: Path, panda_id: int, ready: Callable[[], bool],
+                   wait: float) -> tuple[int, str]:
+    """Run the grid pilot as a process; once the payload runs, SIGTERM it when ``ready()`` or after ``wait`` s;
+    return its exit status and what it logged."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.grid_pilot", *_server_argv(server, tmp_path)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "running" not in [u["state"] for u in server.updates(panda_id)]:
+            assert time.monotonic() < deadline and proc.poll() is None, "payload never reported running"
+            time.sleep(0.05)
+        soon = time.monotonic() + wait
+        while not ready() and time.monotonic() < soon:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out.decode()
+
+
 def test_sigterm_halfway_settles_what_was_done(panda_server: DevServer, tmp_path: Path) -> None:
     """SIGTERM to a pilot process whose payload is on 100 ranges (0.05 s each): the payload gets no more, the
-    ranges done are tarred, stored and reported finished, the final update is sent; no range is reported twice;
+    ranges done are tarred, stored and reported finished, the final update is sent; each range is reported with
+    one outcome (and one tar): a report the stop cut off after the server applied it is sent again, never its tar
+    stored again (panda-server ignores a repeated final status: ``task_event_module.py:343-345`` at 9cc36033);
     each finished range's output is in a stored tar and there are as many outputs stored as ranges finished; the
     ranges not done are not finished, at most the one the payload held is failed; the job fails with SIGTERM
     (1201) and the pilot exits 143 (pilot3 ``esprocess.py`` ``stop`` l.109-120 sends ``No more events``)."""
     panda_server.add_job(_es_job(9811, "--sleep", "0.05"))
     panda_server.add_event_ranges(9811, _ranges(100))
-    argv = _server_argv(panda_server, tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "apps.grid_pilot", *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while "running" not in [u["state"] for u in panda_server.updates(9811)]:
-            assert time.monotonic() < deadline and proc.poll() is None, "payload never reported running"
-            time.sleep(0.05)
-        soon = time.monotonic() + 2
-        while len(_final_reports(panda_server, 9811)) < 30 and time.monotonic() < soon:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err.decode()[-2000:]
+    returncode, logged = _sigterm_pilot(panda_server, tmp_path, 9811,
+                                        lambda: len(_final_reports(panda_server, 9811)) >= 30, wait=2.0)
+    assert returncode == 143, logged[-2000:]
     final = final_update(panda_server.updates(9811))
     assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.SIGTERM
     assert panda_server.final_state(9811) == "failed"
-    assert b"event ranges: no more for the payload" in out + err
-    reports = _final_reports(panda_server, 9811)
-    assert reports and max(reports.values()) == 1
+    assert "event ranges: no more for the payload" in logged
+    outcomes: dict[str, set[tuple[str, str]]] = {}
+    for update in panda_server.event_range_updates(9811):
+        zip_file = update.get("zipFile") or {}
+        outcomes.setdefault(str(update["eventRangeID"]), set()).add((str(update["eventStatus"]),
+                                                                     str(zip_file.get("lfn"))))
+    assert outcomes and {len(seen) for seen in outcomes.values()} == {1}  # one outcome, one tar per range
     statuses = panda_server.event_range_statuses(9811)
     finished = sorted(r for r, s in statuses.items() if s == "finished")
     assert 0 < len(finished) < 100
@@ -253,6 +303,30 @@ def test_sigterm_halfway_settles_what_was_done(panda_server: DevServer, tmp_path
     assert sum(int(z["numEvents"]) for z in panda_server.zip_files(9811).values()) == len(finished)
     assert all(statuses[r] in ("ready", "sent", "failed") for r in statuses if r not in finished)
     assert list(statuses.values()).count("failed") <= 1  # the one the payload held when the pilot stopped it
+
+
+def test_sigterm_during_a_report_stores_no_tar_twice(panda_server: DevServer, tmp_path: Path) -> None:
+    """The server applies the first ``updateEventRanges`` and holds its answer; SIGTERM cuts the call off, so the
+    pilot cannot know it was applied: at the final flush it sends that report again (same ranges, same tar, which
+    panda-server takes as a no-op, ``task_event_module.py:343-345``), and never packs or stores that tar again."""
+    panda_server.add_job(_es_job(9812, "--sleep", "0.05"))
+    panda_server.add_event_ranges(9812, _ranges(100))
+    panda_server.inject_fault("updateEventRanges", "apply_delay", times=1, seconds=60)
+    returncode, logged = _sigterm_pilot(panda_server, tmp_path, 9812,
+                                        lambda: "finished" in panda_server.event_range_statuses(9812).values(),
+                                        wait=20.0)
+    assert returncode == 143, logged[-2000:]
+    stores = [line.split("file=")[1].split()[0] for line in logged.splitlines()
+              if "event-service outputs stored file=" in line]
+    assert stores and len(stores) == len(set(stores)), stores
+    first = stores[0]
+    reports = [u for u in panda_server.event_range_updates(9812) if (u.get("zipFile") or {}).get("lfn") == first]
+    counts = Counter(str(u["eventRangeID"]) for u in reports)
+    assert set(counts.values()) == {2} and {u["eventStatus"] for u in reports} == {"finished"}
+    statuses = panda_server.event_range_statuses(9812)
+    assert all(statuses[r] == "finished" for r in counts)
+    assert sorted(_stored_outputs(tmp_path)) == sorted(f"out_{r}" + ".txt" for r, s in statuses.items()
+                                                       if s == "finished")
 
 
 def test_the_shell_payload_runs_10_ranges(panda_server: DevServer, tmp_path: Path) -> None:
