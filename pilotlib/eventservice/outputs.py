@@ -6,8 +6,11 @@
   (``EventService_premerge_<first range id>.tar``) every ``gap`` seconds (the queue's ``zip_time_gap``), the tar
   is stored (the event-service storage, through the pilot's stagers) and its ranges are reported finished with it
   as their ``zipFile`` (``updateEventRanges`` version 1); a tar that could not be stored is tried again at the next
-  gap, and at the final flush its ranges are reported failed. Failed ranges are reported at once, version 0, with
-  their ``errorCode``.
+  gap, and at the final flush its ranges are reported failed. A stored tar is never stored again: when its report
+  fails (the call's outcome may be unknown: cut off by the pilot's stop after the server applied it), only the
+  report is sent again, at the next flush (panda-server applies a final status only to a range still ``sent`` or
+  ``running``, ``task_event_module.py:343-345`` at 9cc36033, so a repeat changes nothing). Failed ranges are
+  reported at once, version 0, with their ``errorCode``.
 - :class:`HarvesterRangeOutputs` (a Harvester worker): Harvester stages the outputs out and zips them itself; each
   finished range's output is moved into the job's directory in the access point and listed in
   ``event_status.dump.json`` as ``{path, type: es_output, fsize, chksum, guid, eventRangeID, eventStatus}``
@@ -19,6 +22,7 @@ Each range is reported once: finished, or failed, never both.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -115,6 +119,7 @@ class StoredRangeOutputs:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._pending: list[FinishedRange] = []
+        self._unreported: list[tuple[ZipRecord, list[EventRangeUpdate]]] = []
         self._last = clock()
         self.stored_files = 0
 
@@ -129,25 +134,40 @@ class StoredRangeOutputs:
             _report("failed", lambda: self._reporter.update_event_ranges(_failed_updates(items, self._panda_id)))
 
     def flush(self, final: bool) -> PilotError | None:
-        """Tar, store and report the pending ranges when the gap has passed (``final``: now; what cannot be stored
-        is reported failed)."""
+        """Report the stored tars whose report failed; tar, store and report the pending ranges when the gap has
+        passed (``final``: now; what cannot be stored is reported failed)."""
         with self._flushing:
+            error = self._report_stored()
             with self._lock:
                 if not self._pending or not (final or self._clock() - self._last >= self._gap):
-                    return None
+                    return error
                 batch, self._pending = self._pending, []
                 self._last = self._clock()
-            error = self._store_batch(batch)
-            if error is None:
-                return None
+            stored = self._store_batch(batch)
+            if isinstance(stored, ZipRecord):
+                self._unreported.append((stored, [EventRangeUpdate(item.range.event_range_id, "finished",
+                                                                   self._panda_id) for item in batch]))
+                return self._report_stored()
             if final:
-                self.failed([FailedRange(item.range, error.code, str(error)) for item in batch])
+                self.failed([FailedRange(item.range, stored.code, str(stored)) for item in batch])
             else:
                 with self._lock:
                     self._pending[:0] = batch  # tried again at the next gap
-            return error
+            return stored
 
-    def _store_batch(self, batch: Sequence[FinishedRange]) -> PilotError | None:
+    def _report_stored(self) -> PilotError | None:
+        """Report the stored tars not reported yet; those whose report fails stay for the next flush."""
+        left: list[tuple[ZipRecord, list[EventRangeUpdate]]] = []
+        error: PilotError | None = None
+        for record, updates in self._unreported:
+            failure = _report("finished", functools.partial(self._reporter.update_zipped_ranges, record, updates))
+            if failure is not None:
+                left.append((record, updates))
+                error = failure
+        self._unreported = left
+        return error
+
+    def _store_batch(self, batch: Sequence[FinishedRange]) -> ZipRecord | PilotError:
         path = self._workdir / tar_name(batch[0].range.event_range_id)
         try:
             with tarfile.open(path, "w") as tar:
@@ -163,9 +183,8 @@ class StoredRangeOutputs:
         finally:
             path.unlink(missing_ok=True)
         self.stored_files += 1
-        updates = [EventRangeUpdate(item.range.event_range_id, "finished", self._panda_id) for item in batch]
         log.info("event-service outputs stored file=%s ranges=%d size=%d", record.lfn, len(batch), record.fsize)
-        return _report("finished", lambda: self._reporter.update_zipped_ranges(record, updates))
+        return record
 
 
 class HarvesterRangeOutputs:
