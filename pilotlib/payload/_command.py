@@ -86,6 +86,10 @@ class PayloadSettings:
             linear time) and no shell is involved.
         max_job_pars: the longest ``jobPars`` accepted, in UTF-8 bytes (:data:`MAX_JOB_PARS_BYTES`); a longer one
             is refused before any work is done on it.
+        setup: the site's set-up, shell lines (a script to ``source``, ``module load`` lines) run by ``/bin/bash``
+            before the payload, which then replaces that shell (``exec``) with its arguments unchanged; the lines
+            come from the pilot's configuration, never from the job. A transformation given by name is still looked
+            up on the base environment's ``PATH``.
     """
 
     base_env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env)
@@ -102,6 +106,7 @@ class PayloadSettings:
     stderr_name: str = "payload.stderr"
     shell: bool = False
     max_job_pars: int = MAX_JOB_PARS_BYTES
+    setup: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 @attrs.frozen
@@ -167,6 +172,8 @@ def build_command(job: Job, workdir: Path, settings: PayloadSettings,
         argv: tuple[str, ...] = ("/bin/bash", "-c", script)
     else:
         argv = (program, *args) if program else tuple(args)
+    if settings.setup:
+        argv = ("/bin/bash", "-c", "\n".join((*settings.setup, 'exec "$@"')), "pilot-setup", *argv)
     _check_arguments(argv)
     env = payload_env(job, workdir, settings)
     log.info("payload command built panda_id=%s program=%s nargs=%d", job.panda_id, argv[0], len(argv) - 1)

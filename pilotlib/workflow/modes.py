@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 
@@ -35,6 +36,7 @@ __all__ = [
     "HARVESTER_COPYTOOLS_OUT",
     "DataPlaces",
     "ModeParts",
+    "ServedJobs",
     "arc_parts",
     "find_proxy",
     "harvester_parts",
@@ -96,16 +98,29 @@ def server_parts(url: str, api: str = "v1", *, environ: Mapping[str, str] | None
     return ModeParts(client, client, events=client)
 
 
+class ServedJobs(JobSource, Protocol):
+    """A job source that remembers the jobs it handed out (Harvester's reporter reads their file lists)."""
+
+    def served_job(self, panda_id: int) -> Job | None:
+        """The job handed out with that PandaID, if any."""
+        ...
+
+
 def harvester_parts(files: HarvesterFiles, local_dir: Callable[[int], Path], *, wait_timeout: float = 60.0,
-                    stop: StopSignal | None = None) -> ModeParts:
+                    stop: StopSignal | None = None, source: ServedJobs | None = None,
+                    ends_worker: bool = True) -> ModeParts:
     """Harvester's files in the access point as source and reporter (``local_dir``: a job's work directory, where
-    its outputs are); a job file is waited for up to ``wait_timeout`` seconds, less when ``stop`` is set."""
-    source = HarvesterJobSource(files, stop=stop, wait_timeout=wait_timeout)
+    its outputs are); a job file is waited for up to ``wait_timeout`` seconds, less when ``stop`` is set.
+
+    ``source`` replaces the worker's one job source (an HPC rank's, :class:`pilotlib.hpc.RankJobSource`);
+    ``ends_worker``: at the end the pilot asks Harvester to kill the worker (an HPC rank leaves that to rank 0)."""
+    jobs: ServedJobs = source or HarvesterJobSource(files, stop=stop, wait_timeout=wait_timeout)
     recovering: dict[int, Job] = {}
-    reporter = HarvesterReporter(files, job_of=lambda panda_id: source.served_job(panda_id) or recovering.get(panda_id),
+    reporter = HarvesterReporter(files, job_of=lambda panda_id: jobs.served_job(panda_id) or recovering.get(panda_id),
                                  local_dir=local_dir)
-    return ModeParts(source, reporter, reporter.kill_worker, lambda job: recovering.update({job.panda_id: job}),
-                     placed=True, events=HarvesterEventRanges(files, stop=stop), event_place=files.job_dir)
+    return ModeParts(jobs, reporter, reporter.kill_worker if ends_worker else lambda: None,
+                     lambda job: recovering.update({job.panda_id: job}), placed=True,
+                     events=HarvesterEventRanges(files, stop=stop), event_place=files.job_dir)
 
 
 #: Stage-in's copytools for a Harvester worker: the inputs are Harvester's links in the access point, never moved out.
@@ -135,10 +150,11 @@ def harvester_places(files: HarvesterFiles, given: DataPlaces, *, harvester_stag
     The inputs are Harvester's links in the job's directory of the access point, read with
     :data:`HARVESTER_COPYTOOLS_IN` unless told otherwise. When Harvester stages the outputs out
     (``harvester_stages_out``: its stager reads them from the access point, declared there by the reporter), the
-    outputs and the log are copied into the access point with :data:`HARVESTER_COPYTOOLS_OUT`, above the queue's."""
+    outputs and the log are copied into the access point (the job's directory there) with
+    :data:`HARVESTER_COPYTOOLS_OUT`, above the queue's."""
     outputs, tools_out = given.outputs, given.copytools.tools_out
-    if harvester_stages_out:
-        outputs = outputs or str(files.access_point)
+    if harvester_stages_out:  # each job's own directory (MT_MultiJobs): two jobs' outputs of one name never meet
+        outputs = outputs or str(files.access_point) + ("/{panda_id}" if files.per_job_dirs else "")
         tools_out = tools_out or HARVESTER_COPYTOOLS_OUT
     inputs = given.inputs or str(files.access_point) + ("/{panda_id}" if files.per_job_dirs else "")
     return DataPlaces(inputs, outputs, CopytoolChoice(given.copytools.tools_in, tools_out,

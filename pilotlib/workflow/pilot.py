@@ -49,6 +49,7 @@ __all__ = [
     "PilotConfig",
     "PilotKit",
     "exit_code",
+    "recover_state",
     "run_pilot",
     "summary",
     "this_pilot",
@@ -211,6 +212,22 @@ def _recover_unsent(kit: PilotKit, store: FinalStore, stop: Stop) -> tuple[list[
     if unrecovered:
         log.error("final updates of earlier jobs still not delivered panda_ids=%s", ",".join(map(str, unrecovered)))
     return list(recovered), unrecovered
+
+
+def recover_state(kit: PilotKit, state: PilotState, stop: Stop) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Do for another pilot's state directory what :func:`run_pilot` does first for its own: send the final updates
+    left there unsent, then report the jobs of its journals whose owner is gone failed (KILLSIGNAL 1200, their logs
+    staged out first), with ``kit``'s reporter and stagers. A journal still locked (its pilot lives) is left alone.
+
+    Returns:
+        The PandaIDs whose final update was delivered, and those still not delivered (kept in ``state``).
+    """
+    other = attrs.evolve(kit, state=state)
+    store = FinalStore(state.path, guard=state.reserve.retrying)
+    recovered, unrecovered = _recover_unsent(other, store, stop)
+    setups = SetupResolver(kit.info, kit.copytools, kit.containers)
+    sent, unsent = _recover_abandoned(other, _stages(other, store), setups, None, stop)
+    return (*recovered, *sent), (*unrecovered, *unsent)
 
 
 def run_pilot(kit: PilotKit, stop: Stop, started: float | None = None, *,

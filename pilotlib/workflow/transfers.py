@@ -126,7 +126,7 @@ class TransferStages:
         registry: the copytools.
         input_url: the place of inputs whose storage is not described ("" for none; ``{panda_id}`` is replaced by
             the job's PandaID, e.g. Harvester's per-job directories).
-        output_url: the place of outputs and logs whose storage is not described.
+        output_url: the place of outputs and logs whose storage is not described (``{panda_id}`` is replaced too).
         state: the pilot's state directory: each job's own pilot log is there (copied into its log tarball); when
             the log tarball cannot be made (a full disk), the job's pilot log alone is packed there under the log's
             name and staged out instead, the reserve released first on a full disk (None: neither).
@@ -148,7 +148,7 @@ class TransferStages:
         self._middleware = middleware or MiddlewareLauncher(RuntimeRegistry(base_env=registry.base_env))
         self._registry = registry
         self._input_url = input_url
-        self._place = place_protocol(output_url)
+        self._output_url = output_url
 
     def stage_in(self, run: JobRun, stop: StopSignal) -> Sequence[TransferResult]:
         """Copy the inputs into the work directory, checksums verified; ``stop`` cancels the copies and starts no
@@ -167,7 +167,8 @@ class TransferStages:
                    timeout_cap: float | None = None) -> StageOut:
         default = next(iter(_queue_storages(setup, activity)), LOCAL_STORAGE)
         names = {f.ddmendpoint or default for f in job.outputs + ((job.log,) if job.log else ())}
-        storages = {name: storage_protocols(setup.info, name, activity) or (self._place,) for name in names}
+        place = place_protocol(self._output_url.replace("{panda_id}", str(job.panda_id)))
+        storages = {name: storage_protocols(setup.info, name, activity) or (place,) for name in names}
         return StageOut(self._registry, tools, workdir, storages=storages, default_storage=default,
                         timeout_cap=timeout_cap, attempts=2 if timeout_cap is None else 1,
                         fallback=self._fallback(setup))

@@ -1,0 +1,92 @@
+"""A rank's jobs: its entries of Harvester's ``worker_pandaids.json``, each read from its job's directory.
+
+Harvester's ``SharedFileMessenger.feed_jobs`` (HSF/harvester ``pandaharvester/harvestermessenger/
+shared_file_messenger.py`` ~378-430) writes each job's definition into ``<access point>/<PandaID>/`` for a
+many-jobs worker (``get_access_point`` ~149-154, ``WorkSpec.MT_MultiJobs``), and the list of PandaIDs last. A rank
+takes the entries :func:`pilotlib.hpc.ranks.slots` gives it, one after the other, and never asks Harvester for more
+jobs: an HPC worker's jobs are all fed before it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pilotlib._atomic import wait_until
+from pilotlib.hpc.ranks import RankPlace
+from pilotlib.job import Job
+from pilotlib.panda._files import read_json
+from pilotlib.panda.base import JobRequest
+from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource
+from pilotlib.stop import Stop, StopSignal
+
+__all__ = ["RankJobSource"]
+
+log = logging.getLogger(__name__)
+
+
+class RankJobSource:
+    """The jobs of one rank (implements :class:`~pilotlib.panda.base.JobSource`): entries ``rank``, ``rank + size``,
+    ... of ``worker_pandaids.json``, one per call; an empty sequence once they are done, at once for a rank beyond
+    the list (a rank without a job exits cleanly).
+
+    Args:
+        files: the worker's access point and Harvester's file names.
+        place: this process's rank and the number of ranks.
+        wait_timeout: seconds to wait for ``worker_pandaids.json`` and for each job's file.
+        read_timeout: seconds a job file may stay half-written.
+        poll_interval: seconds between looks.
+        stop: ends the waits at once.
+    """
+
+    def __init__(self, files: HarvesterFiles, place: RankPlace, *, wait_timeout: float = 60.0,
+                 read_timeout: float = 30.0, poll_interval: float = 0.2, stop: StopSignal | None = None) -> None:
+        self._files = files
+        self._place = place
+        self._wait_timeout = wait_timeout
+        self._read_timeout = read_timeout
+        self._interval = poll_interval
+        self._stop: StopSignal = stop or Stop()
+        self._next = place.rank
+        self._sources: list[HarvesterJobSource] = []
+
+    def served_job(self, panda_id: int) -> Job | None:
+        """The job handed out with that PandaID, if any (the reporter reads its file list)."""
+        return next((job for source in self._sources if (job := source.served_job(panda_id)) is not None), None)
+
+    def _listed(self) -> int | None:
+        """How many PandaIDs ``worker_pandaids.json`` lists, once it is complete JSON (None: not yet)."""
+        found: list[int] = []
+
+        def look() -> bool:
+            document = read_json(self._files.worker_path(self._files.panda_ids))
+            if isinstance(document, list):
+                found.append(len(document))
+            return bool(found)
+
+        wait_until(look, self._wait_timeout, self._interval, self._stop)
+        return found[0] if found else None
+
+    def get_jobs(self, request: JobRequest) -> Sequence[Job]:
+        """This rank's next job (one at most), or an empty sequence.
+
+        Raises:
+            pilotlib.errors.JobDefinitionError: the job file is bad or stayed half-written.
+            pilotlib.panda.harvester.LaunchDirFileError: a file can not be read.
+        """
+        listed = self._listed()
+        if listed is None:
+            log.warning("no %s from harvester seconds=%.0f", self._files.panda_ids, self._wait_timeout)
+            return ()
+        if self._next >= listed:
+            if not self._sources:
+                log.info("no job for this rank rank=%d jobs=%d", self._place.rank, listed)
+            return ()
+        slot, self._next = self._next, self._next + self._place.size
+        source = HarvesterJobSource(self._files, rank=slot, wait_timeout=self._wait_timeout,
+                                    read_timeout=self._read_timeout, poll_interval=self._interval, stop=self._stop)
+        self._sources.append(source)
+        jobs = source.get_jobs(request)
+        if jobs:
+            log.info("rank took its job rank=%d slot=%d panda_id=%s", self._place.rank, slot, jobs[0].panda_id)
+        return jobs
