@@ -429,14 +429,19 @@ def _trans_exit_code(outcome: PayloadOutcome, report: _JobReport) -> int:
     return max(outcome.returncode, 0)
 
 
-def diagnose(outcome: PayloadOutcome) -> Diagnosis:
+def diagnose(outcome: PayloadOutcome, *, runtime_judged: bool = False) -> Diagnosis:
     """Classify how the payload ended; the first matching rule (see ``docs/errors.rst``) gives the pilot error.
+
+    ``runtime_judged``: the pilot ran the payload in a container runtime, whose own ``failure()`` has already
+    judged the runtime's output; the container rule (pilot3's stderr patterns of a payload that starts a
+    container itself) is then left out, so a payload's own message is never taken for the runtime's failure.
 
     Never raises for any content of the reports or the output tails.
     """
     report = _parse_job_report(outcome.job_report)
     error_report = _parse_error_report(outcome.error_report)
-    finding = next((found for rule in _RULES if (found := rule(outcome, report, error_report))), None)
+    rules = tuple(rule for rule in _RULES if not (runtime_judged and rule is _container_rule))
+    finding = next((found for rule in rules if (found := rule(outcome, report, error_report))), None)
     exe_code, exe_diag = _exe_error(report, error_report)
     code, detail = finding if finding else (None, "")
     return Diagnosis(

@@ -197,7 +197,7 @@ class RunnerPayload:
         returncode = result.exit_code if result.exit_code is not None else -(result.signal or 0)
         outcome = PayloadOutcome.from_workdir(self._workdir, returncode, payload_pid=self._runner.pid,
                                               job_report_required=self._report_required)
-        diagnosis = diagnose(outcome)
+        diagnosis = diagnose(outcome, runtime_judged=self._runtime is not None)
         error = result.error
         runtime_failed = False
         if error is None and self._runtime is not None:  # the runtime's own failure, apart from the payload's

@@ -67,6 +67,18 @@ def test_a_payload_failure_inside_is_the_payloads_exit_code(tmp_path: Path, busy
     assert heartbeat["pilotErrorCode"] == ErrorCode.PAYLOADEXECUTIONFAILURE
 
 
+def test_a_payload_printing_a_runtime_message_is_not_taken_for_the_runtime(tmp_path: Path,
+                                                                          busybox_rootfs: Path) -> None:
+    """When the pilot ran the container, the runtime's own ``failure()`` judges the runtime; the payload's stderr is
+    not searched for pilot3's container patterns (``pilot/common/errorcodes.py`` ~465, meant for payloads that start
+    a container themselves). A payload inside that prints ``failed to mount image`` and exits 3 is a payload
+    failure with ``transExitCode`` 3, not SINGULARITYIMAGEMOUNTFAILURE."""
+    job = _container_job(9409, busybox_rootfs, "echo FATAL: failed to mount image >&2; exit 3")
+    _status, heartbeat = _run(tmp_path, job)
+    assert heartbeat["state"] == "failed" and heartbeat["transExitCode"] == 3
+    assert heartbeat["pilotErrorCode"] == ErrorCode.PAYLOADEXECUTIONFAILURE, heartbeat["pilotErrorDiag"]
+
+
 def test_a_missing_image_is_imagenotfound(tmp_path: Path) -> None:
     """An image directory that does not exist fails the job with IMAGENOTFOUND (1360) before anything runs."""
     _status, heartbeat = _run(tmp_path, _container_job(9403, tmp_path / "no-such-image", "true"))
