@@ -90,7 +90,9 @@ def build_rank_kit(settings: Settings, place: RankPlace, profile: SiteProfile, s
                               setup=profile.payload_setup)
     executor = RunnerExecutor(payload, grace=settings.grace, sample_interval=min(60.0, settings.heartbeat),
                               lifeline=lifeline, free_space_limit=profile.free_space_limit)
-    config = PilotConfig(area, lifetime=lifetime, timefloor=0.0, heartbeat=settings.heartbeat, free_space_limit=0)
+    # the timefloor is the whole lifetime: the rank takes its jobs until its source has none left (no server asked)
+    config = PilotConfig(area, lifetime=lifetime, timefloor=lifetime, heartbeat=settings.heartbeat,
+                         free_space_limit=0)
     info = build_info_service(DescriptionPlaces(cache_dir=state.path, queue_file=settings.queuedata_file),
                               settings.site_name, stop=stop)
     identity = this_pilot(settings.site_name, f"hpc-pilot-rank{place.rank}", settings.environ.get("SLURM_JOB_ID", ""))
@@ -152,8 +154,10 @@ def run_rank(settings: Settings, place: RankPlace, profile: SiteProfile, stop: S
         return RankRun(outcome, status)
     deadline = (end - 30.0) if end is not None else time.time() + DEFAULT_LIFETIME
 
-    def lost(rank: int) -> tuple[int, ...]:
-        return recover_state(kit, rank_state(settings, rank), stop)[0]
+    def lost(rank: int) -> tuple[int, ...]:  # its unfinished jobs reported, then its work area cleaned
+        recovered = recover_state(kit, rank_state(settings, rank), stop)[0]
+        profile.finish(profile.work_area(settings.harvester_workdir, RankPlace(rank, place.size)))
+        return recovered
 
     others = tuple(board.gather(deadline, lost, start_timeout=settings.start_timeout, stop=stop))
     _write_worker_files(settings, kit, own, others)

@@ -11,7 +11,8 @@ Rank 0, once its own jobs are over, looks at the others every ``interval`` secon
 rank is done when its outcome is there; *lost* when it took its lock and lost it without an outcome (it died; its
 state directory's unfinished jobs are then reported by rank 0, see
 :func:`pilotlib.workflow.recover_state`); *absent* when it never showed up within ``start_timeout``. The wait is
-bounded by the allocation's deadline, so a hung rank can delay rank 0, never hang it.
+bounded by the allocation's deadline (and, once the pilot is stopping, by a minute more), so a hung rank can delay
+rank 0, never hang it.
 """
 
 from __future__ import annotations
@@ -155,29 +156,34 @@ class RankBoard:
         return None
 
     def gather(self, deadline: float, lost: Callable[[int], tuple[int, ...]], *, start_timeout: float = 120.0,
-               interval: float = 0.5, stop: StopSignal | None = None) -> Sequence[RankStatus]:
-        """The other ranks' statuses (rank 0 only), waiting for each until ``deadline`` (epoch seconds) or ``stop``.
+               interval: float = 0.5, stop: StopSignal | None = None, stop_wait: float = 60.0) -> Sequence[RankStatus]:
+        """The other ranks' statuses (rank 0 only), waiting for each until ``deadline`` (epoch seconds).
 
         Args:
             deadline: when to stop waiting; a rank still alive then is ``running``.
             lost: reports a lost rank's unfinished jobs and returns their PandaIDs (see the module).
             start_timeout: seconds a rank may take to check in.
             interval: seconds between looks.
-            stop: ends the wait early (the ranks still pending are ``running``).
+            stop: the pilot's stop; once it is set (the allocation is ending: every rank got the same signal and is
+                wrapping up its jobs), the wait lasts at most ``stop_wait`` seconds more.
+            stop_wait: see ``stop``.
         """
         began = time.monotonic()
         found: dict[int, RankStatus] = {}
         pending = [r for r in range(self._place.size) if r != self._place.rank]
+        stopped_at: float | None = None
         while pending:
             for rank in list(pending):
                 status = self._look(rank, time.monotonic() - began, start_timeout, lost)
                 if status is not None:
                     found[rank] = status
                     pending.remove(rank)
-            if not pending or time.time() >= deadline or (stop is not None and stop.wait(interval)):
+            now = time.time()
+            if stopped_at is None and stop is not None and stop.is_set():
+                stopped_at = now
+            if not pending or now >= (deadline if stopped_at is None else min(deadline, stopped_at + stop_wait)):
                 break
-            if stop is None:
-                time.sleep(interval)
+            time.sleep(interval)
         for rank in pending:
             log.warning("rank still running at the end of the wait rank=%d", rank)
             found[rank] = RankStatus(rank, "running")

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from pilotlib._atomic import wait_until
-from pilotlib.hpc.ranks import RankPlace
+from pilotlib.hpc.ranks import RankPlace, slots
 from pilotlib.job import Job
 from pilotlib.panda._files import read_json
 from pilotlib.panda.base import JobRequest
@@ -47,7 +47,7 @@ class RankJobSource:
         self._read_timeout = read_timeout
         self._interval = poll_interval
         self._stop: StopSignal = stop or Stop()
-        self._next = place.rank
+        self._slots: list[int] | None = None
         self._sources: list[HarvesterJobSource] = []
 
     def served_job(self, panda_id: int) -> Job | None:
@@ -78,11 +78,13 @@ class RankJobSource:
         if listed is None:
             log.warning("no %s from harvester seconds=%.0f", self._files.panda_ids, self._wait_timeout)
             return ()
-        if self._next >= listed:
-            if not self._sources:
+        if self._slots is None:
+            self._slots = list(slots(self._place, listed))
+            if not self._slots:
                 log.info("no job for this rank rank=%d jobs=%d", self._place.rank, listed)
+        if not self._slots:
             return ()
-        slot, self._next = self._next, self._next + self._place.size
+        slot = self._slots.pop(0)
         source = HarvesterJobSource(self._files, rank=slot, wait_timeout=self._wait_timeout,
                                     read_timeout=self._read_timeout, poll_interval=self._interval, stop=self._stop)
         self._sources.append(source)
