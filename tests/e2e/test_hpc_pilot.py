@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 import zlib
@@ -240,3 +241,29 @@ def test_the_allocations_end_stops_the_payload_and_reports_before_it(tmp_path: P
     assert set(files) == {"log.tgz"}
     assert took < 30.0
     assert _left(f"sleep {marker}") == []
+
+
+def test_a_ram_disk_too_small_for_the_job_fails_it_before_anything_is_copied(tmp_path: Path, small_fs: Path) -> None:
+    """Site ``olcf`` on a 16 MiB RAM disk, a job with ``maxDiskCount`` 20 MB: the free space is checked before the
+    input and the auxiliary file are copied in, the job fails with NOLOCALSPACE 1098 (its log still declared, made
+    from the pilot's own log of the job), the payload never runs and the RAM disk is left empty; the next job of
+    the worker, which fits, still runs."""
+    access_point = tmp_path / "access_point"
+    aux = tmp_path / "geometry.db"
+    aux.write_bytes(b"g" * 1024)
+    big, small = _hpc_job(9911, "touch ran; sh payload.sh"), _hpc_job(9912, "sh payload.sh")
+    big["maxDiskCount"] = "20"
+    feed_jobs(access_point, [big, small], make_inputs(tmp_path / "prestaged"))
+    done = subprocess.run(_pilot(access_point, "--site", "olcf", "--site-option", f"ramdisk={small_fs}",
+                                 "--site-option", f"aux={aux}", "--site-option", "min_free_mb=1"),
+                          env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    attributes, _report, files = harvester_reads(access_point, 9911)
+    assert (attributes["jobStatus"], attributes["pilotErrorCode"]) == ("failed", ErrorCode.NOLOCALSPACE), \
+        done.stderr[-2000:]
+    assert "RAM disk" in attributes["pilotErrorDiag"]
+    assert set(files) == {"log.tgz"}
+    with tarfile.open(files["log.tgz"]["path"]) as tar:
+        names = {Path(name).name for name in tar.getnames()}
+    assert not names & {"ran", "in.dat", "geometry.db"} and "pilotlog.txt" in names, names
+    assert harvester_reads(access_point, 9912)[0]["jobStatus"] == "finished"
+    assert list(small_fs.iterdir()) == []
