@@ -13,7 +13,8 @@ apart from the payload's exit status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,7 @@ import attrs
 from pilotlib.errors import PilotError
 
 __all__ = ["CREDENTIAL_DIRS", "CREDENTIAL_FILES", "Bind", "ContainerRuntime", "ContainerSpec", "ContainerWrapper",
-           "credential_binds"]
+           "credential_binds", "link_binds"]
 
 
 @attrs.frozen
@@ -73,6 +74,24 @@ def credential_binds(env: Mapping[str, str]) -> tuple[tuple[Path, ...], tuple[Bi
     dirs = tuple(Bind(env[name], read_only=True) for name in CREDENTIAL_DIRS
                  if env.get(name) and Path(env[name]).is_dir())
     return files, dirs
+
+
+def link_binds(workdir: Path, names: Iterable[str]) -> tuple[Bind, ...]:
+    """The files of ``workdir`` named ``names`` (a job's inputs) that are symbolic links to a place outside it
+    (Harvester's links into the access point, the ``symlink`` copytool), as read-only binds of what they finally
+    point to, at the path each link names: inside the container the link then works as on the host, and nothing
+    else of the access point is seen. A link that does not resolve to a file is left alone (the payload finds it
+    broken, as on the host)."""
+    binds = []
+    for name in names:
+        link = workdir / name
+        if not link.is_symlink():
+            continue
+        named = Path(os.path.normpath(link.parent / os.readlink(link)))
+        real = link.resolve()
+        if real.is_file() and workdir.resolve() not in named.parents:
+            binds.append(Bind(real, named, read_only=True))
+    return tuple(binds)
 
 
 class ContainerRuntime(Protocol):

@@ -20,7 +20,7 @@ from pilotlib.containers import (
     ContainerWrapper,
     RuntimeRegistry,
 )
-from pilotlib.containers.base import credential_binds
+from pilotlib.containers.base import credential_binds, link_binds
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.job import Job
 from pilotlib.jobsetup import JobSetup
@@ -132,6 +132,7 @@ class RunnerExecutor:
         wrapper = None
         if runtime is not None and setup.container is not None:
             secrets, binds = credential_binds(command.env)
+            binds += link_binds(workdir, (f.lfn for f in job.inputs))
             spec = ContainerSpec(setup.container.image, workdir, binds=binds, secrets=secrets,
                                  options=setup.container.options)
             wrapper = ContainerWrapper(runtime, spec)

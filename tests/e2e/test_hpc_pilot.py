@@ -187,6 +187,9 @@ def test_eight_ranks_a_failing_job_and_a_killed_rank_leave_the_others_finished(t
             assert set(files) == {"log.tgz"} and files["log.tgz"]["type"] == "log"
         elif job is not jobs[2]:
             _check_declared(files, access_point / job["PandaID"])
+    failing = json.loads((access_point / "9602" / "worker_attributes.json").read_text())
+    assert failing["transExitCode"] == 3  # the payload's exitCode in its jobReport.json
+    assert all(key in failing for key in ("cpuConsumptionTime", "pilotTiming", "startTime", "endTime", "maxRSS"))
     assert states == {**{9600 + i: ("finished", 0) for i in (0, 1, 3, 4, 6, 7)},
                       9602: ("failed", ErrorCode.PAYLOADEXECUTIONFAILURE),
                       9605: ("failed", ErrorCode.KILLSIGNAL)}, err[-3000:]
@@ -267,3 +270,23 @@ def test_a_ram_disk_too_small_for_the_job_fails_it_before_anything_is_copied(tmp
     assert not names & {"ran", "in.dat", "geometry.db"} and "pilotlog.txt" in names, names
     assert harvester_reads(access_point, 9912)[0]["jobStatus"] == "finished"
     assert list(small_fs.iterdir()) == []
+
+
+def test_a_job_that_asks_for_a_container_runs_in_it(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """The job's ``container_name`` with ``--container-runtime bubblewrap``: the payload runs in the image (its
+    ``/etc/os-release`` is the image's), sees its work directory with the input, and its output is declared. The
+    input is Harvester's link, linked again into the work directory (to the file it resolves to): inside, the link
+    works (its target is bound read-only at the path it names) and nothing of the access point is seen."""
+    access_point = tmp_path / "access_point"
+    script = (f"cat /etc/os-release in.dat > out.dat; "
+              f"test -e {access_point}/worker_pandaids.json || echo no access point >> out.dat")
+    job = _hpc_job(9961, script)
+    job["container_name"] = str(busybox_rootfs)
+    feed_jobs(access_point, [job], make_inputs(tmp_path / "prestaged"))
+    done = subprocess.run(_pilot(access_point, "--container-runtime", "bubblewrap"), env=_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    attributes, _report, files = harvester_reads(access_point, 9961)
+    assert attributes["jobStatus"] == "finished", attributes.get("pilotErrorDiag")
+    assert Path(files["out.dat"]["path"]).read_text() == \
+        "ID=pilotlib-busybox\nNAME=pilotlib test image\ninput data\nno access point\n"
