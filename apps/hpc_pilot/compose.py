@@ -27,6 +27,7 @@ from pilotlib.hpc import (
     SiteInputStager,
     SiteProfile,
     allocation_end,
+    outside_mpi,
 )
 from pilotlib.jobsetup import CopytoolChoice
 from pilotlib.panda.base import JobRequest
@@ -86,7 +87,7 @@ def build_rank_kit(settings: Settings, place: RankPlace, profile: SiteProfile, s
     places = harvester_places(files, DataPlaces(copytools=CopytoolChoice(profile.copytools_in)),
                               harvester_stages_out=True)
     transfers = TransferStages(default_registry(settings.environ), places.inputs, places.outputs, state=state)
-    payload = PayloadSettings(base_env=settings.environ, panda_resource=settings.site_name,
+    payload = PayloadSettings(base_env=outside_mpi(settings.environ), panda_resource=settings.site_name,
                               setup=profile.payload_setup)
     executor = RunnerExecutor(payload, grace=settings.grace, sample_interval=min(60.0, settings.heartbeat),
                               lifeline=lifeline, free_space_limit=profile.free_space_limit)

@@ -13,7 +13,7 @@ pipeline, payload execution, containers and event service as the grid pilot.
 """
 
 from pilotlib.hpc.gather import RankBoard, RankOutcome, RankStatus
-from pilotlib.hpc.ranks import RankPlace, detect_rank, mpi_place, slots
+from pilotlib.hpc.ranks import RankPlace, detect_rank, mpi_place, outside_mpi, slots
 from pilotlib.hpc.sites import GenericSite, RamDiskSite, SiteProfile, load_site, site_names
 from pilotlib.hpc.source import RankJobSource
 from pilotlib.hpc.stagers import SiteInputStager
@@ -33,6 +33,7 @@ __all__ = [
     "detect_rank",
     "load_site",
     "mpi_place",
+    "outside_mpi",
     "site_names",
     "slots",
 ]

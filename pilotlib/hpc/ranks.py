@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-__all__ = ["LAUNCHER_VARIABLES", "MPI_LAUNCHED", "RankPlace", "detect_rank", "mpi_place", "slots"]
+__all__ = ["LAUNCHER_VARIABLES", "MPI_LAUNCHED", "MPI_PREFIXES", "RankPlace", "detect_rank", "mpi_place",
+           "outside_mpi", "slots"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ LAUNCHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("alps", "ALPS_APP_PE", "ALPS_APP_SIZE"),
     ("jsrun", "JSM_NAMESPACE_RANK", "JSM_NAMESPACE_SIZE"),
 )
+
+#: The prefixes of the variables an MPI launcher gives each of its processes (Open MPI, PMIx, PMI).
+MPI_PREFIXES = ("OMPI_", "PMIX_", "PMI_")
 
 #: Launchers whose processes are MPI processes (mpi4py's ``COMM_WORLD`` then spans the allocation).
 MPI_LAUNCHED = frozenset({"openmpi", "pmi", "pmix"})
@@ -100,3 +104,10 @@ def slots(place: RankPlace, n_jobs: int) -> tuple[int, ...]:
     """The entries of ``worker_pandaids.json`` this rank takes: its own, then every ``size``-th after it (a rank
     without one takes none; a single process takes them all)."""
     return tuple(range(place.rank, n_jobs, place.size))
+
+
+def outside_mpi(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the variables of the pilot's own MPI world (:data:`MPI_PREFIXES`): a payload must not believe
+    it is a rank of the pilot's ``mpirun`` (an MPI payload would connect to the pilot's PMIx server, or come up as
+    the pilot's rank). The batch system's own variables (``SLURM_*``) stay: they describe the allocation."""
+    return {key: value for key, value in env.items() if not key.startswith(MPI_PREFIXES)}

@@ -104,14 +104,14 @@ def _check_declared(files: dict[str, Any], folder: Path) -> None:
 
 def test_two_ranks_run_their_jobs_on_the_ram_disk(tmp_path: Path, ramdisk: Path) -> None:
     """``mpirun -np 2``, site ``olcf``: rank i runs the i-th PandaID in a work directory on the RAM disk, with its
-    input and the site's auxiliary file copied in (not linked); outputs and log go back to the job's directory and
+    input and the site's auxiliary file copied in (not linked), without the pilot's MPI variables; outputs and log go back to the job's directory and
     are declared there; Harvester's files of both jobs are right; the RAM disk is clean afterwards; the ranks'
     state (reports, journal, logs) was never on the RAM disk; rank 0 wrote the worker's files."""
     access_point = tmp_path / "access_point"
     aux = tmp_path / "conditions.db"
     aux.write_text("conditions\n")
     script = ("sh payload.sh; s=$?; pwd >> out.dat; cat conditions.db >> out.dat; "
-              "test -L in.dat || echo copied >> out.dat; exit $s")
+              "test -L in.dat || echo copied >> out.dat; env | grep -c ^OMPI_ >> out.dat; exit $s")
     jobs = [_hpc_job(9501, script), _hpc_job(9502, script)]
     feed_jobs(access_point, jobs, make_inputs(tmp_path / "prestaged"))
     done = subprocess.run([*MPIRUN, "-np", "2", *_pilot(access_point, "--site", "olcf", "--site-option",
@@ -128,7 +128,7 @@ def test_two_ranks_run_their_jobs_on_the_ram_disk(tmp_path: Path, ramdisk: Path)
         _check_declared(files, access_point / str(panda_id))
         out = Path(files["out.dat"]["path"]).read_text().splitlines()
         assert out == ["input data", str(ramdisk / "pilotlib-access_point" / f"rank-{rank}" / str(panda_id)),
-                       "conditions", "copied"]
+                       "conditions", "copied", "0"]  # not a rank of the pilot's MPI world
     assert list(ramdisk.iterdir()) == []
     state = access_point / ".hpc-pilot"
     assert (state / "rank-0" / "pilotlog.txt").is_file() and (state / "rank-1" / "pilotlog.txt").is_file()
