@@ -104,9 +104,10 @@ def _check_declared(files: dict[str, Any], folder: Path) -> None:
 
 def test_two_ranks_run_their_jobs_on_the_ram_disk(tmp_path: Path, ramdisk: Path) -> None:
     """``mpirun -np 2``, site ``olcf``: rank i runs the i-th PandaID in a work directory on the RAM disk, with its
-    input and the site's auxiliary file copied in (not linked), without the pilot's MPI variables; outputs and log go back to the job's directory and
-    are declared there; Harvester's files of both jobs are right; the RAM disk is clean afterwards; the ranks'
-    state (reports, journal, logs) was never on the RAM disk; rank 0 wrote the worker's files."""
+    input and the site's auxiliary file copied in (not linked), without the pilot's MPI variables; outputs and log
+    go back to the job's directory and are declared there; Harvester's files of both jobs are right; the RAM disk
+    is clean afterwards; the ranks' state (reports, journal, logs) was never on the RAM disk; rank 0 wrote the
+    worker's files."""
     access_point = tmp_path / "access_point"
     aux = tmp_path / "conditions.db"
     aux.write_text("conditions\n")
