@@ -36,7 +36,14 @@ Run: ``.venv/bin/python benchmarks/hpc.py [--ranks 1,2,8] [--repeat R] [--poll-r
    worker-level files, the pilot's state, the rank board, the work directory), for the generic site (work
    directories under ``<access point>/.hpc-pilot/work``) and the olcf site (``ramdisk=`` a folder on ``/dev/shm``:
    counted apart, off the shared file system). Then rank 0 of ``--poll-ranks`` ranks, the others real
-   processes whose payload sleeps 2 s: its gather's operations per look at one pending rank.
+   processes whose payload sleeps 2 s: its gather's operations per look at one pending rank. The job's payload
+   writes 20 small files, lists its directory, removes one of them and copies its input to its output.
+
+   Part 2b, when strace is installed: the same job, the rank as a process of its own under ``strace -f -y -e
+   trace=%file,getdents64,flock`` (with the process creations and ``execve`` to tell the pilot's processes from the
+   payload's: a process that executes anything but Python is the payload's), every system call on a path or a
+   descriptor under the access point or the RAM disk, by actor and place: the payload's own calls included (and
+   descriptor-based ``fstat`` shown apart: on Lustre it needs no lookup).
 3. The file-system calls of one rank's imports (``strace -f -c -e trace=%file`` of ``import apps.hpc_pilot.__main__,
    mpi4py.MPI``) against ``python -c pass``: they go wherever the interpreter and the venv are installed (skipped
    when strace is not installed).
@@ -54,6 +61,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -72,6 +80,8 @@ sys.path.insert(0, str(REPO))
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 CORES = os.cpu_count() or 1
+#: part 2's payload's own I/O in its work directory: 20 small files written, listed, one removed, the input copied.
+PAYLOAD_IO = "for i in $(seq 20); do echo $i > scratch.$i; done; ls > listing; rm scratch.1; cat in.dat > out.dat"
 MPI_RANK = ("import sys, time\nfrom mpi4py import MPI\nr = MPI.COMM_WORLD.Get_rank()\n"
             "open(f'{sys.argv[1]}/{r}.ready', 'w').write(repr(time.time()))\n")
 
@@ -120,7 +130,7 @@ def access_point(base: Path, n_jobs: int, *, first: int = 1001, io: bool = False
         middle = f"sleep {sleep}; " if sleep else ""
         if io:
             (folder / "in.dat").symlink_to(storage / "in.dat")
-            middle += "cat in.dat > out.dat; "
+            middle += f"{PAYLOAD_IO}; "
             job = _job(panda_id, _stamped(stamps, panda_id, middle), [("in.dat", data)], ["out.dat"])
         else:
             job = _job(panda_id, _stamped(stamps, panda_id, middle))
@@ -377,21 +387,25 @@ class FsCounter:
             return None
 
     def _place(self, full: str) -> str | None:
-        root = self.root or ""
-        if self.ramdisk and (full == self.ramdisk or full.startswith(self.ramdisk + "/")):
-            return "RAM disk (node-local)"
-        if not full.startswith(root + "/"):
-            return None
-        rest = full[len(root) + 1:].split("/")
-        if rest[0].isdigit():
-            return "job dir <ap>/<PandaID>"
-        if rest[0] != ".hpc-pilot":
-            return "worker files <ap>/*"
-        if len(rest) > 1 and rest[1] == "work":
-            return "work dir <ap>/.hpc-pilot/work"
-        if len(rest) > 1 and rest[1] == "ranks":
-            return "rank board .hpc-pilot/ranks"
-        return "pilot state .hpc-pilot/rank-N"
+        return place_of(full, self.root or "", self.ramdisk)
+
+
+def place_of(full: str, root: str, ramdisk: str | None) -> str | None:
+    """Where ``full`` is: the RAM disk, a part of the access point ``root``, or None (elsewhere)."""
+    if ramdisk and (full == ramdisk or full.startswith(ramdisk + "/")):
+        return "RAM disk (node-local)"
+    if not full.startswith(root + "/"):
+        return None
+    rest = full[len(root) + 1:].split("/")
+    if rest[0].isdigit():
+        return "job dir <ap>/<PandaID>"
+    if rest[0] != ".hpc-pilot":
+        return "worker files <ap>/*"
+    if len(rest) > 1 and rest[1] == "work":
+        return "work dir <ap>/.hpc-pilot/work"
+    if len(rest) > 1 and rest[1] == "ranks":
+        return "rank board .hpc-pilot/ranks"
+    return "pilot state .hpc-pilot/rank-N"
 
 
 @contextlib.contextmanager
@@ -462,7 +476,117 @@ def fs_figures(base: Path, counter: FsCounter, poll_ranks: int, detail: bool) ->
     print(f"shared-file-system operations per job: generic {shared['generic']}, olcf {shared['olcf']} "
           f"(olcf/generic {shared['olcf'] / shared['generic']:.2f}); "
           f"olcf on the RAM disk: {sum(totals['olcf'].values()) - shared['olcf']}")
+    if shutil.which("strace") is not None:
+        strace_figures(base / "strace")
+    else:
+        print("part 2b: strace is not installed, skipped")
     gather_figures(base / "gather", counter, poll_ranks)
+
+
+STRACE_OPS = ("create", "read", "stat", "fstat", "rename", "remove", "mkdir", "list", "flock", "meta")
+_STRACE_CALL = re.compile(r"^(\d+)\s+(\w+)\((.*)$")
+_STRACE_PATH = re.compile(r'^(?:(?:AT_FDCWD|\d+)<([^>]*)>,\s*)?"((?:[^"\\]|\\.)*)"')
+_STRACE_FD = re.compile(r"^\d+<([^>]*)>")
+_STRACE_KIND = {
+    **dict.fromkeys(("stat", "lstat", "newfstatat", "statx", "access", "faccessat", "faccessat2", "readlink",
+                     "readlinkat", "statfs", "getxattr", "lgetxattr"), "stat"),
+    **dict.fromkeys(("rename", "renameat", "renameat2"), "rename"),
+    **dict.fromkeys(("unlink", "unlinkat", "rmdir"), "remove"),
+    **dict.fromkeys(("mkdir", "mkdirat"), "mkdir"),
+    **dict.fromkeys(("chmod", "fchmodat", "utimensat", "utime", "utimes", "chown", "fchownat", "lchown", "symlink",
+                     "symlinkat", "link", "linkat", "truncate"), "meta"),
+    "getdents64": "list", "flock": "flock",
+}
+
+
+def _strace_line(line: str, roles: dict[str, str]) -> tuple[str, str, str] | None:
+    """(actor, syscall kind, absolute path) of one ``strace -f -y`` line; None for a line that is no file call."""
+    found = _STRACE_CALL.match(line)
+    if found is None:
+        return None
+    pid, call, args = found.groups()
+    if call in ("clone", "clone3", "fork", "vfork"):
+        child = line.rsplit("= ", 1)[-1].split(maxsplit=1)[0] if "= " in line else ""
+        if child.isdigit():
+            roles[child] = roles.get(pid, "pilot")
+        return None
+    if call == "execve":
+        binary = args.split('"', 2)[1] if '"' in args else ""
+        roles[pid] = "pilot" if Path(binary).name.startswith("python") else "payload"
+        return None
+    actor = roles.get(pid, "pilot")
+    path_arg = _STRACE_PATH.match(args)
+    if path_arg is not None:
+        folder, name = path_arg.groups()
+        full = name if name.startswith("/") else os.path.join(folder or "", name) if folder else None
+        if name == "" and folder:
+            full = folder
+        if full is None:
+            return None
+        if call in ("openat", "open", "creat", "openat2"):
+            kind = "create" if ("O_CREAT" in args or "O_WRONLY" in args or "O_RDWR" in args) else "read"
+        elif call == "newfstatat" and "AT_EMPTY_PATH" in args:
+            kind = "fstat"
+        else:
+            kind = _STRACE_KIND.get(call, "")
+        return (actor, kind, os.path.normpath(full)) if kind else None
+    fd_arg = _STRACE_FD.match(args)
+    kind = _STRACE_KIND.get(call, "")
+    if fd_arg is not None and kind:
+        return actor, kind, fd_arg.group(1)
+    return None
+
+
+def strace_counts(ap: Path, ramdisk: Path | None, extra: Sequence[str], trace: Path) -> collections.Counter[
+        tuple[str, str, str]]:
+    """The system calls on paths of one rank (``hpc-pilot --no-mpi`` under ``strace -f -y``), its processes and
+    its payload's, by (actor, place, kind)."""
+    subprocess.run(["strace", "-f", "-qq", "-y", "-s", "4096", "-o", str(trace), "-e",
+                    "trace=%file,getdents64,flock,clone,clone3,fork,vfork", PY, "-m", "apps.hpc_pilot",
+                    "--harvester-workdir", str(ap), "--site-name", "BENCH", "--no-mpi", *extra],
+                   env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    roles: dict[str, str] = {}
+    counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    with trace.open(errors="replace") as lines:
+        for line in lines:
+            if "resumed>" in line:  # the call's arguments were on its "<unfinished ...>" line
+                continue
+            parsed = _strace_line(line, roles)
+            if parsed is None:
+                continue
+            actor, kind, full = parsed
+            place = place_of(full, str(ap), str(ramdisk) if ramdisk else None)
+            if place is not None:
+                counts[(actor, place, kind)] += 1
+    return counts
+
+
+def strace_figures(base: Path) -> None:
+    """Part 2b: the rank's and its payload's system calls on paths, generic and olcf (strace)."""
+    print("part 2b: system calls on paths of the whole rank (strace -f -y: the pilot's processes and the payload's; "
+          "the same job, the payload writing 20 small files, listing, removing one), per job")
+    shared_by = {}
+    for site in ("generic", "olcf"):
+        folder = base / site
+        ap, _, _ = access_point(folder, 1, io=True)
+        ramdisk = Path(tempfile.mkdtemp(prefix="bench-hpc-", dir="/dev/shm")) if site == "olcf" else None
+        extra = ["--site", "olcf", "--site-option", f"ramdisk={ramdisk}", "--site-option", "min_free_mb=1"] \
+            if ramdisk else ["--site-option", "min_free_mb=1"]
+        try:
+            counts = strace_counts(ap, ramdisk, extra, folder / "trace.txt")
+        finally:
+            if ramdisk is not None:
+                shutil.rmtree(ramdisk, ignore_errors=True)
+        print(f"{site} site")
+        print(f"  {'':42}" + "".join(f"{op:>7}" for op in STRACE_OPS) + f"{'total':>7}")
+        for actor, place in sorted({(k[0], k[1]) for k in counts}):
+            cells = [counts[(actor, place, op)] for op in STRACE_OPS]
+            print(f"  {actor + ': ' + place:42}" + "".join(f"{c:7d}" if c else f"{'.':>7}" for c in cells)
+                  + f"{sum(cells):7d}")
+        shared_by[site] = {actor: sum(v for k, v in counts.items() if k[0] == actor and not k[1].startswith("RAM"))
+                           for actor in ("pilot", "payload")}
+    print("on the shared file system per job: " + "; ".join(
+        f"{site} pilot {v['pilot']}, payload {v['payload']}" for site, v in shared_by.items()))
 
 
 def gather_figures(base: Path, counter: FsCounter, size: int) -> None:
