@@ -216,17 +216,10 @@ def pilot_mpi(base: Path, n: int, line: Line) -> None:
     line.wall.samples.append(ended - began)
 
 
-#: ``hpc-pilot`` with its rank's pilot configured to run ``max_jobs`` jobs: the app's ``PilotConfig`` has
-#: ``timefloor=0`` and no ``max_jobs``, so a rank takes one job only (see ``unpatched_single``); benchmark-only.
-SINGLE = ("import sys\nimport apps.hpc_pilot.compose as compose\nfrom pilotlib.workflow import PilotConfig\n"
-          "compose.PilotConfig = lambda *a, **k: PilotConfig(*a, **k, max_jobs={n})\n"
-          "from apps.hpc_pilot.__main__ import main\nsys.exit(main())\n")
-
-
 def pilot_single(base: Path, n: int, line: Line) -> None:
-    """``hpc-pilot --no-mpi`` alone running ``n`` trivial jobs one after the other (``SINGLE``)."""
+    """``hpc-pilot --no-mpi`` alone running ``n`` trivial jobs one after the other."""
     ap, stamps, ids = access_point(base, n)
-    began, ended, cpu = _launch([PY, "-c", SINGLE.format(n=n), "--harvester-workdir", str(ap), "--site-name",
+    began, ended, cpu = _launch([PY, "-m", "apps.hpc_pilot", "--harvester-workdir", str(ap), "--site-name",
                                  "BENCH", "--no-mpi"], base / "out.txt")
     line.cpu.samples.append(cpu)
     starts = [_stamp(stamps / f"{i}.start") for i in ids]
@@ -236,14 +229,6 @@ def pilot_single(base: Path, n: int, line: Line) -> None:
     line.wall.samples.append(ended - began)
     order = sorted(zip(starts, ends, strict=True))
     line.gap.samples.extend(b[0] - a[1] for a, b in itertools.pairwise(order))
-
-
-def unpatched_single(base: Path, n: int) -> int:
-    """How many of ``n`` jobs ``hpc-pilot --no-mpi`` as it is runs alone."""
-    ap, stamps, ids = access_point(base, n)
-    _launch([PY, "-m", "apps.hpc_pilot", "--harvester-workdir", str(ap), "--site-name", "BENCH", "--no-mpi"],
-            base / "out.txt")
-    return sum((stamps / f"{i}.end").exists() for i in ids)
 
 
 def baseline_mpi(base: Path, n: int, line: Line) -> None:
@@ -297,10 +282,6 @@ def startup_figures(base: Path, ranks: Sequence[int], repeat: int) -> None:
     for _, _, single in rows.values():
         print(f"{single.label:30} {single.start.cell()} {single.gap.cell()} {single.end.cell()} {single.wall.cell()} "
               f"{single.cpu.cell()}")
-    most = max(ranks)
-    ran = unpatched_single(base / "unpatched", most)
-    print(f"(run with max_jobs=N patched into the app's PilotConfig; hpc-pilot --no-mpi as it is ran {ran} of "
-          f"{most} jobs)")
 
 
 # ------------------------------------------------------------------------------------------------------- part 2

@@ -31,7 +31,7 @@ from pilotlib.hpc import (
 )
 from pilotlib.jobsetup import CopytoolChoice
 from pilotlib.panda.base import JobRequest
-from pilotlib.panda.harvester import HarvesterFiles
+from pilotlib.panda.harvester import HarvesterFiles, HarvesterReporter
 from pilotlib.payload import Lifeline, PayloadSettings
 from pilotlib.pipeline import JobRun
 from pilotlib.space import MB
@@ -83,7 +83,8 @@ def build_rank_kit(settings: Settings, place: RankPlace, profile: SiteProfile, s
     files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
     area = profile.work_area(settings.harvester_workdir, place)
     source = RankJobSource(files, place, wait_timeout=settings.wait_timeout, stop=stop)
-    mode = harvester_parts(files, lambda panda_id: area / str(panda_id), stop=stop, source=source, ends_worker=False)
+    mode = harvester_parts(files, lambda panda_id: area / str(panda_id), stop=stop, source=source, ends_worker=False,
+                           heartbeats=place.rank == 0)  # one writer of the worker's one heartbeat file
     places = harvester_places(files, DataPlaces(copytools=CopytoolChoice(profile.copytools_in)),
                               harvester_stages_out=True)
     transfers = TransferStages(default_registry(settings.environ), places.inputs, places.outputs, state=state)
@@ -119,16 +120,16 @@ def _job_lines(outcome: Outcome) -> tuple[dict[str, object], ...]:
                   "finalSent": run.final_sent} for run in outcome.runs)
 
 
-def _write_worker_files(settings: Settings, kit: PilotKit, own: RankOutcome, others: tuple[RankStatus, ...]) -> None:
+def _write_worker_files(settings: Settings, reporter: HarvesterReporter, own: RankOutcome,
+                        others: tuple[RankStatus, ...]) -> None:
     """Rank 0's worker-level files: the summary of every rank (``<state root>/worker.json``), the heartbeat, and
     Harvester's "the worker is done" marker (``kill_worker.json``)."""
     ranks = [{"rank": own.rank, "status": "done", **own.to_json()}]
     ranks += [{"rank": s.rank, "status": s.status, "recovered": list(s.recovered),
                **(s.outcome.to_json() if s.outcome is not None else {})} for s in others]
     write_atomic(settings.state_root / "worker.json", json.dumps({"ranks": ranks}, sort_keys=True), mode=0o644)
-    kit.mode.at_end()
-    files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
-    write_atomic(files.worker_path(files.kill_worker), "{}", mode=0o644)
+    reporter.heartbeat()
+    reporter.kill_worker()
     log.info("worker files written ranks=%d lost=%s", len(ranks),
              ",".join(str(s.rank) for s in others if s.status != "done"))
 
@@ -160,7 +161,10 @@ def run_rank(settings: Settings, place: RankPlace, profile: SiteProfile, stop: S
         profile.finish(profile.work_area(settings.harvester_workdir, RankPlace(rank, place.size)))
         return recovered
 
-    others = tuple(board.gather(deadline, lost, start_timeout=settings.start_timeout, stop=stop))
-    _write_worker_files(settings, kit, own, others)
+    files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
+    reporter = HarvesterReporter(files)
+    others = tuple(board.gather(deadline, lost, start_timeout=settings.start_timeout, stop=stop,
+                                tick=reporter.heartbeat))
+    _write_worker_files(settings, reporter, own, others)
     return RankRun(outcome, status, others)
 

@@ -7,7 +7,8 @@ Each rank has a folder on the shared file system (``<board>/rank-<N>``) in which
 - writes ``outcome.json`` (atomically) when its jobs are over: each job's PandaID, state, code and whether its final
   report was delivered.
 
-Rank 0, once its own jobs are over, looks at the others every ``interval`` seconds (:meth:`RankBoard.gather`): a
+Rank 0, once its own jobs are over, looks at the others every ``interval`` seconds, less often when so many are
+pending that the looks would exceed ``looks_per_second`` (:meth:`RankBoard.gather`): a
 rank is done when its outcome is there; *lost* when it took its lock and lost it without an outcome (it died; its
 state directory's unfinished jobs are then reported by rank 0, see
 :func:`pilotlib.workflow.recover_state`); *absent* when it never showed up within ``start_timeout``. The wait is
@@ -156,22 +157,31 @@ class RankBoard:
         return None
 
     def gather(self, deadline: float, lost: Callable[[int], tuple[int, ...]], *, start_timeout: float = 120.0,
-               interval: float = 0.5, stop: StopSignal | None = None, stop_wait: float = 60.0) -> Sequence[RankStatus]:
+               interval: float = 0.5, stop: StopSignal | None = None, stop_wait: float = 60.0,
+               looks_per_second: float = 200.0, tick: Callable[[], None] = lambda: None,
+               tick_every: float = 60.0) -> Sequence[RankStatus]:
         """The other ranks' statuses (rank 0 only), waiting for each until ``deadline`` (epoch seconds).
 
         Args:
             deadline: when to stop waiting; a rank still alive then is ``running``.
             lost: reports a lost rank's unfinished jobs and returns their PandaIDs (see the module).
             start_timeout: seconds a rank may take to check in.
-            interval: seconds between looks.
+            interval: seconds between two looks at the pending ranks, at least.
             stop: the pilot's stop; once it is set (the allocation is ending: every rank got the same signal and is
                 wrapping up its jobs), the wait lasts at most ``stop_wait`` seconds more.
             stop_wait: see ``stop``.
+            looks_per_second: the most ranks looked at per second (each look is two opens and a lock on the shared
+                file system): with many ranks pending the pause between two rounds grows, so the metadata load stays
+                bounded (200 looks/s: about 600 operations/s whatever the allocation's size; see
+                ``docs/hpc-scale.rst``).
+            tick: called every ``tick_every`` seconds while waiting (rank 0 renews the worker's heartbeat).
+            tick_every: see ``tick``.
         """
         began = time.monotonic()
         found: dict[int, RankStatus] = {}
         pending = [r for r in range(self._place.size) if r != self._place.rank]
         stopped_at: float | None = None
+        ticked = time.monotonic()
         while pending:
             for rank in list(pending):
                 status = self._look(rank, time.monotonic() - began, start_timeout, lost)
@@ -181,9 +191,13 @@ class RankBoard:
             now = time.time()
             if stopped_at is None and stop is not None and stop.is_set():
                 stopped_at = now
-            if not pending or now >= (deadline if stopped_at is None else min(deadline, stopped_at + stop_wait)):
+            end = deadline if stopped_at is None else min(deadline, stopped_at + stop_wait)
+            if not pending or now >= end:
                 break
-            time.sleep(interval)
+            if time.monotonic() - ticked >= tick_every:
+                tick()
+                ticked = time.monotonic()
+            time.sleep(min(max(interval, len(pending) / looks_per_second), max(0.0, end - now)))
         for rank in pending:
             log.warning("rank still running at the end of the wait rank=%d", rank)
             found[rank] = RankStatus(rank, "running")

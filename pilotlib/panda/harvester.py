@@ -331,6 +331,7 @@ class HarvesterReporter:
         *,
         job_of: Callable[[int], Job | None] = lambda _panda_id: None,
         local_dir: Callable[[int], Path] | None = None,
+        heartbeats: bool = True,
     ) -> None:
         """Create the reporter for the access point ``files.access_point``.
 
@@ -339,10 +340,13 @@ class HarvesterReporter:
             job_of: the job of a PandaID (to tell its log from its outputs), e.g. the job source's ``served_job``.
             local_dir: where a job's files are when their URL is not a local path (default: the job's directory in
                 the access point).
+            heartbeats: each update renews ``worker_heartbeat.json``; False leaves that to another writer (the
+                ranks of an HPC worker: only rank 0 writes the worker's one heartbeat file).
         """
         self._files = files
         self._job_of = job_of
         self._local_dir = local_dir or files.job_dir
+        self._heartbeats = heartbeats
 
     def update_job(self, update: JobUpdate) -> UpdateAnswer:
         """Write the update; see the class description.
@@ -367,7 +371,8 @@ class HarvesterReporter:
         attributes.update(jobId=update.panda_id, state=update.state, jobStatus=update.state)
         path = self._files.job_path(update.panda_id, self._files.worker_attributes)
         atomic_write_json(path, attributes, "worker attributes")
-        self.heartbeat()
+        if self._heartbeats:
+            self.heartbeat()
         log.info("wrote worker attributes panda_id=%s state=%s final=%s", update.panda_id, update.state, update.final)
         return UpdateAnswer(accepted=True)
 

@@ -108,16 +108,17 @@ class ServedJobs(JobSource, Protocol):
 
 def harvester_parts(files: HarvesterFiles, local_dir: Callable[[int], Path], *, wait_timeout: float = 60.0,
                     stop: StopSignal | None = None, source: ServedJobs | None = None,
-                    ends_worker: bool = True) -> ModeParts:
+                    ends_worker: bool = True, heartbeats: bool = True) -> ModeParts:
     """Harvester's files in the access point as source and reporter (``local_dir``: a job's work directory, where
     its outputs are); a job file is waited for up to ``wait_timeout`` seconds, less when ``stop`` is set.
 
     ``source`` replaces the worker's one job source (an HPC rank's, :class:`pilotlib.hpc.RankJobSource`);
-    ``ends_worker``: at the end the pilot asks Harvester to kill the worker (an HPC rank leaves that to rank 0)."""
+    ``ends_worker``: at the end the pilot asks Harvester to kill the worker; ``heartbeats``: each update renews the
+    worker's heartbeat (an HPC rank other than 0 leaves both to rank 0)."""
     jobs: ServedJobs = source or HarvesterJobSource(files, stop=stop, wait_timeout=wait_timeout)
     recovering: dict[int, Job] = {}
     reporter = HarvesterReporter(files, job_of=lambda panda_id: jobs.served_job(panda_id) or recovering.get(panda_id),
-                                 local_dir=local_dir)
+                                 local_dir=local_dir, heartbeats=heartbeats)
     return ModeParts(jobs, reporter, reporter.kill_worker if ends_worker else lambda: None,
                      lambda job: recovering.update({job.panda_id: job}), placed=True,
                      events=HarvesterEventRanges(files, stop=stop), event_place=files.job_dir)

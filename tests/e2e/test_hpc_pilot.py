@@ -224,6 +224,7 @@ def test_without_mpi_one_process_runs_all_the_workers_jobs(tmp_path: Path) -> No
         attributes, _report, files = harvester_reads(access_point, int(job["PandaID"]))
         assert attributes["jobStatus"] == "finished" and attributes["pilotID"].startswith("hpc-pilot-rank0-")
         _check_declared(files, access_point / job["PandaID"])
+    assert list((access_point / ".hpc-pilot" / "work").iterdir()) == []  # the generic site's work area is gone
 
 
 def test_the_allocations_end_stops_the_payload_and_reports_before_it(tmp_path: Path) -> None:

@@ -10,11 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pilotlib.hpc import RankBoard, RankOutcome, RankPlace
 
 _RANK = """
 import sys, time
 from pathlib import Path
+import pytest
+
 from pilotlib.hpc import RankBoard, RankOutcome, RankPlace
 rank, size, board, mode = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 me = RankBoard(board, RankPlace(rank, size))
@@ -90,3 +94,28 @@ def test_an_outcome_is_written_atomically_and_replaces_an_old_one(tmp_path: Path
     text = (tmp_path / "rank-1" / "outcome.json").read_text()
     assert '"exitStatus": 65' in text and '"host": "b"' in text
     assert sorted(p.name for p in (tmp_path / "rank-1").iterdir()) == ["alive", "outcome.json"]  # no temporary left
+
+
+def test_many_pending_ranks_are_looked_at_no_faster_than_the_bound(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 ranks pending with ``looks_per_second=100``: a round of looks every 3 s, not every 0.5 s (each look is
+    two opens and a lock on the shared file system; ``docs/hpc-scale.rst``), and the last pause ends at the
+    deadline, not after it; the heartbeat tick still comes every ``tick_every`` seconds."""
+    looks: list[int] = []
+    real = RankBoard._look
+
+    def counted(self: RankBoard, rank: int, *args: object) -> object:
+        looks.append(rank)
+        return real(self, rank, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RankBoard, "_look", counted)
+    ticks: list[float] = []
+    began = time.monotonic()
+    statuses = RankBoard(tmp_path, RankPlace(0, 301)).gather(
+        time.time() + 4.0, lambda rank: (), start_timeout=60.0, looks_per_second=100.0,
+        tick=lambda: ticks.append(time.monotonic()), tick_every=1.0)
+    waited = time.monotonic() - began
+    assert {s.status for s in statuses} == {"running"} and len(statuses) == 300
+    assert len(looks) <= 3 * 300  # rounds at 0, 3 s and the deadline; 0.5 s pauses would make 9 rounds
+    assert 3.9 <= waited < 4.6
+    assert len(ticks) >= 1

@@ -359,6 +359,16 @@ def test_heartbeat_update_writes_camelcase_attributes_and_touches_heartbeat(ap: 
     assert not (ap / "jobReport.json").exists()
 
 
+def test_a_reporter_without_heartbeats_leaves_the_workers_heartbeat_to_another_writer(ap: Path) -> None:
+    """``heartbeats=False`` (an HPC rank other than 0): the job's attributes are written, the worker's one
+    ``worker_heartbeat.json`` is not touched (Harvester's ``is_alive`` reads only its modification time,
+    ``shared_file_messenger.py`` l.768-800, so one writer per worker is enough)."""
+    reporter = HarvesterReporter(HarvesterFiles(ap), heartbeats=False)
+    reporter.update_job(JobUpdate(7504, "running", {"cpuConsumptionTime": 1}))
+    assert json.loads((ap / "worker_attributes.json").read_text())["jobStatus"] == "running"
+    assert not (ap / "worker_heartbeat.json").exists()
+
+
 def test_final_update_writes_job_report_before_attributes(ap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The final update writes jobReport.json from metaData (log reports emptied), then the final jobStatus;
     ``xml`` is left out so that Harvester reports the outputs it staged out itself."""

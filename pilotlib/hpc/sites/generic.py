@@ -11,6 +11,7 @@ Options (``--site-option KEY=VALUE``):
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,4 +62,8 @@ class GenericSite:
         """Nothing to prepare: the inputs are Harvester's links."""
 
     def finish(self, work_area: Path) -> None:
-        """Nothing to clean beyond the jobs' work directories (the pilot removes each once it is reported)."""
+        """Remove the rank's work area once it is empty (the pilot empties each job's work directory once the job
+        is reported; one left with files, e.g. a job not reported, stays)."""
+        for folder in (*sorted(work_area.glob("*"), reverse=True), work_area):
+            with contextlib.suppress(OSError):  # not empty, not a directory, or gone
+                folder.rmdir()
