@@ -32,7 +32,13 @@ def unguarded(write: Callable[[], None]) -> None:
 
 
 def write_atomic(
-    path: Path, data: bytes | str, *, fsync: bool = True, mode: int | None = None, mtime: float | None = None
+    path: Path,
+    data: bytes | str,
+    *,
+    fsync: bool = True,
+    mode: int | None = None,
+    mtime: float | None = None,
+    before_replace: Callable[[], None] | None = None,
 ) -> None:
     """Replace ``path`` with ``data`` atomically (temporary file in the same directory, flush, fsync, rename).
 
@@ -42,6 +48,9 @@ def write_atomic(
         fsync: fsync the temporary file before the rename (the content survives a crash of the node).
         mode: the permissions of the new file; None keeps :func:`tempfile.mkstemp`'s ``0o600``.
         mtime: the access and modification time to give the new file (epoch seconds); None leaves them at now.
+        before_replace: called when the new content is on disk, just before the rename (e.g. to see whether another
+            program changed ``path`` meanwhile); an exception it raises leaves ``path`` as it is, removes the
+            temporary file and propagates.
 
     Raises:
         OSError: the directory is missing or not writable, the disk is full, ...; the old file is then untouched and
@@ -59,6 +68,8 @@ def write_atomic(
                 os.fsync(handle.fileno())
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,6 +14,26 @@ Facts relied on (HSF/harvester ``pandaharvester/harvestermessenger/shared_file_m
   ``eventStatus``, with or without a file). Harvester rewrites ``worker_updateevents.json`` from the dump whenever
   the dump holds events, so a status written there directly would be lost; the dump is renamed to ``.read`` while
   Harvester works, so statuses are merged into it, never overwritten.
+
+Several pilots may share the access point (the MPI ranks of one HPC worker): every read-modify-write of the request,
+the answer and the dump holds :func:`~pilotlib.panda._files.locked` (a lock file ``.<name>.lock`` beside the file),
+and none overwrites another rank's part:
+
+- the request is merged: this job's entry is added to the requests already in the file;
+- the answer is taken per job: this job's ranges are taken out, the other jobs' ranges are left in the file
+  (the file is removed once empty); ranges taken are kept by the source and handed out by its later calls;
+- Harvester reads the request in its monitor cycle (``monitor.py``, ``events_requested``) but removes it only after
+  feeding (``feed_events``), so a request merged in between is removed unanswered: when the request no longer holds
+  this job and the answer has nothing for it, the source asks again (until ``timeout``). Harvester's answer for a
+  job with no ranges left is an empty list (``panda_communicator.get_event_ranges`` sets the key for every
+  PandaID the server answered), which ends the job's ranges.
+
+Harvester does not take the lock: ``feed_events`` overwrites the answer file as a whole, so ranges of another job
+still in it are lost if Harvester feeds again before that job's pilot took them (in production the monitor cycle is
+far longer than the pilot's poll); a change Harvester makes while a rank rewrites a file is noticed by the file's
+:class:`~pilotlib.panda._files.Stamp` and the rewrite is done again. With ``WorkSpec.MT_MultiJobs`` (many jobs in
+one worker, ``HarvesterFiles.per_job_dirs``) Harvester's ``feed_events`` writes no answer at all (it only removes
+the request), so there the source waits until ``timeout``.
 """
 
 from __future__ import annotations
@@ -28,15 +48,12 @@ from typing import Any
 from pilotlib._atomic import wait_until
 from pilotlib.job import Job
 from pilotlib.panda._file_errors import LaunchDirFormatError, LaunchDirTimeoutError
-from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, remove_file
+from pilotlib.panda._files import Verdict, merge_entries, read_json, rewrite_json
 from pilotlib.panda._harvester_settings import HarvesterFiles
 from pilotlib.panda.base import EventRange, EventRangeUpdate, UpdateAnswer
 from pilotlib.stop import Stop, StopSignal
 
-__all__ = ["DUMP_LOCK", "HarvesterEventRanges", "dump_key"]
-
-#: Serialises the merges into ``event_status.dump.json`` of the reporter and of the event ranges in one process.
-DUMP_LOCK = threading.Lock()
+__all__ = ["HarvesterEventRanges", "dump_key"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +83,10 @@ def _event_range(entry: Any) -> EventRange:
     )
 
 
+def _holds(document: Any, key: str) -> bool:
+    return isinstance(document, dict) and key in document
+
+
 def dump_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
     """What makes an ``event_status.dump.json`` entry distinct: a file by its path and range; a status without a
     file by its range and status (a newer status of a range Harvester holds in ``.read`` is still added)."""
@@ -78,10 +99,12 @@ def dump_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
 class HarvesterEventRanges:
     """Event ranges through Harvester's files (implements :class:`~pilotlib.panda.base.EventRangeSource`).
 
-    ``get_event_ranges`` first takes ranges Harvester already placed for the job; otherwise it writes the request,
-    waits (at most ``timeout``; ``stop`` ends the wait) for the answer and consumes it. More ranges than asked for
-    are kept and handed out by the next calls. ``update_event_ranges`` merges the statuses into the job's
-    ``event_status.dump.json``.
+    ``get_event_ranges`` first takes ranges Harvester already placed for the job; otherwise it adds the job's request
+    to the request file, waits (at most ``timeout``; ``stop`` ends the wait) for the answer and takes the job's
+    ranges out of it, asking again when Harvester removed the request without answering the job. More ranges than
+    asked for are kept and handed out by the next calls. ``update_event_ranges`` merges the statuses into the job's
+    ``event_status.dump.json``. Each step is safe with other sources (threads, processes) on the same access point;
+    see the module.
     """
 
     def __init__(
@@ -131,40 +154,63 @@ class HarvesterEventRanges:
     def _answer_path(self) -> Path:
         return self._files.worker_path(self._files.event_ranges)
 
+    def _request_path(self) -> Path:
+        return self._files.worker_path(self._files.event_request)
+
     def _take(self, panda_id: int) -> list[EventRange] | None:
-        """Consume this job's ranges from a complete answer file; None when there is none for the job."""
-        path = self._answer_path()
-        document = read_json(path)
-        if not isinstance(document, dict) or str(panda_id) not in document:
+        """Take this job's ranges out of a complete answer file, leaving the other jobs' ranges; None when there are
+        none for the job (the file is locked only when it holds the job)."""
+        path, key = self._answer_path(), str(panda_id)
+        if not _holds(read_json(path), key):
             return None
-        entries = document.pop(str(panda_id))
-        if not isinstance(entries, list):
-            raise LaunchDirFormatError(f"{path.name}: the ranges of {panda_id} are not a list")
-        ranges = [_event_range(entry) for entry in entries]
-        if document:
-            atomic_write_json(path, document)
-        else:
-            remove_file(path)
-        return ranges
+        taken: list[list[EventRange]] = []
+
+        def take(document: Any) -> Any:
+            taken.clear()
+            if not _holds(document, key):
+                return Verdict.KEEP
+            rest = dict(document)
+            entries = rest.pop(key)
+            if not isinstance(entries, list):
+                raise LaunchDirFormatError(f"{path.name}: the ranges of {panda_id} are not a list")
+            taken.append([_event_range(entry) for entry in entries])
+            return rest or Verdict.REMOVE
+
+        rewrite_json(path, take)
+        return taken[0] if taken else None
+
+    def _asked(self, panda_id: int) -> bool:
+        return _holds(read_json(self._request_path()), str(panda_id))
+
+    def _request(self, job: Job, n_ranges: int) -> None:
+        """Add this job's request to ``worker_requestevents.json``, keeping the other jobs' requests."""
+        path, key = self._request_path(), str(job.panda_id)
+        body = {"pandaID": job.panda_id, "taskID": job.task_id, "jobsetID": job.jobset_id, "nRanges": n_ranges}
+
+        def add(document: Any) -> Any:
+            if _holds(document, key):
+                return Verdict.KEEP  # already asked (by another rank of the same job)
+            if document is not None and not isinstance(document, dict):
+                log.warning("replacing malformed event request path=%s", path)
+            return {**(document if isinstance(document, dict) else {}), key: body}
+
+        rewrite_json(path, add, "event request")
+        log.info("asked harvester for event ranges panda_id=%s n_ranges=%d", job.panda_id, n_ranges)
 
     def _ask(self, job: Job, n_ranges: int) -> list[EventRange]:
-        request = self._files.worker_path(self._files.event_request)
-        body = {"pandaID": job.panda_id, "taskID": job.task_id, "jobsetID": job.jobset_id, "nRanges": n_ranges}
-        atomic_write_json(request, {str(job.panda_id): body})
-        log.info("asked harvester for event ranges panda_id=%s n_ranges=%d", job.panda_id, n_ranges)
+        self._request(job, n_ranges)
         answer: list[list[EventRange]] = []
 
         def answered() -> bool:
+            asked = self._asked(job.panda_id)  # first: Harvester writes the answer, then removes the request
             ranges = self._take(job.panda_id)
-            if ranges is None and not request.exists():
-                if read_json(self._answer_path()) is not None:
-                    ranges = []  # answered, but with nothing for this job
-                elif not self._answer_path().exists():
-                    log.warning("harvester removed the event request without an answer panda_id=%s", job.panda_id)
-                    ranges = []
             if ranges is not None:
                 answer.append(ranges)
-            return ranges is not None
+                return True
+            if not asked:
+                log.info("event request removed without an answer for the job, asking again panda_id=%s", job.panda_id)
+                self._request(job, n_ranges)
+            return False
 
         if wait_until(answered, self._timeout, self._interval, self._stop):
             return answer[0]
@@ -178,14 +224,14 @@ class HarvesterEventRanges:
         Raises:
             LaunchDirFormatError: a field can not be written as JSON.
             LaunchDirFileError: the file can not be written.
+            LaunchDirTimeoutError: another process held the file's lock too long (EXCEEDEDMAXWAITTIME).
         """
         by_job: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for update in updates:
             entry = dict(update.fields)
             entry.update(eventRangeID=update.event_range_id, eventStatus=update.status)
             by_job[update.panda_id].append(entry)
-        with DUMP_LOCK:
-            for panda_id, entries in by_job.items():
-                path = self._files.job_path(panda_id, self._files.event_status)
-                merge_entries(path, {str(panda_id): entries}, dump_key)
+        for panda_id, entries in by_job.items():
+            path = self._files.job_path(panda_id, self._files.event_status)
+            merge_entries(path, {str(panda_id): entries}, dump_key)
         return UpdateAnswer(accepted=True)

@@ -27,7 +27,9 @@ class HarvesterFiles:
     Files about one job (attributes, job report, outputs, event updates, and the job file itself) live in the job's
     directory: the access point, or ``<access point>/<PandaID>`` when ``per_job_dirs`` is set (Harvester's many-jobs
     workers, ``WorkSpec.MT_MultiJobs``, ``SharedFileMessenger.get_access_point``). Files about the worker (PandaID
-    list, job and event requests, event ranges, kill request, heartbeat) always live in the access point itself.
+    list, job and event requests, event ranges, kill request, heartbeat) always live in the access point itself,
+    shared by every rank of an HPC worker; a file that is read, changed and written back has its lock file
+    ``.<name>.lock`` beside it (:mod:`pilotlib.panda._files`).
 
     Attributes:
         access_point: the worker's access point (the pilot's launch directory).

@@ -20,7 +20,9 @@ PanDAWMS/pilot3 ``pilot/util/harvester.py``, ``pilot/control/job.py`` (``get_job
   attributes; pilot3 empties each executor's ``logfileReport`` to keep it small (``publish_job_report``);
 - ``event_status.dump.json`` is ``{"<PandaID>": [{path, type, fsize, chksum, guid, eventRangeID, eventStatus}]}``;
   Harvester renames it to ``.read`` while it works and acknowledges by renaming that to ``.read.<timestamp>``,
-  so the pilot merges into the plain file and never writes the ``.read`` one (see :mod:`._files`);
+  so the pilot merges into the plain file and never writes the ``.read`` one (see :mod:`._files`); the merge,
+  like every read-modify-write of a shared file, holds an inter-process lock (``.<name>.lock`` beside the file), so
+  the ranks of an HPC worker can share the access point;
 - ``kill_worker.json`` is checked for existence only (``kill_requested``; ``killWorkerFile`` defaults to
   ``kill_worker.json``). pilot3 touches ``kill_worker`` (``kill_worker_file`` in its ``default.cfg``), a name
   Harvester never looks for; pilotlib writes Harvester's name;
@@ -50,7 +52,7 @@ from pilotlib.panda._file_errors import (
     LaunchDirTimeoutError,
 )
 from pilotlib.panda._files import atomic_write_json, merge_entries, read_json, remove_file
-from pilotlib.panda._harvester_events import DUMP_LOCK, HarvesterEventRanges, dump_key
+from pilotlib.panda._harvester_events import HarvesterEventRanges, dump_key
 from pilotlib.panda._harvester_settings import HarvesterFiles
 from pilotlib.panda._jobfile import Consume, consume_job_file, read_job_file
 from pilotlib.panda._times import update_field
@@ -384,17 +386,18 @@ class HarvesterReporter:
         """Add files for Harvester to stage out to the job's ``event_status.dump.json``, merging, never overwriting.
 
         A file already declared (same path and event range) is replaced; one Harvester already holds in the
-        ``.read`` file is not declared again.
+        ``.read`` file is not declared again. Safe with other processes merging into the same file (other ranks of
+        an HPC worker): the merge holds the file's lock (:func:`~pilotlib.panda._files.merge_entries`).
 
         Raises:
             LaunchDirFormatError: a value can not be written as JSON.
             LaunchDirFileError: the file can not be written.
+            LaunchDirTimeoutError: another process held the file's lock too long (EXCEEDEDMAXWAITTIME).
         """
         if not files:
             return
         path = self._files.job_path(panda_id, self._files.event_status)
-        with DUMP_LOCK:
-            merge_entries(path, {str(panda_id): [f.to_wire() for f in files]}, dump_key)
+        merge_entries(path, {str(panda_id): [f.to_wire() for f in files]}, dump_key)
         log.info("declared files for stage-out panda_id=%s count=%d", panda_id, len(files))
 
     def kill_worker(self) -> None:

@@ -439,12 +439,14 @@ def test_kill_worker_file_has_harvesters_name(ap: Path) -> None:
 
 
 def test_writes_are_atomic_no_temporary_files_left(ap: Path) -> None:
-    """After updates and merges only the protocol files remain (temporary files were renamed into place)."""
+    """After updates and merges only the protocol files remain (temporary files were renamed into place), and the
+    merge's lock file ``.event_status.dump.json.lock``, which stays (a removed lock file could be locked twice)."""
     reporter = HarvesterReporter(HarvesterFiles(ap))
     for state in ("starting", "running", "finished"):
         reporter.update_job(JobUpdate(7701, state, {"metaData": {"a": 1}}, final=state == "finished"))
     reporter.add_stageout_files(7701, [StageOutFile(path="/w/a")])
     assert sorted(os.listdir(ap)) == [
+        ".event_status.dump.json.lock",
         "event_status.dump.json",
         "jobReport.json",
         "worker_attributes.json",

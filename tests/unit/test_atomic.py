@@ -80,6 +80,28 @@ def test_interrupt_during_fsync_removes_the_temp(tmp_path: Path, monkeypatch: py
     assert _names(tmp_path) == ["cache.json"]
 
 
+def test_before_replace_sees_the_data_on_disk_and_can_stop_the_rename(tmp_path: Path) -> None:
+    """``before_replace`` runs once the temporary file holds the whole new content, just before the rename; when it
+    raises, the target keeps its old content, no temporary file is left and its exception reaches the caller."""
+    target = tmp_path / "doc.json"
+    target.write_text("old")
+    seen: list[list[str]] = []
+
+    def look() -> None:
+        seen.append([(tmp_path / name).read_text() for name in _names(tmp_path) if name.endswith(".tmp")])
+
+    write_atomic(target, "new", before_replace=look)
+    assert seen == [["new"]] and target.read_text() == "new"
+
+    def refuse() -> None:
+        raise LookupError("changed meanwhile")
+
+    with pytest.raises(LookupError, match="changed meanwhile"):
+        write_atomic(target, "newer", before_replace=refuse)
+    assert target.read_text() == "new"
+    assert _names(tmp_path) == ["doc.json"]
+
+
 def test_missing_directory_raises_oserror(tmp_path: Path) -> None:
     """The directory is not created: a missing one is a FileNotFoundError for the caller to report."""
     with pytest.raises(FileNotFoundError):
