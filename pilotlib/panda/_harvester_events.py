@@ -142,7 +142,7 @@ class HarvesterEventRanges:
             return ()
         with self._lock:
             if not self._surplus[job.panda_id]:
-                placed = self._take(job.panda_id)
+                placed = self._take(job.panda_id, n_ranges)
                 if placed is None:
                     placed = self._ask(job, n_ranges)
                 self._surplus[job.panda_id].extend(placed)
@@ -157,9 +157,11 @@ class HarvesterEventRanges:
     def _request_path(self) -> Path:
         return self._files.worker_path(self._files.event_request)
 
-    def _take(self, panda_id: int) -> list[EventRange] | None:
-        """Take this job's ranges out of a complete answer file, leaving the other jobs' ranges; None when there are
-        none for the job (the file is locked only when it holds the job)."""
+    def _take(self, panda_id: int, n_ranges: int) -> list[EventRange] | None:
+        """Take up to ``n_ranges`` of this job's ranges out of a complete answer file, leaving the rest (for the
+        other ranks of the same job) and the other jobs' ranges; None when there are none for the job (the file is
+        locked only when it holds the job). An empty list, Harvester's "no ranges left", is left in place for every
+        rank of the job to see, and taken as such."""
         path, key = self._answer_path(), str(panda_id)
         if not _holds(read_json(path), key):
             return None
@@ -169,11 +171,15 @@ class HarvesterEventRanges:
             taken.clear()
             if not _holds(document, key):
                 return Verdict.KEEP
-            rest = dict(document)
-            entries = rest.pop(key)
+            entries = document[key]
             if not isinstance(entries, list):
                 raise LaunchDirFormatError(f"{path.name}: the ranges of {panda_id} are not a list")
-            taken.append([_event_range(entry) for entry in entries])
+            taken.append([_event_range(entry) for entry in entries[:n_ranges]])
+            if not entries:
+                return Verdict.KEEP
+            rest = {k: v for k, v in document.items() if k != key}
+            if entries[n_ranges:]:
+                rest[key] = entries[n_ranges:]
             return rest or Verdict.REMOVE
 
         rewrite_json(path, take)
@@ -203,7 +209,7 @@ class HarvesterEventRanges:
 
         def answered() -> bool:
             asked = self._asked(job.panda_id)  # first: Harvester writes the answer, then removes the request
-            ranges = self._take(job.panda_id)
+            ranges = self._take(job.panda_id, n_ranges)
             if ranges is not None:
                 answer.append(ranges)
                 return True

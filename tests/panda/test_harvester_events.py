@@ -209,3 +209,21 @@ def test_half_written_plain_file_is_replaced_not_fatal(ap: Path) -> None:
     path.write_text('{"1": [{"pa')
     _files.merge_entries(path, {"1": [{"path": "/w/b"}]}, lambda e: e["path"])
     assert json.loads(path.read_text()) == {"1": [{"path": "/w/b"}]}
+
+
+def test_ranks_of_one_job_share_its_answer(ap: Path) -> None:
+    """Several ranks of one job (a one-job worker, ``MT_OneToOne``, whose feed writes all of the job's ranges under
+    its one PandaID, sfm l.460-466): each takes only what it asked for and leaves the rest for the others; the
+    empty list (``panda_communicator.py`` l.481-483: none left) stays in the file, so every rank learns it, not
+    only the first."""
+    ranges = [event_range(n) for n in range(1, 6)]
+    (ap / "JobsEventRanges.json").write_text(json.dumps({"8001": ranges}))
+    rank_a, rank_b = (HarvesterEventRanges(HarvesterFiles(ap), timeout=1, poll_interval=0.01) for _ in range(2))
+    assert [r.event_range_id for r in rank_a.get_event_ranges(JOB, 2)] == [ranges[0]["eventRangeID"],
+                                                                          ranges[1]["eventRangeID"]]
+    assert json.loads((ap / "JobsEventRanges.json").read_text()) == {"8001": ranges[2:]}
+    assert [r.event_range_id for r in rank_b.get_event_ranges(JOB, 4)] == [r["eventRangeID"] for r in ranges[2:]]
+    assert not (ap / "JobsEventRanges.json").exists()
+    (ap / "JobsEventRanges.json").write_text(json.dumps({"8001": []}))
+    assert rank_a.get_event_ranges(JOB, 2) == () and rank_b.get_event_ranges(JOB, 2) == ()
+    assert json.loads((ap / "JobsEventRanges.json").read_text()) == {"8001": []}

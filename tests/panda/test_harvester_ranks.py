@@ -170,7 +170,9 @@ class EventFeeder(threading.Thread):
     def run(self) -> None:
         request, answer = self.ap / "worker_requestevents.json", self.ap / "JobsEventRanges.json"
         while not self.done.wait(0.005):
-            if answer.exists() or not request.exists():
+            placed = _files.read_json(answer)
+            # ranges not taken yet (an empty list is "none left", kept there for every rank of the job)
+            if not request.exists() or (isinstance(placed, dict) and any(placed.values())):
                 continue
             with open(request) as handle:
                 asked = json.load(handle)
@@ -276,7 +278,8 @@ def test_ranks_requesting_ranges_of_their_jobs_at_once_each_get_exactly_theirs(a
         assert asked and all(params == {"pandaID": int(panda_id), "taskID": TASK, "jobsetID": 7, "nRanges": 3}
                              for panda_id, params in asked.items())
     assert not (ap / "worker_requestevents.json").exists()
-    assert not (ap / "JobsEventRanges.json").exists()
+    left = json.loads((ap / "JobsEventRanges.json").read_text()) if (ap / "JobsEventRanges.json").exists() else {}
+    assert all(entries == [] for entries in left.values())  # only "no ranges left", for every rank to see
 
 
 def test_lock_is_held_across_processes_and_released_at_exit(ap: Path) -> None:
@@ -353,7 +356,7 @@ def test_request_removed_without_an_answer_for_the_job_is_made_again(ap: Path) -
         ({"9402": mine}, {"9401": [event_range(9401, 1)]}),  # asked again; the other job's ranges left in place
         ({"9402": mine}, None),
     ]
-    assert not answer.exists() and not request.exists()
+    assert json.loads(answer.read_text()) == {"9402": []} and not request.exists()  # "none left" stays for all ranks
 
 
 def test_file_system_without_flock_still_serialises_the_process(ap: Path, monkeypatch: pytest.MonkeyPatch,
