@@ -11,7 +11,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -24,6 +24,7 @@ from pilotlib.hpc import (
     RankOutcome,
     RankPlace,
     RankStatus,
+    SharedJobReporter,
     SiteInputStager,
     SiteProfile,
     allocation_end,
@@ -77,14 +78,17 @@ def end_of_allocation(settings: Settings, started_epoch: float) -> float | None:
 
 
 def build_rank_kit(settings: Settings, place: RankPlace, profile: SiteProfile, state: PilotState, stop: Stop, *,
-                   lifetime: float, lifeline: Lifeline | None = None) -> PilotKit:
+                   lifetime: float, lifeline: Lifeline | None = None,
+                   wait_for_others: Callable[[], Sequence[RankStatus]] = tuple) -> PilotKit:
     """The kit of one rank: Harvester's mode with the rank's jobs, the site's work area and preparation, outputs
-    copied into the access point and declared there for Harvester to stage out."""
+    copied into the access point and declared there for Harvester to stage out. A job all ranks share (one
+    event-service job) is reported by rank 0 alone, after ``wait_for_others``."""
     files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
     area = profile.work_area(settings.harvester_workdir, place)
     source = RankJobSource(files, place, wait_timeout=settings.wait_timeout, stop=stop)
     mode = harvester_parts(files, lambda panda_id: area / str(panda_id), stop=stop, source=source, ends_worker=False,
                            heartbeats=place.rank == 0)  # one writer of the worker's one heartbeat file
+    mode = attrs.evolve(mode, reporter=SharedJobReporter(mode.reporter, source.shared, place.rank, wait_for_others))
     places = harvester_places(files, DataPlaces(copytools=CopytoolChoice(profile.copytools_in)),
                               harvester_stages_out=True)
     transfers = TransferStages(default_registry(settings.environ), places.inputs, places.outputs, state=state)
@@ -142,8 +146,27 @@ def run_rank(settings: Settings, place: RankPlace, profile: SiteProfile, stop: S
     end = end_of_allocation(settings, started_epoch)
     lifetime = DEFAULT_LIFETIME if end is None else max(1.0, end - settings.end_margin - started_epoch)
     state = rank_state(settings, place.rank)
-    kit = build_rank_kit(settings, place, profile, state, stop, lifetime=lifetime, lifeline=lifeline)
     board = RankBoard(settings.state_root / "ranks", place)
+    files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
+    reporter = HarvesterReporter(files)
+    deadline = (end - 30.0) if end is not None else time.time() + DEFAULT_LIFETIME
+    kits: list[PilotKit] = []
+    gathered: list[tuple[RankStatus, ...]] = []
+
+    def lost(rank: int) -> tuple[int, ...]:  # its unfinished jobs reported, then its work area cleaned
+        recovered = recover_state(kits[0], rank_state(settings, rank), stop)[0]
+        profile.finish(profile.work_area(settings.harvester_workdir, RankPlace(rank, place.size)))
+        return recovered
+
+    def others() -> tuple[RankStatus, ...]:  # once: before a shared job's final state, else at the end
+        if not gathered:
+            gathered.append(tuple(board.gather(deadline, lost, start_timeout=settings.start_timeout, stop=stop,
+                                               tick=reporter.heartbeat)))
+        return gathered[0]
+
+    kits.append(build_rank_kit(settings, place, profile, state, stop, lifetime=lifetime, lifeline=lifeline,
+                               wait_for_others=others))
+    kit = kits[0]
     board.check_in()
     log.info("rank started rank=%d size=%d launcher=%s site=%s lifetime=%.0f", place.rank, place.size,
              place.launcher, settings.site, lifetime)
@@ -154,17 +177,7 @@ def run_rank(settings: Settings, place: RankPlace, profile: SiteProfile, stop: S
     board.check_out(own)
     if place.rank != 0:
         return RankRun(outcome, status)
-    deadline = (end - 30.0) if end is not None else time.time() + DEFAULT_LIFETIME
-
-    def lost(rank: int) -> tuple[int, ...]:  # its unfinished jobs reported, then its work area cleaned
-        recovered = recover_state(kit, rank_state(settings, rank), stop)[0]
-        profile.finish(profile.work_area(settings.harvester_workdir, RankPlace(rank, place.size)))
-        return recovered
-
-    files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
-    reporter = HarvesterReporter(files)
-    others = tuple(board.gather(deadline, lost, start_timeout=settings.start_timeout, stop=stop,
-                                tick=reporter.heartbeat))
-    _write_worker_files(settings, reporter, own, others)
-    return RankRun(outcome, status, others)
+    others()
+    _write_worker_files(settings, reporter, own, gathered[0])
+    return RankRun(outcome, status, gathered[0])
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,12 +64,18 @@ class EventChannel:
     """Listens at ``path`` for the payload and passes its messages to ``handler``; a context manager.
 
     Args:
-        path: the socket's path (at most :data:`MAX_SOCKET_PATH` bytes; an old file there is replaced).
+        path: the socket's path (an old file there is replaced). A path longer than :data:`MAX_SOCKET_PATH` bytes
+            (a work directory deep in a shared file system) cannot be bound: the socket is then made in a private
+            directory (mode 0700) of its own under ``short_dir`` instead, removed at :meth:`close`, and
+            :attr:`address` names it (a payload in a container reaches it only if ``short_dir`` is bound).
         handler: what to do with the messages.
+        short_dir: see ``path``.
     """
 
-    def __init__(self, path: Path, handler: ChannelHandler) -> None:
+    def __init__(self, path: Path, handler: ChannelHandler, *, short_dir: Path = Path("/tmp")) -> None:  # noqa: S108
         self.path = Path(path)
+        self._short_dir = short_dir
+        self._private: Path | None = None
         self._handler = handler
         self._server: socket.socket | None = None
         self._closed = threading.Event()
@@ -84,10 +91,18 @@ class EventChannel:
         """Bind and listen; start accepting.
 
         Raises:
-            ChannelError: the path is too long or cannot be bound.
+            ChannelError: the path (the short one too) is too long or cannot be bound.
         """
         if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
-            raise ChannelError(f"event channel path is longer than {MAX_SOCKET_PATH} bytes: {self.path}")
+            try:
+                self._private = Path(tempfile.mkdtemp(prefix="pilot-es-", dir=self._short_dir))
+            except OSError as exc:
+                raise ChannelError(f"event channel path is longer than {MAX_SOCKET_PATH} bytes: {self.path}, and no "
+                                   f"short directory could be made in {self._short_dir}: {exc}") from exc
+            log.info("event channel path too long, using a short one path=%s long=%s", self._private, self.path)
+            self.path = self._private / self.path.name
+            if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
+                raise ChannelError(f"event channel path is longer than {MAX_SOCKET_PATH} bytes: {self.path}")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -114,6 +129,9 @@ class EventChannel:
             sock.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+        if self._private is not None:
+            with contextlib.suppress(OSError):
+                self._private.rmdir()
 
     def __enter__(self) -> EventChannel:
         return self.open()

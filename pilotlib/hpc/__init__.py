@@ -6,6 +6,7 @@
 - :mod:`pilotlib.hpc.sites`: site profiles (``generic``; ``olcf``, work directories on a RAM disk), plug-ins of the
   ``pilotlib.hpc_sites`` entry-point group;
 - :mod:`pilotlib.hpc.gather`: each rank's liveness lock and outcome, rank 0's bounded wait for them;
+- :mod:`pilotlib.hpc.reporter`: a job all ranks share (one event-service job) is reported by rank 0 alone;
 - :mod:`pilotlib.hpc.timelimit`: the allocation's end from the batch system.
 
 The rest of a rank's pilot is the ordinary pilot kit (:mod:`pilotlib.workflow`) in Harvester's mode: the same
@@ -14,6 +15,7 @@ pipeline, payload execution, containers and event service as the grid pilot.
 
 from pilotlib.hpc.gather import RankBoard, RankOutcome, RankStatus
 from pilotlib.hpc.ranks import RankPlace, detect_rank, mpi_place, outside_mpi, slots
+from pilotlib.hpc.reporter import SharedJobReporter
 from pilotlib.hpc.sites import GenericSite, RamDiskSite, SiteProfile, load_site, site_names
 from pilotlib.hpc.source import RankJobSource
 from pilotlib.hpc.stagers import SiteInputStager
@@ -27,6 +29,7 @@ __all__ = [
     "RankOutcome",
     "RankPlace",
     "RankStatus",
+    "SharedJobReporter",
     "SiteInputStager",
     "SiteProfile",
     "allocation_end",

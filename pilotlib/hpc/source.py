@@ -5,6 +5,11 @@ shared_file_messenger.py`` ~378-430) writes each job's definition into ``<access
 many-jobs worker (``get_access_point`` ~149-154, ``WorkSpec.MT_MultiJobs``), and the list of PandaIDs last. A rank
 takes the entries :func:`pilotlib.hpc.ranks.slots` gives it, one after the other, and never asks Harvester for more
 jobs: an HPC worker's jobs are all fed before it starts.
+
+A worker of one event-service job and several ranks (Harvester's one-job worker, ``MT_OneToOne``, the only kind
+Harvester feeds event ranges to: ``feed_events`` l.456-480 writes nothing for ``MT_MultiJobs``) is *shared*: every
+rank runs that job's payload on ranges of its own; the job file is then left in place for all to read. A shared job
+that is not an event-service job runs on rank 0 alone.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pilotlib.hpc.ranks import RankPlace, slots
 from pilotlib.job import Job
 from pilotlib.panda._files import read_json
 from pilotlib.panda.base import JobRequest
-from pilotlib.panda.harvester import HarvesterFiles, HarvesterJobSource
+from pilotlib.panda.harvester import Consume, HarvesterFiles, HarvesterJobSource
 from pilotlib.stop import Stop, StopSignal
 
 __all__ = ["RankJobSource"]
@@ -48,7 +53,13 @@ class RankJobSource:
         self._interval = poll_interval
         self._stop: StopSignal = stop or Stop()
         self._slots: list[int] | None = None
+        self._shared = False
         self._sources: list[HarvesterJobSource] = []
+
+    def shared(self, panda_id: int) -> bool:
+        """Whether this rank runs job ``panda_id`` together with the other ranks (see the module)."""
+        job = self.served_job(panda_id)
+        return self._shared and job is not None and job.event_service
 
     def served_job(self, panda_id: int) -> Job | None:
         """The job handed out with that PandaID, if any (the reporter reads its file list)."""
@@ -79,16 +90,21 @@ class RankJobSource:
             log.warning("no %s from harvester seconds=%.0f", self._files.panda_ids, self._wait_timeout)
             return ()
         if self._slots is None:
-            self._slots = list(slots(self._place, listed))
+            self._shared = listed == 1 and self._place.size > 1
+            self._slots = [0] if self._shared else list(slots(self._place, listed))
             if not self._slots:
                 log.info("no job for this rank rank=%d jobs=%d", self._place.rank, listed)
         if not self._slots:
             return ()
         slot = self._slots.pop(0)
         source = HarvesterJobSource(self._files, rank=slot, wait_timeout=self._wait_timeout,
-                                    read_timeout=self._read_timeout, poll_interval=self._interval, stop=self._stop)
+                                    read_timeout=self._read_timeout, poll_interval=self._interval, stop=self._stop,
+                                    consume=Consume.KEEP if self._shared else Consume.RENAME)
         self._sources.append(source)
         jobs = source.get_jobs(request)
+        if self._shared and jobs and not jobs[0].event_service and self._place.rank != 0:
+            log.info("the worker's one job is not an event-service job: rank 0 runs it rank=%d", self._place.rank)
+            return ()
         if jobs:
             log.info("rank took its job rank=%d slot=%d panda_id=%s", self._place.rank, slot, jobs[0].panda_id)
         return jobs
