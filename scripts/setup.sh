@@ -13,6 +13,7 @@ APT_PACKAGES=(
   python3-gfal2 gfal2 gfal2-plugin-file gfal2-plugin-xrootd gfal2-plugin-http
   openssl procps socat
   bubblewrap podman uidmap busybox-static catatonit
+  openmpi-bin slurm-wlm munge strace
 )
 PY=${PILOTLIB_PYTHON:-python3.11}
 VENV=${PILOTLIB_VENV:-$here/.venv}
