@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fixtures.slurm import SlurmCluster
+
 from pilotlib.errors import ErrorCode
 
 from .helpers import make_inputs
