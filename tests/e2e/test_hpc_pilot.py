@@ -20,9 +20,7 @@ import subprocess
 import sys
 import tarfile
 import time
-import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +79,6 @@ def _env() -> dict[str, str]:
 def _pilot(access_point: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "apps.hpc_pilot", "--harvester-workdir", str(access_point), "--site-name", "Q",
             "--grace", "2", *extra]
-
-
-@pytest.fixture
-def ramdisk() -> Iterator[Path]:
-    """A folder of its own on the node's RAM disk (``/dev/shm``), removed after the test."""
-    folder = Path("/dev/shm") / f"pilotlib-test-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
 def _check_declared(files: dict[str, Any], folder: Path) -> None:
@@ -158,18 +147,21 @@ def _left(marker: str) -> list[str]:
     return [line for line in found.splitlines() if "pgrep" not in line]
 
 
-def test_eight_ranks_a_failing_job_and_a_killed_rank_leave_the_others_finished(tmp_path: Path) -> None:
-    """``mpirun -np 8 --oversubscribe`` on this 2-core node: one job's payload exits 3 (failed, transExitCode 3);
+def test_eight_ranks_a_failing_job_and_a_killed_rank_leave_the_others_finished(tmp_path: Path, ramdisk: Path) -> None:
+    """``mpirun -np 8 --oversubscribe`` on this 2-core node, each rank's work directory on the RAM disk (site
+    ``olcf``): one job's payload exits 3 (failed, transExitCode 3);
     rank 5 is SIGKILLed while its payload runs: its payload dies with it (the lifeline), rank 0 finds the rank lost
     (its lock released without an outcome) and reports its job failed with KILLSIGNAL 1200, log declared; the
-    six other jobs are finished."""
+    six other jobs are finished; the RAM disk is clean at the end, the lost rank's area too."""
     access_point = tmp_path / "access_point"
     marker = f"{time.time_ns() % 10**6}.25"
     jobs = [_hpc_job(9600 + i, "sh payload.sh") for i in range(8)]
     jobs[2]["jobPars"] = "-c 'EXIT=3 sh payload.sh'"
     jobs[5]["jobPars"] = f"-c 'sleep {marker}; sh payload.sh'"
     feed_jobs(access_point, jobs, make_inputs(tmp_path / "prestaged"))
-    mpirun = subprocess.Popen([*MPIRUN, "--oversubscribe", "-np", "8", *_pilot(access_point)], env=_env(),
+    mpirun = subprocess.Popen([*MPIRUN, "--oversubscribe", "-np", "8",
+                               *_pilot(access_point, "--site", "olcf", "--site-option", f"ramdisk={ramdisk}",
+                                       "--site-option", "min_free_mb=1")], env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         attributes = _wait_running(access_point, 9605)
@@ -197,6 +189,7 @@ def test_eight_ranks_a_failing_job_and_a_killed_rank_leave_the_others_finished(t
     summary = json.loads((access_point / ".hpc-pilot" / "worker.json").read_text())
     lost = [r for r in summary["ranks"] if r["status"] != "done"]
     assert lost == [{"rank": 5, "status": "lost", "recovered": [9605]}]
+    assert list(ramdisk.iterdir()) == []
 
 
 def test_a_rank_without_a_job_exits_cleanly(tmp_path: Path) -> None:

@@ -33,14 +33,17 @@ def _script(tmp_path: Path, name: str, access_point: Path, ranks: int, *options:
     return script
 
 
-def test_srun_ranks_in_a_batch_job_run_the_workers_jobs(tmp_path: Path, slurm_cluster: SlurmCluster) -> None:
-    """``sbatch -n 2`` of ``srun -n 2 hpc-pilot``: each task takes the job of its ``SLURM_PROCID`` (no MPI is
-    initialised: ``srun`` is not an MPI launcher here), both jobs are finished with their outputs declared, and the
-    batch job is COMPLETED."""
+def test_srun_ranks_in_a_batch_job_run_the_workers_jobs(tmp_path: Path, slurm_cluster: SlurmCluster,
+                                                        ramdisk: Path) -> None:
+    """``sbatch -n 2`` of ``srun -n 2 hpc-pilot --site olcf``: each task takes the job of its ``SLURM_PROCID`` (no
+    MPI is initialised: ``srun`` is not an MPI launcher here) and runs it on the RAM disk, both jobs are finished
+    with their outputs declared, the RAM disk is clean, and the batch job is COMPLETED."""
     access_point = tmp_path / "access_point"
     feed_jobs(access_point, [_hpc_job(9991, "sh payload.sh"), _hpc_job(9992, "sh payload.sh")],
               make_inputs(tmp_path / "prestaged"))
-    job_id = slurm_cluster.sbatch(_script(tmp_path, "two", access_point, 2), "-n", "2", "-o",
+    script = _script(tmp_path, "two", access_point, 2, "--site", "olcf", "--site-option", f"ramdisk={ramdisk}",
+                     "--site-option", "min_free_mb=1")
+    job_id = slurm_cluster.sbatch(script, "-n", "2", "-o",
                                   str(tmp_path / "slurm.out"))
     assert slurm_cluster.wait(job_id, 120) == "COMPLETED", (tmp_path / "slurm.out").read_text()[-3000:]
     for rank, panda_id in enumerate((9991, 9992)):
@@ -51,6 +54,7 @@ def test_srun_ranks_in_a_batch_job_run_the_workers_jobs(tmp_path: Path, slurm_cl
         assert {e["type"] for e in files.values()} == {"output", "log"}
     summary = json.loads((access_point / ".hpc-pilot" / "worker.json").read_text())
     assert [(r["rank"], r["status"]) for r in summary["ranks"]] == [(0, "done"), (1, "done")]
+    assert list(ramdisk.iterdir()) == []
 
 
 def test_the_batch_jobs_time_limit_is_respected(tmp_path: Path, slurm_cluster: SlurmCluster) -> None:
