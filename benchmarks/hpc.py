@@ -426,6 +426,15 @@ def _shared(counts: collections.Counter[tuple[str, str, str]]) -> collections.Co
     return collections.Counter({k: v for k, v in counts.items() if not k[1].startswith("RAM disk")})
 
 
+def _site_run(folder: Path, site: str) -> tuple[Path, Path | None, list[str]]:
+    """An access point of one job with I/O, the RAM disk (olcf only) and the pilot's site options."""
+    ap, _, _ = access_point(folder, 1, io=True)
+    if site != "olcf":
+        return ap, None, ["--site-option", "min_free_mb=1"]
+    ramdisk = Path(tempfile.mkdtemp(prefix="bench-hpc-", dir="/dev/shm"))
+    return ap, ramdisk, ["--site", "olcf", "--site-option", f"ramdisk={ramdisk}", "--site-option", "min_free_mb=1"]
+
+
 def fs_figures(base: Path, counter: FsCounter, poll_ranks: int, detail: bool) -> None:
     """Part 2: print the file-system operations per job, generic and olcf, and rank 0's per look at a pending rank."""
     print("part 2: file-system operations of the pilot's own threads per job (one job: a linked input, one output, "
@@ -433,10 +442,7 @@ def fs_figures(base: Path, counter: FsCounter, poll_ranks: int, detail: bool) ->
     totals = {}
     for site in ("generic", "olcf"):
         folder = base / site
-        ap, _, _ = access_point(folder, 1, io=True)
-        ramdisk = Path(tempfile.mkdtemp(prefix="bench-hpc-", dir="/dev/shm")) if site == "olcf" else None
-        extra = ["--site", "olcf", "--site-option", f"ramdisk={ramdisk}", "--site-option", "min_free_mb=1"] \
-            if ramdisk else ["--site-option", "min_free_mb=1"]
+        ap, ramdisk, extra = _site_run(folder, site)
         try:
             with counter.recording(ap, ramdisk):
                 status = _in_process(ap, extra)
@@ -549,10 +555,7 @@ def strace_figures(base: Path) -> None:
     shared_by = {}
     for site in ("generic", "olcf"):
         folder = base / site
-        ap, _, _ = access_point(folder, 1, io=True)
-        ramdisk = Path(tempfile.mkdtemp(prefix="bench-hpc-", dir="/dev/shm")) if site == "olcf" else None
-        extra = ["--site", "olcf", "--site-option", f"ramdisk={ramdisk}", "--site-option", "min_free_mb=1"] \
-            if ramdisk else ["--site-option", "min_free_mb=1"]
+        ap, ramdisk, extra = _site_run(folder, site)
         try:
             counts = strace_counts(ap, ramdisk, extra, folder / "trace.txt")
         finally:
