@@ -2,6 +2,7 @@
 
 - ``.. argparse-options:: apps.grid_pilot.cli:build_parser``: every option of the parser, with its help, choices and
   default (``:config-keys:`` instead lists the keys a TOML config file takes: the options' destinations).
+- ``.. attrs-fields:: pilotlib.info:QueueDescription``: the fields of an attrs class, with their docstring's meaning.
 - ``.. error-codes::``: the catalogue of :class:`pilotlib.errors.ErrorCode`
   (:func:`pilotlib.errors.render_error_table`).
   (:func:`pilotlib.errors.render_error_table`).
@@ -20,7 +21,7 @@ from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
-__all__ = ["load_parser", "render_config_keys", "render_error_codes", "render_options", "setup"]
+__all__ = ["load_parser", "render_attrs_fields", "render_config_keys", "render_error_codes", "render_options", "setup"]
 
 _SKIPPED = (argparse._HelpAction,)
 
@@ -106,6 +107,61 @@ def render_config_keys(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _attributes_section(doc: str) -> dict[str, str]:
+    """The ``Attributes:`` entries of a Google-style docstring, by name (continuation lines joined)."""
+    found: dict[str, str] = {}
+    inside, current = False, ""
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped == "Attributes:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        if not stripped or (not line.startswith(" ") and stripped.endswith(":")):
+            if found:
+                break
+            continue
+        name, sep, text = stripped.partition(": ")
+        if sep and name.isidentifier() and line.startswith("        ") and not line.startswith("         "):
+            current = name
+            found[name] = text
+        elif current:
+            found[current] += " " + stripped
+    return found
+
+
+def render_attrs_fields(spec: str) -> str:
+    """The fields of the attrs class ``module:Class`` as a table: name, type, default, meaning (its docstring's
+    ``Attributes:`` entry)."""
+    import attrs  # noqa: PLC0415 - only this directive needs it
+
+    module_name, _, class_name = spec.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    meanings = _attributes_section(cls.__doc__ or "")
+    lines = [
+        f".. list-table:: ``{class_name}`` fields",
+        "   :header-rows: 1",
+        "   :widths: 20 25 15 40",
+        "",
+        "   * - Field",
+        "     - Type",
+        "     - Default",
+        "     - Meaning",
+    ]
+    for field in attrs.fields(cls):
+        if field.default is attrs.NOTHING:
+            default = "(required)"
+        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            default = "empty"
+        else:
+            default = f"``{field.default!r}``"
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+        lines += [f"   * - ``{field.name}``", f"     - ``{kind}``", f"     - {default}",
+                  f"     - {meanings.get(field.name, '(not documented)')}"]
+    return "\n".join(lines) + "\n"
+
+
 def render_error_codes() -> str:
     """The error-code catalogue as a table (one row per :class:`pilotlib.errors.ErrorCode` member)."""
     from pilotlib.errors import render_error_table  # noqa: PLC0415 - the docs' sys.path is set by conf.py
@@ -136,6 +192,16 @@ class ArgparseOptions(_Generated):
         return self._parse(text)
 
 
+class AttrsFields(_Generated):
+    """``.. attrs-fields:: module:Class``: the fields of an attrs class with their meanings."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        """Render the fields."""
+        return self._parse(render_attrs_fields(self.arguments[0]))
+
+
 class ErrorCodes(_Generated):
     """``.. error-codes::``: the error-code table."""
 
@@ -148,4 +214,5 @@ def setup(app: Any) -> dict[str, Any]:
     """Register the directives."""
     app.add_directive("argparse-options", ArgparseOptions)
     app.add_directive("error-codes", ErrorCodes)
+    app.add_directive("attrs-fields", AttrsFields)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
