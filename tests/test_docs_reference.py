@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 from apps.grid_pilot import cli as grid_cli
 from apps.hpc_pilot import cli as hpc_cli
 from pilotlib.errors import ErrorCode
+from pilotlib.info import QueueDescription
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docs" / "_ext"))
@@ -86,6 +88,16 @@ def test_errors_page_lists_every_code(built: Path) -> None:
         assert code.name in text, code.name
         assert re.search(rf"<td><p>{int(code)}</p></td>\s*<td><p>{re.escape(code.message)}"
                          rf"</p></td>\s*<td><p>{'yes' if code.recoverable else 'no'}</p></td>", page), code.name
+
+
+def test_info_page_lists_every_queue_description_field(built: Path) -> None:
+    """Every attrs field of :class:`QueueDescription` is on info.html with the meaning its docstring gives."""
+    text = _text(built / "info.html")
+    meanings = pilotlib_reference._attributes_section(QueueDescription.__doc__ or "")
+    for field in attrs.fields(QueueDescription):
+        assert field.name in meanings, field.name  # the docstring documents the field
+        assert field.name in text, field.name
+        assert meanings[field.name].replace("``", "")[:30] in text, field.name
 
 
 def test_a_new_option_appears_in_the_rendered_reference() -> None:
