@@ -53,6 +53,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_grid_pilot_page_lists_every_option_and_config_key(built: Path) -> None:
     """Each flag of ``grid-pilot``'s parser, its help, and each config-file key is on grid-pilot.html."""
     parser = grid_cli.build_parser()
@@ -69,6 +70,7 @@ def test_grid_pilot_page_lists_every_option_and_config_key(built: Path) -> None:
     assert "================================== ===" not in (REPO / "docs" / "grid-pilot.rst").read_text()
 
 
+@pytest.mark.slow
 def test_hpc_pilot_page_lists_every_option_with_its_default(built: Path) -> None:
     """Each flag of ``hpc-pilot``'s parser is on hpc-pilot.html, a default its help does not state shown."""
     parser = hpc_cli.build_parser()
@@ -79,6 +81,7 @@ def test_hpc_pilot_page_lists_every_option_with_its_default(built: Path) -> None
     assert "Default: 300.0." in text  # --heartbeat
 
 
+@pytest.mark.slow
 def test_errors_page_lists_every_code(built: Path) -> None:
     """Every :class:`ErrorCode` member's name, number and message is on errors.html, with its recoverable flag."""
     page = html.unescape(_html(built / "errors.html")).translate(_SMART)
@@ -90,6 +93,7 @@ def test_errors_page_lists_every_code(built: Path) -> None:
                          rf"</p></td>\s*<td><p>{'yes' if code.recoverable else 'no'}</p></td>", page), code.name
 
 
+@pytest.mark.slow
 def test_info_page_lists_every_queue_description_field(built: Path) -> None:
     """Every attrs field of :class:`QueueDescription` is on info.html with the meaning its docstring gives."""
     text = _text(built / "info.html")
