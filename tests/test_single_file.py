@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +230,37 @@ def test_no_test_code_and_no_secrets_inside(built: Path) -> None:
                 assert not _SECRET.search(data), name
                 if name != "certifi/cacert.pem":
                     assert b"-----BEGIN " not in data or name.endswith((".py", ".pyc")), name
+
+
+_ORPHAN = """
+import os, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from pilotlib.payload._lifeline import Lifeline
+assert sys.modules[Lifeline.__module__].__file__.endswith(".pyc")
+lifeline = Lifeline.start(python=sys.executable)
+payload = subprocess.Popen(["sleep", "60"], start_new_session=True, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+lifeline.watch(payload.pid)
+print(lifeline.pid, payload.pid, flush=True)
+os._exit(0)  # the pilot dies without saying goodbye
+"""
+
+
+def test_the_lifeline_runs_from_the_archive(built: Path, area: Path) -> None:
+    """The lifeline (a separate program, ``pilotlib/payload/_lifeline.py``) has no file on disk in the archive: it
+    is started from its source, and when its pilot dies it kills the payload session the pilot registered."""
+    done = _as_nobody([SYSTEM_PYTHON, "-c", _ORPHAN, str(built / "grid-pilot.pyz")], cwd=area, timeout=30)
+    assert done.returncode == 0, done.stderr
+    lifeline, payload = map(int, done.stdout.split())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (_alive(payload) or _alive(lifeline)):
+        time.sleep(0.05)
+    assert not _alive(payload) and not _alive(lifeline)
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
