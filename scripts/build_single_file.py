@@ -151,6 +151,7 @@ def build(out: Path) -> list[Path]:
             target = out / f"{program}.pyz"
             partial = target.with_name(f".{target.name}.partial")
             zipapp.create_archive(stage, partial, interpreter="/usr/bin/env python3", compressed=True)
+            partial.chmod(0o755)  # zipapp makes it executable by its owner only
             partial.replace(target)
             print(f"built {target} ({target.stat().st_size / 1024:.0f} KiB, {modules} modules, pilotlib {version}, "
                   f"byte code for Python {sys.version_info.major}.{sys.version_info.minor})")

@@ -27,7 +27,8 @@ import pytest
 
 from apps.grid_pilot import demo
 from pilotlib.errors import ErrorCode
-from tests.e2e.helpers import job_definition, make_inputs
+from tests.e2e.helpers import make_inputs
+from tests.e2e.test_hpc_pilot import _hpc_job, feed_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -137,16 +138,8 @@ def test_hpc_pilot_runs_a_harvester_job_without_mpi(built: Path, area: Path) -> 
     """``hpc-pilot.pyz --harvester-workdir AP --no-mpi`` (read-only, as nobody, ``env -i``) runs the job that
     Harvester's ``feed_jobs`` laid out: its worker_attributes.json says finished with code 0."""
     access_point = area / "access_point"
-    job = job_definition(9801)
-    job.update({"transformation": "/bin/sh", "jobPars": "-c 'sh payload.sh'"})
-    folder = access_point / job["PandaID"]
-    folder.mkdir(parents=True)
-    (folder / "HPCJobs.json").write_text(json.dumps({job["PandaID"]: job}))
-    (folder / "PoolFileCatalog_H.xml").write_text("<POOLFILECATALOG/>")
-    prestaged = make_inputs(area / "prestaged")
-    for lfn in ("in.dat", "payload.sh"):
-        os.symlink(prestaged / lfn, folder / lfn)
-    (access_point / "worker_pandaids.json").write_text(json.dumps([int(job["PandaID"])]))
+    feed_jobs(access_point, [_hpc_job(9801, "sh payload.sh")], make_inputs(area / "prestaged"))
+    folder = access_point / "9801"
     _give_to_nobody(area)
     done = _as_nobody([SYSTEM_PYTHON, str(built / "hpc-pilot.pyz"), "--harvester-workdir", str(access_point),
                        "--site-name", "Q", "--no-mpi"], cwd=area)
@@ -154,6 +147,25 @@ def test_hpc_pilot_runs_a_harvester_job_without_mpi(built: Path, area: Path) -> 
     attributes = json.loads((folder / "worker_attributes.json").read_text())
     assert attributes["jobStatus"] == "finished" and attributes["pilotErrorCode"] == 0
 
+
+
+def test_hpc_pilot_ranks_under_mpirun_without_mpi4py(built: Path, area: Path) -> None:
+    """Under a real ``mpirun -np 2`` (as nobody, ``env -i``) with a node interpreter that has no mpi4py, each rank
+    of ``hpc-pilot.pyz`` takes its place from Open MPI's variables (``detect_rank`` falls back on ImportError) and
+    runs its job: rank i the i-th PandaID, both finished."""
+    probe = subprocess.run([*CLEAN_ENV, SYSTEM_PYTHON, "-c", "import mpi4py"], capture_output=True, check=False)
+    assert probe.returncode == 1  # the premise: mpi4py is absent from the node's interpreter
+    access_point = area / "access_point"
+    feed_jobs(access_point, [_hpc_job(9811, "sh payload.sh"), _hpc_job(9812, "sh payload.sh")],
+              make_inputs(area / "prestaged"))
+    _give_to_nobody(area)
+    done = _as_nobody(["mpirun", "--enable-recovery", "-np", "2", SYSTEM_PYTHON, str(built / "hpc-pilot.pyz"),
+                       "--harvester-workdir", str(access_point), "--site-name", "Q", "--grace", "2"], cwd=area)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank, panda_id in enumerate((9811, 9812)):
+        attributes = json.loads((access_point / str(panda_id) / "worker_attributes.json").read_text())
+        assert attributes["jobStatus"] == "finished" and attributes["pilotErrorCode"] == 0
+        assert attributes["pilotID"].startswith(f"hpc-pilot-rank{rank}-")
 
 _PROBE = """
 import importlib.metadata, sys
