@@ -109,7 +109,7 @@ def test_grid_pilot_runs_the_example_job_unprivileged(built: Path, area: Path) -
 
 
 def test_grid_pilot_runs_by_its_shebang(built: Path, area: Path) -> None:
-    """An executable copy (0555) runs by its ``#!/usr/bin/env python3`` line: ``--help`` names grid-pilot."""
+    """An executable copy (0555) runs by its ``#!/usr/bin/env python3`` line: ``--help`` prints the usage."""
     exe = area / "bin" / "grid-pilot.pyz"
     exe.parent.mkdir()
     shutil.copyfile(built / "grid-pilot.pyz", exe)
@@ -127,7 +127,7 @@ def test_a_job_needing_an_absent_backend_fails_with_the_stage_in_code(built: Pat
     assert probe.returncode == 1  # the premise: rucio is absent from the node's interpreter
     args, bindir, launch, _ = _arc_demo(area, "rucio")
     done = _as_nobody([SYSTEM_PYTHON, str(built / "grid-pilot.pyz"), *args], cwd=area, path_dirs=(bindir,))
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     heartbeat = json.loads((launch / "heartbeat.json").read_text())
     assert heartbeat["state"] == "failed"
     assert heartbeat["pilotErrorCode"] == ErrorCode.STAGEINFAILED == 1099
