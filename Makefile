@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint typecheck unit docs bench clean
+.PHONY: setup run test lint typecheck unit docs bench clean single-file
 
 setup:
 	bash scripts/setup.sh --rucio-server --panda-server
@@ -18,8 +18,12 @@ test: setup
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
+## single-file: dist/grid-pilot.pyz and dist/hpc-pilot.pyz, run by a node's python3 alone (docs/single-file.rst)
+single-file: setup
+	$(PY) scripts/build_single_file.py --out dist
+
 docs: setup
 	$(PY) -m sphinx -W -q -b html docs docs/_build/html
 
 clean:
-	rm -rf docs/_build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf docs/_build .pytest_cache .mypy_cache .ruff_cache dist

@@ -33,6 +33,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from pilotlib._script import script_argv
 from pilotlib.containers import _guard
 from pilotlib.containers._program import check_answers, find_program
 from pilotlib.containers.base import ContainerSpec
@@ -135,7 +136,7 @@ class PodmanRuntime:
         run += spec.options.split()
         run += self._image(spec.image)
         cleanup = [*podman, "rm", "--force", "--ignore", "--time", "0", name]
-        guard = [self.python, "-I", "-S", _guard.__file__, json.dumps(cleanup)]
+        guard = [*script_argv(self.python, _guard), json.dumps(cleanup)]
         return (*guard, *run, *argv), env
 
     @staticmethod

@@ -101,9 +101,11 @@ class Lifeline:
         began = start_time(pilot)
         if began is None:
             raise ValueError(f"no process {pilot} to watch")
+        from pilotlib._script import script_argv  # noqa: PLC0415 - as a program, this file imports only the stdlib
+
         read_fd, write_fd = os.pipe()  # both ends close-on-exec: only the lifeline gets the read end, as its stdin
         try:
-            process = subprocess.Popen([python, "-I", "-S", os.path.abspath(__file__)], stdin=read_fd,
+            process = subprocess.Popen(script_argv(python, sys.modules[__name__]), stdin=read_fd,
                                        stdout=subprocess.DEVNULL, cwd="/", start_new_session=True, close_fds=True)
         except BaseException:
             os.close(write_fd)
