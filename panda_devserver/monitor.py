@@ -98,8 +98,10 @@ def _timeline_html(pilot_timing: object) -> str:
     """The stage bar: one labelled segment per stage that took time, widths proportional to seconds."""
     seconds = timeline(pilot_timing)
     total = sum(seconds.values())
-    if not total:
+    if not seconds:
         return '<p class="none">no stage timing reported</p>'
+    if not total:
+        return f'<p class="none">every stage took under a second (pilotTiming {_e(pilot_timing)})</p>'
     segments = "".join(
         f'<div class="seg" data-stage="{key}" data-seconds="{seconds[key]}" title="{key} {seconds[key]} s" '
         f'style="width:{100 * seconds[key] / total:.2f}%;background:{_COLOURS[key]}">{key} {seconds[key]} s</div>'

@@ -58,7 +58,7 @@ def chromium(*args: str, profile: Path, timeout: float = CHROMIUM_TIMEOUT) -> su
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
 
 
-def screenshot(url: str, path: Path, profile: Path, size: str = "1280,1800") -> None:
+def screenshot(url: str, path: Path, profile: Path, size: str = "1280,2400") -> None:
     """Save a screenshot of ``url`` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     chromium(f"--screenshot={path}", f"--window-size={size}", url, profile=profile)
