@@ -7,6 +7,7 @@ a headless Chromium screenshot of ``/monitor`` into ``docs/_static/monitor.png``
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,11 +16,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from apps.grid_pilot.__main__ import main  # noqa: E402
 from panda_devserver import DevServer  # noqa: E402
 from tests.e2e.helpers import job_definition, make_inputs  # noqa: E402
 
 CHROMIUM_TIMEOUT = 120.0
+PILOT_TIMEOUT = 120.0
 
 
 def es_job(panda_id: int, *knobs: str) -> dict[str, str]:
@@ -30,12 +31,14 @@ def es_job(panda_id: int, *knobs: str) -> dict[str, str]:
     return job
 
 
-def run_pilot(server: DevServer, work: Path) -> int:
-    """Run one grid pilot against ``server`` until it has no more jobs (inputs in ``work/in``)."""
+def run_pilot(server: DevServer, work: Path, batch_id: str) -> None:
+    """Run one grid pilot process against ``server`` (inputs in ``work/in``), as batch job ``batch_id``."""
     make_inputs(work / "in")
-    return main(["-q", "DEMO_QUEUE", "--url", server.url, "--api", "v1", "-a", str(work / "work"),
-                 "--input-dir", str(work / "in"), "--output-dir", str(work / "storage"), "--copytool", "cp",
-                 "--heartbeat", "0.2", "--log-level", "WARNING"])
+    command = [sys.executable, "-m", "apps.grid_pilot", "-q", "DEMO_QUEUE", "--url", server.url, "--api", "v1",
+               "-a", str(work / "work"), "--input-dir", str(work / "in"), "--output-dir", str(work / "storage"),
+               "--copytool", "cp", "--heartbeat", "0.2", "--log-level", "WARNING"]
+    env = {**os.environ, "SLURM_JOB_ID": batch_id, "PYTHONPATH": str(REPO)}
+    subprocess.run(command, env=env, capture_output=True, timeout=PILOT_TIMEOUT, check=True)
 
 
 def run_demo_jobs(server: DevServer, work: Path) -> None:
@@ -48,7 +51,7 @@ def run_demo_jobs(server: DevServer, work: Path) -> None:
     server.add_event_ranges(5003, [{"startEvent": 10 * n + 1, "lastEvent": 10 * n + 10, "LFN": "in.dat",
                                     "GUID": "g1", "scope": "e2e"} for n in range(6)])
     for number in range(3):
-        run_pilot(server, work / f"pilot{number}")
+        run_pilot(server, work / f"pilot{number}", f"{4711 + number}")
 
 
 def chromium(*args: str, profile: Path, timeout: float = CHROMIUM_TIMEOUT) -> subprocess.CompletedProcess[str]:

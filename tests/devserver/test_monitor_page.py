@@ -11,6 +11,7 @@ six); the ``xml`` field is pilot3's file info (``pilot/control/data.py`` ``gener
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from apps.grid_pilot.__main__ import main
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from tests.e2e.helpers import job_definition, make_inputs
@@ -32,6 +32,8 @@ pytestmark = pytest.mark.integration
 
 FAILING_RANGE = "1-7003-1-4-1"
 CHROMIUM_TIMEOUT = 120.0
+PILOT_TIMEOUT = 120.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _es_job(panda_id: int, *knobs: str) -> dict[str, str]:
@@ -41,10 +43,15 @@ def _es_job(panda_id: int, *knobs: str) -> dict[str, str]:
     return job
 
 
-def _run_pilot(server: DevServer, work: Path) -> None:
+def _run_pilot(server: DevServer, work: Path, batch_id: str) -> None:
+    """One grid pilot process (its own ``pilotID``, ``grid-pilot-<pid>``) in a "batch job" ``batch_id``
+    (``SLURM_JOB_ID``, the pilot's ``batchID``)."""
     make_inputs(work / "in")
-    main(["-q", "MON_QUEUE", "--url", server.url, "--api", "v1", "-a", str(work / "work"), "--input-dir",
-          str(work / "in"), "--output-dir", str(work / "storage"), "--copytool", "cp", "--heartbeat", "0.2"])
+    command = [sys.executable, "-m", "apps.grid_pilot", "-q", "MON_QUEUE", "--url", server.url, "--api", "v1",
+               "-a", str(work / "work"), "--input-dir", str(work / "in"), "--output-dir", str(work / "storage"),
+               "--copytool", "cp", "--heartbeat", "0.2"]
+    env = {**os.environ, "SLURM_JOB_ID": batch_id, "PYTHONPATH": str(REPO)}
+    subprocess.run(command, env=env, capture_output=True, timeout=PILOT_TIMEOUT, check=True)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +67,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
         dev.add_event_ranges(7003, [{"startEvent": 10 * n + 1, "lastEvent": 10 * n + 10, "LFN": "in.dat",
                                      "GUID": "g1", "scope": "e2e"} for n in range(6)])
         for number in range(3):
-            _run_pilot(dev, work / f"pilot{number}")
+            _run_pilot(dev, work / f"pilot{number}", f"batch-{number}")
         assert [dev.final_state(i) for i in (7001, 7002, 7003)] == ["finished", "failed", "finished"]
         yield dev
 
@@ -135,7 +142,12 @@ def test_the_page_lists_the_jobs_their_updates_timeline_transfers_and_ranges(ser
     ranges = dict(re.findall(r"<tr><td>([\d-]+)</td><td><span[^>]*>(\w+)</span>", events))
     assert ranges == server.event_range_statuses(7003) and ranges.pop(FAILING_RANGE) == "failed"
     assert set(ranges.values()) == {"finished"} and len(ranges) == 5
-    assert "grid-pilot-" in finished  # the pilotID of the pilot that took it
+    pilots = [re.findall(r"(grid-pilot-\d+) on ([^ <]+) \(batch ([\w-]+)\)", _section(page, i).split("<h3>")[0])
+              for i in (7001, 7002, 7003)]
+    assert [p[0][2] for p in pilots] == ["batch-0", "batch-1", "batch-2"]  # one pilot each, by its batchID
+    assert len({p[0][0] for p in pilots}) == 3 and all(len(p) == 1 for p in pilots)
+    assert [(p[0][0], p[0][2]) for p in pilots] == [
+        (str(server.updates(i)[0]["pilotID"]), str(server.updates(i)[0]["batchID"])) for i in (7001, 7002, 7003)]
 
 
 def test_one_job_page_and_unknown_job(server: DevServer) -> None:
