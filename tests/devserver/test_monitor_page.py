@@ -193,3 +193,23 @@ def test_chromium_renders_bars_codes_and_ranges(server: DevServer, tmp_path: Pat
     payload_green = bytes((0x43, 0xA0, 0x47))
     widest = max(sum(row[x * 3:x * 3 + 3] == payload_green for x in range(width)) for row in rows)
     assert widest > 0.5 * 900 * 0.9  # the bar is 900 CSS px wide; the payload took most of the job's time
+
+
+def test_a_database_from_before_arrival_times_is_upgraded(tmp_path: Path) -> None:
+    """A ``panda.sqlite`` written before updates kept their arrival time gets the column on opening: its old
+    updates have no time (None, shown ``-``), new ones have one."""
+    import sqlite3  # noqa: PLC0415 - only this test writes the old schema
+
+    with sqlite3.connect(tmp_path / "panda.sqlite") as db:
+        db.execute("CREATE TABLE updates (id INTEGER PRIMARY KEY AUTOINCREMENT, panda_id INTEGER NOT NULL, "
+                   "fields TEXT NOT NULL)")
+        db.execute("INSERT INTO updates (panda_id, fields) VALUES (1, '{\"state\": \"starting\"}')")
+    with DevServer(tmp_path) as dev:
+        dev.add_job({"PandaID": 1, "jobName": "old"})
+        dev.store.record_update(1, {"state": "running"}, "running")
+        times = dev.store.update_times(1)
+        states = [u["state"] for u in dev.updates(1)]
+        page = _get(f"{dev.url}/monitor/job/1")[2]
+    assert times[0] is None and isinstance(times[1], float)
+    assert states == ["starting", "running"]
+    assert "<td>1</td><td>-</td>" in page
