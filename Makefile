@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint typecheck unit docs bench clean single-file
+.PHONY: setup run test lint typecheck unit docs bench clean single-file monitor-screenshot
 
 setup:
 	bash scripts/setup.sh --rucio-server --panda-server
@@ -24,6 +24,11 @@ single-file: setup
 
 docs: setup
 	$(PY) -m sphinx -W -q -b html docs docs/_build/html
+
+## monitor-screenshot: demo jobs run by the real pilot against a dev server, its monitor page shot by headless
+## Chromium into docs/_static/monitor.png (committed, so the docs build without chromium)
+monitor-screenshot: setup
+	PYTHONPATH=$(CURDIR) $(PY) scripts/monitor_screenshot.py docs/_static/monitor.png
 
 clean:
 	rm -rf docs/_build .pytest_cache .mypy_cache .ruff_cache dist

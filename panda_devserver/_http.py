@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from panda_devserver import _legacy, _signatures, _v1
+from panda_devserver import _legacy, _signatures, _v1, monitor
 from panda_devserver._logic import Context, Outcome
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class Faults:
 class Route:
     """What a request path names: the dialect, the legacy call name and the handler's key."""
 
-    dialect: str  # "legacy" | "v1" | "info"
+    dialect: str  # "legacy" | "v1" | "info" | "monitor"
     call: str
     key: str
 
@@ -133,6 +133,8 @@ def route(path: str) -> Route | None:
     if path.startswith("/api/v1/"):
         key = path.removeprefix("/api/v1/")
         return Route("v1", _v1.PATHS[key], key) if key in _v1.PATHS else None
+    if path in ("/", "/monitor", "/monitor/") or path.startswith("/monitor/job/"):
+        return Route("monitor", "monitor", path.removeprefix("/monitor/job/") if "/job/" in path else "")
     if path == "/cache/ddmendpoints.json":
         return Route("info", "ddmendpoints", "")
     if path.startswith("/cache/schedconfig/") and path.endswith(".json"):
@@ -234,6 +236,9 @@ class Handler(BaseHTTPRequestHandler):
         if target is None:
             self._send(Outcome(404, "text/plain", b"not found\n"))
             return
+        if target.dialect == "monitor":  # not a pilot's call: not counted, never faulted
+            self._send(self._monitor(target, method))
+            return
         fault = self.server.faults.next(target.call, dict(self.headers.items()))
         if target.dialect == "legacy" and not self.server.legacy:
             self._send(forbidden(target.key))
@@ -308,6 +313,18 @@ class Handler(BaseHTTPRequestHandler):
         if queue is None:
             return Outcome(404, "text/plain", f"no queue {target.key}\n".encode())
         return Outcome(200, "application/json", json.dumps(queue).encode())
+
+    def _monitor(self, target: Route, method: str) -> Outcome:
+        """The monitor page (GET only): every job, or one job by PandaID."""
+        if method != "GET":
+            return Outcome(405, "text/plain", b"the monitor page is read with GET\n")
+        store = self.server.make_context(None).store
+        if not target.key:
+            return Outcome(200, "text/html; charset=utf-8", monitor.render_monitor(store))
+        page = monitor.render_job_page(store, int(target.key)) if target.key.isdigit() else None
+        if page is None:
+            return Outcome(404, "text/plain", f"no job {target.key}\n".encode())
+        return Outcome(200, "text/html; charset=utf-8", page)
 
     def _client_dn(self) -> str | None:
         """The client's identity: its certificate subject, or the origin of its bearer token."""

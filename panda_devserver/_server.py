@@ -239,6 +239,11 @@ class DevServer:
         self.faults.clear()
 
     # ----------------------------------------------------------------------------------------------- queries
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job queued, in order: ``{"panda_id", "definition", "status", "final_state", "pilot"}`` (``pilot``:
+        the node name the taking pilot sent)."""
+        return self.store.jobs()
+
     def updates(self, panda_id: int) -> list[dict[str, Any]]:
         """Every update received for a job, in order, by legacy field names."""
         return self.store.updates(panda_id)

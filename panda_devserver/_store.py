@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     panda_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, definition TEXT NOT NULL,
     status TEXT NOT NULL, final_state TEXT, pilot TEXT);
 CREATE TABLE IF NOT EXISTS updates (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, panda_id INTEGER NOT NULL, fields TEXT NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, panda_id INTEGER NOT NULL, fields TEXT NOT NULL, received REAL);
 CREATE TABLE IF NOT EXISTS event_ranges (
     event_range_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, panda_id INTEGER NOT NULL,
     body TEXT NOT NULL, status TEXT NOT NULL);
@@ -56,6 +57,9 @@ class Store:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(updates)")}
+        if "received" not in columns:  # a database written before the arrival time was kept
+            self._db.execute("ALTER TABLE updates ADD COLUMN received REAL")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -100,6 +104,16 @@ class Store:
                 db.execute("UPDATE jobs SET status = 'sent', pilot = ? WHERE panda_id = ?", (pilot, panda_id))
         return [json.loads(definition) for _, definition in rows]
 
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job in queueing order: ``{"panda_id", "definition", "status", "final_state", "pilot"}``
+        (``pilot``: the ``node`` of the pilot that took it, None while it waits)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT panda_id, definition, status, final_state, pilot FROM jobs ORDER BY seq").fetchall()
+        return [{"panda_id": int(panda_id), "definition": json.loads(definition), "status": str(status),
+                 "final_state": final_state, "pilot": pilot}
+                for panda_id, definition, status, final_state, pilot in rows]
+
     def job_status(self, panda_id: int) -> str | None:
         """The server-side status of a job, or None when unknown."""
         with self._lock:
@@ -110,7 +124,8 @@ class Store:
         """Keep one update and move the job to ``server_status``; return the pending command (consumed)."""
         state = str(fields.get("state", ""))
         with self._tx() as db:
-            db.execute("INSERT INTO updates (panda_id, fields) VALUES (?, ?)", (panda_id, json.dumps(dict(fields))))
+            db.execute("INSERT INTO updates (panda_id, fields, received) VALUES (?, ?, ?)",
+                       (panda_id, json.dumps(dict(fields)), time.time()))
             final = state if state in FINAL_STATES else None
             db.execute(
                 "UPDATE jobs SET status = ?, final_state = COALESCE(?, final_state) WHERE panda_id = ?",
@@ -125,6 +140,12 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT fields FROM updates WHERE panda_id = ? ORDER BY id", (panda_id,))
             return [json.loads(row[0]) for row in rows.fetchall()]
+
+    def update_times(self, panda_id: int) -> list[float | None]:
+        """When each update of a job arrived (seconds since the epoch; None if not kept), in arrival order."""
+        with self._lock:
+            rows = self._db.execute("SELECT received FROM updates WHERE panda_id = ? ORDER BY id", (panda_id,))
+            return [None if row[0] is None else float(row[0]) for row in rows.fetchall()]
 
     def final_state(self, panda_id: int) -> str | None:
         """The final state the pilot reported (``finished``/``failed``), or None."""

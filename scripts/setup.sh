@@ -14,6 +14,7 @@ APT_PACKAGES=(
   openssl procps socat
   bubblewrap podman uidmap busybox-static catatonit
   openmpi-bin slurm-wlm munge strace
+  chromium
 )
 PY=${PILOTLIB_PYTHON:-python3.11}
 VENV=${PILOTLIB_VENV:-$here/.venv}
