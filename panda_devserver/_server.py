@@ -89,7 +89,7 @@ class DevServer:
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (the command line's way)."""
         self._httpd = DevHTTPServer(self._address, self._context, self.faults, self._tls_context(), self._legacy)
-        log.info("devserver serving url=%s db=%s", self.url, self.store.path)
+        log.info("devserver serving url=%s db=%s monitor=%s/monitor", self.url, self.store.path, self.url)
         try:
             self._httpd.serve_forever()
         finally:
