@@ -196,6 +196,11 @@ class HarvesterEventRanges:
         def add(document: Any) -> Any:
             if _holds(document, key):
                 return Verdict.KEEP  # already asked (by another rank of the same job)
+            if _holds(read_json(self._answer_path()), key):
+                # answered since this rank looked (another rank's request of the same job): a new request now
+                # would make Harvester feed again over the answer (feed_events overwrites the file, sfm
+                # l.462-466) and lose the ranges still in it
+                return Verdict.KEEP
             if document is not None and not isinstance(document, dict):
                 log.warning("replacing malformed event request path=%s", path)
             return {**(document if isinstance(document, dict) else {}), key: body}

@@ -227,3 +227,17 @@ def test_ranks_of_one_job_share_its_answer(ap: Path) -> None:
     (ap / "JobsEventRanges.json").write_text(json.dumps({"8001": []}))
     assert rank_a.get_event_ranges(JOB, 2) == () and rank_b.get_event_ranges(JOB, 2) == ()
     assert json.loads((ap / "JobsEventRanges.json").read_text()) == {"8001": []}
+
+
+def test_no_new_request_while_the_jobs_answer_is_still_in_the_file(ap: Path) -> None:
+    """A rank that found nothing and is about to ask, while another rank's request of the same job was answered in
+    between: it must not ask again, since Harvester's next feed would overwrite the answer file (sfm l.462-466,
+    plain ``open(..., "w")``) and the ranges still in it would be lost. (The step is private; the race it closes
+    is between two processes and cannot be staged from the public call.)"""
+    (ap / "JobsEventRanges.json").write_text(json.dumps({"8001": [event_range(1)]}))
+    source = HarvesterEventRanges(HarvesterFiles(ap), timeout=1, poll_interval=0.01)
+    source._request(JOB, 2)
+    assert not (ap / "worker_requestevents.json").exists()
+    (ap / "JobsEventRanges.json").unlink()
+    source._request(JOB, 2)
+    assert json.loads((ap / "worker_requestevents.json").read_text())["8001"]["nRanges"] == 2
