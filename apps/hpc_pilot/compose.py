@@ -57,7 +57,7 @@ from pilotlib.workflow import (
 )
 from pilotlib.workflow.queue import DEFAULT_LIFETIME
 
-__all__ = ["RankRun", "build_rank_kit", "end_of_allocation", "rank_state", "run_rank"]
+__all__ = ["RankRun", "build_rank_kit", "end_of_allocation", "harvester_files", "rank_state", "run_rank"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ log = logging.getLogger(__name__)
 def rank_state(settings: Settings, rank: int) -> PilotState:
     """Rank ``rank``'s state directory, ``<state root>/rank-<N>`` (final reports, journal, logs)."""
     return PilotState.at(settings.state_root / f"rank-{rank}", settings.state_reserve_mb * MB)
+
+
+def harvester_files(settings: Settings) -> HarvesterFiles:
+    """The worker's access point and Harvester's file names (per-job directories unless ``--single-job-dir``)."""
+    return HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
 
 
 def end_of_allocation(settings: Settings, started_epoch: float) -> float | None:
@@ -83,7 +88,7 @@ def build_rank_kit(settings: Settings, place: RankPlace, profile: SiteProfile, s
     """The kit of one rank: Harvester's mode with the rank's jobs, the site's work area and preparation, outputs
     copied into the access point and declared there for Harvester to stage out. A job all ranks share (one
     event-service job) is reported by rank 0 alone, after ``wait_for_others``."""
-    files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
+    files = harvester_files(settings)
     area = profile.work_area(settings.harvester_workdir, place)
     source = RankJobSource(files, place, wait_timeout=settings.wait_timeout, stop=stop)
     mode = harvester_parts(files, lambda panda_id: area / str(panda_id), stop=stop, source=source, ends_worker=False,
@@ -147,7 +152,7 @@ def run_rank(settings: Settings, place: RankPlace, profile: SiteProfile, stop: S
     lifetime = DEFAULT_LIFETIME if end is None else max(1.0, end - settings.end_margin - started_epoch)
     state = rank_state(settings, place.rank)
     board = RankBoard(settings.state_root / "ranks", place)
-    files = HarvesterFiles(settings.harvester_workdir, per_job_dirs=settings.per_job_dirs)
+    files = harvester_files(settings)
     reporter = HarvesterReporter(files)
     deadline = (end - 30.0) if end is not None else time.time() + DEFAULT_LIFETIME
     kits: list[PilotKit] = []

@@ -18,7 +18,6 @@ rank 0, never hang it.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
@@ -202,10 +201,3 @@ class RankBoard:
             log.warning("rank still running at the end of the wait rank=%d", rank)
             found[rank] = RankStatus(rank, "running")
         return [found[r] for r in sorted(found)]
-
-    def release(self) -> None:
-        """Let this rank's lock go without an outcome (for tests and error paths)."""
-        if self._alive_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._alive_fd)
-            self._alive_fd = None
