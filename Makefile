@@ -12,11 +12,13 @@ setup:
 run: setup
 	$(PY) -m apps.grid_pilot.demo
 
-## test: ruff, mypy (strict) and the whole pytest suite, real services started by the tests
+## test: ruff, mypy (strict), the whole pytest suite (real services started by the tests), then the reliability table
 test: setup
 	$(PY) -m ruff check pilotlib apps panda_devserver tests benchmarks examples
 	$(PY) -m mypy
+	rm -f .reliability/ledger.json
 	$(PY) -m pytest -q
+	$(PY) scripts/reliability_report.py
 
 ## single-file: dist/grid-pilot.pyz and dist/hpc-pilot.pyz, run by a node's python3 alone (docs/single-file.rst)
 single-file: setup
