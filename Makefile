@@ -14,7 +14,7 @@ run: setup
 
 ## test: ruff, mypy (strict), the whole pytest suite (real services started by the tests), then the reliability table
 test: setup
-	$(PY) -m ruff check pilotlib apps panda_devserver tests benchmarks examples
+	$(PY) -m ruff check pilotlib apps panda_devserver tests benchmarks examples scripts
 	$(PY) -m mypy
 	rm -f .reliability/ledger.json
 	$(PY) -m pytest -q

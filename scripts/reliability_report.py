@@ -59,7 +59,8 @@ def _table(rows: dict[tuple[str, str], dict[str, int]]) -> list[str]:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
 
     def show(line: list[str]) -> str:
-        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in pairs]
         return "| " + " | ".join(cells) + " |"
 
     rule = "|" + "|".join("-" * (w + 2) if i < 2 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
@@ -75,7 +76,8 @@ def report(document: dict[str, Any]) -> tuple[list[str], bool]:
     broken = [case for case in cases if case["outcome"] not in ("passed", "xfailed")]
     leaks = [case for case in cases if any(case["figures"].get(name, 0) for name in ZERO)]
     if known:
-        lines += ["", "Known not to hold:"] + [f"- {c['area']}: {c['what']} ({c['nodeid']}): {c['reason']}" for c in known]
+        lines += ["", "Known not to hold:"]
+        lines += [f"- {c['area']}: {c['what']} ({c['nodeid']}): {c['reason']}" for c in known]
     if broken:
         lines += ["", "Did not hold:"] + [f"- {c['nodeid']}: {c['outcome']} {c['reason']}".rstrip() for c in broken]
     if leaks:

@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 pytest_plugins = ["fixtures.rucio", "fixtures.xrootd", "fixtures.devserver", "fixtures.smallfs", "fixtures.rootfs",
-                  "fixtures.podman", "fixtures.slurm", "fixtures.ledger"]
+                  "fixtures.podman", "fixtures.slurm", "fixtures.ledger", "pytester"]
 
 
 @pytest.fixture(scope="session")
