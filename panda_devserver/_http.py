@@ -14,7 +14,6 @@ import logging
 import socket
 import ssl
 import threading
-import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -259,13 +258,14 @@ class Handler(BaseHTTPRequestHandler):
         """Apply a fault; True when the request has been answered (or dropped) by it."""
         if fault.kind in ("apply_http500", "apply_delay", "trickle"):  # the call runs; its answer is changed in _serve
             return False
-        if fault.kind == "hang":  # held unanswered and not applied; then the connection is closed
-            self.server.faults.released.wait(fault.seconds or HANG_SECONDS)
+        if fault.kind in ("hang", "delay"):
+            # hang: held unanswered and unapplied, then the connection is closed; delay: then served, unless the server
+            # was cleared meanwhile: the request belongs to what was forgotten and is not applied
+            seconds = fault.seconds or HANG_SECONDS if fault.kind == "hang" else fault.seconds
+            if not self.server.faults.released.wait(seconds) and fault.kind == "delay":
+                return False
             self.close_connection = True
             return True
-        if fault.kind == "delay":
-            time.sleep(fault.seconds)
-            return False
         if fault.kind == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)

@@ -219,7 +219,8 @@ class DevServer:
         Args:
             call: a legacy method name (``getJob``, ``updateJob``, ...; the v1 calls count under the same names) or
                 ``schedconfig``/``ddmendpoints``.
-            kind: ``delay`` (wait ``seconds``, then answer), ``drop`` (close the connection without answering),
+            kind: ``delay`` (wait ``seconds``, then answer; dropped unapplied when cleared meanwhile), ``drop``
+                (close the connection without answering),
                 ``http500``, ``http503``, ``garbage`` (an HTML error page, then truncated JSON, alternately),
                 ``garbage_html``, ``garbage_json``, ``apply_http500`` (the call is applied, then answered HTTP
                 500, as panda-server 1.x answers every ``event/update_event_ranges``), ``apply_delay`` (the call is

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -254,3 +256,30 @@ def test_v1_refuses_unknown_missing_and_mistyped_arguments(panda_server: DevServ
         {"job_id": "101", "job_status": "running"}, {"job_id": 101, "job_status": "running"}]})
     assert [item["success"] for item in bulk["data"]] == [False, True]  # type: ignore[union-attr]
     assert panda_server.updates(101) == [{"jobId": 101, "state": "running"}]
+
+
+def test_a_delayed_request_that_outlives_a_clear_is_not_applied(panda_server: DevServer) -> None:
+    """A ``delay`` fault's request still waiting when the server is cleared (the next test begins) is dropped
+    unapplied: applied late, it took the next test's job of the same PandaID (seen as a flaky getJob with no job in
+    tests/panda/test_client_zipped_ranges.py after test_client_devserver.py's delayed getJob)."""
+    panda_server.inject_fault("getJob", "delay", times=1, seconds=2.0)
+    late: list[BaseException | requests.Response] = []
+
+    def ask() -> None:
+        try:
+            late.append(requests.post(f"{panda_server.url}/api/v1/pilot/acquire_jobs", json={"site_name": "Q"},
+                                      timeout=10))
+        except requests.RequestException as exc:
+            late.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    time.sleep(0.5)
+    panda_server.clear()
+    panda_server.add_job(JOB)
+    asker.join(10)
+
+    assert isinstance(late[0], requests.ConnectionError)
+    assert panda_server.job_status(101) == "activated"
+    taken = _v1(panda_server, "pilot/acquire_jobs", {"site_name": "Q"})
+    assert [job["PandaID"] for job in taken["data"]["jobs"]] == [101]  # type: ignore[index]
