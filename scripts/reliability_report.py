@@ -23,6 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("faults", "bad input", "security", "load")
 ZERO = ("jobs_lost", "finals_duplicated", "processes_left", "secrets_leaked")
+#: A case of these sections that measured nothing more injected one fault, or tried one bad input.
+_AT_LEAST_ONE = {"faults": {"faults_injected": 1}, "bad input": {"inputs_tried": 1}}
 COLUMNS = (
     ("cases", "cases"),
     ("held", "held"),
@@ -42,7 +44,8 @@ def _rows(cases: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, int]]:
         row = rows[(case["section"], case["area"])]
         row["cases"] += 1
         row["held"] += case["outcome"] == "passed"
-        for name, value in case["figures"].items():
+        figures = {**_AT_LEAST_ONE.get(case["section"], {}), **case["figures"]}
+        for name, value in figures.items():
             row[name] += value
     return rows
 

@@ -124,6 +124,7 @@ def test_update_of_unknown_job_is_refused(served: DevServer, dialect: str) -> No
     assert refused.value.status_code == 30
 
 
+@pytest.mark.reliability("faults", "server", "answers 5xx or drops, then answers (client)")
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("kind", ["http500", "http503", "drop"])
 def test_retried_faults_then_success(served: DevServer, dialect: str, kind: str) -> None:
@@ -138,6 +139,7 @@ def test_retried_faults_then_success(served: DevServer, dialect: str, kind: str)
     assert len(sleeps) == 2 and 0.005 <= sleeps[0] <= 0.01 and 0.01 <= sleeps[1] <= 0.02
 
 
+@pytest.mark.reliability("faults", "server", "keeps failing: retries bounded in count (client)")
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_retries_are_bounded_in_count(served: DevServer, dialect: str) -> None:
     """When every attempt fails, the client gives up after `attempts` requests with a CommunicationError 1318 (a
@@ -151,6 +153,7 @@ def test_retries_are_bounded_in_count(served: DevServer, dialect: str) -> None:
     assert served.request_count("updateJob") == 4
 
 
+@pytest.mark.reliability("faults", "server", "keeps failing: retries bounded in time (client)")
 def test_retries_are_bounded_in_time(panda_legacy: DevServer) -> None:
     """No retry starts when its backoff would pass the total time budget: one request only."""
     panda_legacy.inject_fault("getJob", "http500", times=5)
@@ -160,6 +163,7 @@ def test_retries_are_bounded_in_time(panda_legacy: DevServer) -> None:
     assert panda_legacy.request_count("getJob") == 1
 
 
+@pytest.mark.reliability("faults", "server", "slower than the read timeout (client)")
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_delay_beyond_read_timeout_is_retried(served: DevServer, dialect: str) -> None:
     """A server slower than the read timeout counts as a retryable failure; the next attempt succeeds."""
@@ -171,6 +175,7 @@ def test_delay_beyond_read_timeout_is_retried(served: DevServer, dialect: str) -
     assert served.request_count("getJob") == 2
 
 
+@pytest.mark.reliability("faults", "server", "answers garbage (client)")
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("kind", ["garbage_html", "garbage_json"])
 def test_garbage_answers_are_typed_errors(served: DevServer, dialect: str, kind: str) -> None:

@@ -70,6 +70,7 @@ def test_nonzero_exit_code(make_command: MakeCommand) -> None:
     assert not result.succeeded
 
 
+@pytest.mark.reliability("faults", "node", "payload crashes by a signal (unit)")
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGKILL])
 def test_crash_by_signal(make_command: MakeCommand, sig: signal.Signals) -> None:
     """A payload dying of a signal gives that signal and no exit code."""
@@ -89,6 +90,7 @@ def test_start_failure(make_command: MakeCommand) -> None:
     assert "/nonexistent/trf" in str(info.value)
 
 
+@pytest.mark.reliability("faults", "node", "payload loops (unit)")
 def test_looping_payload_killed(make_command: MakeCommand) -> None:
     """A payload touching no file for longer than the looping limit is killed with LOOPINGJOB (1150) by SIGTERM."""
     cmd = make_command(SLEEPER)
@@ -99,6 +101,7 @@ def test_looping_payload_killed(make_command: MakeCommand) -> None:
     assert result.signal == signal.SIGTERM
 
 
+@pytest.mark.reliability("faults", "node", "payload fills memory (unit)")
 def test_memory_eater_killed(make_command: MakeCommand) -> None:
     """A payload whose PSS (from /proc) goes above the limit is killed with PAYLOADEXCEEDMAXMEM (1235)."""
     cmd = make_command("""
@@ -115,6 +118,7 @@ def test_memory_eater_killed(make_command: MakeCommand) -> None:
     assert result.usage.max_rss_kb > 100 * 1024
 
 
+@pytest.mark.reliability("faults", "node", "payload floods its stdout (unit)")
 def test_stdout_too_big(make_command: MakeCommand) -> None:
     """A payload whose stdout grows above the limit is killed with STDOUTTOOBIG (1106)."""
     cmd = make_command("""
@@ -128,6 +132,7 @@ def test_stdout_too_big(make_command: MakeCommand) -> None:
     assert result.error.code == 1106
 
 
+@pytest.mark.reliability("faults", "node", "payload fills its work directory (unit)")
 def test_workdir_too_big(make_command: MakeCommand) -> None:
     """A payload filling its work directory above the limit is killed with USERDIRTOOLARGE (1104)."""
     cmd = make_command("""
@@ -150,6 +155,7 @@ def test_walltime_reached(make_command: MakeCommand) -> None:
     assert result.wall_seconds >= 0.3
 
 
+@pytest.mark.reliability("faults", "node", "disk full under the payload (unit)")
 def test_free_disk_too_low(make_command: MakeCommand) -> None:
     """Free space below the minimum kills the payload with NOLOCALSPACE (1098)."""
     cmd = make_command(SLEEPER)
@@ -158,6 +164,7 @@ def test_free_disk_too_low(make_command: MakeCommand) -> None:
     assert result.error.code == 1098
 
 
+@pytest.mark.reliability("faults", "node", "payload ignores SIGTERM (unit)")
 def test_sigterm_ignored_then_killed(make_command: MakeCommand) -> None:
     """A payload ignoring SIGTERM gets SIGKILL after the grace period; the monitor's error is kept."""
     cmd = make_command("""
@@ -187,6 +194,7 @@ def _fork_tree_source() -> str:
     """
 
 
+@pytest.mark.reliability("faults", "node", "payload forks a tree (unit)")
 def test_kill_reaches_whole_tree(make_command: MakeCommand) -> None:
     """Killing a payload that forked children kills them all, including one in another process group."""
     cmd = make_command(_fork_tree_source())
@@ -202,6 +210,7 @@ def test_kill_reaches_whole_tree(make_command: MakeCommand) -> None:
     assert wait_gone(pids)
 
 
+@pytest.mark.reliability("faults", "node", "payload leaves children (unit)")
 def test_leftover_children_killed_after_exit(make_command: MakeCommand) -> None:
     """Processes a payload leaves behind when it exits are killed; the payload's exit code stands."""
     cmd = make_command("""
