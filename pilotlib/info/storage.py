@@ -178,11 +178,11 @@ def _protocol(raw: object, field: str) -> StorageProtocol:
     if not isinstance(raw, Mapping):
         raise BadQueuedataError(f"field {field}: a protocol must be an object, not {type(raw).__name__}")
     endpoint = v.to_str(raw.get("endpoint"), f"{field}.endpoint")
-    parts = urlsplit(endpoint)
     try:
+        parts = urlsplit(endpoint)
         port = parts.port
-    except ValueError as exc:
-        raise BadQueuedataError(f"field {field}.endpoint={endpoint!r}: bad port") from exc
+    except ValueError as exc:  # a bad port, or "[" in the host ("Invalid IPv6 URL"): found by tests/fuzz
+        raise BadQueuedataError(f"field {field}.endpoint={endpoint!r}: bad port or host ({exc})") from exc
     if not parts.scheme:
         raise BadQueuedataError(f"field {field}.endpoint={endpoint!r}: expected scheme://host[:port]")
     return StorageProtocol(

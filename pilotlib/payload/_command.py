@@ -268,7 +268,10 @@ def resolve_transformation(trf: str, workdir: Path, settings: PayloadSettings,
 
 
 def _trf_file_name(url: str) -> str:
-    name = os.path.basename(urllib.parse.urlsplit(url).path)
+    try:
+        name = os.path.basename(urllib.parse.urlsplit(url).path)
+    except ValueError:  # "[" in the host: not a URL
+        name = ""
     if not name or name in (".", "..") or any(ord(c) < 32 for c in name):
         raise TrfDownloadError(f"cannot derive a file name from transformation URL {redact_url(url)}")
     return name

@@ -148,6 +148,8 @@ def test_storage_name_from_key() -> None:
         ({"name": "S", "arprotocols": {"read_lan": {"endpoint": "root://h"}}}, "expected a list of protocol objects"),
         ({"name": "S", "arprotocols": {"read_lan": ["root://h"]}}, "a protocol must be an object, not str"),
         ({"name": "S", "arprotocols": {"read_lan": [{"endpoint": "root://h:port"}]}}, "bad port"),
+        # found by the fuzzing run (tests/fuzz): urlsplit raised a bare ValueError out of the parser
+        ({"name": "S", "arprotocols": {"read_lan": [{"endpoint": "davs://[eos:43"}]}}, "Invalid IPv6 URL"),
         ({"name": "S", "arprotocols": {"read_lan": [{"endpoint": "eos.cern.ch"}]}}, "expected scheme://host"),
         ({"name": "S", "id": "x"}, "field S.id='x'"),
     ],

@@ -196,7 +196,10 @@ def command_url(url: str, direction: Direction) -> CommandUrl:
         TransferError: the URL carries another secret (a password, a presigned URL's signature), which no
             command can be given but on its command line; or two different tokens.
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # "[" in the host ("Invalid IPv6 URL"), which no copytool can reach either
+        raise TransferError(f"{redact_url(url)} is not a URL: {exc}", direction) from exc
     kept: list[str] = []
     tokens: set[str] = set()
     for piece in parts.query.split("&") if parts.query else []:
