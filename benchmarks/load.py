@@ -55,8 +55,10 @@ def _raw_updates(server: DevServer, count: int, threads: int) -> float:
     def loop(panda_id: int, calls: int) -> None:
         with requests.Session() as session:
             for _ in range(calls):
-                answer = session.post(url, data={"job_id": panda_id, "job_status": "running"}, timeout=60)
+                answer = session.post(url, json={"job_id": panda_id, "job_status": "running"}, timeout=60)
                 answer.raise_for_status()
+                if not answer.json()["success"]:
+                    raise RuntimeError(f"update refused: {answer.text}")
 
     workers = [threading.Thread(target=loop, args=(i, n)) for i, n in zip(ids, shares, strict=True)]
     began = time.monotonic()

@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 from fixtures.ledger import Ledger
-from fixtures.load_scenario import check, run_load
+from fixtures.load_scenario import LoadResult, Pilot, check, prepare, run_load
 
 from panda_devserver import DevServer
 
@@ -48,3 +49,22 @@ def test_fifty_pilots_at_once_record_every_final_state_and_range_once(tmp_path: 
     assert records.error_lines == []
     assert records.server_errors == []
     assert result.left == {}
+
+
+def test_the_check_counts_a_lost_job_a_refused_repeat_and_a_missing_range(tmp_path: Path) -> None:
+    """The scenario's check is not blind: a job never reported is lost; a final update repeated is a repeat the
+    server refused (``ignored_updates``), not a duplicate; a range never reported is lost; a job no pilot logged
+    taking counts as not taken once; an ERROR record in a pilot's output is an error line."""
+    with DevServer(tmp_path / "server") as server:
+        short_ids, es_ids = prepare(server, tmp_path, pilots=1, jobs_per_pilot=2, es_jobs=1, ranges=2)
+        url = f"{server.url}/api/v1/pilot/update_job"
+        for _ in range(2):  # the same final update twice: applied once, the repeat refused
+            requests.post(url, json={"job_id": short_ids[0], "job_status": "finished"}, timeout=10).raise_for_status()
+        output = f"x INFO job taken panda_id={short_ids[0]} number=1\nx ERROR   boom\n"
+        result = LoadResult(short_ids, es_ids, 2, [Pilot(0, 0, output)], 0.1, {})
+        records = check(server, result)
+    assert records.jobs_lost == [short_ids[1], es_ids[0]]
+    assert records.finals_duplicated == [] and records.repeats_refused == 1
+    assert records.ranges_lost == [f"1-{es_ids[0]}-1-1-1", f"1-{es_ids[0]}-1-2-1"]
+    assert records.taken_twice == [short_ids[1], es_ids[0]]
+    assert records.error_lines == ["pilot 0: x ERROR   boom"] and records.pilots_failed == {}
