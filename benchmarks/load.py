@@ -16,6 +16,7 @@ each (the reference payload), all started at once, each with its own work direct
 - a baseline in the same run, on a fresh server: as many raw ``pilot/update_job`` calls as the pilots made, from a
   plain ``requests`` loop (one kept-alive session), then from N threads at once (a session each): updates/s and the
   server's p50/p99 for them. The ratios say what the pilots' load costs the server against the same calls alone.
+  The baseline's threads share the server's process (and its GIL): its N-thread latency is an upper bound.
 
 The run is checked with :func:`~fixtures.load_scenario.check`: a figure from a run that lost a job is not printed as a
 clean one.
