@@ -14,6 +14,8 @@ import logging
 import socket
 import ssl
 import threading
+import time
+import traceback
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -63,6 +65,7 @@ class Faults:
         self._counts: Counter[str] = Counter()
         self._headers: dict[str, dict[str, str]] = {}
         self._calls: list[str] = []
+        self._durations: dict[str, list[float]] = {}
         self.released = threading.Event()  # set by clear(): held requests (hang, trickle, apply_delay) end
 
     def add(self, call: str, kind: str, times: int, seconds: float) -> None:
@@ -103,6 +106,16 @@ class Faults:
         with self._lock:
             return dict(self._headers.get(call, {}))
 
+    def took(self, call: str, seconds: float) -> None:
+        """Keep how long one request for ``call`` took to be answered."""
+        with self._lock:
+            self._durations.setdefault(call, []).append(seconds)
+
+    def durations(self, call: str) -> list[float]:
+        """How long each request for ``call`` took, from its body read to its answer written, in arrival order."""
+        with self._lock:
+            return list(self._durations.get(call, []))
+
     def clear(self) -> None:
         """Forget faults, counts and headers; requests held by a ``hang`` or ``trickle`` end."""
         with self._lock:
@@ -110,6 +123,7 @@ class Faults:
             self._counts.clear()
             self._headers.clear()
             self._calls.clear()
+            self._durations.clear()
             released, self.released = self.released, threading.Event()
         released.set()
 
@@ -188,6 +202,8 @@ class DevHTTPServer(ThreadingHTTPServer):
         self.faults = faults
         self.tls = tls
         self.legacy = legacy
+        self.errors: list[str] = []  # what handle_error saw, most recent last
+
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept a connection; with TLS, wrap it (the handshake runs in the handler's thread)."""
@@ -197,8 +213,10 @@ class DevHTTPServer(ThreadingHTTPServer):
         return sock, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A failed connection (a TLS handshake the client refused, a reset) is logged, not printed."""
+        """A failed connection (a TLS handshake the client refused, a reset) or a handler's exception is logged, not
+        printed, and kept in :attr:`errors`."""
         log.debug("connection failed client=%s", client_address, exc_info=True)
+        self.errors.append(f"{client_address}: {traceback.format_exc()}")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -231,6 +249,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        began = time.monotonic()
         target = route(self.path)
         if target is None:
             self._send(Outcome(404, "text/plain", b"not found\n"))
@@ -238,6 +257,10 @@ class Handler(BaseHTTPRequestHandler):
         if target.dialect == "monitor":  # not a pilot's call: not counted, never faulted
             self._send(self._monitor(target, method))
             return
+        self._serve_call(target, method, body)
+        self.server.faults.took(target.call, time.monotonic() - began)
+
+    def _serve_call(self, target: Route, method: str, body: bytes) -> None:
         fault = self.server.faults.next(target.call, dict(self.headers.items()))
         if target.dialect == "legacy" and not self.server.legacy:
             self._send(forbidden(target.key))

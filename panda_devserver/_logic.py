@@ -115,42 +115,56 @@ class Context:
         commands: dict[str, str | None] = {}
         updates: list[tuple[int, Mapping[str, Any]]] = []
         zip_files: dict[tuple[int, str], Mapping[str, Any]] = {}
+        # what the store says about each job, read once per request: a read per range takes the store's lock
+        # hundreds of times a request, each time behind every other request (seconds under 50 pilots)
+        job_statuses: dict[int, str | None] = {}
+        known_zips: dict[int, set[str]] = {}
+        asked: set[int] = set()  # the jobs whose pending command was read
         for item in flatten_event_ranges(ranges, version):
-            answer, panda_id = self._range_answer(item, version, commands)
+            answer, panda_id = self._range_answer(item, version, commands, job_statuses)
             if answer is not False:
-                problem = self._take_zip_file(item, panda_id, zip_files) if answer else None
+                problem = self._take_zip_file(item, panda_id, zip_files, known_zips) if answer else None
                 if problem:
                     log.warning("event range update failed, none applied range=%s reason=%s",
                                 item.get("eventRangeID"), problem)
                     return [*returns, False], commands
+                if panda_id not in asked:
+                    asked.add(panda_id)
+                    command = self.store.pending_command(panda_id)
+                    if command:
+                        commands[str(panda_id)] = command
                 updates.append((panda_id, item))
-                command = self.store.pending_command(panda_id)
-                if command:
-                    commands[str(panda_id)] = command
             returns.append(answer)
         self.store.record_event_range_updates(updates, zip_files)
         return returns, commands
 
     def _take_zip_file(self, item: Mapping[str, Any], panda_id: int,
-                       zip_files: dict[tuple[int, str], Mapping[str, Any]]) -> str | None:
-        """Add a final range's zip file to ``zip_files`` (new ones by PandaID and name); why panda-server fails on
-        it, or None (also when the range has no zip file)."""
+                       zip_files: dict[tuple[int, str], Mapping[str, Any]], known: dict[int, set[str]]) -> str | None:
+        """Add a final range's zip file to ``zip_files`` (new ones by PandaID and name; ``known``: the names
+        already known by PandaID, read from the store once); why panda-server fails on it, or None (also when the
+        range has no zip file)."""
         zip_file = item.get("zipFile")
         if zip_file is None:
             return None
-        known = {lfn for _, lfn in zip_files} | set(self.store.zip_files(panda_id))
-        problem = zip_file_problem(zip_file, known)
+        if panda_id not in known:
+            known[panda_id] = set(self.store.zip_files(panda_id))
+        problem = zip_file_problem(zip_file, known[panda_id])
         if problem is None:
             zip_files.setdefault((panda_id, str(zip_file["lfn"])), zip_file)
+            known[panda_id].add(str(zip_file["lfn"]))
         return problem
 
-    def _range_answer(self, item: Any, version: int, commands: dict[str, str | None]) -> tuple[bool | None, int]:
-        """One range update's answer before its zip file (False: refused) and its PandaID (0: none)."""
+    def _range_answer(self, item: Any, version: int, commands: dict[str, str | None],
+                      job_statuses: dict[int, str | None]) -> tuple[bool | None, int]:
+        """One range update's answer before its zip file (False: refused) and its PandaID (0: none);
+        ``job_statuses``: the jobs' statuses read so far in this request."""
         panda_id = event_range_panda_id(item.get("eventRangeID")) if isinstance(item, Mapping) else None
         status = item.get("eventStatus") if isinstance(item, Mapping) else None
         if panda_id is None or status not in _EVENT_FINAL | _EVENT_INTERMEDIATE:
             return False, 0
-        job_status = self.store.job_status(panda_id)
+        if panda_id not in job_statuses:
+            job_statuses[panda_id] = self.store.job_status(panda_id)
+        job_status = job_statuses[panda_id]
         if job_status is None:
             commands.setdefault(str(panda_id), "tobekilled")
             return False, panda_id

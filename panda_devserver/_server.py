@@ -294,6 +294,16 @@ class DevServer:
         in arrival order: the order a pilot made its calls in."""
         return self.faults.calls()
 
+    def request_durations(self, call: str) -> list[float]:
+        """How long the server took over each request for ``call`` (seconds from its body read to its answer
+        written: the server's own latency, faults included), in arrival order."""
+        return self.faults.durations(call)
+
+    def handler_errors(self) -> list[str]:
+        """The exceptions the HTTP server caught since it started (a handler's failure, a connection reset), each
+        with its client address and traceback: what a request got no answer for."""
+        return [] if self._httpd is None else list(self._httpd.errors)
+
     def last_headers(self, call: str) -> dict[str, str]:
         """The HTTP headers of the last request for ``call`` (to check what a client sent)."""
         return self.faults.last_headers(call)

@@ -8,6 +8,7 @@ inputs are placed for one job (ARC), ``xrdcp`` against the local XRootD server.
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from pathlib import Path
 
@@ -47,6 +48,20 @@ def job_definition(panda_id: int, *, sleep: float = 0.5, exit_code: int = 0, env
         "destinationDblock": "db.out,db.log", "ddmEndPointOut": "LOCAL,LOCAL", "coreCount": "1",
         "maxWalltime": "600",
     }
+
+
+def es_job(panda_id: int, *knobs: str) -> dict[str, str]:
+    """An event-service job (``eventService``) whose payload is the reference payload with ``knobs``."""
+    job = job_definition(panda_id)
+    job.update({"eventService": "True", "jobsetID": "77", "taskID": "1", "transformation": sys.executable,
+                "jobPars": " ".join(["-m", "pilotlib.eventservice.reference_payload", *knobs])})
+    return job
+
+
+def es_ranges(count: int) -> list[dict[str, object]]:
+    """``count`` event ranges of ten events each over ``in.dat`` (the server names them)."""
+    return [{"startEvent": 10 * n + 1, "lastEvent": 10 * n + 10, "LFN": "in.dat", "GUID": "g1", "scope": "e2e"}
+            for n in range(count)]
 
 
 def make_inputs(directory: Path, data: bytes = b"input data\n") -> Path:

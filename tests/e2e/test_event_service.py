@@ -22,23 +22,11 @@ from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.transfer.paths import deterministic_path
 
-from .helpers import final_update, job_definition, make_inputs
+from .helpers import es_job, es_ranges, final_update, job_definition, make_inputs
 
 pytestmark = pytest.mark.integration
 
 PAYLOAD = f"{sys.executable} -m pilotlib.eventservice.reference_payload"
-
-
-def _es_job(panda_id: int, *knobs: str) -> dict[str, str]:
-    job = job_definition(panda_id)
-    job.update({"eventService": "True", "jobsetID": "77", "taskID": "1", "transformation": sys.executable,
-                "jobPars": " ".join(["-m", "pilotlib.eventservice.reference_payload", *knobs])})
-    return job
-
-
-def _ranges(count: int) -> list[dict[str, object]]:
-    return [{"startEvent": 10 * n + 1, "lastEvent": 10 * n + 10, "LFN": "in.dat", "GUID": "g1", "scope": "e2e"}
-            for n in range(count)]
 
 
 def _run(server: DevServer, tmp_path: Path, *extra: str, api: str = "v1") -> int:
@@ -68,8 +56,8 @@ def test_a_job_of_100_ranges_finishes_them_all(panda_legacy: DevServer, tmp_path
     finished exactly once, with a zipFile that names a stored tar holding its output; the job is finished; only
     the log is staged out as a job output (``panda_legacy`` serves both dialects)."""
     panda_server = panda_legacy
-    panda_server.add_job(_es_job(9701))
-    panda_server.add_event_ranges(9701, _ranges(100))
+    panda_server.add_job(es_job(9701))
+    panda_server.add_event_ranges(9701, es_ranges(100))
     status = _run(panda_server, tmp_path, api=api)
     final = final_update(panda_server.updates(9701))
     assert final["state"] == "finished", final.get("pilotErrorDiag")
@@ -93,8 +81,8 @@ def test_a_failing_range_is_reported_failed_and_the_rest_finish(panda_server: De
     """The payload fails one range (``ERR_... <id>: ...``): that range is failed with an errorCode, the other
     nine finished, the job finished."""
     failing = "1-9702-1-4-1"
-    panda_server.add_job(_es_job(9702, "--fail", failing))
-    panda_server.add_event_ranges(9702, _ranges(10))
+    panda_server.add_job(es_job(9702, "--fail", failing))
+    panda_server.add_event_ranges(9702, es_ranges(10))
     _run(panda_server, tmp_path)
     statuses = panda_server.event_range_statuses(9702)
     assert statuses.pop(failing) == "failed"
@@ -104,7 +92,7 @@ def test_a_failing_range_is_reported_failed_and_the_rest_finish(panda_server: De
 
 def test_no_ranges_is_esnoevents(panda_server: DevServer, tmp_path: Path) -> None:
     """A job the server has no ranges for fails with ESNOEVENTS (1238)."""
-    panda_server.add_job(_es_job(9703))
+    panda_server.add_job(es_job(9703))
     _run(panda_server, tmp_path)
     final = final_update(panda_server.updates(9703))
     assert final["state"] == "failed" and int(final["pilotErrorCode"]) == ErrorCode.ESNOEVENTS
@@ -117,8 +105,8 @@ def test_a_broken_payload_fails_the_job_and_the_ranges_it_held(panda_server: Dev
     """A payload that sends garbage after 3 ranges (MESSAGEHANDLINGFAILURE 1240), or crashes on its fourth
     (the payload's failure): the job fails with that code; the three done ranges are finished, the one it held is
     failed, the rest were never given (still ``ready`` on the server, or ``sent`` and unreported)."""
-    panda_server.add_job(_es_job(9704, knob, "3"))
-    panda_server.add_event_ranges(9704, _ranges(10))
+    panda_server.add_job(es_job(9704, knob, "3"))
+    panda_server.add_event_ranges(9704, es_ranges(10))
     _run(panda_server, tmp_path)
     final = final_update(panda_server.updates(9704))
     assert final["state"] == "failed" and int(final["pilotErrorCode"]) == code, final.get("pilotErrorDiag")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from fixtures.xrootd import XRootDServer
 from pilotlib.errors import Direction, ErrorCode
 from pilotlib.transfer import CopytoolRegistry, NoUsableCopytoolError, TransferRequest
 from pilotlib.transfer.copytools import CpCopytool, LsmCopytool, MvCopytool, SymlinkCopytool, XrdcpCopytool
+from pilotlib.transfer.copytools.mv import copy_with_deadline
 
 
 def _out(lfn: str, url: str) -> TransferRequest:
@@ -128,3 +131,34 @@ def test_xrdcp_auto_falls_back_to_command(monkeypatch: pytest.MonkeyPatch) -> No
     tool = XrdcpCopytool()
     assert tool.unusable_reason() is None
     assert tool._chosen() == "command"
+
+
+class _CopyMeanwhile:
+    """A stop never set that, the first time a copy looks at it, runs ``other`` (a second copy to the same place)."""
+
+    reason = None
+
+    def __init__(self, other: Callable[[], None]) -> None:
+        self._other: Callable[[], None] | None = other
+
+    def is_set(self) -> bool:
+        if self._other is not None:
+            other, self._other = self._other, None
+            other()
+        return False
+
+
+def test_two_copies_to_one_place_at_once_both_complete(tmp_path: Path) -> None:
+    """Two copies to one target at once (two pilots' stage-outs of one name to one place: found by the load test,
+    ``tests/load``) each go through a partial file of their own: both complete and the target holds the whole of
+    the last one renamed into place, with no partial file left. (Through one ``<name>.part`` the second copy
+    truncated the first one's partial file and renamed it away: the first failed with ENOENT.)"""
+    first, second = tmp_path / "first.dat", tmp_path / "second.dat"
+    first.write_bytes(b"first copy\n" * 1000)
+    second.write_bytes(b"second\n")
+    target = tmp_path / "place" / "log.tgz"
+    target.parent.mkdir()
+    stop = _CopyMeanwhile(lambda: copy_with_deadline(second, target, time.monotonic() + 60, Direction.STAGE_OUT))
+    copy_with_deadline(first, target, time.monotonic() + 60, Direction.STAGE_OUT, stop)  # type: ignore[arg-type]
+    assert target.read_bytes() == first.read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["log.tgz"]

@@ -7,12 +7,14 @@ a local path (``file://`` URL) — or, with ``output_list`` (the ARC convention,
 session directory) and appends ``<lfn> <destination URL>:checksumtype=<type>:checksumvalue=<value>`` to the list
 so that ARC uploads it.
 
-A copy (``cp``, or ``mv`` across file systems) goes in chunks through ``<name>.part``: its timeout or the pilot's
-stop ends it at the next chunk and removes the partial file; the stop's reason is the result's error.
+A copy (``cp``, or ``mv`` across file systems) goes in chunks through ``<name>.<pid>-<n>.part`` (one per copy, so
+that copies to one place at once do not share it): its timeout or the pilot's stop ends it at the next chunk and
+removes the partial file; the stop's reason is the result's error.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -35,6 +37,7 @@ __all__ = ["CpCopytool", "MvCopytool", "SymlinkCopytool"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 8 * 1024 * 1024
+_COPIES = itertools.count(1)  # numbers each copy's partial file within the process
 
 
 def _plain_path(url: str) -> Path:
@@ -55,23 +58,25 @@ def copy_with_deadline(
         TransferTimeoutError: the copy did not finish by ``deadline`` (a ``time.monotonic()`` value).
         TransferError: ``stop`` was set during the copy.
     """
-    partial = target.with_name(target.name + ".part")
-    with open(source, "rb") as src, open(partial, "wb") as dst:
-        while True:
-            if stop is not None and stop.is_set():
-                dst.close()
-                partial.unlink(missing_ok=True)
-                raise TransferError(f"copy of {source.name} ended: the pilot is stopping", direction)
-            if time.monotonic() > deadline:
-                dst.close()
-                partial.unlink(missing_ok=True)
-                raise TransferTimeoutError(f"copy of {source.name} exceeded its timeout", direction)
-            chunk = src.read(_CHUNK)
-            if not chunk:
-                break
-            dst.write(chunk)
-    shutil.copystat(source, partial)
-    os.replace(partial, target)
+    # a partial file of this copy's own: two copies to one target at once (two pilots storing one name in one
+    # place) must not truncate and rename away each other's partial file; the last one renamed into place wins
+    partial = target.with_name(f"{target.name}.{os.getpid()}-{next(_COPIES)}.part")
+    try:
+        with open(source, "rb") as src, open(partial, "wb") as dst:
+            while True:
+                if stop is not None and stop.is_set():
+                    raise TransferError(f"copy of {source.name} ended: the pilot is stopping", direction)
+                if time.monotonic() > deadline:
+                    raise TransferTimeoutError(f"copy of {source.name} exceeded its timeout", direction)
+                chunk = src.read(_CHUNK)
+                if not chunk:
+                    break
+                dst.write(chunk)
+        shutil.copystat(source, partial)
+        os.replace(partial, target)
+    except BaseException:  # stopped, too late, or failed (a full disk): the partial file is this copy's to remove
+        partial.unlink(missing_ok=True)
+        raise
 
 
 @attrs.frozen
