@@ -20,6 +20,7 @@ from pilotlib._redact import redact_text
 
 __all__ = [
     "BadFileNameError",
+    "CaPathError",
     "CommandTimedOutError",
     "CommunicationError",
     "CoreDumpError",
@@ -418,6 +419,12 @@ class NoProxyError(PilotError):
     """No valid X509 proxy (absent, unreadable or expired)."""
 
     code = ErrorCode.NOPROXY
+
+
+class CaPathError(PilotError):
+    """The CA directory or bundle TLS is to be verified against is not there (an empty or mistyped path)."""
+
+    code = ErrorCode.NOSUCHFILE
 
 
 class CommandTimedOutError(PilotError):

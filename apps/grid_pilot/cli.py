@@ -174,6 +174,8 @@ def _convert(values: dict[str, object]) -> dict[str, object]:
     for key in ("workdir", "state_dir", "harvester_workdir", "launch_dir", "ca_path", "queuedata_file",
                 "storagedata_file", "cache_dir", "proxy", "token_file"):
         if key in out:
+            if not str(out[key]).strip():  # Path("") is the current directory: a typo, never meant
+                raise ConfigError(f"{key.replace('_', '-')} must not be empty")
             out[key] = Path(str(out[key])).absolute()
     return out
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import attrs
 
 from apps.grid_pilot.settings import HARVESTER_FILES, Mode, Settings
+from pilotlib._tls import tls_verify
 from pilotlib.containers import ContainerDefaults
 from pilotlib.errors import PilotError
 from pilotlib.jobsetup import CopytoolChoice
@@ -97,8 +98,10 @@ def build_kit(settings: Settings, stop: Stop, *, lifeline: Lifeline | None = Non
     """The grid pilot of the settings as a :class:`~pilotlib.workflow.PilotKit`.
 
     Raises:
-        PilotError: a part cannot be made (e.g. a ``--proxy`` that is not there).
+        PilotError: a part cannot be made (e.g. a ``--proxy`` or ``--capath`` that is not there).
     """
+    if settings.ca_path is not None:  # checked at the start in every mode, not at the first download
+        tls_verify(str(settings.ca_path), what="--capath")
     state = state or pilot_state(settings)
     places = _places(settings)
     transfers = TransferStages(default_registry(settings.environ), places.inputs, places.outputs, state=state)

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from pilotlib._atomic import write_atomic
 from pilotlib._bounded import Cancelled, bounded_call, tracked_session
 from pilotlib._redact import redact_url
+from pilotlib._tls import tls_verify
 from pilotlib.info.errors import InfoSourceError
 from pilotlib.stop import StopSignal
 
@@ -131,15 +132,18 @@ class UrlSource:
             url: the URL, optionally with ``{pandaqueue}`` (e.g. ``https://host/cache/schedconfig/{pandaqueue}.all.json``).
             session: a session to reuse (client certificate, proxies); a new one when ``None``.
             timeout: seconds the whole download may take (connect, reads, a server that trickles its answer).
-            verify: ``True``, ``False`` or the path of a CA bundle or directory.
+            verify: ``True``, ``False`` (with a warning) or the path of a CA bundle or directory, which must exist.
             max_bytes: the largest document accepted (a longer answer is a failure of this source).
             stop: the pilot's stop: a download under way ends at once when it is set.
+
+        Raises:
+            CaPathError: ``verify`` names a CA path that is empty or does not exist.
         """
         self.url = url
         self.session = session
         self.stop = stop
         self.timeout = timeout
-        self.verify = verify
+        self.verify = tls_verify(verify, what=f"the description source {redact_url(url)}")
         self.max_bytes = max_bytes
 
     @property

@@ -28,6 +28,7 @@ import attrs
 from pilotlib._bounded import Cancelled, Waiter, run_bounded, tracked_session
 from pilotlib._jsontext import JsonTextError, decode_utf8
 from pilotlib._redact import redact_text, redact_url
+from pilotlib._tls import tls_verify
 from pilotlib.panda.errors import CommunicationError, CredentialError, ServerAnswerError, ServerHTTPError
 from pilotlib.stop import StopSignal
 
@@ -110,7 +111,7 @@ class Transport:
         timeouts: connect and read timeouts.
         retry: the retry policy.
         ca_dir: the CA directory (or bundle) to verify the server against; None: the system's default store.
-        verify: False switches verification off (never do this outside a test).
+        verify: False switches verification off, with a warning (never do this outside a test).
         credentials: an :class:`X509Proxy` or a :class:`BearerToken`, or None.
         session: a ``requests.Session`` to use (one is made otherwise); its ``http://`` and ``https://`` adapters
             are replaced by ones whose requests can be cut off.
@@ -128,7 +129,8 @@ class Transport:
         self.credentials = credentials
         self.session = tracked_session(session)
         self.stop = stop
-        self.verify: bool | str = str(ca_dir) if (verify and ca_dir is not None) else verify
+        self.verify = tls_verify(ca_dir if (verify is True and ca_dir is not None) else verify,
+                                 what=f"the PanDA server {redact_url(self.base_url)}")
         self._sleep = sleep
         self._rng = rng
 

@@ -81,7 +81,7 @@ class PandaClient:
         ca_dir: the CA directory to verify the server against (e.g. ``/etc/grid-security/certificates``); None uses
             the system's default store. Verification is always on unless ``verify=False``.
         credentials: an :class:`X509Proxy` or a :class:`BearerToken` (files read when a call is made), or None.
-        verify: False disables TLS verification (for nothing but a test).
+        verify: False disables TLS verification, with a WARNING naming the server (for nothing but a test).
         session: a ``requests.Session`` to reuse.
         sleep: how to wait between retries (tests pass a recorder); default: a wait that ends when ``stop`` is set.
         rng: the random source of the jitter.
@@ -90,6 +90,7 @@ class PandaClient:
             most ``retry.stopping_seconds``. Every call ends within ``retry.total_seconds``.
 
     Raises:
+        CaPathError: ``ca_dir`` does not exist (NOSUCHFILE, 1103).
         ValueError: an unknown dialect.
     """
 

@@ -24,6 +24,7 @@ import attrs
 
 from pilotlib._bounded import Cancelled, bounded_call, tracked_session
 from pilotlib._redact import redact_url
+from pilotlib._tls import tls_verify
 from pilotlib.errors import JobDefinitionError
 from pilotlib.job import Job
 from pilotlib.payload._environment import PayloadIdentity, payload_environment
@@ -77,7 +78,8 @@ class PayloadSettings:
         extra_env: more variables to set (e.g. an event-service channel directory).
         download_timeout: seconds for downloading a transformation URL (the whole download, not each read).
         download_max_bytes: the largest transformation accepted (a bigger body fails the download).
-        verify_tls: ``True`` (default), or a CA bundle/directory path, for HTTPS downloads.
+        verify_tls: ``True`` (default), or a CA bundle/directory path (which must exist), for HTTPS downloads;
+            ``False`` turns verification off with a warning (tests only).
         stdout_name: file name of the payload's stdout in the work directory.
         stderr_name: file name of the payload's stderr in the work directory.
         shell: run ``<transformation> <jobPars>`` through ``/bin/bash -c`` as pilot3 does (``jobPars`` may then use
@@ -311,6 +313,7 @@ def download_transformation(url: str, workdir: Path, settings: PayloadSettings,
         TrfDownloadError: HTTP error, timeout (of the whole download), connection failure, a body larger than
             ``settings.download_max_bytes`` or an empty one (1149).
         TrfChmodError: chmod failed (1143).
+        CaPathError: ``settings.verify_tls`` names a CA path that does not exist (1103).
     """
     import requests  # noqa: PLC0415 - lazy, see the module imports
     import urllib3  # noqa: PLC0415
@@ -318,10 +321,11 @@ def download_transformation(url: str, workdir: Path, settings: PayloadSettings,
     shown = redact_url(url)
     target = workdir / _trf_file_name(url)
     deadline = time.monotonic() + settings.download_timeout
+    verify = tls_verify(settings.verify_tls, what=f"the transformation download {shown}")
     session = tracked_session()
 
     def fetch() -> None:
-        with session.get(url, timeout=settings.download_timeout, verify=settings.verify_tls, stream=True) as resp:
+        with session.get(url, timeout=settings.download_timeout, verify=verify, stream=True) as resp:
             resp.raise_for_status()
             with target.open("wb") as out:
                 _copy_body(resp, out, deadline, settings, shown)

@@ -102,11 +102,17 @@ class Lifeline:
         if began is None:
             raise ValueError(f"no process {pilot} to watch")
         from pilotlib._script import script_argv  # noqa: PLC0415 - as a program, this file imports only the stdlib
+        from pilotlib.payload._environment import PRIVATE_PREFIXES  # noqa: PLC0415 - the same
+
+        # the lifeline needs no environment: it gets the pilot's own PILOTLIB_ settings only, never the site's
+        # variables or the pilot's credentials (PANDA_AUTH_TOKEN, BEARER_TOKEN, ...), which /proc/<pid>/environ shows
+        env = {name: value for name, value in os.environ.items() if name.startswith(PRIVATE_PREFIXES)}
 
         read_fd, write_fd = os.pipe()  # both ends close-on-exec: only the lifeline gets the read end, as its stdin
         try:
             process = subprocess.Popen(script_argv(python, sys.modules[__name__]), stdin=read_fd,
-                                       stdout=subprocess.DEVNULL, cwd="/", start_new_session=True, close_fds=True)
+                                       stdout=subprocess.DEVNULL, cwd="/", start_new_session=True, close_fds=True,
+                                       env=env)
         except BaseException:
             os.close(write_fd)
             raise

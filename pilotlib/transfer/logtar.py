@@ -37,6 +37,11 @@ class LogCreationTimeoutError(LogTarballError):
     code = ErrorCode.LOGCREATIONTIMEOUT
 
 
+#: tar (and the gzip it starts) gets nothing of the pilot's environment: it holds the pilot's credentials
+#: (``PANDA_AUTH_TOKEN``, ``BEARER_TOKEN``), which ``/proc/<pid>/environ`` of a process it starts would show.
+_TAR_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+
+
 def _base_name(lfn: str) -> str:
     for suffix in (".tgz", ".tar.gz"):
         if lfn.endswith(suffix):
@@ -78,7 +83,7 @@ def create_log_tarball(workdir: Path, job: Job, exclude: Collection[str] = (), t
     command += ["--", *entries] if entries else ["--files-from", "/dev/null"]
     log.info("log tarball start lfn=%s entries=%d excluded=%d", tarball.name, len(entries), len(skip) - 1)
     try:
-        done = run_command(command, timeout, Direction.STAGE_OUT, what=str(workdir), stop=stop)
+        done = run_command(command, timeout, Direction.STAGE_OUT, what=str(workdir), stop=stop, base_env=_TAR_ENV)
     except TransferTimeoutError as exc:
         tarball.unlink(missing_ok=True)
         raise LogCreationTimeoutError(f"tar of {workdir} exceeded {timeout:.0f} s") from exc

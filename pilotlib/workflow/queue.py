@@ -61,7 +61,7 @@ def build_info_service(places: DescriptionPlaces, pandaqueue: str, timeout: floa
     """The pilot's information service, or None when ``places`` name no description source (a launch-directory
     pilot given no file or URL: the pilot's own choices say everything). Each download ends within ``timeout``
     seconds, and at once when ``stop`` is set."""
-    verify: bool | str = str(places.ca_path) if places.ca_path else True
+    verify: bool | str = str(places.ca_path) if places.ca_path is not None else True  # checked by the source
     queues = _sources(places.queue_file, places.queue_url, places.cache_dir / "queuedata.{pandaqueue}.json",
                       timeout, verify, stop=stop)
     storages = _sources(places.storage_file, places.storage_url, places.cache_dir / "ddmendpoints.json",
