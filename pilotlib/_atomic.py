@@ -19,11 +19,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Waitable", "WriteGuard", "unguarded", "wait_until", "write_atomic"]
+__all__ = ["Waitable", "WriteGuard", "make_private_dir", "unguarded", "wait_until", "write_atomic"]
 
 #: Runs a write of the pilot's own state, e.g. again after freeing space
 #: (:meth:`pilotlib.reserve.SpaceReserve.retrying`); the final store and the journal take one.
 WriteGuard = Callable[[Callable[[], None]], None]
+
+
+def make_private_dir(path: Path) -> Path:
+    """Make ``path`` and its missing parents directories only their owner can enter (``0o700``, whatever the
+    umask): the pilot's work directories and state. A directory already there is left as it is (the site's).
+
+    Raises:
+        OSError: it cannot be made.
+    """
+    path = Path(path)
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):  # the parents the pilot makes are its own too
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+    return path
 
 
 def unguarded(write: Callable[[], None]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import attrs
 
-from pilotlib._atomic import WriteGuard
+from pilotlib._atomic import WriteGuard, make_private_dir
 from pilotlib.errors import JobDefinitionError, PilotError, PilotLostError
 from pilotlib.job import Job, parse_job
 from pilotlib.jobsetup import JobSetup
@@ -89,7 +89,7 @@ def _report(entry: JournalEntry, job: Job, parts: JobRecovery, stopping: StopSig
                  failure=PilotLostError(_diagnostics(entry, parts.identity)))
     log_result = None
     if job.log is not None:
-        entry.workdir.mkdir(parents=True, exist_ok=True)  # gone: the tarball still carries the job's pilot log
+        make_private_dir(entry.workdir)  # gone: the tarball still carries the job's pilot log
         log_result = parts.log_out.stage_out_log(run, LOG_STOPPING_TIMEOUT)
     run = attrs.evolve(run, log_result=log_result)
     parts.on_job(job)

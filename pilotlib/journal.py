@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from pilotlib._atomic import WriteGuard, unguarded
+from pilotlib._atomic import WriteGuard, make_private_dir, unguarded
 
 __all__ = ["JOURNAL_DIR", "AbandonedJournal", "Journal", "JournalEntry", "take_abandoned"]
 
@@ -96,7 +96,7 @@ class Journal:
     def __init__(self, state_dir: Path, pilot: str, guard: WriteGuard = unguarded) -> None:
         self._guard = guard
         self.directory = state_dir / JOURNAL_DIR
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         self.pilot = pilot
         name = f"{pilot}-{uuid.uuid4().hex[:12]}"
         temporary = self.directory / f".{name}.tmp"

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
+from pilotlib._atomic import make_private_dir
 from pilotlib._redact import redact_text
 
 __all__ = ["JobIdFilter", "PerJobFileHandler", "SecretFilter", "current_panda_id", "job_context"]
@@ -101,7 +102,7 @@ class PerJobFileHandler(logging.Handler):
             handler = self._files.get(panda_id)
             if handler is None:
                 path = self._path_of(panda_id)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(path.parent)
                 handler = self._opener(path)
                 handler.setFormatter(self.formatter)
                 self._files[panda_id] = handler

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import attrs
 
+from pilotlib._atomic import make_private_dir
 from pilotlib.errors import MkdirError, PandaKillError, PilotError
 from pilotlib.panda.base import JobReporter, JobUpdate, ServerCommand, UpdateAnswer
 from pilotlib.pipeline import JobRun, PayloadSummary, Stage
@@ -297,7 +298,7 @@ class Stages:
         """Make the work directory, tell the server the job is starting (a ``tobekilled`` answer fails it), and
         start the job's heartbeat."""
         try:
-            run.workdir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(run.workdir)
         except OSError as exc:
             raise MkdirError(f"cannot create work directory {run.workdir}: {exc.strerror}") from exc
         answer = self._send(starting_update(run, self.identity))

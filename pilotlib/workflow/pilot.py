@@ -24,6 +24,7 @@ from pathlib import Path
 
 import attrs
 
+from pilotlib._atomic import make_private_dir
 from pilotlib.abandoned import JobRecovery, recover_abandoned
 from pilotlib.containers import ContainerDefaults
 from pilotlib.errors import ErrorCode, PilotError, process_exit_code
@@ -241,8 +242,8 @@ def run_pilot(kit: PilotKit, stop: Stop, started: float | None = None, *,
     started = time.monotonic() if started is None else started
     started_epoch = time.time() - (time.monotonic() - started)
     config, state = kit.config, kit.state
-    config.workdir.mkdir(parents=True, exist_ok=True)
-    state.path.mkdir(parents=True, exist_ok=True)
+    make_private_dir(config.workdir)
+    make_private_dir(state.path)
     state.reserve.ensure()
     store = FinalStore(state.path, guard=state.reserve.retrying)
     recovered, unrecovered = _recover_unsent(kit, store, stop)

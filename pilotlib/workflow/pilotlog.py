@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import TextIO
 
+from pilotlib._atomic import make_private_dir
 from pilotlib.logcontext import JobIdFilter, PerJobFileHandler, SecretFilter
 from pilotlib.workflow.state import PilotState, ReservedFileHandler
 
@@ -27,7 +28,7 @@ def configure_logging(state: PilotState, level: str = "INFO", stream: TextIO | N
     asked: the files always tell the whole story); returns the per-job handler (close a finished job's file with
     its ``close_job``). Called by a pilot's ``main``: the library never configures logging by itself. ``program``
     names the pilot in the one line said on stderr when log records are lost to a full disk."""
-    state.path.mkdir(parents=True, exist_ok=True)
+    make_private_dir(state.path)
     per_job = PerJobFileHandler(state.job_log, opener=lambda path: ReservedFileHandler(path, state.reserve, program))
     handlers: list[logging.Handler] = [
         logging.StreamHandler(sys.stderr if stream is None else stream),

@@ -10,8 +10,10 @@ final update or a log record that cannot be written because the disk is full rel
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -81,6 +83,11 @@ class ReservedFileHandler(logging.FileHandler):
         self._reserve = reserve
         self._program = program
         self._told = False
+
+    def _open(self) -> Any:
+        """The file, created readable by its owner only (a pilot log tells what a job did), whatever the umask."""
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
     def handleError(self, record: logging.LogRecord) -> None:
         """Retry the write after releasing the reserve (a full disk); other errors as :mod:`logging` does."""

@@ -9,6 +9,7 @@ directories it wrote (the members of tarballs too).
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from fixtures.processes import descendants
 
 from .helpers import adler32, job_definition, make_inputs
 
-__all__ = ["REPO", "SPY_PAYLOAD", "Finished", "file_texts", "grep", "run_watched", "spy_job"]
+__all__ = ["REPO", "SPY_PAYLOAD", "Finished", "arc_launch", "file_texts", "grep", "run_watched", "spy_job"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,6 +49,14 @@ def spy_job(panda_id: int, inputs: Path, *, sleep: float = 1.5) -> dict[str, str
     definition["fsize"] = f"{len(data)},{len(SPY_PAYLOAD.encode())}"
     definition["checksum"] = f"ad:{adler32(data)},ad:{adler32(SPY_PAYLOAD.encode())}"
     return definition
+
+
+def arc_launch(tmp_path: Path, job: dict[str, str]) -> Path:
+    """An ARC CE's launch directory in ``tmp_path`` holding ``job`` as its ``pandaJobData.out``."""
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (launch / "pandaJobData.out").write_text(json.dumps(job))
+    return launch
 
 
 @attrs.frozen

@@ -26,7 +26,7 @@ import pytest
 
 from panda_devserver import DevServer
 
-from .pilot_process import Finished, file_texts, grep, run_watched, spy_job
+from .pilot_process import Finished, arc_launch, file_texts, grep, run_watched, spy_job
 from .test_hpc_pilot import feed_jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -144,19 +144,12 @@ def test_no_secret_leaks_in_harvester_mode(tmp_path: Path, ledger: object) -> No
     _check(ledger, _places(done, tmp_path, secrets), secrets, done)
 
 
-def _arc_launch(tmp_path: Path, job: dict[str, str]) -> Path:
-    launch = tmp_path / "launch"
-    launch.mkdir()
-    (launch / "pandaJobData.out").write_text(json.dumps(job))
-    return launch
-
-
 @pytest.mark.reliability("security", "secrets", "arc mode")
 def test_no_secret_leaks_in_arc_mode(tmp_path: Path, ledger: object) -> None:
     """ARC mode: no marker in any process, in ``heartbeat.json`` or any other file of the launch directory, the
     work area or the storage."""
     secrets = _secrets(tmp_path)
-    launch = _arc_launch(tmp_path, spy_job(9603, tmp_path / "in"))
+    launch = arc_launch(tmp_path, spy_job(9603, tmp_path / "in"))
     done = run_watched(["--mode", "arc", "--launch-dir", str(launch), "-a", str(tmp_path / "work"), "--input-dir",
                         str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
                         "--no-cleanup", *_credential_options(secrets)], secrets.environ())
@@ -172,7 +165,7 @@ def test_no_secret_leaks_from_a_containerised_payload(tmp_path: Path, busybox_ro
     secrets = _secrets(tmp_path)
     job = spy_job(9604, tmp_path / "in")
     job.update({"transformation": "/bin/sh", "jobPars": "payload.sh", "container_name": str(busybox_rootfs)})
-    launch = _arc_launch(tmp_path, job)
+    launch = arc_launch(tmp_path, job)
     queue = tmp_path / "queue.json"
     queue.write_text(json.dumps({"nickname": "Q", "state": "ACTIVE", "status": "online",
                                  "container_type": "bubblewrap:pilot"}))
