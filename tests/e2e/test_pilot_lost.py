@@ -106,6 +106,7 @@ def _member(tar_path: Path, suffix: str) -> str:
         return handle.read().decode(errors="replace")
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGKILL mid-payload: next pilot reports the job failed once")
 @pytest.mark.usefixtures("leftovers")
 def test_job_of_a_killed_pilot_is_reported_failed_once_before_new_work(panda_server: DevServer,
                                                                        tmp_path: Path) -> None:
@@ -142,6 +143,7 @@ def test_job_of_a_killed_pilot_is_reported_failed_once_before_new_work(panda_ser
     assert list((tmp_path / "work" / "pilot-state" / "journal").glob("*.jsonl")) == []
 
 
+@pytest.mark.reliability("faults", "server", "final update applied, answer lost: sent again, applied once")
 @pytest.mark.usefixtures("leftovers")
 def test_final_update_being_sent_when_the_pilot_died_is_sent_again(panda_server: DevServer, tmp_path: Path) -> None:
     """A pilot SIGKILLed after the server applied its final update but before the answer came: the next pilot sends
@@ -175,6 +177,7 @@ def test_final_update_being_sent_when_the_pilot_died_is_sent_again(panda_server:
     assert sorted(p.name for p in state_dir.iterdir()) == ["final_update.json.sent"]
 
 
+@pytest.mark.reliability("faults", "server", "503 on a recovered final update: kept on disk, exit 79")
 def test_recovery_that_fails_ends_the_pilot_with_status_79(panda_server: DevServer, tmp_path: Path) -> None:
     """A pilot that cannot deliver an earlier pilot's final update (the server answers updateJob 503) still asks for
     new work, keeps the update on disk and exits 79 (COMMUNICATIONFAILURE's status, pilot3
@@ -196,6 +199,7 @@ def test_recovery_that_fails_ends_the_pilot_with_status_79(panda_server: DevServ
     assert "getJob" in panda_server.calls()[calls_before:]
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGKILL in harvester mode: lost job reported through files")
 @pytest.mark.usefixtures("leftovers")
 def test_harvester_mode_reports_the_lost_job_through_harvesters_files(tmp_path: Path) -> None:
     """Harvester mode: the job of a pilot SIGKILLed mid-payload is reported by the next pilot through the mode's
