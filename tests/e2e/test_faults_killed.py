@@ -94,3 +94,36 @@ def test_sigterm_at_a_stage_reports_the_job_once(panda_server: DevServer, tmp_pa
         assert finals[0]["state"] == "finished" and panda_server.final_state(8701) == "finished"
         assert panda_server.ignored_updates(8701) == []
         assert not list((tmp_path / "work" / "pilot-state").glob("8701/final_update.json.sending-*"))
+
+
+@pytest.mark.reliability("faults", "pilot killed", "SIGKILL at retrieval and final update, then a new pilot")
+@pytest.mark.parametrize("stage", ["retrieval", "final update"])
+def test_sigkill_at_a_stage_then_a_new_pilot_reports_once(panda_server: DevServer, tmp_path: Path, ledger: Ledger,
+                                                          stage: str) -> None:
+    """SIGKILL while getJob hangs (no job taken) or while the final update of the finished job hangs unapplied; the
+    server then comes back and a new pilot in the same place runs: the job ends finished on the server exactly once
+    (taken and run by the new pilot, or its kept final update delivered), nothing ignored as a repeat."""
+    panda_server.add_job(job_definition(8702, sleep=0.5))
+    argv = pilot_argv(panda_server, tmp_path, "--heartbeat", "600", "--max-jobs", "1")
+    if stage == "retrieval":
+        panda_server.inject_fault("getJob", "hang", times=1, seconds=60)
+    proc = spawn_grid_pilot(argv)
+    try:
+        if stage == "retrieval":
+            _until(lambda: panda_server.request_count("getJob") >= 1, "getJob", lambda: proc.poll() is None)
+        else:
+            _until(lambda: "running" in _states(panda_server, 8702), "running", lambda: proc.poll() is None)
+            sent = panda_server.request_count("updateJob")
+            panda_server.inject_fault("updateJob", "hang", times=1, seconds=60)
+            _until(lambda: panda_server.request_count("updateJob") > sent, "the final update sent",
+                   lambda: proc.poll() is None)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    panda_server.faults.clear()
+    status, _pid, err = run_grid_pilot(argv)
+    finals = final_updates(panda_server, 8702)
+    ledger.add(faults_injected=1, jobs_lost=max(0, 1 - len(finals)), finals_duplicated=max(0, len(finals) - 1))
+    assert status == 0, err[-2000:]
+    assert [f["state"] for f in finals] == ["finished"] and panda_server.final_state(8702) == "finished"
+    assert panda_server.ignored_updates(8702) == []
