@@ -8,9 +8,13 @@ inputs are placed for one job (ARC), ``xrdcp`` against the local XRootD server.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import zlib
 from pathlib import Path
+
+from panda_devserver import DevServer
 
 PAYLOAD = """#!/bin/sh
 # a small payload: copies its input to its output, writes a job report, sleeps, exits with $EXIT
@@ -94,3 +98,39 @@ def run_arc_job(tmp_path: Path, job: dict[str, str], queue: dict[str, object], *
           *extra])
     heartbeat: dict[str, object] = json.loads((launch / "heartbeat.json").read_text())
     return heartbeat
+
+
+REPO = Path(__file__).resolve().parents[2]
+FINAL_STATES = ("finished", "failed", "holding")
+
+
+def pilot_argv(server: DevServer, tmp_path: Path, *extra: str) -> list[str]:
+    """A grid pilot's arguments for LOCAL_QUEUE on ``server`` (v1 API), work area, inputs and storage in ``tmp_path``,
+    cp, heartbeat 0.2 s; ``extra`` after them (a repeated option wins)."""
+    make_inputs(tmp_path / "in")
+    return ["-q", "LOCAL_QUEUE", "--url", server.url, "--api", "v1", "-a", str(tmp_path / "work"), "--input-dir",
+            str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
+            "--heartbeat", "0.2", "--log-level", "INFO", *extra]
+
+
+def spawn_grid_pilot(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start a real grid-pilot process with ``argv`` (stdout and stderr piped)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "apps.grid_pilot", *argv], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def run_grid_pilot(argv: list[str]) -> tuple[int, int, str]:
+    """Run a pilot to its end: (exit status, pid, stderr)."""
+    proc = spawn_grid_pilot(argv)
+    try:
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, proc.pid, err.decode(errors="replace")
+
+
+def final_updates(server: DevServer, panda_id: int) -> list[dict[str, object]]:
+    """The updates of ``panda_id`` the server applied that carry a final state."""
+    return [u for u in server.updates(panda_id) if u.get("state") in FINAL_STATES]

@@ -124,6 +124,7 @@ def _killer_definition(tmp_path: Path) -> dict[str, str]:
     return definition
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGKILL mid-payload: the lifeline ends the payload session")
 @pytest.mark.parametrize("kill", ["pilot", "process_group"])
 def test_payload_session_dies_with_a_sigkilled_pilot(pilot: Pilot, tmp_path: Path, kill: str) -> None:
     """SIGKILL to the pilot, or to the pilot's whole process group (``kill -9 -<pgid>``), once its payload runs:
@@ -155,6 +156,7 @@ def test_payload_session_dies_with_a_sigkilled_pilot(pilot: Pilot, tmp_path: Pat
     assert "lifeline: the pilot is gone; killed" in pilot.stderr.read_text()
 
 
+@pytest.mark.reliability("faults", "pilot killed", "no lifeline left after a normal end")
 def test_no_lifeline_is_left_after_a_normal_end(pilot: Pilot, tmp_path: Path) -> None:
     """A pilot that ends normally (job finished, exit 0) leaves no lifeline process behind: it was told goodbye
     and waited for."""

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,11 +25,13 @@ from pilotlib.panda.base import JobUpdate
 from pilotlib.recovery import FinalStore
 from pilotlib.transfer.paths import deterministic_path
 
+from .helpers import final_updates as _finals
 from .helpers import job_definition, make_inputs
+from .helpers import pilot_argv as _argv
+from .helpers import run_grid_pilot as _run
+from .helpers import spawn_grid_pilot as _spawn
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-FINAL_STATES = ("finished", "failed", "holding")
 
 
 @pytest.fixture(autouse=True)
@@ -53,30 +54,6 @@ def leftovers(tmp_path: Path) -> Iterator[None]:
             continue
 
 
-def _argv(server: DevServer, tmp_path: Path, *extra: str) -> list[str]:
-    make_inputs(tmp_path / "in")
-    return ["-q", "LOCAL_QUEUE", "--url", server.url, "--api", "v1", "-a", str(tmp_path / "work"), "--input-dir",
-            str(tmp_path / "in"), "--output-dir", str(tmp_path / "storage"), "--copytool", "cp",
-            "--heartbeat", "0.2", "--log-level", "INFO", *extra]
-
-
-def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "apps.grid_pilot", *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _run(argv: list[str]) -> tuple[int, int, str]:
-    """Run a pilot to its end: (exit status, pid, stderr)."""
-    proc = _spawn(argv)
-    try:
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, proc.pid, err.decode(errors="replace")
-
-
 def _kill_when(proc: subprocess.Popen[bytes], condition: Callable[[], bool], what: str) -> None:
     """SIGKILL the pilot as soon as ``condition()`` holds (polled, 60 s at most)."""
     try:
@@ -88,10 +65,6 @@ def _kill_when(proc: subprocess.Popen[bytes], condition: Callable[[], bool], wha
     finally:
         proc.kill()
         proc.communicate(timeout=30)
-
-
-def _finals(server: DevServer, panda_id: int) -> list[dict[str, object]]:
-    return [u for u in server.updates(panda_id) if u.get("state") in FINAL_STATES]
 
 
 def _stored(tmp_path: Path, lfn: str) -> Path:
@@ -106,6 +79,7 @@ def _member(tar_path: Path, suffix: str) -> str:
         return handle.read().decode(errors="replace")
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGKILL mid-payload: next pilot reports the job failed once")
 @pytest.mark.usefixtures("leftovers")
 def test_job_of_a_killed_pilot_is_reported_failed_once_before_new_work(panda_server: DevServer,
                                                                        tmp_path: Path) -> None:
@@ -142,6 +116,7 @@ def test_job_of_a_killed_pilot_is_reported_failed_once_before_new_work(panda_ser
     assert list((tmp_path / "work" / "pilot-state" / "journal").glob("*.jsonl")) == []
 
 
+@pytest.mark.reliability("faults", "server", "final update applied, answer lost: sent again, applied once")
 @pytest.mark.usefixtures("leftovers")
 def test_final_update_being_sent_when_the_pilot_died_is_sent_again(panda_server: DevServer, tmp_path: Path) -> None:
     """A pilot SIGKILLed after the server applied its final update but before the answer came: the next pilot sends
@@ -175,6 +150,7 @@ def test_final_update_being_sent_when_the_pilot_died_is_sent_again(panda_server:
     assert sorted(p.name for p in state_dir.iterdir()) == ["final_update.json.sent"]
 
 
+@pytest.mark.reliability("faults", "server", "503 on a recovered final update: kept on disk, exit 79")
 def test_recovery_that_fails_ends_the_pilot_with_status_79(panda_server: DevServer, tmp_path: Path) -> None:
     """A pilot that cannot deliver an earlier pilot's final update (the server answers updateJob 503) still asks for
     new work, keeps the update on disk and exits 79 (COMMUNICATIONFAILURE's status, pilot3
@@ -196,6 +172,7 @@ def test_recovery_that_fails_ends_the_pilot_with_status_79(panda_server: DevServ
     assert "getJob" in panda_server.calls()[calls_before:]
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGKILL in harvester mode: lost job reported through files")
 @pytest.mark.usefixtures("leftovers")
 def test_harvester_mode_reports_the_lost_job_through_harvesters_files(tmp_path: Path) -> None:
     """Harvester mode: the job of a pilot SIGKILLed mid-payload is reported by the next pilot through the mode's

@@ -112,6 +112,7 @@ def _assert_sigterm_failure(server: DevServer, panda_id: int, proc: subprocess.P
     assert server.final_state(panda_id) == "failed"
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGTERM during a slow stage-in")
 def test_sigterm_during_a_slow_stage_in_cancels_the_copy(panda_server: DevServer, xrootd_slow_server: XRootDServer,
                                                          tmp_path: Path) -> None:
     """SIGTERM while a 50-second stage-in from the throttled XRootD server is under way: the copy is cancelled,
@@ -134,6 +135,7 @@ def test_sigterm_during_a_slow_stage_in_cancels_the_copy(panda_server: DevServer
     assert b"job 8201: failed pilotErrorCode=1201" in out
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGTERM during a slow stage-out")
 def test_sigterm_during_a_slow_stage_out_cancels_the_copy(panda_server: DevServer, xrootd_slow_server: XRootDServer,
                                                           tmp_path: Path) -> None:
     """SIGTERM while a 50-second stage-out to the throttled XRootD server is under way: the upload is cancelled and

@@ -145,6 +145,7 @@ def test_tobekilled_during_a_slow_stage_in_fails_the_job_with_pandakill(
         assert f"stage-in failed lfn={lfn} tool=lsm code=1144" in caplog.text
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGTERM during a slow stage-in: no new copy, within budget")
 def test_sigterm_during_a_slow_stage_in_starts_no_new_copy_and_ends_within_the_budget(
     panda_server: DevServer, tmp_path: Path
 ) -> None:

@@ -49,6 +49,7 @@ def no_helper_left() -> Iterator[None]:
         time.sleep(0.05)
 
 
+@pytest.mark.reliability("faults", "server", "trickling answer cut off at the total bound")
 def test_trickling_answer_is_cut_off_at_the_total_bound(panda_server: DevServer, no_helper_left: None) -> None:
     """A getJob answer trickled one byte every 0.2 s (each within the 30 s read timeout; the whole answer would
     take minutes) ends the call with CommunicationError (1318) at its 2 s bound, one attempt."""
@@ -63,6 +64,7 @@ def test_trickling_answer_is_cut_off_at_the_total_bound(panda_server: DevServer,
     assert panda_server.request_count("getJob") == 1
 
 
+@pytest.mark.reliability("faults", "server", "hanging call ends when the stop is set")
 @pytest.mark.parametrize("server", ["panda_server", "panda_server_tls"])
 def test_hanging_call_ends_at_once_when_the_stop_is_set(request: pytest.FixtureRequest, server: str,
                                                         no_helper_left: None) -> None:
@@ -109,6 +111,7 @@ def test_backoff_without_a_stop_waits(panda_server: DevServer) -> None:
     assert job.panda_id == 5151 and panda_server.request_count("getJob") == 3
 
 
+@pytest.mark.reliability("faults", "server", "call while stopping: one short attempt")
 def test_call_made_while_stopping_gets_one_short_attempt(panda_server: DevServer, no_helper_left: None) -> None:
     """Once the pilot is stopping a call (the final update) is still made, but once, for at most
     stopping_seconds (1 s here), however long the total bound: at least 0.9 s, under 5 s (a loaded machine's
@@ -142,6 +145,7 @@ def test_trickle_fault_delivers_the_whole_answer(panda_server: DevServer) -> Non
     assert job.panda_id == 5151 and job.job_pars == JOB["jobPars"]
 
 
+@pytest.mark.reliability("faults", "server", "hang past the read timeout")
 def test_hang_fault_ends_when_the_server_is_cleared(panda_server: DevServer) -> None:
     """A request held by the hang fault is let go (its connection closed, nothing applied) by clear(): the client
     sees a failed call at once, not after the hour the fault would hold it."""
