@@ -1,13 +1,12 @@
 """Decoding the dispatcher's answers, in both dialects, into checked Python values (or a ServerAnswerError).
 
-Facts (panda-server): ``jobdispatcher/Protocol.py`` ``Response.encode`` url-encodes the answer unless JSON was
-accepted; ``StatusCode`` may arrive as an int (JSON) or a string (url-encoded); nested values (``jobs``,
-``eventRanges``, ``Returns``, ``Command``) may be JSON strings inside the answer. ``api/v1/common.py``
-``generate_response`` answers ``{"success", "message", "data"}``. JSON is decoded by :func:`pilotlib._jsontext.loads`:
-too deep nesting is a ServerAnswerError (final, never retried), and a too long integer decodes to a marker that the
-job definition parser refuses naming its field (CONVERSIONFAILURE). pilot3's ``pilot/util/https.py`` ``request2`` reads
-both forms the same way (JSON when the text is an object, else ``parse_qs``).
-"""
+Facts (panda-server): ``jobdispatcher/Protocol.py`` ``Response.encode`` url-encodes the answer unless JSON was accepted;
+``StatusCode`` may arrive as an int (JSON) or a string (url-encoded); nested values (``jobs``, ``eventRanges``,
+``Returns``, ``Command``) may be JSON strings inside the answer. ``api/v1/common.py`` ``generate_response`` answers
+``{"success", "message", "data"}``. JSON is decoded by :func:`pilotlib._jsontext.loads`: too deep nesting is a
+ServerAnswerError (retried by the transport like any answer that does not decode), and a too long integer decodes to a
+marker that the job definition parser refuses naming its field (CONVERSIONFAILURE). pilot3's ``pilot/util/https.py``
+``request2`` reads both forms the same way (JSON when the text is an object, else ``parse_qs``). """
 
 from __future__ import annotations
 

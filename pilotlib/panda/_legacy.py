@@ -12,6 +12,7 @@ version, commit 2e1a1449): ``getJob`` (no job is ``StatusCode=20``, ``jobs`` whe
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -62,7 +63,8 @@ def _path(method: str) -> str:
 
 
 def _call(transport: Transport, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    return ans.decode_legacy(method, transport.send(method, _path(method), json_body=body, compress=True))
+    decode = functools.partial(ans.decode_legacy, method)
+    return decode(transport.send(method, _path(method), json_body=body, compress=True, check=decode))
 
 
 def job_request_fields(request: JobRequest) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """HTTP transport of the dispatcher client: a ``requests`` session, timeouts, bounded retries, TLS and credentials.
 
-Retries happen on connection errors, timeouts and 5xx answers only, at most ``CallRetry.attempts`` times, with
-exponential backoff and full jitter. A TLS verification failure is not retried. ``CallRetry.total_seconds`` bounds
-the whole call (connects, reads, retries and waits): a request still running then is cut off, also from a server that
-trickles its answer a byte at a time (see :mod:`pilotlib._bounded`). A call in flight when the pilot's stop is
-set ends at once; a call made once the pilot is stopping (the final update) makes one attempt of at most
-``CallRetry.stopping_seconds``.
+Retries happen on connection errors, timeouts, 5xx answers and answers that do not decode only, at most
+``CallRetry.attempts`` times, with exponential backoff and full jitter. A TLS verification failure is not retried.
+``CallRetry.total_seconds`` bounds the whole call (connects, reads, retries and waits): a request still running then is
+cut off, also from a server that trickles its answer a byte at a time (see :mod:`pilotlib._bounded`). A call in flight
+when the pilot's stop is set ends at once; a call made once the pilot is stopping (the final update) makes one attempt
+of at most ``CallRetry.stopping_seconds``.
 
 Credentials follow pilot3's ``pilot/util/https.py``: an X509 proxy file is the client certificate and key at once; an
 OIDC token is sent as ``Authorization: Bearer <token>`` with an ``Origin`` header naming the VO, read from its
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived
 
 log = logging.getLogger(__name__)
 
-_Result = tuple[str | None, str, int | None]  # (the answer's text, the retryable failure's reason, its HTTP status)
+_Result = tuple[bytes | None, str, int | None]  # (the answer's body, the retryable failure's reason, its HTTP status)
 
 
 @attrs.frozen
@@ -153,13 +153,18 @@ class Transport:
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             compress: bool = False, max_attempts: int | None = None) -> str:
+             compress: bool = False, max_attempts: int | None = None,
+             check: Callable[[str], object] | None = None) -> str:
         """Send one call and return the answer's text, retrying as the policy allows.
 
         ``compress`` sends ``json_body`` gzip-compressed with ``Content-Type: application/json`` and no
         ``Content-Encoding`` header, as pilot3's ``https.request2`` does for the legacy API: panda-server's legacy
         entry point (``server/panda.py`` ``parse_json_parameters_legacy``) gunzips every JSON body unconditionally and
         fails with a 500 on a plain one.
+
+        ``check`` (the call's decoder) is run on each answer: an answer it refuses with a
+        :class:`~pilotlib.panda.errors.ServerAnswerError` (garbage, a truncated body) is retried like a 5xx, as
+        pilot3 retries a request whose answer did not decode; the last refusal is raised when no attempt is left.
 
         ``max_attempts`` lowers the policy's attempts for this call (never raises them). The call ends within
         ``retry.total_seconds`` (``retry.stopping_seconds``, one attempt, when made once the pilot is stopping), and
@@ -170,6 +175,7 @@ class Transport:
             CommunicationError: the call failed otherwise (after the retries, or at once when not retryable), took
                 its whole bound, or was interrupted by the stop.
             CredentialError: the credentials cannot be read.
+            ServerAnswerError: ``check`` refused the last answer.
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
         auth_headers, cert = self._auth()
@@ -185,22 +191,28 @@ class Transport:
         request = functools.partial(self._attempt, call, method, url, json_body=json_body, payload=payload,
                                     query=query, headers=all_headers, cert=cert)
         with Waiter(bound, self.stop) as waiter:
-            return self._tries(call, request, attempts, waiter)
+            return self._tries(call, request, attempts, waiter, check)
 
-    def _tries(self, call: str, request: Callable[[Timeouts], _Result], attempts: int, waiter: Waiter) -> str:
+    def _tries(self, call: str, request: Callable[[Timeouts], _Result], attempts: int, waiter: Waiter,
+               check: Callable[[str], object] | None) -> str:
         """Up to ``attempts`` requests, each on a helper thread that is left at the waiter's deadline or stop."""
         reason, attempt, status = "", 0, None
+        refused: ServerAnswerError | None = None
         for attempt in range(1, attempts + 1):
             left = waiter.left()
             if left <= 0:
                 raise CommunicationError(f"{call}: no answer within the call's bound ({attempt - 1} attempt(s))")
             timeouts = Timeouts(min(self.timeouts.connect, left), min(self.timeouts.read, left))
             try:
-                text, reason, status = run_bounded(functools.partial(request, timeouts), waiter, f"http-{call}")
+                body, reason, status = run_bounded(functools.partial(request, timeouts), waiter, f"http-{call}")
             except Cancelled as exc:
                 raise CommunicationError(_cut_off(call, attempt, exc)) from None
-            if text is not None:
-                return text
+            refused = None
+            if body is not None:
+                text, refused = _taken(call, body, check)
+                if refused is None:
+                    return text
+                reason, status = f"malformed answer: {refused.reason}", None
             log.warning("server call failed call=%s attempt=%d reason=%s", call, attempt, reason)
             if attempt == attempts:
                 break
@@ -211,6 +223,8 @@ class Transport:
                 self._sleep(wait)
             elif not waiter.pause(wait):
                 raise CommunicationError(f"{call}: interrupted after {attempt} attempt(s): the pilot is stopping")
+        if refused is not None:
+            raise refused
         message = f"{call}: failed after {attempt} attempt(s): {reason}"
         if status is not None:
             raise ServerHTTPError(call, status, message)
@@ -219,7 +233,7 @@ class Transport:
     def _attempt(self, call: str, method: str, url: str, timeouts: Timeouts, *, json_body: Mapping[str, Any] | None,
                  payload: bytes | None, query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
                  ) -> _Result:
-        """One request: (the answer's text, "", None) or (None, the reason of a retryable failure, its HTTP status
+        """One request: (the answer's body, "", None) or (None, the reason of a retryable failure, its HTTP status
         when the server answered one)."""
         import requests  # noqa: PLC0415 - lazy (already loaded by the session)
 
@@ -237,16 +251,22 @@ class Transport:
             return None, f"HTTP {response.status_code}", response.status_code
         if response.status_code != 200:
             raise CommunicationError(f"{call}: HTTP {response.status_code} from {redact_url(url)}")
-        return _utf8(call, response.content), "", None
+        return response.content, "", None
 
 
-def _utf8(call: str, body: bytes) -> str:
-    """The answer's text: panda-server answers ASCII (``json.dumps``, url-encoding), so bytes that are not UTF-8 are a
-    broken answer, refused at once (never decoded with replacement characters, never retried)."""
+def _taken(call: str, body: bytes, check: Callable[[str], object] | None) -> tuple[str, ServerAnswerError | None]:
+    """The answer's text, or the error refusing it: bytes that are not UTF-8 (panda-server answers ASCII:
+    ``json.dumps``, url-encoding; never decoded with replacement characters), or what ``check`` refuses."""
     try:
-        return decode_utf8(body)
+        text = decode_utf8(body)
     except JsonTextError as exc:
-        raise ServerAnswerError(call, exc.reason) from None
+        return "", ServerAnswerError(call, exc.reason)
+    try:
+        if check is not None:
+            check(text)
+    except ServerAnswerError as exc:
+        return "", exc
+    return text, None
 
 
 def _cut_off(call: str, attempt: int, cancelled: Cancelled) -> str:

@@ -13,6 +13,7 @@ arguments being the snake_case of the legacy names; arguments it does not declar
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -72,11 +73,13 @@ def snake_name(name: str) -> str:
 
 def _call(transport: Transport, call: str, path: str, body: Mapping[str, Any],
           max_attempts: int | None = None) -> tuple[bool, str, Any]:
-    return ans.decode_v1(call, transport.send(call, f"api/v1/{path}", json_body=body, max_attempts=max_attempts))
+    decode = functools.partial(ans.decode_v1, call)
+    return decode(transport.send(call, f"api/v1/{path}", json_body=body, max_attempts=max_attempts, check=decode))
 
 
 def _get(transport: Transport, call: str, path: str, query: Mapping[str, Any]) -> Any:
-    success, message, data = ans.decode_v1(call, transport.send(call, f"api/v1/{path}", method="GET", query=query))
+    decode = functools.partial(ans.decode_v1, call)
+    success, message, data = decode(transport.send(call, f"api/v1/{path}", method="GET", query=query, check=decode))
     if not success:
         raise ServerRefusedError(call, message)
     return data

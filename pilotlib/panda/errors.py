@@ -29,10 +29,12 @@ class ServerAnswerError(CommunicationError):
 
     Attributes:
         call: the dispatcher call (legacy name, e.g. ``getJob``).
+        reason: what is wrong with the answer (no excerpt of it).
     """
 
     def __init__(self, call: str, reason: str, body: str | bytes = "", secret: bool = False) -> None:
         self.call = call
+        self.reason = reason
         detail = f"; answer: {excerpt(body, secret)}" if body or secret else ""
         super().__init__(f"{call}: malformed answer: {reason}{detail}")
 

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from fixtures.ledger import Ledger
 
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
@@ -177,15 +178,33 @@ def test_delay_beyond_read_timeout_is_retried(served: DevServer, dialect: str) -
 
 @pytest.mark.reliability("faults", "server", "answers garbage (client)")
 @pytest.mark.parametrize("dialect", DIALECTS)
-@pytest.mark.parametrize("kind", ["garbage_html", "garbage_json"])
-def test_garbage_answers_are_typed_errors(served: DevServer, dialect: str, kind: str) -> None:
-    """An HTML page or truncated JSON instead of an answer is a ServerAnswerError (1318), not retried, no crash."""
+@pytest.mark.parametrize("kind", ["garbage", "garbage_html", "garbage_json"])
+def test_a_garbage_answer_is_retried_and_the_next_one_taken(served: DevServer, dialect: str, kind: str,
+                                                            ledger: Ledger) -> None:
+    """An HTML page, bytes or truncated JSON instead of an answer is retried like a 5xx (pilot3 asks again after an
+    answer it cannot read: pilot/control/job.py ``retrieve``, line 2315): the second answer is taken."""
+    served.add_job(JOB)
     served.inject_fault("updateJob", kind, times=1)
+    client = _client(served, dialect)
+    client.get_jobs(REQUEST)
+    assert client.update_job(JobUpdate(4242, "running")).accepted
+    assert served.request_count("updateJob") == 2
+    ledger.add(faults_injected=1)
+
+
+@pytest.mark.reliability("faults", "server", "answers garbage every time (client)")
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("kind", ["garbage_html", "garbage_json"])
+def test_garbage_answers_every_time_are_a_typed_error(served: DevServer, dialect: str, kind: str,
+                                                      ledger: Ledger) -> None:
+    """Garbage at every attempt is a ServerAnswerError (1318) naming the call, after the policy's attempts."""
+    served.inject_fault("updateJob", kind, times=10)
     with pytest.raises(ServerAnswerError) as bad:
         _client(served, dialect).update_job(JobUpdate(1, "running"))
     assert bad.value.code == ErrorCode.COMMUNICATIONFAILURE and bad.value.call == "updateJob"
     assert "malformed answer" in str(bad.value)
-    assert served.request_count("updateJob") == 1
+    assert served.request_count("updateJob") == 3
+    ledger.add(faults_injected=3)
 
 
 def test_no_jobs_is_empty_not_error(panda_legacy: DevServer) -> None:

@@ -21,7 +21,7 @@ class _Capture:
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             compress: bool = False, max_attempts: int | None = None) -> str:
+             compress: bool = False, max_attempts: int | None = None, check: object = None) -> str:
         self.sent.append((path.rsplit("/", 1)[-1], dict(json_body or query or {})))
         return json.dumps({"StatusCode": 0})
 

@@ -20,7 +20,7 @@ class _Recorder:
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             compress: bool = False, max_attempts: int | None = None) -> str:
+             compress: bool = False, max_attempts: int | None = None, check: object = None) -> str:
         self.sent.append((path, json_body))
         return '{"success": true, "message": "", "data": []}'
 
