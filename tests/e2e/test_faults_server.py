@@ -9,6 +9,7 @@ repeat of an applied final update is answered ``alreadydone`` and not applied, a
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -90,3 +91,91 @@ def test_final_update_is_applied_once_despite_a_failing_server(panda_server: Dev
         assert repeats and all(r["answer"] == "alreadydone" for r in repeats), repeats
     assert not list((tmp_path / "work" / "pilot-state").glob("8602/final_update.json.sending-*"))
     assert took < 90
+
+
+def _wait_running(server: DevServer, panda_id: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while "running" not in [u["state"] for u in server.updates(panda_id)]:
+        assert time.monotonic() < deadline and proc.poll() is None, "payload never reported running"
+        time.sleep(0.02)
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return err.decode(errors="replace")
+
+
+def _short_final_budget(tmp_path: Path) -> str:
+    config = tmp_path / "pilot.toml"
+    config.write_text("final_retry = 2\n")  # seconds to keep trying the final update
+    return str(config)
+
+
+@pytest.mark.reliability("faults", "server", "goes away before the final update, comes back: the next pilot reports")
+def test_server_away_at_the_final_update_and_back_later(tmp_path: Path, ledger: Ledger) -> None:
+    """The server stops between the job's last heartbeat and its final update (connections refused): the pilot keeps
+    the final update on disk and exits 1 (its own job's final not acknowledged: ``pilotlib/workflow/pilot.py``
+    ``exit_code``); the server comes back on the same port with the
+    same records, and the next pilot in the same place sends the kept update first: ``finished`` once, nothing kept."""
+    server = DevServer(tmp_path / "server").start()
+    port = int(server.url.rsplit(":", 1)[1])
+    server.add_queue("LOCAL_QUEUE", {"nickname": "LOCAL_QUEUE", "state": "ACTIVE", "status": "online"})
+    server.add_job(job_definition(8611, sleep=1.5))
+    argv = pilot_argv(server, tmp_path, "--heartbeat", "600", "--max-jobs", "1", "--config",
+                      _short_final_budget(tmp_path))
+    try:
+        proc = spawn_grid_pilot(argv)
+        _wait_running(server, 8611, proc)
+        server.stop()
+        err = _finish(proc, 90)
+        assert proc.returncode == 1, err[-2000:]
+        assert "final update left for recovery panda_id=8611" in err
+        kept = list((tmp_path / "work" / "pilot-state").glob("8611/final_update.json*"))
+        assert [p.name for p in kept] == ["final_update.json"], kept
+        server = DevServer(tmp_path / "server", port=port).start()
+        assert server.final_state(8611) is None
+        status, _pid, err = run_grid_pilot(argv)
+        finals = final_updates(server, 8611)
+        ledger.add(faults_injected=1, jobs_lost=0 if server.final_state(8611) else 1,
+                   finals_duplicated=max(0, len(finals) - 1))
+        assert status == 0, err[-2000:]
+        assert [f["state"] for f in finals] == ["finished"] and server.final_state(8611) == "finished"
+        assert server.ignored_updates(8611) == []
+        kept = list((tmp_path / "work" / "pilot-state").glob("8611/final_update.json*"))
+        assert [p.name for p in kept] == ["final_update.json.sent"], kept
+    finally:
+        server.stop()
+
+
+@pytest.mark.reliability("faults", "server", "answers the final update only after the pilot gave up")
+def test_final_update_applied_after_the_pilot_gave_up(panda_server: DevServer, tmp_path: Path, ledger: Ledger) -> None:
+    """The server holds the final update past the pilot's bound for the call (30 s, ``DISPATCHER_RETRY`` in
+    ``pilotlib/workflow/modes.py``) and applies it only then: the pilot has given up, kept it on disk and exited 1;
+    the next pilot sends it again at its start. Whichever arrives second is a repeat, answered ``alreadydone`` and
+    not applied (panda-server 1.0.4 ``api/v1/pilot_api.py:649-662``): the server holds ``finished`` once."""
+    panda_server.add_job(job_definition(8612, sleep=1.0))
+    argv = pilot_argv(panda_server, tmp_path, "--heartbeat", "600", "--max-jobs", "1", "--config",
+                      _short_final_budget(tmp_path))
+    proc = spawn_grid_pilot(argv)
+    _wait_running(panda_server, 8612, proc)
+    panda_server.inject_fault("updateJob", "delay", times=1, seconds=36)
+    err = _finish(proc, 90)
+    assert proc.returncode == 1, err[-2000:]
+    assert panda_server.final_state(8612) is None  # still held
+    status, _pid, err = run_grid_pilot(argv)
+    assert status == 0, err[-2000:]
+    deadline = time.monotonic() + 30
+    while len(panda_server.ignored_updates(8612)) < 1:  # the held one, applied late, is the repeat
+        assert time.monotonic() < deadline, "the held final update never arrived"
+        time.sleep(0.1)
+    finals = final_updates(panda_server, 8612)
+    ledger.add(faults_injected=1, jobs_lost=0 if panda_server.final_state(8612) else 1,
+               finals_duplicated=max(0, len(finals) - 1))
+    assert [f["state"] for f in finals] == ["finished"] and panda_server.final_state(8612) == "finished"
+    (repeat,) = panda_server.ignored_updates(8612)
+    assert repeat["answer"] == "alreadydone" and repeat["fields"]["state"] == "finished"
