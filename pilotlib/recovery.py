@@ -168,15 +168,26 @@ def _try_send(reporter: JobReporter, update: JobUpdate) -> bool:
     return answer.accepted
 
 
-def _send_until(reporter: JobReporter, update: JobUpdate, policy: FinalRetry, deadline: _Deadline) -> bool:
-    """Try, backing off, until acknowledged (True) or the deadline passed (False)."""
+def retry_until(attempt: Callable[[], bool], policy: FinalRetry, *, stopping: StopSignal | None = None,
+                pause: Callable[[float], object] | None = None) -> bool:
+    """Call ``attempt`` until it returns True (then True), backing off between calls as ``policy`` says, or until
+    its deadline passed (then False); once ``stopping`` is set, at most ``policy.stopping_deadline`` more seconds."""
+    return _retry(attempt, policy, _Deadline(policy, stopping, pause))
+
+
+def _retry(attempt: Callable[[], bool], policy: FinalRetry, deadline: _Deadline) -> bool:
     delay = policy.first_delay
-    while not _try_send(reporter, update):
+    while not attempt():
         if deadline.passed(delay):
             return False
         deadline.pause(delay)
         delay = min(delay * 2, policy.max_delay)
     return True
+
+
+def _send_until(reporter: JobReporter, update: JobUpdate, policy: FinalRetry, deadline: _Deadline) -> bool:
+    """Try, backing off, until acknowledged (True) or the deadline passed (False)."""
+    return _retry(lambda: _try_send(reporter, update), policy, deadline)
 
 
 def _send_claimed(store: FinalStore, reporter: JobReporter, claimed: Path, policy: FinalRetry,

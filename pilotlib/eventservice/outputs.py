@@ -38,11 +38,17 @@ from pilotlib.errors import PilotError
 from pilotlib.eventservice.book import FailedRange, FinishedRange
 from pilotlib.eventservice.errors import EventServiceRecoverableError
 from pilotlib.panda.base import EventRangeSource, EventRangeUpdate, UpdateAnswer, ZipRecord
+from pilotlib.recovery import FinalRetry, retry_until
+from pilotlib.stop import StopSignal
 from pilotlib.transfer.checksum import calculate_checksum
 
 __all__ = ["HarvesterRangeOutputs", "RangeOutputs", "StoredRangeOutputs", "ZippedRangeReporter", "tar_name"]
 
 log = logging.getLogger(__name__)
+
+#: How long the final flush of a pilot of the server keeps sending a report of finished ranges that failed: a minute,
+#: backing off from 1 s (what pilot3 would lose is the work of every range in the tar).
+FINAL_REPORT_RETRY = FinalRetry(deadline=60.0, first_delay=1.0, max_delay=15.0)
 
 
 class RangeOutputs(Protocol):
@@ -56,8 +62,9 @@ class RangeOutputs(Protocol):
         """Ranges failed (reported at once)."""
         ...
 
-    def flush(self, final: bool) -> PilotError | None:
-        """Store and report what is due (``final``: everything, now); the error that left ranges unstored, if any."""
+    def flush(self, final: bool, stop: StopSignal | None = None) -> PilotError | None:
+        """Store and report what is due (``final``: everything, now, trying a failed report again for a while; once
+        ``stop`` is set, only briefly); the error that left ranges unstored or unreported, if any."""
         ...
 
 
@@ -106,16 +113,22 @@ class StoredRangeOutputs:
         workdir: where the tars are made.
         gap: seconds between stores (the queue's ``zip_time_gap``).
         clock: seconds, monotonic.
+        final_retry: how long the final flush keeps sending a report that failed (the transport's own retries
+            spent), backing off, before the ranges count as not reported.
+        pause: the wait between those tries (tests pass a recorder); None: a wait that ends when the stop is set.
     """
 
     def __init__(self, reporter: ZippedRangeReporter, store: Callable[[Path, int], ZipRecord], panda_id: int,
-                 workdir: Path, *, gap: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 workdir: Path, *, gap: float, clock: Callable[[], float] = time.monotonic,
+                 final_retry: FinalRetry = FINAL_REPORT_RETRY, pause: Callable[[float], object] | None = None) -> None:
         self._reporter = reporter
         self._store = store
         self._panda_id = panda_id
         self._workdir = Path(workdir)
         self._gap = gap
         self._clock = clock
+        self._final_retry = final_retry
+        self._pause = pause
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._pending: list[FinishedRange] = []
@@ -133,27 +146,52 @@ class StoredRangeOutputs:
         if items:
             _report("failed", lambda: self._reporter.update_event_ranges(_failed_updates(items, self._panda_id)))
 
-    def flush(self, final: bool) -> PilotError | None:
+    def flush(self, final: bool, stop: StopSignal | None = None) -> PilotError | None:
         """Report the stored tars whose report failed; tar, store and report the pending ranges when the gap has
-        passed (``final``: now; what cannot be stored is reported failed)."""
+        passed (``final``: now, what cannot be stored is reported failed, and a failed report is sent again until
+        ``final_retry``'s deadline)."""
         with self._flushing:
-            error = self._report_stored()
+            report_error = self._report_stored()
+            store_error, added = self._store_due(final)
+            if added:
+                report_error = self._report_stored()
+            if final and report_error is not None:
+                report_error = self._report_again(stop)
+            return store_error or report_error
+
+    def _store_due(self, final: bool) -> tuple[PilotError | None, bool]:
+        """Tar and store the pending ranges when due: (the error that left them unstored, whether a tar was added
+        to the ones to report)."""
+        with self._lock:
+            if not self._pending or not (final or self._clock() - self._last >= self._gap):
+                return None, False
+            batch, self._pending = self._pending, []
+            self._last = self._clock()
+        stored = self._store_batch(batch)
+        if isinstance(stored, ZipRecord):
+            self._unreported.append((stored, [EventRangeUpdate(item.range.event_range_id, "finished", self._panda_id)
+                                              for item in batch]))
+            return None, True
+        if final:
+            self.failed([FailedRange(item.range, stored.code, str(stored)) for item in batch])
+        else:
             with self._lock:
-                if not self._pending or not (final or self._clock() - self._last >= self._gap):
-                    return error
-                batch, self._pending = self._pending, []
-                self._last = self._clock()
-            stored = self._store_batch(batch)
-            if isinstance(stored, ZipRecord):
-                self._unreported.append((stored, [EventRangeUpdate(item.range.event_range_id, "finished",
-                                                                   self._panda_id) for item in batch]))
-                return self._report_stored()
-            if final:
-                self.failed([FailedRange(item.range, stored.code, str(stored)) for item in batch])
-            else:
-                with self._lock:
-                    self._pending[:0] = batch  # tried again at the next gap
-            return stored
+                self._pending[:0] = batch  # tried again at the next gap
+        return stored, False
+
+    def _report_again(self, stop: StopSignal | None) -> PilotError | None:
+        """Send the failed reports again, backing off, until they are taken or ``final_retry``'s deadline."""
+        errors: list[PilotError | None] = []
+
+        def report() -> bool:
+            errors.append(self._report_stored())
+            return errors[-1] is None
+
+        sent = retry_until(report, self._final_retry, stopping=stop, pause=self._pause)
+        log.log(logging.INFO if sent else logging.ERROR,
+                "event range reports sent again sent=%s tries=%d unreported=%d", sent, len(errors),
+                sum(len(updates) for _record, updates in self._unreported))
+        return errors[-1]
 
     def _report_stored(self) -> PilotError | None:
         """Report the stored tars not reported yet; those whose report fails stay for the next flush."""
@@ -220,7 +258,7 @@ class HarvesterRangeOutputs:
         if items:
             _report("failed", lambda: self._source.update_event_ranges(_failed_updates(items, self._panda_id)))
 
-    def flush(self, final: bool) -> PilotError | None:
+    def flush(self, final: bool, stop: StopSignal | None = None) -> PilotError | None:
         """Merge the queued entries into the dump (every call: Harvester reads it when it likes)."""
         with self._lock:
             batch, self._pending = self._pending, []

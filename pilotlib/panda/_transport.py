@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # imported on first use: loading requests costs a short-lived
 
 log = logging.getLogger(__name__)
 
-_Result = tuple[bytes | None, str, int | None]  # (the answer's body, the retryable failure's reason, its HTTP status)
+# (the answer's body, the retryable failure's reason, its HTTP status): a 5xx keeps its body and its status
+_Result = tuple[bytes | None, str, int | None]
 
 
 @attrs.frozen
@@ -198,6 +199,7 @@ class Transport:
         """Up to ``attempts`` requests, each on a helper thread that is left at the waiter's deadline or stop."""
         reason, attempt, status = "", 0, None
         refused: ServerAnswerError | None = None
+        error_body = b""
         for attempt in range(1, attempts + 1):
             left = waiter.left()
             if left <= 0:
@@ -208,33 +210,39 @@ class Transport:
             except Cancelled as exc:
                 raise CommunicationError(_cut_off(call, attempt, exc)) from None
             refused = None
-            if body is not None:
+            if status is not None:
+                error_body = body or b""
+            elif body is not None:
                 text, refused = _taken(call, body, check)
                 if refused is None:
                     return text
                 reason, status = f"malformed answer: {refused.reason}", None
             log.warning("server call failed call=%s attempt=%d reason=%s", call, attempt, reason)
-            if attempt == attempts:
+            if attempt == attempts or not self._backed_off(call, attempt, waiter):
                 break
-            wait = self.retry.wait(attempt, self._rng)
-            if wait >= waiter.left():
-                break
-            if self._sleep is not None:
-                self._sleep(wait)
-            elif not waiter.pause(wait):
-                raise CommunicationError(f"{call}: interrupted after {attempt} attempt(s): the pilot is stopping")
         if refused is not None:
             raise refused
         message = f"{call}: failed after {attempt} attempt(s): {reason}"
         if status is not None:
-            raise ServerHTTPError(call, status, message)
+            raise ServerHTTPError(call, status, message, error_body)
         raise CommunicationError(message)
+
+    def _backed_off(self, call: str, attempt: int, waiter: Waiter) -> bool:
+        """Wait before retry ``attempt`` + 1; False when the wait would pass the call's bound (no retry then)."""
+        wait = self.retry.wait(attempt, self._rng)
+        if wait >= waiter.left():
+            return False
+        if self._sleep is not None:
+            self._sleep(wait)
+        elif not waiter.pause(wait):
+            raise CommunicationError(f"{call}: interrupted after {attempt} attempt(s): the pilot is stopping")
+        return True
 
     def _attempt(self, call: str, method: str, url: str, timeouts: Timeouts, *, json_body: Mapping[str, Any] | None,
                  payload: bytes | None, query: Mapping[str, Any] | None, headers: Mapping[str, str], cert: str | None,
                  ) -> _Result:
-        """One request: (the answer's body, "", None) or (None, the reason of a retryable failure, its HTTP status
-        when the server answered one)."""
+        """One request: (the answer's body, "", None), (the start of a 5xx answer's body, its reason, its HTTP
+        status) or (None, the reason of another retryable failure, None)."""
         import requests  # noqa: PLC0415 - lazy (already loaded by the session)
 
         try:
@@ -248,7 +256,7 @@ class Transport:
                 raise CommunicationError(f"{call}: {type(exc).__name__}: {_reason(exc)}") from None
             return None, f"{type(exc).__name__}: {_reason(exc)}", None
         if response.status_code >= 500:
-            return None, f"HTTP {response.status_code}", response.status_code
+            return response.content[:1024], f"HTTP {response.status_code}", response.status_code
         if response.status_code != 200:
             raise CommunicationError(f"{call}: HTTP {response.status_code} from {redact_url(url)}")
         return response.content, "", None

@@ -60,11 +60,13 @@ class ServerHTTPError(CommunicationError):
     Attributes:
         call: the dispatcher call.
         status_code: the HTTP status of the last answer.
+        body: the start of the last answer's body (at most 1 KiB; never logged nor in the message).
     """
 
-    def __init__(self, call: str, status_code: int, message: str) -> None:
+    def __init__(self, call: str, status_code: int, message: str, body: bytes = b"") -> None:
         self.call = call
         self.status_code = status_code
+        self.body = body[:1024]
         super().__init__(message)
 
 

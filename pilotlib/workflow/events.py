@@ -240,7 +240,7 @@ class EventServicePayload:
             stop.forget(callback)
             self._ended.set()
             watcher.join()
-        return self._settle(summary)
+        return self._settle(summary, stop)
 
     def _watch(self) -> None:
         """Every second: store what is due; stop a payload that holds ranges and has said nothing for too long."""
@@ -253,7 +253,7 @@ class EventServicePayload:
                     f"the payload held {session.book.holding()} range(s) and said nothing for {silent:.0f} s"))
                 return
 
-    def _settle(self, summary: PayloadSummary) -> PayloadSummary:
+    def _settle(self, summary: PayloadSummary, stop: Stop) -> PayloadSummary:
         session, feed = self._session, self._session.feed
         assert feed is not None
         self._channel.close()
@@ -261,7 +261,7 @@ class EventServicePayload:
         code = summary.error.code if summary.error is not None else ErrorCode.ESRECOVERABLE
         held = session.book.release_held(code, f"the payload ended holding the range (exit {summary.exit_code})")
         session.outputs.failed(held)
-        stored = session.outputs.flush(final=True)
+        stored = session.outputs.flush(final=True, stop=stop)
         book = session.book
         log.info("event ranges settled given=%d finished=%d failed=%d never_given=%d requests=%d", book.given,
                  book.finished, book.failed, len(left), feed.requests)

@@ -53,7 +53,7 @@ class Recorder:
     def failed(self, items: Sequence[FailedRange]) -> None:
         self.failures.extend(items)
 
-    def flush(self, final: bool) -> PilotError | None:
+    def flush(self, final: bool, stop: object = None) -> PilotError | None:
         self.flushes += final
         return None
 
