@@ -272,6 +272,7 @@ def test_upload_then_read_back(up_env: Env) -> None:
     assert result.url == (stored(f"{up_env.prefix}/out.root") if stored else url)
 
 
+@pytest.mark.reliability("faults", "storage", "a corrupted replica (each copytool): GETADMISMATCH")
 def test_corrupted_replica_is_a_mismatch(env: Env) -> None:
     """A replica whose content differs from the catalogue's checksum fails with GETADMISMATCH (1171)."""
     good, bad = b"good content" * 1000, b"bad content!" * 1000
@@ -280,6 +281,7 @@ def test_corrupted_replica_is_a_mismatch(env: Env) -> None:
     assert result.error_code is ErrorCode.GETADMISMATCH, result.error
 
 
+@pytest.mark.reliability("faults", "storage", "output checksum mismatch at stage-out (each copytool): PUTADMISMATCH")
 def test_output_mismatch_is_put_mismatch(up_env: Env) -> None:
     """An output whose content does not match the expected checksum fails with PUTADMISMATCH (1172)."""
     (up_env.work / "o.root").write_bytes(b"actual")
@@ -302,6 +304,8 @@ def test_missing_output(up_env: Env) -> None:
 
 
 @pytest.mark.parametrize("expected", [None, "0a0b0c0d"], ids=["no-checksum", "checksum"])
+@pytest.mark.reliability("faults", "storage",
+                         "storage refusing connections during stage-in (each copytool): STAGEINFAILED")
 def test_storage_down(remote_env: Env, expected: str | None) -> None:
     """A storage that refuses connections fails the file with STAGEINFAILED (1099), as a value."""
     assert remote_env.storage.down_url is not None
@@ -310,6 +314,8 @@ def test_storage_down(remote_env: Env, expected: str | None) -> None:
     assert result.error_code is ErrorCode.STAGEINFAILED, result.error
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "storage refusing connections during stage-out (each copytool): output kept")
 def test_upload_to_storage_down(remote_env: Env) -> None:
     """Staging out to a storage that refuses connections fails with STAGEOUTFAILED (1137); the output stays."""
     assert remote_env.storage.down_url is not None
@@ -320,6 +326,7 @@ def test_upload_to_storage_down(remote_env: Env) -> None:
 
 
 @pytest.mark.parametrize("expected", [None, "0a0b0c0d"], ids=["no-checksum", "checksum"])
+@pytest.mark.reliability("faults", "storage", "storage that accepts and never answers (each copytool): STAGEINTIMEOUT")
 def test_timeout(remote_env: Env, expected: str | None) -> None:
     """A storage that accepts the connection and never answers fails with STAGEINTIMEOUT (1151)."""
     assert remote_env.storage.hang_url is not None
@@ -329,6 +336,7 @@ def test_timeout(remote_env: Env, expected: str | None) -> None:
     assert result.seconds < 60
 
 
+@pytest.mark.reliability("faults", "storage", "cp copy past its deadline: STAGEINTIMEOUT, no partial file")
 def test_cp_copy_exceeding_its_timeout(tmp_path: Path) -> None:
     """cp gives up a copy past its deadline with STAGEINTIMEOUT and leaves no partial file."""
     big = tmp_path / "big"
