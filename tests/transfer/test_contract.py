@@ -355,6 +355,8 @@ def _elsewhere(env: Env) -> Path:
 
 
 @pytest.mark.parametrize("name", ["../escape.root", "sub/../../escape.root", "<absolute>"])
+@pytest.mark.reliability("bad input", "file names",
+                         "stage-in destination with '..' or absolute (each copytool): refused, nothing written")
 def test_escaping_name_is_refused(env: Env, name: str) -> None:
     """A destination that would leave the work directory is refused (STAGEINFAILED) and nothing is written there:
     the very path the name leads to (for an absolute name, that absolute path) stays absent."""
@@ -378,6 +380,8 @@ def _unread(path: Path) -> float:
 
 
 @pytest.mark.parametrize("how", ["relative", "absolute", "symlink", "symlink-chain"])
+@pytest.mark.reliability("bad input", "file names",
+                         "output outside the work directory ('..', absolute, symlink, chain of links): never read")
 def test_escaping_output_is_refused_and_never_read(up_env: Env, how: str) -> None:
     """An output outside the work directory (``../secret``, an absolute path, or an output that is a symbolic link,
     or a chain of links, leading there) is refused with BADOUTPUTFILENAME (1371): nothing reaches the storage and
@@ -399,6 +403,7 @@ def test_escaping_output_is_refused_and_never_read(up_env: Env, how: str) -> Non
     assert secret.stat().st_atime == atime and secret.read_bytes() == b"not yours"
 
 
+@pytest.mark.reliability("bad input", "file names", "output that is a symlink inside the work directory: staged out")
 def test_output_symlink_inside_the_work_directory_is_staged_out(up_env: Env) -> None:
     """An output that is a symbolic link to another file of the work directory is fine: its content is staged out."""
     (up_env.work / "real.root").write_bytes(b"inside")

@@ -144,6 +144,8 @@ def test_download_into_missing_workdir(rucio_server: RucioServer, tmp_path: Path
     assert result.error_code is ErrorCode.STAGEINFAILED
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "local name with '..' (rucio copytool): refused before any transfer")
 def test_download_escaping_name_refused(rucio_server: RucioServer, tmp_path: Path) -> None:
     """A local name that leaves the work directory is refused before any transfer (EscapingPathError, 1099)."""
     request = TransferRequest(lfn="a", direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:a",

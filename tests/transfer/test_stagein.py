@@ -134,6 +134,8 @@ def test_timeout_given_and_reported(tmp_path: Path, workdir: Path) -> None:
     assert isinstance(result.error, TransferTimeoutError) and result.error_code is ErrorCode.STAGEINTIMEOUT
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "input name with '..' leaving the work directory: refused, no tool called")
 def test_escaping_name_refused(tmp_path: Path, workdir: Path) -> None:
     """An input name that would leave the work directory is refused (STAGEINFAILED) without calling a tool."""
     replica = _storage(tmp_path, "NEAR_DATADISK", "x", b"x")

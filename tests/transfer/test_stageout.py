@@ -81,6 +81,8 @@ def test_allow_no_output_leaves_out_a_missing_listed_output(tmp_path: Path) -> N
     assert [r.lfn for r in tool.requests] == ["made.root"]
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "output name with '..' leaving the work directory: BADOUTPUTFILENAME")
 def test_escaping_output_name(tmp_path: Path) -> None:
     """An output name leaving the work directory is refused with BADOUTPUTFILENAME (1371)."""
     (tmp_path / "secret").write_bytes(b"s")
