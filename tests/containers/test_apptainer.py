@@ -104,6 +104,7 @@ def test_the_program_is_found_on_the_pilots_path(places: dict[str, Path], tmp_pa
 
 
 @pytest.mark.parametrize("image", ["missing.sif", "unpacked/el8"])
+@pytest.mark.reliability("faults", "container runtime", "image not there: IMAGENOTFOUND before anything runs")
 def test_a_local_image_that_does_not_exist_is_imagenotfound(places: dict[str, Path], tmp_path: Path,
                                                             image: str) -> None:
     """A ``.sif`` file or an unpacked directory that is not there fails before anything runs: 1360."""
@@ -112,6 +113,7 @@ def test_a_local_image_that_does_not_exist_is_imagenotfound(places: dict[str, Pa
     assert int(caught.value.code) == 1360
 
 
+@pytest.mark.reliability("faults", "container runtime", "work directory a bind list cannot hold: bind point failure")
 def test_a_path_a_bind_list_cannot_hold_is_a_bind_failure(places: dict[str, Path], tmp_path: Path) -> None:
     """A work directory with a ``,`` cannot be written in a ``-B`` list: SINGULARITYBINDPOINTFAILURE 1308."""
     odd = tmp_path / "a,b"
@@ -129,6 +131,7 @@ def test_queue_options_with_an_open_quote_are_bad_queue_data(places: dict[str, P
 
 
 @pytest.mark.parametrize(("cls", "code"), [(ApptainerRuntime, 1372), (SingularityRuntime, 1325)])
+@pytest.mark.reliability("faults", "container runtime", "runtime not installed: APPTAINER/SINGULARITYNOTINSTALLED")
 def test_check_without_the_executable_is_not_installed(tmp_path: Path, cls: type[ApptainerRuntime],
                                                        code: int) -> None:
     """Not on the pilot's ``PATH``: APPTAINERNOTINSTALLED 1372, SINGULARITYNOTINSTALLED 1325."""
@@ -137,6 +140,7 @@ def test_check_without_the_executable_is_not_installed(tmp_path: Path, cls: type
     assert int(caught.value.code) == code
 
 
+@pytest.mark.reliability("faults", "container runtime", "runtime whose --version fails: not installed")
 def test_check_with_an_executable_that_does_not_answer_is_not_installed(tmp_path: Path) -> None:
     """An ``apptainer`` whose ``--version`` fails is not usable: 1372."""
     broken = tmp_path / "apptainer"
@@ -169,6 +173,8 @@ MESSAGES = [
 
 
 @pytest.mark.parametrize(("message", "code"), MESSAGES)
+@pytest.mark.reliability("faults", "container runtime",
+                         "runtime fails to start (loop devices, namespaces, mounts, image): its code")
 def test_failures_are_recognised_with_their_code(message: str, code: int) -> None:
     """Exit status 255 and Apptainer's message among its other lines: the message's code, the line as the text."""
     stderr = f"INFO:    Converting SIF file to temporary sandbox...\n{message}\n"
@@ -176,6 +182,8 @@ def test_failures_are_recognised_with_their_code(message: str, code: int) -> Non
     assert error is not None and int(error.code) == code and str(error) == message
 
 
+@pytest.mark.reliability("faults", "container runtime",
+                         "runtime fails to start, general then specific message: the specific code")
 def test_a_specific_failure_wins_over_an_earlier_general_one() -> None:
     """A general ``FATAL`` line before a specific message: the specific code (1307), not 1306."""
     stderr = "FATAL:   container creation failed\nERROR  : No more available loop devices\n"
@@ -212,6 +220,7 @@ def test_the_registry_gives_a_runtime_the_pilots_environment(tmp_path: Path) -> 
     assert RuntimeRegistry(load_entry_points=False, base_env={"PATH": str(tmp_path)}).names == ()
 
 
+@pytest.mark.reliability("faults", "container runtime", "broken runtime plugin: only that runtime fails")
 def test_a_broken_plugin_breaks_only_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An installed entry point whose module is missing fails only when that runtime is asked for, with the
     NOTINSTALLED code of a runtime PanDA has none for (1110); the other runtimes load."""

@@ -77,6 +77,7 @@ def test_a_job_of_100_ranges_finishes_them_all(panda_legacy: DevServer, tmp_path
     assert set(json.loads(str(final["xml"]))) == {"log.tgz"}
 
 
+@pytest.mark.reliability("faults", "event service", "payload fails one range: that range failed, the rest finished")
 def test_a_failing_range_is_reported_failed_and_the_rest_finish(panda_server: DevServer, tmp_path: Path) -> None:
     """The payload fails one range (``ERR_... <id>: ...``): that range is failed with an errorCode, the other
     nine finished, the job finished."""
@@ -100,6 +101,8 @@ def test_no_ranges_is_esnoevents(panda_server: DevServer, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("knob", "code"), [("--garbage-after", ErrorCode.MESSAGEHANDLINGFAILURE),
                                             ("--crash-after", ErrorCode.PAYLOADEXECUTIONFAILURE)])
+@pytest.mark.reliability("faults", "event service",
+                         "payload sends garbage or crashes mid-range: job failed, held range failed")
 def test_a_broken_payload_fails_the_job_and_the_ranges_it_held(panda_server: DevServer, tmp_path: Path,
                                                                knob: str, code: ErrorCode) -> None:
     """A payload that sends garbage after 3 ranges (MESSAGEHANDLINGFAILURE 1240), or crashes on its fourth

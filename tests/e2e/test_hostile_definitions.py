@@ -225,6 +225,8 @@ def test_broken_document_is_a_final_error_at_once(
         assert dispatcher.requests == ["/api/v1/pilot/acquire_jobs"] * 3
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "payload output symlinked out of the work directory (real pilot): refused, never read")
 def test_output_linked_out_of_the_work_directory_is_refused_and_never_read(
     panda_server: DevServer, tmp_path: Path
 ) -> None:

@@ -275,6 +275,7 @@ def test_shell_payload_speaks_the_same_protocol(pilot: PilotStandIn, workdir: Pa
         assert output.read_text() == expected_output(event_range)
 
 
+@pytest.mark.reliability("faults", "event service", "garbage answer to the sh payload: it stops with status 1")
 def test_shell_payload_exits_1_on_a_bad_answer(socket_dir: Path, workdir: Path) -> None:
     """An answer in no form of the grammar makes the sh payload stop with status 1 (socat passes it on)."""
     stand_in = serve(socket_dir, ["Ready for what?"])
@@ -304,6 +305,8 @@ def test_client_yields_ranges_and_tracks_what_it_holds(pilot: PilotStandIn) -> N
                                  "ERR_TE_FATAL Range-3: bad event", READY]
 
 
+@pytest.mark.reliability("faults", "event service",
+                         "pilot hangs up the channel instead of answering: ChannelClosedError")
 def test_client_raises_channel_closed_when_the_pilot_hangs_up(socket_dir: Path) -> None:
     """The pilot closing the channel instead of answering raises ChannelClosedError; sending afterwards too."""
     stand_in = serve(socket_dir, [HANGUP])
@@ -324,6 +327,7 @@ def test_client_raises_channel_closed_when_the_pilot_hangs_up(socket_dir: Path) 
     ('{"eventRangeID": "r"}', "a list of objects with eventRangeID"),
     ('[{"startEvent": 1}]', "a list of objects with eventRangeID"),
 ])
+@pytest.mark.reliability("faults", "event service", "garbage answer to Ready on the channel: MessageError")
 def test_client_rejects_an_answer_not_in_the_grammar(socket_dir: Path, answer: str, match: str) -> None:
     """An answer that is neither a JSON list of ranges nor ``No more events`` raises protocol.MessageError."""
     stand_in = serve(socket_dir, [answer])
@@ -334,6 +338,8 @@ def test_client_rejects_an_answer_not_in_the_grammar(socket_dir: Path, answer: s
         stand_in.close()
 
 
+@pytest.mark.reliability("faults", "event service",
+                         "overlong answer on the channel: MessageError, not read without end")
 def test_client_rejects_an_answer_longer_than_the_limit(socket_dir: Path) -> None:
     """An answer longer than MAX_MESSAGE_BYTES raises MessageError rather than being read without end."""
     stand_in = serve(socket_dir, ["[" + " " * MAX_MESSAGE_BYTES + "]"])
@@ -384,6 +390,8 @@ def test_client_connect_errors_name_the_socket(socket_dir: Path) -> None:
         EventChannelClient(str(socket_dir / "deaf.sock"), connect_timeout=1)
 
 
+@pytest.mark.reliability("faults", "event service",
+                         "pilot not accepting (full backlog): connect waits, then ChannelConnectError")
 def test_client_connect_waits_for_a_full_backlog_then_times_out(socket_dir: Path) -> None:
     """A pilot whose backlog is full (it does not accept) makes the connect wait up to connect_timeout, then
     ChannelConnectError; a Unix socket's EAGAIN is not taken for a refusal."""

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fixtures.ledger import Ledger
 
 from pilotlib.errors import BadFileNameError, ErrorCode, NoLocalSpaceError
 from pilotlib.eventservice.merge import (
@@ -134,6 +135,8 @@ def test_malformed_write_to_file_is_a_conversion_failure_naming_the_entry(text: 
     ("-rf:x", "-rf"),
     ("inputFor_" + "a" * 243 + ":x", "inputFor_" + "a" * 243),  # <name>.txt would pass 255 characters
 ])
+@pytest.mark.reliability("bad input", "file names",
+                         "writeToFile name or lfn with '..', a path, a space, a leading '-' or overlong: refused")
 def test_a_name_or_lfn_that_could_escape_the_work_directory_is_refused(text: str, bad: str) -> None:
     """Names become ``<workdir>/<name>.txt`` and lfns lines of it: a path, ``..``, a space or control character, a
     leading ``-`` or an overlong name is ``BadFileNameError`` (BADOUTPUTFILENAME, 1371) naming the value."""
@@ -194,6 +197,7 @@ def test_the_list_holds_the_option_then_one_lfn_a_line(workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["../escaped", "sub/inputFor_a", ".."])
+@pytest.mark.reliability("bad input", "file names", "input list name with '..' or a path: nothing written outside")
 def test_a_hand_made_mapping_cannot_write_outside_the_work_directory(workdir: Path, name: str) -> None:
     """A mapping not made by the parser is checked too: nothing lands beside or above the work directory."""
     with pytest.raises(BadFileNameError) as caught:
@@ -239,6 +243,8 @@ def test_a_zip_and_a_compressed_tar_with_a_subdirectory_are_unpacked(tmp_path: P
     member("dev", tarfile.CHRTYPE),
     member("fifo", tarfile.FIFOTYPE),
 ])
+@pytest.mark.reliability("bad input", "file names",
+                         "tar member with '..', absolute, symlink, hard link or device: refused, nothing written")
 def test_a_hostile_tar_member_is_refused_before_anything_is_written(workdir: Path, hostile: tarfile.TarInfo) -> None:
     """A member leaving the work directory, absolute, badly named, a symlink, a hard link or a device is
     ``UnsafeArchiveError`` (FILEHANDLINGFAILURE, 1303) naming it; the harmless member before it is not written
@@ -252,6 +258,7 @@ def test_a_hostile_tar_member_is_refused_before_anything_is_written(workdir: Pat
     assert not Path("/tmp/absolute-member").exists()
 
 
+@pytest.mark.reliability("bad input", "file names", "zip member that is a symlink: refused, nothing written")
 def test_a_zip_symlink_member_is_refused(tmp_path: Path, workdir: Path) -> None:
     """A zip member whose Unix mode is a symlink (``zip -y`` stores links so) is ``UnsafeArchiveError`` (1303),
     nothing written; the same archive made without ``-y`` (the link's target stored as a file) unpacks."""
@@ -270,6 +277,7 @@ def test_a_zip_symlink_member_is_refused(tmp_path: Path, workdir: Path) -> None:
     assert files == (workdir / "fine.r1", workdir / "link") and not (workdir / "link").is_symlink()
 
 
+@pytest.mark.reliability("bad input", "file names", "zip member with '..': refused")
 def test_a_zip_member_leaving_the_work_directory_is_refused(workdir: Path) -> None:
     """A zip member ``../x`` is ``UnsafeArchiveError`` (1303) too."""
     with zipfile.ZipFile(workdir / "bad.zip", "w") as zipped:
@@ -311,7 +319,9 @@ def test_a_member_never_overwrites_a_file_of_the_work_directory(workdir: Path) -
     assert (workdir / "PoolFileCatalog.xml").read_text() == "mine"
 
 
-def test_a_symlink_in_the_work_directory_is_never_followed(tmp_path: Path, workdir: Path) -> None:
+@pytest.mark.reliability("bad input", "file names",
+                         "archive member through or onto a symlink of the work directory: never followed")
+def test_a_symlink_in_the_work_directory_is_never_followed(tmp_path: Path, workdir: Path, ledger: Ledger) -> None:
     """A symlink already in the work directory (a pre-staged input link) leads nowhere: a member through a linked
     directory is ``UnsafeArchiveError``, a member onto a linked file is ``MemberExistsError``; outside is untouched."""
     outside = tmp_path / "outside"
@@ -325,6 +335,7 @@ def test_a_symlink_in_the_work_directory_is_never_followed(tmp_path: Path, workd
         unpack_archive(tar_with(workdir / "b.tar", (member("linkfile"), b"x")), workdir, max_bytes=100)
     assert listing(outside) == {"target"}
     assert (outside / "target").read_text() == "outside"
+    ledger.add(inputs_tried=2)
 
 
 def test_missing_unreadable_or_corrupt_archives_are_file_handling_failures(workdir: Path) -> None:

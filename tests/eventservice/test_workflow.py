@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
+import pytest
 
 from pilotlib.errors import ErrorCode, PilotError
 from pilotlib.eventservice import EventServiceFatalError, FailedRange, FinishedRange, RangeTimeoutError
@@ -74,6 +75,8 @@ def _run(tmp_path: Path, source: ListSource, *knobs: str, settings: EventSetting
     return recorder, summary.error
 
 
+@pytest.mark.reliability("faults", "event service",
+                         "payload hangs mid-range: stopped at the range timeout, ESRECOVERABLE, held range failed")
 def test_a_payload_silent_on_a_range_is_stopped_with_esrecoverable(tmp_path: Path) -> None:
     """``--hang-after 2``: the payload holds its third range and says nothing; after ``range_timeout`` it is
     stopped, the job's error is RangeTimeoutError (ESRECOVERABLE 1224) and the held range is reported failed."""
@@ -105,6 +108,8 @@ def test_the_lifetime_bounds_the_ranges_handed_out(tmp_path: Path) -> None:
     assert 3 <= len(recorder.done) <= 14
 
 
+@pytest.mark.reliability("faults", "event service",
+                         "payload fails every range it gets: ESFATAL, the range reported failed")
 def test_every_range_failed_is_esfatal(tmp_path: Path) -> None:
     """The payload fails the only range it gets: the job's error is ESFATAL (1228), the range reported failed with
     UNKNOWNPAYLOADFAILURE (1220, as pilot3's generic executor reports payload-failed ranges)."""

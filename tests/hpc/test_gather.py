@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures.ledger import Ledger
 
 from pilotlib.hpc import RankBoard, RankOutcome, RankPlace
 
@@ -39,7 +40,9 @@ def _rank(board: Path, rank: int, size: int, mode: str) -> subprocess.Popen[str]
     return process
 
 
-def test_done_lost_absent_and_running_ranks(tmp_path: Path) -> None:
+@pytest.mark.reliability("faults", "hpc",
+                         "rank SIGKILLed mid-job, rank never started, rank hung: lost, absent, running at the deadline")
+def test_done_lost_absent_and_running_ranks(tmp_path: Path, ledger: Ledger) -> None:
     """Rank 1 checks out (done, with its jobs); rank 2 is SIGKILLed while it holds its lock (lost: the kernel
     released the lock, so rank 0 reports its jobs through ``lost``); rank 3 never starts (absent after the start
     timeout); rank 4 lives on (running at the deadline). The wait ends at the deadline, not later."""
@@ -67,6 +70,7 @@ def test_done_lost_absent_and_running_ranks(tmp_path: Path) -> None:
     assert by_rank[3].status == "absent"
     assert by_rank[4].status == "running"
     assert 2.9 <= waited < 5.0
+    ledger.add(faults_injected=3)
 
 
 def test_a_rank_that_ends_in_time_is_gathered_without_waiting_for_the_deadline(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from pilotlib.errors import ErrorCode
 from pilotlib.hpc import RankOutcome, RankStatus, SharedJobReporter
 from pilotlib.panda.base import JobUpdate, UpdateAnswer
@@ -31,6 +33,8 @@ def test_other_ranks_leave_a_shared_jobs_state_to_rank_0_and_other_jobs_pass() -
     assert [(u.panda_id, u.state) for u in inner.updates] == [(8, "running")]
 
 
+@pytest.mark.reliability("faults", "hpc",
+                         "a lost rank's recovered final while rank 0 waits: not written over the job's")
 def test_rank_0_waits_for_the_others_and_a_rank_0_without_ranges_does_not_fail_a_finished_job() -> None:
     """Rank 0's final state of the shared job is written after the others (the wait is called first); its ESNOEVENTS
     1238 (the others took every range) becomes finished when another rank finished the job; a lost rank's recovered

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from fixtures.ledger import Ledger
 
 from panda_devserver import DevServer
 from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate, ZipRecord
@@ -94,6 +95,8 @@ def test_zipped_ranges_of_a_job_the_server_no_longer_runs_are_refused(served: De
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.reliability("faults", "event service",
+                         "server fails a zipped updateEventRanges: not accepted, none applied")
 def test_a_zip_file_the_server_cannot_store_applies_nothing(served: DevServer, dialect: str) -> None:
     """panda-server reads a new zip file's ``fsize`` with ``int()`` (``task_event_module.py:530-531``); on failure it
     rolls the whole update back and answers the values so far plus one False (``:660-666``): one answer for three
@@ -110,7 +113,9 @@ def test_a_zip_file_the_server_cannot_store_applies_nothing(served: DevServer, d
     assert set(served.event_range_statuses(4242).values()) == {"sent"}
 
 
-def test_v1_zipped_update_answered_500_is_possibly_applied(panda_server: DevServer) -> None:
+@pytest.mark.reliability("faults", "event service",
+                         "updateEventRanges applied, answered 500: two attempts, possibly applied")
+def test_v1_zipped_update_answered_500_is_possibly_applied(panda_server: DevServer, ledger: Ledger) -> None:
     """panda-server 1.x applies every v1 ``event/update_event_ranges``, then fails building the answer: for version 1
     the set ``{"Returns", [...], ...}`` cannot hold the list (``api/v1/event_api.py:266``), an HTTP 500. The zipped
     update shares the version-0 handling: two attempts at most, accepted and ``possibly_applied``, and the ranges
@@ -130,6 +135,7 @@ def test_v1_zipped_update_answered_500_is_possibly_applied(panda_server: DevServ
     assert server.event_range_updates(4242) == [
         {"eventRangeID": RANGE_IDS[0], "eventStatus": "finished", "zipFile": ZIP_WIRE}] * 2
     assert server.zip_files(4242) == {ZIP.lfn: ZIP_WIRE}
+    ledger.add(faults_injected=2)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -116,6 +116,7 @@ def test_configured_job_file_name(ap: Path) -> None:
     assert (ap / "pandaJobData.out.read").exists()
 
 
+@pytest.mark.reliability("faults", "harvester", "half-written JSON job file: read again until complete")
 def test_half_written_json_job_file_is_read_again(ap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A job file cut in the middle is not an error: the source reads it again until Harvester finishes it."""
     text = json.dumps({"7004": definition(7004)})
@@ -139,6 +140,8 @@ def test_half_written_json_job_file_is_read_again(ap: Path, monkeypatch: pytest.
     assert spy.count >= 2
 
 
+@pytest.mark.reliability("faults", "harvester",
+                         "half-written url-encoded job file: not taken until its PandaID is listed")
 def test_half_written_urlencoded_file_waits_for_the_rest(ap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A url-encoded file cut after ``PandaID=70`` parses, but is not taken until ``worker_pandaids.json``, written
     after the job file (``feed_jobs``), lists its PandaID."""
@@ -163,6 +166,7 @@ def test_half_written_urlencoded_file_waits_for_the_rest(ap: Path, monkeypatch: 
     assert spy.count >= 2  # partial, then complete
 
 
+@pytest.mark.reliability("faults", "harvester", "job file left truncated: BrokenJobFileError after the deadline")
 def test_job_file_still_broken_after_deadline_is_an_error(ap: Path) -> None:
     """A job file that stays truncated is a BrokenJobFileError (CONVERSIONFAILURE) naming the file."""
     (ap / "HPCJobs.json").write_text('{"7006": {"PandaID": 70')
@@ -184,6 +188,8 @@ def test_job_file_still_broken_after_deadline_is_an_error(ap: Path) -> None:
      (b"PandaID=7010&jobName=caf\xe9&attemptNr=1", "not UTF-8 text")],
     ids=["not-utf8", "nested-10000-deep", "syntax-error-inside", "not-utf8-urlencoded"],
 )
+@pytest.mark.reliability("faults", "harvester",
+                         "invalid job file (not UTF-8, syntax error, nested 10000 deep): fails at once")
 def test_job_file_broken_before_its_end_fails_at_once(ap: Path, content: bytes, reason: str) -> None:
     """A job file that more writing cannot repair (a byte that is not UTF-8, a syntax error before the end, JSON
     nested 10000 deep) is a BrokenJobFileError (CONVERSIONFAILURE) at the first read, not after the reading deadline:
@@ -209,6 +215,7 @@ def test_job_file_broken_before_its_end_fails_at_once(ap: Path, content: bytes, 
     assert len(spy_reads) == 1 and time.monotonic() - started < 5.0
 
 
+@pytest.mark.reliability("faults", "harvester", "job file cut inside a UTF-8 character: read again")
 def test_job_file_cut_inside_a_character_is_read_again(ap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file whose last bytes are the start of a multi-byte UTF-8 character (Harvester still writing) is read again,
     and taken once complete."""
@@ -245,6 +252,7 @@ def test_complete_but_bad_definition_fails_at_once(ap: Path) -> None:
     assert caught.value.code == ErrorCode.NOTDEFINED
 
 
+@pytest.mark.reliability("faults", "harvester", "job file already renamed to .read: not run again")
 def test_job_file_already_renamed_to_read_is_not_run_again(ap: Path) -> None:
     """Only ``HPCJobs.json.read`` (a job already taken) is there: no job, and the file is left alone."""
     harvester_feed(ap, [7007])
@@ -327,12 +335,14 @@ def test_shared_multi_job_file_rank_takes_its_pandaid(ap: Path) -> None:
     assert (ap / "HPCJobs.json").exists()
 
 
+@pytest.mark.reliability("faults", "harvester", "unsafe file name setting ('../HPCJobs.json'): refused")
 def test_bad_file_name_setting_refused(ap: Path) -> None:
     """A file name with a path separator is refused when the settings are built."""
     with pytest.raises(ValueError, match="plain file name"):
         HarvesterFiles(ap, job_file="../HPCJobs.json")
 
 
+@pytest.mark.reliability("faults", "harvester", "unsafe PandaID ('../x') as a per-job directory: refused")
 def test_non_numeric_panda_id_cannot_name_a_directory(ap: Path) -> None:
     """A PandaID that is not a number never becomes a per-job directory path (LaunchDirFormatError)."""
     with pytest.raises(LaunchDirFormatError) as caught:
@@ -455,6 +465,7 @@ def test_writes_are_atomic_no_temporary_files_left(ap: Path) -> None:
     assert oct((ap / "worker_attributes.json").stat().st_mode & 0o777) == "0o644"
 
 
+@pytest.mark.reliability("faults", "harvester", "access point removed: LaunchDirFileError")
 def test_write_into_missing_access_point_is_a_file_error(tmp_path: Path) -> None:
     """Writing into an access point that does not exist is a LaunchDirFileError (FILEHANDLINGFAILURE)."""
     reporter = HarvesterReporter(HarvesterFiles(tmp_path / "gone"))

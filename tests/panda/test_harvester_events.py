@@ -118,6 +118,7 @@ def test_surplus_ranges_are_kept_for_the_next_call(ap: Path) -> None:
     assert [r.start_event for r in source.get_event_ranges(JOB, 2)] == [3]
 
 
+@pytest.mark.reliability("faults", "harvester", "no answer to the event range request: EXCEEDEDMAXWAITTIME")
 def test_no_answer_is_a_timeout_error(ap: Path) -> None:
     """Without an answer before the deadline the source raises LaunchDirTimeoutError (EXCEEDEDMAXWAITTIME)."""
     source = HarvesterEventRanges(HarvesterFiles(ap), timeout=0.1, poll_interval=0.02)
@@ -127,6 +128,7 @@ def test_no_answer_is_a_timeout_error(ap: Path) -> None:
     assert (ap / "worker_requestevents.json").exists()
 
 
+@pytest.mark.reliability("faults", "harvester", "event range without lastEvent: LaunchDirFormatError")
 def test_malformed_range_is_a_format_error(ap: Path) -> None:
     """A range without ``lastEvent`` is a LaunchDirFormatError (CONVERSIONFAILURE) naming the field."""
     bad = event_range(1)
@@ -183,6 +185,7 @@ def test_range_statuses_and_declared_files_share_the_dump(ap: Path) -> None:
     }
 
 
+@pytest.mark.reliability("faults", "harvester", "dump renamed to .read mid-merge: merge redone, nothing declared twice")
 def test_merge_redone_when_harvester_takes_the_file_meanwhile(ap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If Harvester renames the file to ``.read`` between the pilot's read and write, the new plain file holds only
     the new entries: nothing is declared twice."""
@@ -203,6 +206,7 @@ def test_merge_redone_when_harvester_takes_the_file_meanwhile(ap: Path, monkeypa
     assert json.loads(path.read_text()) == {"1": [{"path": "/w/b"}]}
 
 
+@pytest.mark.reliability("faults", "harvester", "half-written (invalid JSON) event status dump: merge goes on")
 def test_half_written_plain_file_is_replaced_not_fatal(ap: Path) -> None:
     """A plain file that is not valid JSON (an interrupted old writer) does not make the merge fail."""
     path = ap / "event_status.dump.json"

@@ -159,6 +159,7 @@ def test_stale_job_report_removed_in_the_jobs_own_directory(ap: Path) -> None:
     assert (ap / "7606" / "jobReport.json").exists()
 
 
+@pytest.mark.reliability("faults", "harvester", "half-fed job (PandaID list missing or stale): not taken")
 def test_job_taken_only_once_worker_pandaids_lists_it(ap: Path) -> None:
     """``feed_jobs`` writes the job file (l.397), ``PoolFileCatalog_H.xml`` (l.400), the input links (l.411) and
     ``worker_pandaids.json`` last (l.420): a complete job file is not taken while the list is missing or still the

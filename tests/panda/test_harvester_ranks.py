@@ -219,6 +219,7 @@ def test_eight_ranks_merging_statuses_of_one_job_lose_none(ap: Path) -> None:
         assert not any(fnmatch.fnmatch(lock.name, pattern) for pattern in harvester_log_patterns)
 
 
+@pytest.mark.reliability("faults", "harvester", "dump renamed away while ranks merge: each status once")
 def test_ranks_merging_while_harvester_takes_the_dump_give_each_status_once(ap: Path) -> None:
     """While 4 processes merge 50 statuses each, Harvester keeps taking the dump (rename to ``.read``, read,
     acknowledge: sfm l.251, l.259-260, l.549-552): what Harvester read plus what is left in the dump is every status
@@ -308,6 +309,7 @@ def hold_lock(path: str, release: Any, ready: Any) -> None:
         release.wait(120)
 
 
+@pytest.mark.reliability("faults", "harvester", "request removed without an answer for the job: asked again")
 def test_request_removed_without_an_answer_for_the_job_is_made_again(ap: Path) -> None:
     """Harvester reads the request in its monitor cycle and removes it only after feeding (sfm l.446-447, l.474-478,
     ``monitor.py`` l.710-712): a request merged in between (beside the other job's, which is kept) is removed with an
@@ -359,6 +361,7 @@ def test_request_removed_without_an_answer_for_the_job_is_made_again(ap: Path) -
     assert json.loads(answer.read_text()) == {"9402": []} and not request.exists()  # "none left" stays for all ranks
 
 
+@pytest.mark.reliability("faults", "harvester", "file system refusing flock (ENOSYS): warned once, still serialised")
 def test_file_system_without_flock_still_serialises_the_process(ap: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """Where ``flock`` is refused (Lustre mounted without ``flock``: ENOSYS), :func:`locked` logs one warning naming
@@ -378,6 +381,7 @@ def test_file_system_without_flock_still_serialises_the_process(ap: Path, monkey
     assert len(warnings) == 1 and str(_files.lock_path(path)) in warnings[0]
 
 
+@pytest.mark.reliability("faults", "harvester", "file removed or rewritten mid-rewrite: the rewrite starts over")
 def test_harvester_changing_a_file_during_a_rewrite_makes_it_start_over(ap: Path) -> None:
     """Harvester takes no lock: when it removes the request (sfm l.474-478) or rewrites the answer in place with a
     plain ``open(..., "w")`` (l.465-466, same inode) while a rank rewrites the file, the rank's write is not

@@ -93,6 +93,8 @@ def test_trf_absolute_path(workdir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("trf", ["missing-trf", "/nonexistent/trf", "../outside.sh", "sub/../../outside.sh"])
+@pytest.mark.reliability("bad input", "file names",
+                         "transformation missing or with '..' leaving the work directory: TRANSFORMNOTFOUND")
 def test_trf_not_found_or_escaping(workdir: Path, tmp_path: Path, trf: str) -> None:
     """A missing transformation, or a relative one leaving the work dir, gives TransformNotFoundError (1346)."""
     _script(tmp_path / "outside.sh")

@@ -43,6 +43,8 @@ def _result(error: TransferError | None = None) -> TransferResult:
     return failed_result(request, "t", error)
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "a copy that never finishes and ignores its cancel: given up, partial file removed")
 def test_a_timed_out_call_is_cancelled_then_given_up_after_the_bound(tmp_path: Path) -> None:
     """At its timeout a call is asked to cancel; one that ignores it is waited for CANCEL_WAIT more, then given up
     with the timeout result and its partial file removed at once (not left for its thread)."""
@@ -66,6 +68,7 @@ def test_a_timed_out_call_is_cancelled_then_given_up_after_the_bound(tmp_path: P
     assert 0.3 + WAIT - 0.05 < took < 0.3 + WAIT + 2.0  # a loaded machine's margin; the call itself blocks 10 s
 
 
+@pytest.mark.reliability("faults", "storage", "a copy that never finishes: cancelled at its timeout")
 def test_a_call_that_honours_its_cancel_ends_at_once_with_the_timeout_error() -> None:
     """A call that ends when cancelled is not waited for longer; the timeout, not the call's own error, is its
     result; nothing is discarded (the call cleaned up itself)."""
@@ -83,6 +86,7 @@ def test_a_call_that_honours_its_cancel_ends_at_once_with_the_timeout_error() ->
     assert result.error is not None and result.error.message == "timed out" and discarded == []
 
 
+@pytest.mark.reliability("faults", "storage", "a stuck copy at the stop: given up, its late file removed")
 def test_after_a_stop_a_stuck_call_is_given_up_and_its_late_file_removed(tmp_path: Path) -> None:
     """Once the stop is set, a call that goes on is given up CANCEL_WAIT seconds later; a call not started never
     starts; when the stuck call writes its file after all, its thread removes it (nothing is left behind)."""
@@ -118,6 +122,8 @@ def test_after_a_stop_a_stuck_call_is_given_up_and_its_late_file_removed(tmp_pat
     assert stop.reason is not None and stop.reason.code == ErrorCode.SIGTERM
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "a stuck copy command at the stop: killed although a descendant holds its pipes")
 def test_a_stopped_command_ends_at_once_even_when_an_escaped_descendant_holds_its_pipes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

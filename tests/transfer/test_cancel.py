@@ -129,6 +129,8 @@ CASES: dict[str, tuple[Callable[[], Copytool], str, bool]] = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.reliability("faults", "storage",
+                         "slow download cut off by the stop: no partial file, no copy process left")
 def test_stop_cancels_a_slow_download(case: str, xrootd_slow_server: XRootDServer, big_file: tuple[str, str],
                                       tmp_path: Path) -> None:
     """A 20-second download from the throttled server, stopped once its first bytes arrived, ends within 3 s with
@@ -144,6 +146,7 @@ def test_stop_cancels_a_slow_download(case: str, xrootd_slow_server: XRootDServe
     assert _xrdcp_processes(tmp_path / "big.dat") == []
 
 
+@pytest.mark.reliability("faults", "storage", "slow upload cut off by the stop: no partial file on the storage")
 def test_stop_cancels_a_slow_xrootd_upload(xrootd_slow_server: XRootDServer, tmp_path: Path) -> None:
     """An upload through the XRootD client to the throttled server ends within 3 s of the stop with SIGTERM's code;
     the output stays in the work directory and no partial file is left on the storage (persist-on-close)."""
@@ -178,6 +181,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("make", [CpCopytool, MvCopytool], ids=["cp", "mv"])
+@pytest.mark.reliability("faults", "storage", "slow local copy cut off by the stop: no partial file")
 def test_stop_ends_a_local_copy(make: Callable[[], Copytool], small_fs: Path, tmp_path: Path) -> None:
     """A local copy of 160 MB from another file system (``mv`` across file systems copies too), stopped once its
     first chunk is written, ends within 3 s with SIGTERM's code, before the whole file was copied, leaving no
@@ -215,6 +219,8 @@ def slow_rse(rucio_server: RucioServer, xrootd_slow_server: XRootDServer, big_da
     return SLOW_RSE
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "slow Rucio download cut off by the stop: xrdcp child killed, nothing left")
 def test_stop_ends_a_slow_rucio_download(rucio_server: RucioServer, slow_rse: str, tmp_path: Path) -> None:
     """rucio-clients has no cancel, but its xrootd protocol copies with an ``xrdcp`` child: once stopped, the copytool
     kills that child (the one writing into its scratch folder) and the download ends within seconds with SIGTERM's

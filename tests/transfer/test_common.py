@@ -16,6 +16,8 @@ from pilotlib.transfer.copytools import _common
 from pilotlib.transfer.copytools._common import parallel_map, run_command
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "a copy command that never finishes: killed with its children at the timeout")
 def test_command_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     """A command past its timeout raises TransferTimeoutError (1152 on stage-out) and its children die too."""
     pidfile = tmp_path / "child.pid"
@@ -37,6 +39,8 @@ def test_command_timeout_kills_the_whole_group(tmp_path: Path) -> None:
         pytest.fail("child of the timed-out command survived")
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "a copy command that never finishes, a descendant holding its pipes: timeout still prompt")
 def test_command_timeout_returns_when_an_escaped_descendant_holds_its_pipes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,6 +102,7 @@ def test_parallel_map_bounds_concurrency_and_keeps_order() -> None:
     assert peak <= 3
 
 
+@pytest.mark.reliability("faults", "storage", "a hung copy: given up at its timeout, the next copies still run")
 def test_parallel_map_gives_up_a_hung_call_and_goes_on() -> None:
     """A call blocked past its timeout is reported by on_timeout; the next calls still run in its slot."""
     release = threading.Event()

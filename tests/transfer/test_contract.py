@@ -272,6 +272,7 @@ def test_upload_then_read_back(up_env: Env) -> None:
     assert result.url == (stored(f"{up_env.prefix}/out.root") if stored else url)
 
 
+@pytest.mark.reliability("faults", "storage", "a corrupted replica (each copytool): GETADMISMATCH")
 def test_corrupted_replica_is_a_mismatch(env: Env) -> None:
     """A replica whose content differs from the catalogue's checksum fails with GETADMISMATCH (1171)."""
     good, bad = b"good content" * 1000, b"bad content!" * 1000
@@ -280,6 +281,7 @@ def test_corrupted_replica_is_a_mismatch(env: Env) -> None:
     assert result.error_code is ErrorCode.GETADMISMATCH, result.error
 
 
+@pytest.mark.reliability("faults", "storage", "output checksum mismatch at stage-out (each copytool): PUTADMISMATCH")
 def test_output_mismatch_is_put_mismatch(up_env: Env) -> None:
     """An output whose content does not match the expected checksum fails with PUTADMISMATCH (1172)."""
     (up_env.work / "o.root").write_bytes(b"actual")
@@ -302,6 +304,8 @@ def test_missing_output(up_env: Env) -> None:
 
 
 @pytest.mark.parametrize("expected", [None, "0a0b0c0d"], ids=["no-checksum", "checksum"])
+@pytest.mark.reliability("faults", "storage",
+                         "storage refusing connections during stage-in (each copytool): STAGEINFAILED")
 def test_storage_down(remote_env: Env, expected: str | None) -> None:
     """A storage that refuses connections fails the file with STAGEINFAILED (1099), as a value."""
     assert remote_env.storage.down_url is not None
@@ -310,6 +314,8 @@ def test_storage_down(remote_env: Env, expected: str | None) -> None:
     assert result.error_code is ErrorCode.STAGEINFAILED, result.error
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "storage refusing connections during stage-out (each copytool): output kept")
 def test_upload_to_storage_down(remote_env: Env) -> None:
     """Staging out to a storage that refuses connections fails with STAGEOUTFAILED (1137); the output stays."""
     assert remote_env.storage.down_url is not None
@@ -320,6 +326,7 @@ def test_upload_to_storage_down(remote_env: Env) -> None:
 
 
 @pytest.mark.parametrize("expected", [None, "0a0b0c0d"], ids=["no-checksum", "checksum"])
+@pytest.mark.reliability("faults", "storage", "storage that accepts and never answers (each copytool): STAGEINTIMEOUT")
 def test_timeout(remote_env: Env, expected: str | None) -> None:
     """A storage that accepts the connection and never answers fails with STAGEINTIMEOUT (1151)."""
     assert remote_env.storage.hang_url is not None
@@ -329,6 +336,7 @@ def test_timeout(remote_env: Env, expected: str | None) -> None:
     assert result.seconds < 60
 
 
+@pytest.mark.reliability("faults", "storage", "cp copy past its deadline: STAGEINTIMEOUT, no partial file")
 def test_cp_copy_exceeding_its_timeout(tmp_path: Path) -> None:
     """cp gives up a copy past its deadline with STAGEINTIMEOUT and leaves no partial file."""
     big = tmp_path / "big"
@@ -347,6 +355,8 @@ def _elsewhere(env: Env) -> Path:
 
 
 @pytest.mark.parametrize("name", ["../escape.root", "sub/../../escape.root", "<absolute>"])
+@pytest.mark.reliability("bad input", "file names",
+                         "stage-in destination with '..' or absolute (each copytool): refused, nothing written")
 def test_escaping_name_is_refused(env: Env, name: str) -> None:
     """A destination that would leave the work directory is refused (STAGEINFAILED) and nothing is written there:
     the very path the name leads to (for an absolute name, that absolute path) stays absent."""
@@ -370,6 +380,8 @@ def _unread(path: Path) -> float:
 
 
 @pytest.mark.parametrize("how", ["relative", "absolute", "symlink", "symlink-chain"])
+@pytest.mark.reliability("bad input", "file names",
+                         "output outside the work directory ('..', absolute, symlink, chain of links): never read")
 def test_escaping_output_is_refused_and_never_read(up_env: Env, how: str) -> None:
     """An output outside the work directory (``../secret``, an absolute path, or an output that is a symbolic link,
     or a chain of links, leading there) is refused with BADOUTPUTFILENAME (1371): nothing reaches the storage and
@@ -391,6 +403,7 @@ def test_escaping_output_is_refused_and_never_read(up_env: Env, how: str) -> Non
     assert secret.stat().st_atime == atime and secret.read_bytes() == b"not yours"
 
 
+@pytest.mark.reliability("bad input", "file names", "output that is a symlink inside the work directory: staged out")
 def test_output_symlink_inside_the_work_directory_is_staged_out(up_env: Env) -> None:
     """An output that is a symbolic link to another file of the work directory is fine: its content is staged out."""
     (up_env.work / "real.root").write_bytes(b"inside")

@@ -54,6 +54,8 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("direction", [Direction.STAGE_IN, Direction.STAGE_OUT], ids=["stage-in", "stage-out"])
+@pytest.mark.reliability("faults", "storage",
+                         "Rucio server unreachable at stage-in/out: a failed result within seconds")
 def test_unreachable_server_is_a_value(rucio_server: RucioServer, tmp_path: Path, direction: Direction) -> None:
     """A Rucio server that cannot be reached (a real address where nothing listens: the connection is refused) gives
     a failed result with the direction's code (STAGEINFAILED / STAGEOUTFAILED) naming the failure, not an

@@ -85,6 +85,7 @@ def test_xrdcp_command_backend_missing() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.reliability("faults", "storage", "first copytool not installed: next copytool tried")
 def test_fallback_to_next_tool_with_reasons(xrootd_server: XRootDServer, tmp_path: Path) -> None:
     """The activity's first tool (site lsm, not installed) is skipped and the next (xrdcp) stages the file in."""
     xrootd_server.put("fallback/f", b"fallback")

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from fixtures.xrootd import XRootDServer
 
 from pilotlib.errors import ErrorCode, error_for_signal
@@ -50,6 +51,7 @@ def test_later_is_set_that_long_after_its_parent_and_released_never() -> None:
     assert not released.wait(0.5)
 
 
+@pytest.mark.reliability("faults", "storage", "log upload to a slow storage cut off by the stop: no partial log left")
 def test_a_stop_during_the_log_upload_ends_it_within_the_logs_deadline(xrootd_slow_server: XRootDServer,
                                                                         tmp_path: Path) -> None:
     """SIGTERM while the log tarball is being uploaded to the throttled server: the upload is cancelled GRACE

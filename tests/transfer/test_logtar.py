@@ -5,6 +5,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+import pytest
 from _fakes import FakeTool, registry_of
 
 from pilotlib.errors import ErrorCode
@@ -75,6 +76,7 @@ def test_no_log_file(tmp_path: Path) -> None:
         raise AssertionError("no error")
 
 
+@pytest.mark.reliability("faults", "storage", "job failed without outputs: log still stored")
 def test_log_staged_out_for_failed_job(tmp_path: Path) -> None:
     """The log of a failed job (no outputs produced) is tarred and staged out to its deterministic path."""
     work = _workdir(tmp_path)

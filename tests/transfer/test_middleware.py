@@ -268,6 +268,8 @@ def test_container_copytool_never_writes_a_secret(tmp_path: Path, no_tools_env: 
     assert list(tmp_path.glob(".pilotlib-middleware-*")) == []
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "slow download in the middleware container cut off by the stop: nothing left")
 def test_stop_ends_the_container_at_once(xrootd_slow_server: XRootDServer, tmp_path: Path, middleware_image: Path,
                                          launcher: MiddlewareLauncher, no_tools_env: dict[str, str]) -> None:
     """The stop kills the container while its ``xrdcp`` reads a slow file: the copy fails with the stop's reason

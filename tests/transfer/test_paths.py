@@ -27,6 +27,8 @@ def test_relative_name_resolves_inside(tmp_path: Path) -> None:
     ("direction", "code"),
     [(Direction.STAGE_IN, ErrorCode.STAGEINFAILED), (Direction.STAGE_OUT, ErrorCode.BADOUTPUTFILENAME)],
 )
+@pytest.mark.reliability("bad input", "file names",
+                         "a name with '..', absolute or empty leaving the work directory: EscapingPathError")
 def test_escaping_names_are_refused(tmp_path: Path, name: str, direction: Direction, code: ErrorCode) -> None:
     """Names that leave the work directory raise EscapingPathError with the direction's code."""
     with pytest.raises(EscapingPathError) as err:
@@ -34,6 +36,7 @@ def test_escaping_names_are_refused(tmp_path: Path, name: str, direction: Direct
     assert err.value.code == code
 
 
+@pytest.mark.reliability("bad input", "file names", "a name through a symlinked folder leading outside: refused")
 def test_symlinked_folder_escape_is_refused(tmp_path: Path) -> None:
     """A sub-folder that is a symbolic link to outside does not let a name out."""
     work = tmp_path / "work"
@@ -43,6 +46,8 @@ def test_symlinked_folder_escape_is_refused(tmp_path: Path) -> None:
         local_path(work, "link/x", Direction.STAGE_IN)
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "a name that is itself a symlink (symlink stage-in): kept, not followed")
 def test_existing_symlink_file_is_kept(tmp_path: Path) -> None:
     """The last component may itself be a symbolic link (a symlink stage-in) and is not followed."""
     work = tmp_path / "work"

@@ -55,6 +55,7 @@ def test_rucio_list_replicas(rucio_server: RucioServer, tmp_path: Path) -> None:
         assert not replica.is_tape
 
 
+@pytest.mark.reliability("faults", "storage", "Rucio unreachable while listing replicas: RUCIOLISTREPLICASFAILED")
 def test_list_failure_code() -> None:
     """A Rucio server that can not be reached gives ReplicaListError with RUCIOLISTREPLICASFAILED (1322)."""
     def broken() -> object:

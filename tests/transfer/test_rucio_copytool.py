@@ -93,6 +93,7 @@ def test_download_missing_file(rucio_server: RucioServer, tmp_path: Path) -> Non
     assert result.error_code is ErrorCode.MISSINGINPUTFILE
 
 
+@pytest.mark.reliability("faults", "storage", "a corrupted replica (rucio copytool): GETADMISMATCH, no file left")
 def test_download_corrupted_replica(rucio_server: RucioServer, tmp_path: Path) -> None:
     """A replica whose bytes changed on the storage fails Rucio's checksum check: GETADMISMATCH (1171)."""
     name = _upload(rucio_server, tmp_path, LOCAL_RSE, b"good bytes\n")
@@ -107,6 +108,7 @@ def test_download_corrupted_replica(rucio_server: RucioServer, tmp_path: Path) -
     assert not (work / name).exists()
 
 
+@pytest.mark.reliability("faults", "storage", "RSE down at stage-out (rucio copytool): STAGEOUTFAILED as a value")
 def test_upload_to_storage_that_is_down(rucio_server: RucioServer, tmp_path: Path) -> None:
     """An upload to an RSE whose storage can not be written fails with STAGEOUTFAILED (1137), not an exception."""
     (tmp_path / "x.out").write_bytes(b"x")
@@ -117,6 +119,8 @@ def test_upload_to_storage_that_is_down(rucio_server: RucioServer, tmp_path: Pat
     assert result.error_code is ErrorCode.STAGEOUTFAILED
 
 
+@pytest.mark.reliability("faults", "storage",
+                         "download that can not finish in time (rucio copytool): STAGEINTIMEOUT, scratch removed")
 def test_download_timeout(rucio_server: RucioServer, tmp_path: Path) -> None:
     """A download that can not finish within its timeout gives STAGEINTIMEOUT (1151)."""
     name = _upload(rucio_server, tmp_path, LOCAL_RSE, b"slow\n")
@@ -140,6 +144,8 @@ def test_download_into_missing_workdir(rucio_server: RucioServer, tmp_path: Path
     assert result.error_code is ErrorCode.STAGEINFAILED
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "local name with '..' (rucio copytool): refused before any transfer")
 def test_download_escaping_name_refused(rucio_server: RucioServer, tmp_path: Path) -> None:
     """A local name that leaves the work directory is refused before any transfer (EscapingPathError, 1099)."""
     request = TransferRequest(lfn="a", direction=Direction.STAGE_IN, source=f"{rucio_server.scope}:a",

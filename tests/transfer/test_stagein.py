@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from _fakes import FakeTool, registry_of
+from fixtures.ledger import Ledger
 
 from pilotlib.errors import Direction, ErrorCode
 from pilotlib.job import FileKind, FileSpec, Job
@@ -62,7 +63,8 @@ def test_lan_replica_preferred_and_verified(tmp_path: Path, workdir: Path) -> No
     assert result.checksum == ("adler32", _adler(data)) and result.size == len(data)
 
 
-def test_failover_to_next_tool(tmp_path: Path, workdir: Path) -> None:
+@pytest.mark.reliability("faults", "storage", "storage down for the first copytool: next copytool tried")
+def test_failover_to_next_tool(tmp_path: Path, workdir: Path, ledger: Ledger) -> None:
     """When the first copytool fails every attempt, the next one in the activity's list stages the file in."""
     data = b"abc"
     replica = _storage(tmp_path, "NEAR_DATADISK", "f1", data)
@@ -73,8 +75,10 @@ def test_failover_to_next_tool(tmp_path: Path, workdir: Path) -> None:
     (result,) = stage.run(_job(_spec("f1", data)))
     assert result.ok and result.tool == "cp"
     assert len(broken.requests) == 2 and len(good.requests) == 1
+    ledger.add(faults_injected=2)
 
 
+@pytest.mark.reliability("faults", "storage", "a corrupted replica (adler32 mismatch): retried, then GETADMISMATCH")
 def test_corrupted_replica_retried_then_getadmismatch(tmp_path: Path, workdir: Path) -> None:
     """A copy whose adler32 differs is deleted and retried; after the last attempt the error is GETADMISMATCH."""
     replica = _storage(tmp_path, "NEAR_DATADISK", "f2", b"corrupted")
@@ -88,6 +92,7 @@ def test_corrupted_replica_retried_then_getadmismatch(tmp_path: Path, workdir: P
     assert not (workdir / "f2").exists()
 
 
+@pytest.mark.reliability("faults", "storage", "a corrupted replica (md5 mismatch): GETMD5MISMATCH")
 def test_md5_mismatch_code(tmp_path: Path, workdir: Path) -> None:
     """With only an md5 in the job definition a mismatch is GETMD5MISMATCH (1145)."""
     replica = _storage(tmp_path, "NEAR_DATADISK", "f3", b"bytes")
@@ -97,6 +102,7 @@ def test_md5_mismatch_code(tmp_path: Path, workdir: Path) -> None:
     assert result.error_code is ErrorCode.GETMD5MISMATCH
 
 
+@pytest.mark.reliability("faults", "storage", "work directory too full for the inputs: NOLOCALSPACE, nothing copied")
 def test_no_space(tmp_path: Path, workdir: Path) -> None:
     """Inputs larger than the free space fail every file with NOLOCALSPACE (1098), naming both sizes."""
     tool = FakeTool("cp")
@@ -116,6 +122,7 @@ def test_no_replica(workdir: Path) -> None:
     assert isinstance(result.error, NoReplicasError) and result.error_code is ErrorCode.REPLICANOTFOUND
 
 
+@pytest.mark.reliability("faults", "storage", "stage-in that never finishes: STAGEINTIMEOUT")
 def test_timeout_given_and_reported(tmp_path: Path, workdir: Path) -> None:
     """Each request carries 400 s + size at 1 MB/s; a tool's timeout becomes STAGEINTIMEOUT (1151)."""
     replica = _storage(tmp_path, "NEAR_DATADISK", "f4", b"x")
@@ -127,6 +134,8 @@ def test_timeout_given_and_reported(tmp_path: Path, workdir: Path) -> None:
     assert isinstance(result.error, TransferTimeoutError) and result.error_code is ErrorCode.STAGEINTIMEOUT
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "input name with '..' leaving the work directory: refused, no tool called")
 def test_escaping_name_refused(tmp_path: Path, workdir: Path) -> None:
     """An input name that would leave the work directory is refused (STAGEINFAILED) without calling a tool."""
     replica = _storage(tmp_path, "NEAR_DATADISK", "x", b"x")

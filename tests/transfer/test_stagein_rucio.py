@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _fakes import FakeTool
+from fixtures.ledger import Ledger
 from fixtures.rucio import LOCAL_RSE, REMOTE_RSE, RucioServer
 from rucio.client.uploadclient import UploadClient
 
@@ -53,7 +54,8 @@ def test_stagein_by_did_lan_preferred(rucio_server: RucioServer, tmp_path: Path,
     assert result.checksum == ("adler32", spec.adler32)
 
 
-def test_failover_to_rucio(rucio_server: RucioServer, tmp_path: Path) -> None:
+@pytest.mark.reliability("faults", "storage", "storage down for the first copytool: rucio tried next")
+def test_failover_to_rucio(rucio_server: RucioServer, tmp_path: Path, ledger: Ledger) -> None:
     """A failing first copytool is tried, then rucio stages the file in."""
     spec = _put(rucio_server, tmp_path, b"failover", (LOCAL_RSE,))
     broken = FakeTool("broken", lambda r, w: StorageUnavailableError("door closed", Direction.STAGE_IN),
@@ -65,8 +67,10 @@ def test_failover_to_rucio(rucio_server: RucioServer, tmp_path: Path) -> None:
     assert result.ok and result.tool == "rucio"
     assert len(broken.requests) == 2 and broken.requests[0].source.startswith("file://")
     assert (work / spec.lfn).read_bytes() == b"failover"
+    ledger.add(faults_injected=2)
 
 
+@pytest.mark.reliability("faults", "storage", "a corrupted replica (real Rucio): retried, then GETADMISMATCH")
 def test_corrupted_replica(rucio_server: RucioServer, tmp_path: Path) -> None:
     """A replica altered on the storage is retried, then fails with GETADMISMATCH (1171); no file is left."""
     spec = _put(rucio_server, tmp_path, b"pristine", (LOCAL_RSE,))
@@ -86,6 +90,7 @@ def test_missing_file(rucio_server: RucioServer, tmp_path: Path) -> None:
     assert isinstance(result.error, NoReplicasError) and result.error_code is ErrorCode.REPLICANOTFOUND
 
 
+@pytest.mark.reliability("faults", "storage", "replica registered but gone from the storage: STAGEINFAILED")
 def test_replica_vanished_from_storage(rucio_server: RucioServer, tmp_path: Path) -> None:
     """A registered replica whose file is gone from the storage fails as a stage-in failure, not an exception."""
     spec = _put(rucio_server, tmp_path, b"gone", (LOCAL_RSE,))

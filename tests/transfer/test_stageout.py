@@ -81,6 +81,8 @@ def test_allow_no_output_leaves_out_a_missing_listed_output(tmp_path: Path) -> N
     assert [r.lfn for r in tool.requests] == ["made.root"]
 
 
+@pytest.mark.reliability("bad input", "file names",
+                         "output name with '..' leaving the work directory: BADOUTPUTFILENAME")
 def test_escaping_output_name(tmp_path: Path) -> None:
     """An output name leaving the work directory is refused with BADOUTPUTFILENAME (1371)."""
     (tmp_path / "secret").write_bytes(b"s")
@@ -96,6 +98,7 @@ def test_no_storage(tmp_path: Path) -> None:
     assert isinstance(result.error, NoStorageError) and result.error_code is ErrorCode.NOSTORAGE
 
 
+@pytest.mark.reliability("faults", "storage", "destination storage down at stage-out: alternative storage used")
 def test_alt_storage_with_fake_tool(tmp_path: Path) -> None:
     """When the first storage fails and the job allows alternative stage-out, the alternative storage is used."""
     def fail_primary(request, workdir):  # type: ignore[no-untyped-def]
@@ -135,6 +138,7 @@ def test_file_info_for_final_update(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.reliability("faults", "storage", "RSE down at stage-out (real Rucio): alternative RSE used")
 def test_rucio_stageout_alt_storage(rucio_server: RucioServer, tmp_path: Path) -> None:
     """Real Rucio: the upload to a storage that is down fails, the alternative RSE gets the file at its hash path."""
     registry = CopytoolRegistry(entry_points=[], factories={"rucio": RucioCopytool})
@@ -152,6 +156,7 @@ def test_rucio_stageout_alt_storage(rucio_server: RucioServer, tmp_path: Path) -
 
 
 @pytest.mark.integration
+@pytest.mark.reliability("faults", "storage", "RSE down at stage-out, no alternative (real Rucio): STAGEOUTFAILED")
 def test_rucio_stageout_storage_down_without_alt(rucio_server: RucioServer, tmp_path: Path) -> None:
     """Real Rucio: without alternative stage-out a storage that is down gives STAGEOUTFAILED (1137)."""
     registry = CopytoolRegistry(entry_points=[], factories={"rucio": RucioCopytool})
