@@ -18,6 +18,7 @@ import contextlib
 import enum
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -32,11 +33,23 @@ from pilotlib.errors import PilotError
 from pilotlib.payload._command import PayloadCommand
 from pilotlib.payload._lifeline import Lifeline
 from pilotlib.payload._monitors import Monitor, MonitorContext
-from pilotlib.payload._usage import ResourceSnapshot, ResourceUsage, UsageTracker, sample_session, session_members
+from pilotlib.payload._usage import (
+    ResourceSnapshot,
+    ResourceUsage,
+    UsageTracker,
+    marked_processes,
+    sample_session,
+    session_members,
+)
 from pilotlib.payload.errors import PayloadError, PayloadKilledError, PayloadStartError
 from pilotlib.stop import StopSignal
 
-__all__ = ["CommandWrapper", "IdentityWrapper", "PayloadResult", "PayloadRunner", "StdinMode"]
+__all__ = ["PAYLOAD_MARK", "CommandWrapper", "IdentityWrapper", "PayloadResult", "PayloadRunner", "StdinMode"]
+
+#: The variable that marks the payload's environment with a value of its own: every process the payload starts
+#: inherits it, also one that leaves the payload's session (``setsid``, a daemon), so that the runner can find and
+#: end those at the payload's end, never a process it did not start (the value is checked on each process).
+PAYLOAD_MARK = "PILOTLIB_PAYLOAD_MARK"
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +178,7 @@ class PayloadRunner:
         self._lifeline = lifeline
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
+        self._mark = ""  # the value of PAYLOAD_MARK in the payload's environment, once started
         self._reaped = False
         self._exited = threading.Event()
         self._wake = threading.Event()
@@ -199,7 +213,8 @@ class PayloadRunner:
         if self._proc is not None:
             raise RuntimeError("payload already started")
         cmd = self.command
-        argv, env = self._wrapper.wrap(cmd.argv, cmd.env, cmd.workdir)
+        self._mark = f"{os.getpid()}-{secrets.token_hex(8)}"
+        argv, env = self._wrapper.wrap(cmd.argv, {**cmd.env, PAYLOAD_MARK: self._mark}, cmd.workdir)
         stdin = subprocess.PIPE if self._stdin_mode is StdinMode.PIPE else subprocess.DEVNULL
         try:
             with cmd.stdout.open("wb") as out, cmd.stderr.open("wb") as err:
@@ -391,6 +406,7 @@ class PayloadRunner:
             if leftovers:
                 log.warning("killing leftover payload processes count=%d", len(leftovers))
                 self._signal_tree(signal.SIGKILL)
+            self._end_escaped()
             code, cpu, maxrss = self._reap()
             if self._lifeline is not None:
                 self._lifeline.release(self._proc.pid)
@@ -414,6 +430,16 @@ class PayloadRunner:
         )
         return self._result
 
+    def _end_escaped(self) -> None:
+        """Kill the payload's processes that left its session (they carry its mark), checking the mark on each
+        through a pidfd."""
+        escaped = marked_processes(PAYLOAD_MARK, self._mark)
+        if escaped:
+            log.warning("killing payload processes that left its session count=%d pids=%s", len(escaped),
+                        ",".join(map(str, sorted(escaped))))
+        for pid in escaped:
+            _signal_if_marked(pid, self._mark, signal.SIGKILL)
+
     def _reap_status(self) -> tuple[int, float, int]:
         """Reap the leader: (returncode as subprocess gives it, CPU seconds, max RSS kB) from ``wait4``."""
         assert self._proc is not None
@@ -434,6 +460,21 @@ def _still_our_child(pid: int) -> bool:
         log.error("payload no longer our child (reaped elsewhere): not signalling pid=%d", pid)
         return False
     return True
+
+
+def _signal_if_marked(pid: int, mark: str, sig: signal.Signals) -> None:
+    """Signal ``pid`` through a pidfd, after checking (on the pidfd's process) that it carries the payload's mark."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if f"{PAYLOAD_MARK}={mark}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            signal.pidfd_send_signal(fd, sig)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _signal_if_in_session(pid: int, sid: int, sig: signal.Signals) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "ResourceSnapshot",
     "ResourceUsage",
     "UsageTracker",
+    "marked_processes",
     "read_prmon_summary",
     "sample_session",
     "session_members",
@@ -163,6 +164,27 @@ def session_members(sid: int, proc: Path = Path("/proc")) -> list[tuple[int, int
     """(pid, process group id) of every live (non-zombie) process in session ``sid``."""
     # pgrp is field 5 -> index 2
     return [(pid, int(fields[2])) for pid, fields in _session_pids(sid, proc)]
+
+
+def marked_processes(name: str, value: str, proc: Path = Path("/proc")) -> list[int]:
+    """The live processes whose environment holds ``name=value`` (the payload runner's mark: every process the
+    payload started carries it, also one that left the payload's session with ``setsid``), this process excluded."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0") and not _is_zombie(entry):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _is_zombie(entry: Path) -> bool:
+    text = (entry / "stat").read_text()
+    return text[text.rfind(")") + 2] == "Z"
 
 
 def _smaps_rollup(pid: int, proc: Path) -> tuple[int, int] | None:

@@ -72,6 +72,7 @@ def _stored_log(tmp_path: Path) -> dict[str, bytes]:
         return {m.name: (tar.extractfile(m) or open(os.devnull, "rb")).read() for m in tar.getmembers() if m.isfile()}
 
 
+@pytest.mark.reliability("faults", "node", "work area full before the job: no job asked, 1098")
 def test_a_full_work_area_asks_for_no_job_and_exits_with_nolocalspace(panda_server: DevServer, tmp_path: Path,
                                                                       small_fs: Path) -> None:
     """The work area has 0 bytes free: the pilot asks for no job (the server counted no getJob and still holds the
@@ -88,6 +89,7 @@ def test_a_full_work_area_asks_for_no_job_and_exits_with_nolocalspace(panda_serv
     assert "before asking for a job" in done.stdout
 
 
+@pytest.mark.reliability("faults", "node", "job needs more disk than is free: 1098 before the payload")
 def test_a_job_that_needs_more_than_is_free_fails_1098_before_its_payload(panda_server: DevServer,
                                                                           tmp_path: Path, small_fs: Path) -> None:
     """Space enough to ask (16 MiB > 1 MB) but the job's maxDiskCount (50 MB) is more than is free: the job fails
@@ -109,6 +111,7 @@ def test_a_job_that_needs_more_than_is_free_fails_1098_before_its_payload(panda_
     assert any(n.endswith("/pilotlog.txt") for n in names)
 
 
+@pytest.mark.reliability("faults", "node", "payload fills the work area (small fs): 1098, log stored")
 def test_a_payload_that_fills_the_disk_is_1098_and_its_pilot_log_is_staged_out(panda_server: DevServer,
                                                                                 tmp_path: Path,
                                                                                 small_fs: Path) -> None:
@@ -131,6 +134,7 @@ def test_a_payload_that_fills_the_disk_is_1098_and_its_pilot_log_is_staged_out(p
     assert "log.tgz" in str(final["xml"])
 
 
+@pytest.mark.reliability("faults", "node", "state directory on the full disk: final update still recorded")
 def test_the_state_on_the_same_full_disk_still_records_the_final_update(panda_server: DevServer, tmp_path: Path,
                                                                         small_fs: Path) -> None:
     """The state directory is on the work area's file system (the default), which the payload fills: the reserve is
@@ -151,6 +155,7 @@ def test_the_state_on_the_same_full_disk_still_records_the_final_update(panda_se
     assert "job=9104" in stored and "code=1098" in stored
 
 
+@pytest.mark.reliability("faults", "node", "ARC: placed job on a full work area: 1098")
 def test_arc_a_placed_job_on_a_full_work_area_is_reported_failed_with_1098(tmp_path: Path, small_fs: Path) -> None:
     """ARC mode (pilot3's push mode: the check waits for the job, ``delayed_space_check``): the work area is full,
     so the placed job is read and fails with 1098 without running; its final state is in ``heartbeat.json``, its own
@@ -176,6 +181,7 @@ def test_arc_a_placed_job_on_a_full_work_area_is_reported_failed_with_1098(tmp_p
     assert "job failed before it started code=1098" in job_log
 
 
+@pytest.mark.reliability("faults", "node", "state directory full, no reserve: final update says why no log")
 def test_without_a_reserve_the_final_update_says_why_no_log_was_staged_out(panda_server: DevServer, tmp_path: Path,
                                                                            small_fs: Path) -> None:
     """No reserve (``--state-reserve 0``) and the state directory on the disk the payload fills: neither the log

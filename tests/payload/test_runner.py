@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -223,6 +225,28 @@ def test_leftover_children_killed_after_exit(make_command: MakeCommand) -> None:
     assert result.exit_code == 0
     assert result.error is None
     assert wait_gone([pid])
+
+
+@pytest.mark.reliability("faults", "node", "payload starts its own session (setsid): ended, nothing else touched")
+def test_a_process_that_left_the_session_is_killed_and_no_other(make_command: MakeCommand) -> None:
+    """A payload child that calls ``setsid`` (a daemon: it leaves the payload's session, as pilot3's orphan cleanup
+    in ``pilot/util/processes.py`` ``kill_orphans`` has to catch) is killed when the payload ends: it carries the
+    payload's mark. A process the pilot did not start, with the same command line, is never signalled."""
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        cmd = make_command("""
+            import os, pathlib, subprocess, sys
+            kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+            pathlib.Path("pids").write_text(str(kid.pid))
+        """)
+        result = PayloadRunner(cmd, **FAST).run()
+        pid = int((cmd.workdir / "pids").read_text())
+        assert result.exit_code == 0 and result.error is None
+        assert wait_gone([pid])
+        assert bystander.poll() is None  # untouched
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_stop_event_kills(make_command: MakeCommand) -> None:
