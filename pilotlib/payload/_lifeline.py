@@ -128,12 +128,14 @@ class Lifeline:
         """The lifeline process's pid."""
         return self._process.pid
 
-    def watch(self, pid: int) -> None:
+    def watch(self, pid: int, mark: str = "") -> None:
         """Tie the session led by ``pid`` to the pilot's life.
 
         Args:
             pid: a child of the pilot started in a new session (``start_new_session``) and not yet reaped, so its
                 pid and start time name it.
+            mark: the ``NAME=value`` its environment was marked with (the payload runner's ``PILOTLIB_PAYLOAD_MARK``,
+                one word): a process started since, carrying it, is ended too, also outside the session.
 
         Raises:
             ValueError: ``pid`` is not a session leader.
@@ -141,7 +143,7 @@ class Lifeline:
         began = start_time(pid)
         if began is None or os.getsid(pid) != pid:
             raise ValueError(f"process {pid} is not the leader of a session")
-        self._send(f"+ {pid} {began}")
+        self._send(f"+ {pid} {began} {mark}".rstrip())
 
     def release(self, pid: int) -> None:
         """The session led by ``pid`` is over (its leader was reaped): never signal it."""
@@ -196,6 +198,7 @@ class _Supervisor:
 
     def __init__(self) -> None:
         self.sessions: dict[int, int] = {}
+        self.marks: dict[int, bytes] = {}  # sid -> the NAME=value its processes' environments carry
         self.pilot_fd: int | None = None
         self.pilot_gone = False
         self.bye = False
@@ -212,10 +215,13 @@ class _Supervisor:
         match words:
             case [b"pilot", pid, began]:
                 self._watch_pilot(int(pid), int(began))
-            case [b"+", pid, began]:
+            case [b"+", pid, began, *mark] if len(mark) <= 1:
                 self.sessions[int(pid)] = int(began)
+                if mark:
+                    self.marks[int(pid)] = mark[0]
             case [b"-", pid]:
                 self.sessions.pop(int(pid), None)
+                self.marks.pop(int(pid), None)
             case [b"bye"]:
                 self.bye = True
 
@@ -252,8 +258,11 @@ def _serve(fd: int) -> _Supervisor:
     return sup
 
 
-def _targets(sessions: dict[int, int], proc: Path = _PROC) -> list[tuple[int, int, int]]:
-    """(pid, sid, start time) of every live process of the registered sessions."""
+def _targets(sessions: dict[int, int], marks: dict[int, bytes] | None = None,
+             proc: Path = _PROC) -> list[tuple[int, int, int]]:
+    """(pid, sid, start time) of every live process of the registered sessions, and of every process started since
+    a session's leader that carries the session's mark in its environment (it left the session: ``setsid``)."""
+    marks = marks or {}
     newer: dict[int, int] = {}
     for sid, began in sessions.items():
         now = start_time(sid, proc)
@@ -270,18 +279,35 @@ def _targets(sessions: dict[int, int], proc: Path = _PROC) -> list[tuple[int, in
         sid, began = int(fields[3]), int(fields[19])
         if sid in sessions and sessions[sid] <= began < newer.get(sid, sys.maxsize):
             found.append((int(entry.name), sid, began))
+        elif (owner := _marked_by(int(entry.name), marks, proc)) is not None and sessions[owner] <= began:
+            found.append((int(entry.name), owner, began))
     return found
 
 
-def _kill(pid: int, sid: int, began: int) -> None:
-    """SIGKILL ``pid`` through a pidfd, if that pidfd's process is still in session ``sid`` and started at ``began``."""
+def _marked_by(pid: int, marks: dict[int, bytes], proc: Path = _PROC) -> int | None:
+    """The session whose mark process ``pid``'s environment carries, or None."""
+    if not marks:
+        return None
+    try:
+        environ = (proc / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return next((sid for sid, mark in marks.items() if mark in environ), None)
+
+
+def _kill(pid: int, sid: int, began: int, marks: dict[int, bytes] | None = None) -> None:
+    """SIGKILL ``pid`` through a pidfd, if that pidfd's process started at ``began`` and is still in session ``sid``
+    or carries its mark."""
     try:
         fd = os.pidfd_open(pid)
     except OSError:
         return
     try:
         fields = _stat(pid)
-        if fields is not None and int(fields[3]) == sid and int(fields[19]) == began:
+        mark = (marks or {}).get(sid)
+        ours = fields is not None and int(fields[19]) == began and (
+            int(fields[3]) == sid or (mark is not None and _marked_by(pid, {sid: mark}) == sid))
+        if ours:
             signal.pidfd_send_signal(fd, signal.SIGKILL)
     except OSError:
         pass
@@ -289,14 +315,15 @@ def _kill(pid: int, sid: int, began: int) -> None:
         os.close(fd)
 
 
-def _end_sessions(sessions: dict[int, int], seconds: float = KILL_SECONDS) -> int:
-    """SIGKILL the processes of ``sessions`` (sid -> leader's start time) until none is left or ``seconds`` passed;
-    return how many processes were killed."""
+def _end_sessions(sessions: dict[int, int], seconds: float = KILL_SECONDS,
+                  marks: dict[int, bytes] | None = None) -> int:
+    """SIGKILL the processes of ``sessions`` (sid -> leader's start time), and those carrying a session's mark,
+    until none is left or ``seconds`` passed; return how many processes were killed."""
     killed: set[int] = set()
     deadline = time.monotonic() + seconds
-    while targets := _targets(sessions):
+    while targets := _targets(sessions, marks):
         for pid, sid, began in targets:
-            _kill(pid, sid, began)
+            _kill(pid, sid, began, marks)
             killed.add(pid)
         if time.monotonic() >= deadline:
             break
@@ -310,7 +337,7 @@ def _main() -> int:
     sup = _serve(sys.stdin.fileno())
     if sup.bye or not sup.sessions:
         return 0
-    killed = _end_sessions(sup.sessions)
+    killed = _end_sessions(sup.sessions, marks=sup.marks)
     sids = ",".join(map(str, sorted(sup.sessions)))
     print(f"lifeline: the pilot is gone; killed {killed} processes of sessions {sids}", file=sys.stderr, flush=True)
     return 0

@@ -230,7 +230,7 @@ class PayloadRunner:
         except OSError as exc:
             raise PayloadStartError(f"cannot start payload {argv[0]}: {exc.strerror or exc}") from exc
         if self._lifeline is not None:
-            self._lifeline.watch(self._proc.pid)
+            self._lifeline.watch(self._proc.pid, f"{PAYLOAD_MARK}={self._mark}")
         self._started = self._clock()
         threading.Thread(target=self._watch, name=f"payload-watch-{self._proc.pid}", daemon=True).start()
         log.info("payload started pid=%d program=%s workdir=%s", self._proc.pid, argv[0], cmd.workdir)

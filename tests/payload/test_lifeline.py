@@ -98,6 +98,32 @@ def test_pilot_gone_kills_every_process_of_a_registered_session(
     assert f"killed 3 processes of sessions {sid}" in supervisor.stderr.read().decode()
 
 
+def test_pilot_gone_kills_a_process_that_left_the_session_carrying_its_mark(
+        supervisor: subprocess.Popen[bytes], sessions: Sessions) -> None:
+    """A process that left the registered session (``setsid``) but carries the session's mark in its environment
+    (the payload runner's ``PILOTLIB_PAYLOAD_MARK``) is killed with it; one without the mark, in a session of its own
+    too, is left alone."""
+    sid = sessions.new()
+    mark = "PILOTLIB_PAYLOAD_MARK=test-1234"
+    escaped = subprocess.Popen(["sleep", "60"], start_new_session=True,
+                               env={**os.environ, "PILOTLIB_PAYLOAD_MARK": "test-1234"})
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True,
+                                 env={**os.environ, "PILOTLIB_PAYLOAD_MARK": "test-9999"})
+    try:
+        _say(supervisor, f"+ {sid} {_start(sid)} {mark}")
+        assert supervisor.stdin is not None
+        supervisor.stdin.close()
+        assert wait_gone([escaped.pid, *session_members(sid)], deadline=5.0)
+        assert supervisor.wait(5) == 0
+        assert bystander.poll() is None
+        assert supervisor.stderr is not None
+        assert f"killed 4 processes of sessions {sid}" in supervisor.stderr.read().decode()
+    finally:
+        for proc in (escaped, bystander):
+            proc.kill()
+            proc.wait()
+
+
 def test_released_session_is_not_signalled(supervisor: subprocess.Popen[bytes], sessions: Sessions) -> None:
     """A session registered and then released (its payload ended normally) is left alone when the pilot dies;
     a still registered one is killed."""
