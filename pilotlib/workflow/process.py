@@ -6,7 +6,8 @@ run. SIGTERM, SIGINT, SIGUSR1, SIGQUIT and SIGXCPU set the pilot's one :class:`~
 payload, stages the log out and reports. A later signal is only recorded: it changes nothing already decided.
 
 :func:`tie_payloads` ties the payloads to the pilot for its whole run (:class:`~pilotlib.payload.Lifeline`: a payload's
-session is ended when the pilot dies, even by SIGKILL).
+session is ended when the pilot dies, even by SIGKILL), and the library's own commands too (:mod:`pilotlib._tether`:
+a copy command).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import types
 from collections.abc import Iterator
 
+from pilotlib._tether import tied
 from pilotlib.errors import error_for_signal
 from pilotlib.payload import Lifeline
 from pilotlib.stop import Stop
@@ -65,5 +67,5 @@ def tie_payloads() -> Iterator[Lifeline | None]:
         log.error("no lifeline: payloads would outlive a killed pilot error=%s", exc)
         yield None
         return
-    with started:
+    with started, tied(started):
         yield started

@@ -141,7 +141,7 @@ class _Replay:
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             compress: bool = False, max_attempts: int | None = None) -> str:
+             compress: bool = False, max_attempts: int | None = None, check: object = None) -> str:
         self.bodies.append(dict(json_body or {}))
         return self.text
 
@@ -208,7 +208,7 @@ class _Capture:
 
     def send(self, call: str, path: str, *, method: str = "POST", json_body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             compress: bool = False, max_attempts: int | None = None) -> str:
+             compress: bool = False, max_attempts: int | None = None, check: object = None) -> str:
         self.sent.append((method, path.removeprefix("api/v1/"), dict(json_body or query or {})))
         return json.dumps({"success": True, "message": "", "data": self.data})
 

@@ -294,13 +294,11 @@ def test_sigkill_during_a_transfer_then_a_new_pilot_reports_the_job_once(panda_s
 
 
 @pytest.mark.reliability("faults", "pilot killed", "SIGKILL during a slow transfer: the copy commands end too")
-@pytest.mark.xfail(strict=True, reason="the copy commands (lsm-get/lsm-put) of a SIGKILLed pilot run on: they are "
-                   "started in sessions of their own (start_new_session in transfer/copytools/_common.py run_command) "
-                   "with no lifeline, and the recovering pilot does not end them")
 @PHASES
 def test_sigkill_during_a_transfer_leaves_no_copy_running(panda_server: DevServer, tmp_path: Path, ledger: Ledger,
                                                           phase: str) -> None:
-    """After the SIGKILL and the new pilot's recovery, none of the old pilot's copy commands still runs (a
+    """After the SIGKILL and the new pilot's recovery, none of the old pilot's copy commands still runs: each was
+    tied to the pilot's lifeline (``pilotlib/_tether.py``), which ends its session when the pilot dies (a
     stage-out command left running can put ``out.dat`` into the storage after the job was reported failed: here the
     left ``lsm-put``, released, finds its source gone with the lost job's work directory, but a command that had the
     file open already would finish its upload)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from pilotlib import _tether as tether
 from pilotlib._redact import redact_text, redact_url
 from pilotlib.errors import Direction, PilotError
 from pilotlib.stop import StopSignal
@@ -270,6 +271,15 @@ def run_command(
         )
     except OSError as exc:
         raise TransferError(f"cannot run {args[0]}: {exc.strerror or exc}", direction) from exc
+    tether.started(proc.pid)  # a pilot killed meanwhile leaves no copy running
+    try:
+        return _wait(proc, args, timeout, direction, what=what, stop=stop)
+    finally:
+        tether.ended(proc.pid)
+
+
+def _wait(proc: subprocess.Popen[str], args: Sequence[str], timeout: float, direction: Direction, *, what: str,
+          stop: StopSignal | None) -> CommandResult:
     deadline = time.monotonic() + timeout
     with on_stop(stop, lambda: _signal_group(proc)):
         while True:
