@@ -65,18 +65,30 @@ class RankJobSource:
         """The job handed out with that PandaID, if any (the reporter reads its file list)."""
         return next((job for source in self._sources if (job := source.served_job(panda_id)) is not None), None)
 
-    def _listed(self) -> int | None:
-        """How many PandaIDs ``worker_pandaids.json`` lists, once it is complete JSON (None: not yet)."""
-        found: list[int] = []
+    def _listed(self) -> list[int] | None:
+        """The entries of ``worker_pandaids.json`` that name a PandaID for the first time (a PandaID listed twice is
+        one job: run once), once the file is complete JSON (None: not yet)."""
+        found: list[list[object]] = []
 
         def look() -> bool:
             document = read_json(self._files.worker_path(self._files.panda_ids))
             if isinstance(document, list):
-                found.append(len(document))
+                found.append(document)
             return bool(found)
 
         wait_until(look, self._wait_timeout, self._interval, self._stop)
-        return found[0] if found else None
+        if not found:
+            return None
+        seen: set[str] = set()
+        firsts = []
+        for index, panda_id in enumerate(found[0]):
+            if str(panda_id) not in seen:
+                seen.add(str(panda_id))
+                firsts.append(index)
+        if len(firsts) < len(found[0]):
+            log.warning("%s lists a PandaID more than once: each job runs once entries=%d jobs=%d",
+                        self._files.panda_ids, len(found[0]), len(firsts))
+        return firsts
 
     def get_jobs(self, request: JobRequest) -> Sequence[Job]:
         """This rank's next job (one at most), or an empty sequence.
@@ -90,10 +102,10 @@ class RankJobSource:
             log.warning("no %s from harvester seconds=%.0f", self._files.panda_ids, self._wait_timeout)
             return ()
         if self._slots is None:
-            self._shared = listed == 1 and self._place.size > 1
-            self._slots = [0] if self._shared else list(slots(self._place, listed))
+            self._shared = len(listed) == 1 and self._place.size > 1
+            self._slots = [listed[0]] if self._shared else [listed[k] for k in slots(self._place, len(listed))]
             if not self._slots:
-                log.info("no job for this rank rank=%d jobs=%d", self._place.rank, listed)
+                log.info("no job for this rank rank=%d jobs=%d", self._place.rank, len(listed))
         if not self._slots:
             return ()
         slot = self._slots.pop(0)

@@ -13,10 +13,10 @@ run each job at most once, or stop with a clear error.
 - the job file whose JSON object has the PandaID key twice, ``{"7010": {...}, "7010": {...}}``: JSON's last value
   wins (Python's ``json``, as pilot3 reads the file: ``pilot/util/harvester.py`` ``parse_job_definition_file`` through
   ``read_json``), so it is one job, run once;
-- ``hpc-pilot`` (``pilotlib/hpc/source.py``, each entry of the list read by a new source): with per-job directories
-  a PandaID listed twice runs once (its file renamed by the first taker), but a rank whose own entries hold the
-  duplicate answers "no job" at it and never runs its later entries (a bug, xfail); with ``--single-job-dir`` and a
-  multi-job file (left in place for the other entries) it runs twice, on one rank or on several (a bug, xfail).
+- ``hpc-pilot`` (``pilotlib/hpc/source.py``, each entry of the list read by a new source): a PandaID listed twice is
+  one job, so the ranks share out only the entries that name a PandaID first; with per-job directories or with
+  ``--single-job-dir`` and a multi-job file (left in place for the other entries), on one rank or several, each job
+  runs once and a duplicate never keeps a rank from its later jobs (both were bugs this suite found).
 """
 
 from __future__ import annotations
@@ -162,10 +162,7 @@ def _rank_taken(sources: list[RankJobSource]) -> list[int]:
 
 @pytest.mark.reliability("faults", "harvester", "hpc-pilot, per-job dirs, a PandaID listed twice: run once")
 @pytest.mark.parametrize("size", [
-    pytest.param(1, id="one-rank", marks=pytest.mark.xfail(strict=True, reason=(
-        "the rank's second entry (7010 again) gets a new HarvesterJobSource that waits for <ap>/7010/HPCJobs.json, "
-        "already renamed by the first, until wait_timeout and answers no job, so the pilot takes no more work and "
-        "7011 is never run (pilotlib/hpc/source.py RankJobSource.get_jobs; pilotlib/workflow/retrieval.py)"))),
+    pytest.param(1, id="one-rank"),
     pytest.param(2, id="two-ranks"),
 ])
 def test_hpc_ranks_with_per_job_dirs_run_a_panda_id_listed_twice_once(ap: Path, ledger: Ledger, size: int) -> None:
@@ -183,10 +180,6 @@ def test_hpc_ranks_with_per_job_dirs_run_a_panda_id_listed_twice_once(ap: Path, 
 @pytest.mark.reliability("faults", "harvester",
                          "hpc-pilot --single-job-dir, multi-job file, a PandaID listed twice: run once")
 @pytest.mark.parametrize("size", [1, 3], ids=["one-rank", "three-ranks"])
-@pytest.mark.xfail(strict=True, reason="a multi-job file is left in place for the other entries and each entry gets a "
-                   "new HarvesterJobSource that remembers only what it served itself, so two entries naming 7010 "
-                   "run 7010 twice (pilotlib/hpc/source.py RankJobSource.get_jobs, pilotlib/panda/harvester.py "
-                   "HarvesterJobSource._look/_choose)")
 def test_hpc_ranks_with_a_shared_multi_job_file_run_a_panda_id_listed_twice_once(ap: Path, ledger: Ledger,
                                                                                  size: int) -> None:
     """``hpc-pilot --single-job-dir``: one ``HPCJobs.json`` with 7010 and 7011 (left in place, as a multi-job file
