@@ -464,27 +464,24 @@ def _still_our_child(pid: int) -> bool:
 
 def _signal_if_marked(pid: int, mark: str, sig: signal.Signals) -> None:
     """Signal ``pid`` through a pidfd, after checking (on the pidfd's process) that it carries the payload's mark."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        if f"{PAYLOAD_MARK}={mark}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            signal.pidfd_send_signal(fd, sig)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    needle = f"{PAYLOAD_MARK}={mark}".encode()
+    _signal_checked(pid, lambda: needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"), sig)
 
 
 def _signal_if_in_session(pid: int, sid: int, sig: signal.Signals) -> None:
     """Signal ``pid`` through a pidfd, after checking (on the pidfd's process) that it is in session ``sid``."""
+    _signal_checked(pid, lambda: os.getsid(pid) == sid, sig)
+
+
+def _signal_checked(pid: int, ours: Callable[[], bool], sig: signal.Signals) -> None:
+    """Signal ``pid`` through a pidfd opened first, if ``ours()`` (asked once the pidfd holds the process: a pid
+    recycled before is then seen as the new process, and not signalled)."""
     try:
         fd = os.pidfd_open(pid)
     except OSError:
         return
     try:
-        if os.getsid(pid) == sid:
+        if ours():
             signal.pidfd_send_signal(fd, sig)
     except OSError:
         pass

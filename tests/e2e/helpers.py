@@ -101,6 +101,20 @@ def run_arc_job(tmp_path: Path, job: dict[str, str], queue: dict[str, object], *
 
 
 REPO = Path(__file__).resolve().parents[2]
+
+#: A site ``lsm-get SOURCE DESTINATION`` that records its call (and its pid), starts the copy (a partial file), then
+#: waits for the file ``{release}`` (at most 60 s) before copying: a stage-in as slow as a test needs.
+SLOW_LSM_GET = """#!/bin/sh
+# lsm-get SOURCE DESTINATION: record the call (and the script's PID), start the copy (a partial file), wait for
+# the release file, copy
+echo "$1" >> "{calls}"
+echo $$ >> "{pids}"
+printf partial > "$2"
+i=0
+while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+cp "${{1#file://}}" "$2"
+"""
+
 FINAL_STATES = ("finished", "failed", "holding")
 
 

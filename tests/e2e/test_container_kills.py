@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.podman import PodmanNode
+from fixtures.processes import naming
 
 from pilotlib.errors import ErrorCode
 from pilotlib.stages import STOP_BUDGET
@@ -35,22 +36,6 @@ def _wait(condition: Callable[[], bool], seconds: float) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def _processes(*markers: str) -> list[int]:
-    """The live processes whose command line holds one of ``markers``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and any(marker in cmdline for marker in markers):
-            found.append(int(entry.name))
-    return found
 
 
 class ContainerPilot:
@@ -85,7 +70,7 @@ class ContainerPilot:
         started = self.tmp / "work" / str(self.panda_id) / "started"
         assert _wait(lambda: started.exists() or self.proc is None or self.proc.poll() is not None, 60)
         assert self.proc.poll() is None, self.stderr.read_text()[-3000:]
-        assert _processes(f"sleep {self.sleep}"), "the payload does not sleep"
+        assert naming(f"sleep {self.sleep}"), "the payload does not sleep"
         return self.proc
 
     def heartbeat(self) -> dict[str, object]:
@@ -108,7 +93,7 @@ def container_pilot(request: pytest.FixtureRequest, tmp_path: Path, busybox_root
             made.proc.kill()
         if made.proc is not None:
             made.proc.wait()
-        for pid in _processes(*made.markers):
+        for pid in naming(*made.markers):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -123,7 +108,7 @@ def test_sigterm_ends_the_pilot_and_its_container_within_the_budget(container_pi
     assert elapsed < STOP_BUDGET
     heartbeat = container_pilot.heartbeat()
     assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == ErrorCode.SIGTERM == 1201
-    assert _wait(lambda: not _processes(*container_pilot.markers), 10), _processes(*container_pilot.markers)
+    assert _wait(lambda: not naming(*container_pilot.markers), 10), naming(*container_pilot.markers)
     print(f"{container_pilot.runtime}: pilot ended {elapsed:.2f} s after SIGTERM")
 
 
@@ -133,4 +118,4 @@ def test_sigkill_of_the_pilot_leaves_no_container_process(container_pilot: Conta
     proc = container_pilot.start()
     proc.kill()
     proc.wait()
-    assert _wait(lambda: not _processes(*container_pilot.markers), 15), _processes(*container_pilot.markers)
+    assert _wait(lambda: not naming(*container_pilot.markers), 15), naming(*container_pilot.markers)

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from fixtures.apptainer_standin import make_standin, recorded
 from fixtures.ledger import Ledger
-from fixtures.processes import RUN_MARK, descendants, process_gone, run_members
+from fixtures.processes import RUN_MARK, descendants, naming, process_gone, run_members
 
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
@@ -77,22 +77,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def _marked(*markers: str) -> list[int]:
-    """The live processes (not zombies) whose command line holds one of ``markers``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and any(marker in cmdline for marker in markers):
-            found.append(int(entry.name))
-    return found
 
 
 class RuntimeRun:
@@ -153,7 +137,7 @@ class RuntimeRun:
     def _own(self) -> set[int]:
         """The descendants seen that still run the same command, and the processes the markers find."""
         seen = {pid for pid, cmdline in self.seen.items() if not process_gone(pid) and _cmdline(pid) == cmdline}
-        return {*seen, *_marked(*self.markers)}
+        return {*seen, *naming(*self.markers)}
 
     def left(self) -> list[int]:
         """What is left after a few seconds' wait for it to go."""

@@ -28,24 +28,16 @@ import attrs
 import pytest
 from fixtures.ledger import Ledger
 from fixtures.processes import descendants, process_gone
+from fixtures.smallfs import mounted_tmpfs
 
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 from pilotlib.transfer.paths import deterministic_path
 
-from .helpers import REPO, final_updates, job_definition, make_inputs, pilot_argv, run_grid_pilot
+from .helpers import REPO, SLOW_LSM_GET, final_updates, job_definition, make_inputs, pilot_argv, run_grid_pilot
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-SLOW_GET = """#!/bin/sh
-# lsm-get SOURCE DESTINATION: record the call and its pid, start the copy (a partial file), wait for the release
-echo "$1" >> "{calls}"
-echo $$ >> "{pids}"
-printf partial > "$2"
-i=0
-while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-cp "${{1#file://}}" "$2"
-"""
 SLOW_PUT = """#!/bin/sh
 # lsm-put [options] SOURCE DESTINATION: record the call and its pid, wait for the release, copy
 for last; do :; done
@@ -77,26 +69,6 @@ def _queue(panda_server: DevServer) -> None:
     panda_server.add_queue("LOCAL_QUEUE", {"nickname": "LOCAL_QUEUE", "state": "ACTIVE", "status": "online"})
 
 
-def _mounted(path: Path) -> bool:
-    return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
-
-
-@contextlib.contextmanager
-def _tmpfs(path: Path, options: str) -> Iterator[Path]:
-    """A tmpfs mounted on ``path`` with ``options`` (we are root), unmounted at the end."""
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (the tests run as root): {done.stderr.decode()}")
-    try:
-        yield path
-    finally:
-        if subprocess.run(["umount", str(path)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], check=False)
-        assert not _mounted(path)
-
-
 def _files(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
 
@@ -120,7 +92,7 @@ def test_read_only_output_storage_fails_the_job_with_stageoutfailed(panda_server
     staged out). Nothing is written to the storage."""
     panda_server.add_job(job_definition(8801, sleep=0.2))
     argv = pilot_argv(panda_server, tmp_path, "--heartbeat", "600", "--max-jobs", "1")
-    with _tmpfs(tmp_path / "storage", "size=1m,ro") as storage:
+    with mounted_tmpfs(tmp_path / "storage", "size=1m,ro") as storage:
         status, _pid, err = run_grid_pilot(argv)
         stored = _files(storage)
     finals = _record(ledger, panda_server, 8801)
@@ -152,7 +124,7 @@ def test_full_output_storage_fails_the_job_and_leaves_no_partial_file(panda_serv
     panda_server.add_job(job_definition(8802, sleep=0.2, data=data))
     argv = pilot_argv(panda_server, tmp_path, "--heartbeat", "600", "--max-jobs", "1")
     make_inputs(tmp_path / "in", data)
-    with _tmpfs(tmp_path / "storage", "size=64k") as storage:
+    with mounted_tmpfs(tmp_path / "storage", "size=64k") as storage:
         status, _pid, err = run_grid_pilot(argv)
         stored = _files(storage)
     finals = _record(ledger, panda_server, 8802)
@@ -170,7 +142,7 @@ def _site_commands(tmp_path: Path) -> tuple[Path, Path]:
     """``bin/`` with the slow ``lsm-get``/``lsm-put`` and ``bin-after/`` with the fast ones."""
     slow, fast = tmp_path / "bin", tmp_path / "bin-after"
     names = {"calls": tmp_path / "calls.txt", "pids": tmp_path / "pids.txt", "release": tmp_path / "release"}
-    for folder, get, put, fields in ((slow, SLOW_GET, SLOW_PUT, names),
+    for folder, get, put, fields in ((slow, SLOW_LSM_GET, SLOW_PUT, names),
                                      (fast, FAST_GET, FAST_PUT, {"calls": tmp_path / "calls-after.txt"})):
         folder.mkdir()
         (folder / "lsm-get").write_text(get.format(**fields))

@@ -26,21 +26,11 @@ from pilotlib.stop import Stop
 from pilotlib.transfer.paths import deterministic_path
 from pilotlib.workflow import Outcome
 
-from .helpers import adler32, final_update, job_definition, make_inputs
+from .helpers import SLOW_LSM_GET, adler32, final_update, job_definition, make_inputs
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
-LSM_GET = """#!/bin/sh
-# lsm-get SOURCE DESTINATION: record the call (and the script's PID), start the copy (a partial file), wait for
-# the release file, copy
-echo "$1" >> "{calls}"
-echo $$ >> "{pids}"
-printf partial > "$2"
-i=0
-while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-cp "${{1#file://}}" "$2"
-"""
 LSM_PUT = """#!/bin/sh
 exit 1
 """
@@ -56,7 +46,7 @@ def _site_commands(tmp_path: Path) -> Path:
     """``bin/lsm-get`` (slow, see the module) and ``bin/lsm-put``; returns the bin directory."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "lsm-get").write_text(LSM_GET.format(calls=tmp_path / "calls.txt", release=tmp_path / "release",
+    (bin_dir / "lsm-get").write_text(SLOW_LSM_GET.format(calls=tmp_path / "calls.txt", release=tmp_path / "release",
                                                     pids=tmp_path / "pids.txt"))
     (bin_dir / "lsm-put").write_text(LSM_PUT)
     for name in ("lsm-get", "lsm-put"):
