@@ -271,6 +271,7 @@ def _sigterm_pilot(server: DevServer, tmp_path: Path, panda_id: int, ready: Call
     return proc.returncode, out.decode()
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGTERM of an event-service job between ranges")
 def test_sigterm_halfway_settles_what_was_done(panda_server: DevServer, tmp_path: Path) -> None:
     """SIGTERM to a pilot process whose payload is on 100 ranges (0.05 s each): the payload gets no more, the
     ranges done are tarred, stored and reported finished, the final update is sent; each range is reported with
@@ -305,6 +306,7 @@ def test_sigterm_halfway_settles_what_was_done(panda_server: DevServer, tmp_path
     assert list(statuses.values()).count("failed") <= 1  # the one the payload held when the pilot stopped it
 
 
+@pytest.mark.reliability("faults", "pilot killed", "SIGTERM during an event range report: no tar stored twice")
 def test_sigterm_during_a_report_stores_no_tar_twice(panda_server: DevServer, tmp_path: Path) -> None:
     """The server applies the first ``updateEventRanges`` and holds its answer; SIGTERM cuts the call off, so the
     pilot cannot know it was applied: at the final flush it sends that report again (same ranges, same tar, which

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.ledger import Ledger
+from fixtures.processes import left_in
 
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
@@ -82,8 +83,10 @@ def test_sigterm_at_a_stage_reports_the_job_once(panda_server: DevServer, tmp_pa
         assert status == 0, err2[-2000:]
     finals = final_updates(panda_server, 8701)
     expected_finals = 0 if stage == "retrieval" else 1
+    left = left_in(tmp_path)
     ledger.add(faults_injected=1, jobs_lost=max(0, expected_finals - len(finals)),
-               finals_duplicated=max(0, len(finals) - 1))
+               finals_duplicated=max(0, len(finals) - 1), processes_left=len(left))
+    assert left == []
     assert proc.returncode == 128 + signal.SIGTERM, err.decode(errors="replace")[-2000:]
     assert shutdown < BUDGET, f"the pilot took {shutdown:.1f} s to stop"
     assert len(finals) == expected_finals, finals
@@ -123,7 +126,10 @@ def test_sigkill_at_a_stage_then_a_new_pilot_reports_once(panda_server: DevServe
     panda_server.faults.clear()
     status, _pid, err = run_grid_pilot(argv)
     finals = final_updates(panda_server, 8702)
-    ledger.add(faults_injected=1, jobs_lost=max(0, 1 - len(finals)), finals_duplicated=max(0, len(finals) - 1))
+    left = left_in(tmp_path)
+    ledger.add(faults_injected=1, jobs_lost=max(0, 1 - len(finals)), finals_duplicated=max(0, len(finals) - 1),
+               processes_left=len(left))
+    assert left == []
     assert status == 0, err[-2000:]
     assert [f["state"] for f in finals] == ["finished"] and panda_server.final_state(8702) == "finished"
     assert panda_server.ignored_updates(8702) == []
