@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing (atheris, libFuzzer) of every parser of what another program wrote, for a bounded time.
 
-Each target (``tests/fuzz/targets.py``) runs in its own process for ``$PILOTLIB_FUZZ_SECONDS`` (default 12) from the
-repository's examples, with a memory limit (``-rss_limit_mb``) and a per-input time limit (``-timeout``): an input
-that makes a parser raise anything but its typed error, take more than 5 s or more than 1 GiB is a crash, written
-to the test's directory and shown in the failure.
+Each target (``tests/fuzz/targets.py``) runs in its own process for ``$PILOTLIB_FUZZ_SECONDS`` (default 30: three
+minutes in all) from the repository's examples, with a memory limit (``-rss_limit_mb``) and a per-input time limit
+(``-timeout``): an input that makes a parser raise anything but its typed error, take more than 5 s or more than 1 GiB
+is a crash, written to the test's directory and shown in the failure.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fixtures.ledger import Ledger
 from .targets import TARGETS
 
 REPO = Path(__file__).resolve().parents[2]
-SECONDS = int(os.environ.get("PILOTLIB_FUZZ_SECONDS", "12"))
+SECONDS = int(os.environ.get("PILOTLIB_FUZZ_SECONDS", "30"))
 AREAS = {
     "job_definition": "job definition",
     "harvester_job_file": "harvester files",
