@@ -20,7 +20,7 @@ from fixtures.ledger import Ledger
 from .targets import TARGETS
 
 REPO = Path(__file__).resolve().parents[2]
-SECONDS = int(os.environ.get("PILOTLIB_FUZZ_SECONDS", "30"))
+SECONDS = int(os.environ.get("PILOTLIB_FUZZ_SECONDS", "20"))
 AREAS = {
     "job_definition": "job definition",
     "harvester_job_file": "harvester files",
