@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing (atheris, libFuzzer) of every parser of what another program wrote, for a bounded time.
 
-Each target (``tests/fuzz/targets.py``) runs in its own process for ``$PILOTLIB_FUZZ_SECONDS`` (default 30: three
+Each target (``tests/fuzz/targets.py``) runs in its own process for ``$PILOTLIB_FUZZ_SECONDS`` (default 20: two
 minutes in all) from the repository's examples, with a memory limit (``-rss_limit_mb``) and a per-input time limit
 (``-timeout``): an input that makes a parser raise anything but its typed error, take more than 5 s or more than 1 GiB
 is a crash, written to the test's directory and shown in the failure.
