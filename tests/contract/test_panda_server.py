@@ -22,8 +22,8 @@ from panda_devserver import _signatures
 from pilotlib.errors import PilotError
 from pilotlib.job import Job, parse_job
 from pilotlib.panda import _answers
-from pilotlib.panda._v1 import V1Dialect
-from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate
+from pilotlib.panda._v1 import _APPLIED_THEN_FAILED, V1Dialect
+from pilotlib.panda.base import EventRangeUpdate, JobRequest, JobUpdate, ZipRecord
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("PILOTLIB_PANDA_VENV", REPO / ".venv-panda"))
@@ -278,3 +278,19 @@ def test_real_validation_refuses_a_mistyped_request() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_a_zipped_range_report_applied_by_the_real_handler_fails_with_the_text_the_client_recognises() -> None:
+    """Our client's version 1 ``event/update_event_ranges`` body, given to panda-server 1.0.4's real handler once
+    the task buffer applied it: building the answer raises (``pandaserver/api/v1/event_api.py`` line 266 at 1.0.4,
+    the set ``{"Returns", <list>, "Commands", <dict>}``), and the WSGI entry answers HTTP 500 with that text
+    (``server/panda.py`` lines 409-430). The client takes exactly such a 500 as possibly applied
+    (``pilotlib/panda/_v1.py`` ``_APPLIED_THEN_FAILED``) and any other 500 as a failure to send again."""
+    record = ZipRecord(lfn="EventService_premerge_4001-1-1-1-1.tar", fsize=10, adler32="0000abcd", objstore_id=-1,
+                       num_events=1)
+    ranges = [EventRangeUpdate(event_range_id="4001-1-1-1-1", status="finished", panda_id=4001)]
+    _method, path, body = _captured(lambda t: V1Dialect().update_zipped_ranges(t, record, ranges), {})
+    assert path == "event/update_event_ranges" and body["version"] == 1
+    answer = _probe({"do": "update_ranges", "body": dict(body)})
+    assert "raised" in answer, answer
+    assert any(sign in answer["raised"].encode() for sign in _APPLIED_THEN_FAILED), answer["raised"]
