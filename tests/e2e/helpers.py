@@ -11,7 +11,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from panda_devserver import DevServer
@@ -116,6 +118,16 @@ cp "${{1#file://}}" "$2"
 """
 
 FINAL_STATES = ("finished", "failed", "holding")
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Whether ``condition()`` came true within ``seconds`` (looked at every 20 ms)."""
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def pilot_argv(server: DevServer, tmp_path: Path, *extra: str) -> list[str]:

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,19 +23,10 @@ from fixtures.processes import naming
 from pilotlib.errors import ErrorCode
 from pilotlib.stages import STOP_BUDGET
 
-from .helpers import job_definition, make_inputs
+from .helpers import job_definition, make_inputs, wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _wait(condition: Callable[[], bool], seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class ContainerPilot:
@@ -68,7 +59,7 @@ class ContainerPilot:
                                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
                                          stderr=err, start_new_session=True)
         started = self.tmp / "work" / str(self.panda_id) / "started"
-        assert _wait(lambda: started.exists() or self.proc is None or self.proc.poll() is not None, 60)
+        assert wait_for(lambda: started.exists() or self.proc is None or self.proc.poll() is not None, 60)
         assert self.proc.poll() is None, self.stderr.read_text()[-3000:]
         assert naming(f"sleep {self.sleep}"), "the payload does not sleep"
         return self.proc
@@ -108,7 +99,7 @@ def test_sigterm_ends_the_pilot_and_its_container_within_the_budget(container_pi
     assert elapsed < STOP_BUDGET
     heartbeat = container_pilot.heartbeat()
     assert heartbeat["state"] == "failed" and heartbeat["pilotErrorCode"] == ErrorCode.SIGTERM == 1201
-    assert _wait(lambda: not naming(*container_pilot.markers), 10), naming(*container_pilot.markers)
+    assert wait_for(lambda: not naming(*container_pilot.markers), 10), naming(*container_pilot.markers)
     print(f"{container_pilot.runtime}: pilot ended {elapsed:.2f} s after SIGTERM")
 
 
@@ -118,4 +109,4 @@ def test_sigkill_of_the_pilot_leaves_no_container_process(container_pilot: Conta
     proc = container_pilot.start()
     proc.kill()
     proc.wait()
-    assert _wait(lambda: not naming(*container_pilot.markers), 15), naming(*container_pilot.markers)
+    assert wait_for(lambda: not naming(*container_pilot.markers), 15), naming(*container_pilot.markers)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ from fixtures.processes import RUN_MARK, descendants, naming, process_gone, run_
 from panda_devserver import DevServer
 from pilotlib.errors import ErrorCode
 
-from .helpers import REPO, final_updates, job_definition, pilot_argv
+from .helpers import REPO, final_updates, job_definition, pilot_argv, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -61,15 +61,6 @@ def _queue(panda_server: DevServer) -> None:
     """The server describes LOCAL_QUEUE with Apptainer as the pilot's container runtime."""
     panda_server.add_queue("LOCAL_QUEUE", {"nickname": "LOCAL_QUEUE", "state": "ACTIVE", "status": "online",
                                            "container_type": "apptainer:pilot"})
-
-
-def _wait(condition: Callable[[], bool], seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _cmdline(pid: int) -> str:
@@ -141,7 +132,7 @@ class RuntimeRun:
 
     def left(self) -> list[int]:
         """What is left after a few seconds' wait for it to go."""
-        _wait(lambda: not self._still(), 10)
+        wait_for(lambda: not self._still(), 10)
         return self._still()
 
     def kill_left(self) -> None:

@@ -18,13 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fixtures.processes import process_gone, session_members
 
-from .helpers import adler32, job_definition, make_inputs
+from .helpers import adler32, job_definition, make_inputs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +46,6 @@ echo $! > group.pid
 cat child.pid daemon.pid group.pid > pids.tmp && echo $$ >> pids.tmp && mv pids.tmp pids.txt
 exec sleep 300
 """
-
-
-def _wait(condition: Callable[[], bool], seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _tree(directory: Path) -> dict[str, tuple[int, int]]:
@@ -133,7 +124,7 @@ def test_payload_session_dies_with_a_sigkilled_pilot(pilot: Pilot, tmp_path: Pat
     killed and exits."""
     proc = pilot.start(_killer_definition(tmp_path))
     workdir = pilot.work / "9301"
-    assert _wait(lambda: (workdir / "pids.txt").exists() or proc.poll() is not None, 60.0)
+    assert wait_for(lambda: (workdir / "pids.txt").exists() or proc.poll() is not None, 60.0)
     assert proc.poll() is None, pilot.stderr.read_text()[-2000:]
     pids = [int(p) for p in (workdir / "pids.txt").read_text().split()]
     leader = pids[-1]
@@ -145,14 +136,14 @@ def test_payload_session_dies_with_a_sigkilled_pilot(pilot: Pilot, tmp_path: Pat
     proc.wait()
     begin = time.monotonic()
     running = lambda: [p for p in pids if not process_gone(p)]  # noqa: E731
-    assert _wait(lambda: not running(), 5.0), f"still running: {running()}"
+    assert wait_for(lambda: not running(), 5.0), f"still running: {running()}"
     assert session_members(leader) == []
     print(f"payload session gone {time.monotonic() - begin:.2f} s after the kill")
     before = _tree(workdir)
     time.sleep(0.5)  # the writers wrote every 0.1 s
     assert _tree(workdir) == before
     lifeline = _lifeline_pid(pilot.work)
-    assert _wait(lambda: process_gone(lifeline), 5.0)
+    assert wait_for(lambda: process_gone(lifeline), 5.0)
     assert "lifeline: the pilot is gone; killed" in pilot.stderr.read_text()
 
 

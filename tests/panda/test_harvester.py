@@ -49,14 +49,6 @@ def harvester_feed(ap: Path, panda_ids: list[int], *, cgi: bool = False, per_job
     (ap / "worker_requestjob.json").unlink(missing_ok=True)
 
 
-@pytest.fixture
-def ap(tmp_path: Path) -> Path:
-    """An empty access point."""
-    path = tmp_path / "access_point"
-    path.mkdir()
-    return path
-
-
 class ReadSpy:
     """Wraps the real reader of the job file: signals the first read and holds later reads until ``gate`` is set,
     so the test decides exactly when Harvester's write completes relative to the pilot's reads."""

@@ -48,14 +48,6 @@ def definition(panda_id: int, job_name: str = "") -> dict[str, Any]:
     return params
 
 
-@pytest.fixture
-def ap(tmp_path: Path) -> Path:
-    """An empty access point."""
-    path = tmp_path / "access_point"
-    path.mkdir()
-    return path
-
-
 def _write(path: Path, text: str) -> None:
     """A plain ``open(..., "w")`` as ``feed_jobs`` writes."""
     path.parent.mkdir(parents=True, exist_ok=True)

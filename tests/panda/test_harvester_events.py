@@ -36,14 +36,6 @@ def event_range(number: int) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def ap(tmp_path: Path) -> Path:
-    """An empty access point."""
-    path = tmp_path / "access_point"
-    path.mkdir()
-    return path
-
-
 class Harvester(threading.Thread):
     """Plays Harvester's event feeder: answers each request with the next batch of ranges."""
 

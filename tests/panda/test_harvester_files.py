@@ -34,14 +34,6 @@ def definition(panda_id: int) -> dict[str, Any]:
     return params
 
 
-@pytest.fixture
-def ap(tmp_path: Path) -> Path:
-    """An empty access point."""
-    path = tmp_path / "access_point"
-    path.mkdir()
-    return path
-
-
 def feed_job_file_only(ap: Path, panda_id: int) -> None:
     """``feed_jobs`` up to the input links: the job file (l.397) and ``PoolFileCatalog_H.xml`` (l.400), with a plain
     ``open(..., "w")``; ``worker_pandaids.json`` (l.420) is not written yet."""

@@ -189,14 +189,6 @@ class EventFeeder(threading.Thread):
 
 
 # ------------------------------------------------------------------------------------------------------ tests
-@pytest.fixture
-def ap(tmp_path: Path) -> Path:
-    """An empty access point."""
-    path = tmp_path / "access_point"
-    path.mkdir()
-    return path
-
-
 def test_eight_ranks_merging_statuses_of_one_job_lose_none(ap: Path) -> None:
     """8 processes each merging 50 statuses of the same job, one merge per status, into one
     ``event_status.dump.json``: all 400 entries are there, each exactly once, with the rank that wrote it. The file
