@@ -47,7 +47,7 @@ __all__ = ["HarvesterRangeOutputs", "RangeOutputs", "StoredRangeOutputs", "Zippe
 log = logging.getLogger(__name__)
 
 #: How long the final flush of a pilot of the server keeps sending a report of finished ranges that failed: a minute,
-#: backing off from 1 s (what pilot3 would lose is the work of every range in the tar).
+#: backing off from 1 s (the work of every range in the tar is at stake).
 FINAL_REPORT_RETRY = FinalRetry(deadline=60.0, first_delay=1.0, max_delay=15.0)
 
 
@@ -115,12 +115,11 @@ class StoredRangeOutputs:
         clock: seconds, monotonic.
         final_retry: how long the final flush keeps sending a report that failed (the transport's own retries
             spent), backing off, before the ranges count as not reported.
-        pause: the wait between those tries (tests pass a recorder); None: a wait that ends when the stop is set.
     """
 
     def __init__(self, reporter: ZippedRangeReporter, store: Callable[[Path, int], ZipRecord], panda_id: int,
                  workdir: Path, *, gap: float, clock: Callable[[], float] = time.monotonic,
-                 final_retry: FinalRetry = FINAL_REPORT_RETRY, pause: Callable[[float], object] | None = None) -> None:
+                 final_retry: FinalRetry = FINAL_REPORT_RETRY) -> None:
         self._reporter = reporter
         self._store = store
         self._panda_id = panda_id
@@ -128,7 +127,6 @@ class StoredRangeOutputs:
         self._gap = gap
         self._clock = clock
         self._final_retry = final_retry
-        self._pause = pause
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._pending: list[FinishedRange] = []
@@ -187,7 +185,7 @@ class StoredRangeOutputs:
             errors.append(self._report_stored())
             return errors[-1] is None
 
-        sent = retry_until(report, self._final_retry, stopping=stop, pause=self._pause)
+        sent = retry_until(report, self._final_retry, stopping=stop)
         log.log(logging.INFO if sent else logging.ERROR,
                 "event range reports sent again sent=%s tries=%d unreported=%d", sent, len(errors),
                 sum(len(updates) for _record, updates in self._unreported))
